@@ -1,0 +1,65 @@
+"""The field guard: the only code that releases, masks or forbids a field value.
+
+Resolvers hand it the field name and a way to get the clear value; it returns the value, its
+masked form, or raises ``Forbidden`` (GraphQL then puts ``null`` and a ``FORBIDDEN`` error at
+that path). It also notes what it released, for the audit log.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import TypeVar
+
+from authz.decision import AccessDecision, Effect
+from authz.masking import MASKS
+from authz.resources import ARGUMENT_REQUIRES
+from gateway.errors import Forbidden
+
+T = TypeVar("T")
+
+_FIELD_LABELS_ZH = {
+    "Person.idNumber": "身份证号码",
+    "Person.name": "姓名",
+    "Person.phone": "联系电话",
+    "Person.address": "家庭住址",
+}
+
+
+class FieldGuard:
+    def __init__(self, decision: AccessDecision) -> None:
+        self.decision = decision
+        self.released: dict[str, Effect] = {}
+        self.people: set[uuid.UUID] = set()
+        self.touched_person_data = False
+
+    def require(self, field: str) -> None:
+        if self.decision.effect(field) is not Effect.READ:
+            raise Forbidden(f"无权读取字段 {field}")
+
+    def require_argument(self, argument: str) -> None:
+        """Refuse a filter or lookup on a field the caller may not read in clear."""
+        for field in ARGUMENT_REQUIRES[argument]:
+            if self.decision.effect(field) is not Effect.READ:
+                raise Forbidden(f"无权按 {field} 查询或筛选")
+
+    def relation(self, field: str, person_id: uuid.UUID) -> None:
+        """A relation (list or object) may be followed only with a read grant."""
+        self.require(field)
+        self._note(field, Effect.READ, person_id)
+
+    def release(self, field: str, person_id: uuid.UUID, reveal: Callable[[], T]) -> T:
+        """Return the value (or its mask) of ``field``; ``reveal`` runs only when allowed, so a
+        denied field is never even decrypted."""
+        effect = self.decision.effect(field)
+        if effect is Effect.DENY:
+            raise Forbidden(f"无权读取字段 {_FIELD_LABELS_ZH.get(field, field)}")
+        value = reveal()
+        self._note(field, effect, person_id)
+        if effect is Effect.MASK and isinstance(value, str):
+            return MASKS[field](value)  # type: ignore[return-value]
+        return value
+
+    def _note(self, field: str, effect: Effect, person_id: uuid.UUID) -> None:
+        self.released.setdefault(field, effect)
+        self.people.add(person_id)

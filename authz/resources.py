@@ -1,0 +1,66 @@
+"""The catalogue of guarded fields: the objects policy lines are written for.
+
+A field not listed here is structural and always readable once its row is (``Person.id``,
+``Person.regionCode``: the caller's own jurisdiction; the key fields of child records). The
+schema test asserts that every other GraphQL field of these types is in this catalogue.
+"""
+
+from __future__ import annotations
+
+GUARDED_FIELDS: tuple[str, ...] = (
+    "Person.idNumber",
+    "Person.name",
+    "Person.gender",
+    "Person.birthDate",
+    "Person.phone",
+    "Person.address",
+    "Person.household",
+    "Person.reliefStatuses",
+    "Person.enrollments",
+    "Person.costBurdens",
+    "Household.members",
+    "ReliefStatus.sourceDepartment",
+    "ReliefStatus.recognizedOn",
+    "ReliefStatus.validFrom",
+    "ReliefStatus.validTo",
+    "Enrollment.insuranceType",
+    "Enrollment.status",
+    "Enrollment.regionCode",
+    "Enrollment.subsidyCategory",
+    "Enrollment.subsidyAmount",
+    "CostBurden.totalCost",
+    "CostBurden.basicInsurancePaid",
+    "CostBurden.criticalIllnessPaid",
+    "CostBurden.medicalAssistancePaid",
+    "CostBurden.personalBurden",
+    "CostBurden.inpatientCount",
+)
+
+# Fields with a meaningful masked form (contract: ID 370102********1234, phone 138****5678,
+# name 张*). A "mask" grant on any other field releases nothing: it counts as denied.
+MASKABLE_FIELDS: frozenset[str] = frozenset(
+    {"Person.idNumber", "Person.name", "Person.phone", "Person.address"}
+)
+
+# What reading a relation's child fields presupposes: the relation itself.
+PARENT_RELATION: dict[str, str] = {
+    "Household": "Person.household",
+    "ReliefStatus": "Person.reliefStatuses",
+    "Enrollment": "Person.enrollments",
+    "CostBurden": "Person.costBurdens",
+}
+
+# Filter and lookup arguments → the fields they reveal (no existence oracle, CONTRACT.md).
+# Looking up by ID number needs it in clear: matching a full number against a masked one
+# would confirm a number the caller is not allowed to read.
+ARGUMENT_REQUIRES: dict[str, tuple[str, ...]] = {
+    "person.idNumber": ("Person.idNumber",),
+    "PersonFilter.category": ("Person.reliefStatuses",),
+    "PersonFilter.activeOn": (
+        "Person.reliefStatuses",
+        "ReliefStatus.validFrom",
+        "ReliefStatus.validTo",
+    ),
+    "PersonFilter.enrolledIn": ("Person.enrollments", "Enrollment.status"),
+    "Person.reliefStatuses.activeOn": ("ReliefStatus.validFrom", "ReliefStatus.validTo"),
+}

@@ -1,0 +1,189 @@
+"""Policies in the database: the casbin enforcer, the default policy file and versions.
+
+The casbin lines live in ``casbin_rule`` (read by casbin's async SQLAlchemy adapter); every
+change adds a row to ``policy_version``, and a process reloads the enforcer when it sees a newer
+version (polled at most every ``refresh_seconds``), so a change reaches every process without a
+restart. Decisions are cached per (subject, purpose, version).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import logging
+import time
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+
+import casbin
+from casbin_async_sqlalchemy_adapter import Adapter
+from sqlalchemy import func, insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from authz.conditions import is_row_object, parse_row_object
+from authz.decision import AccessDecision, decide
+from authz.resources import GUARDED_FIELDS
+from gateway.auth import Principal
+from gateway.clock import now_utc
+from gateway.domain import Department, Level
+from gateway.errors import ConfigurationError
+from gateway.storage.models import CasbinRule, PolicyVersion
+
+log = logging.getLogger(__name__)
+
+ACTIONS = frozenset({"read", "mask", "rows"})
+PolicyLine = tuple[str, str, str, str]  # subject, object, action, purpose
+
+
+def model_path() -> str:
+    return str(resources.files("authz").joinpath("model.conf"))
+
+
+def parse_policy_text(text: str, *, source: str = "策略文件") -> list[PolicyLine]:
+    """Parse ``p, subject, object, action, purpose`` lines; ``#`` starts a comment line.
+
+    Objects may contain commas inside parentheses only if quoted; the shipped file uses ``|``.
+    Every line is validated: a typo refuses the whole file rather than granting by accident.
+    """
+    lines: list[PolicyLine] = []
+    for number, row in enumerate(csv.reader(text.splitlines(), skipinitialspace=True), start=1):
+        if not row or not row[0].strip() or row[0].lstrip().startswith("#"):
+            continue
+        cells = [cell.strip() for cell in row]
+        if cells[0] != "p" or len(cells) != 5:
+            raise ConfigurationError(f"{source} 第 {number} 行: 应为 'p, 主体, 对象, 动作, 用途' 五列")
+        line: PolicyLine = (cells[1], cells[2], cells[3], cells[4])
+        try:
+            validate_line(line)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"{source} 第 {number} 行: {exc.message}") from None
+        lines.append(line)
+    return lines
+
+
+def validate_line(line: Sequence[str]) -> None:
+    subject, obj, action, purpose = line
+    department, _, level = subject.partition(":")
+    if department == "role":
+        if not level:
+            raise ConfigurationError(f"角色主体缺少角色名: {subject!r}")
+    else:
+        if department not in {d.value for d in Department}:
+            raise ConfigurationError(f"未知部门: {department!r}")
+        if level != "*" and level not in {lv.value for lv in Level}:
+            raise ConfigurationError(f"未知层级: {level!r} (应为 province/city/county 或 *)")
+    if action not in ACTIONS:
+        raise ConfigurationError(f"未知动作: {action!r} (应为 read/mask/rows)")
+    if action == "rows":
+        parse_row_object(obj)
+    elif obj.endswith("*"):
+        prefix = obj[:-1]
+        if not any(field.startswith(prefix) for field in GUARDED_FIELDS):
+            raise ConfigurationError(f"通配对象 {obj!r} 不匹配任何字段")
+    elif obj not in GUARDED_FIELDS:
+        raise ConfigurationError(f"未知字段: {obj!r}")
+    if not purpose:
+        raise ConfigurationError("用途不能为空 (任何用途请写 *)")
+
+
+def default_policy_lines() -> list[PolicyLine]:
+    text = resources.files("authz").joinpath("default_policy.csv").read_text(encoding="utf-8")
+    return parse_policy_text(text, source="默认策略")
+
+
+def read_policy_file(path: Path) -> list[PolicyLine]:
+    return parse_policy_text(path.read_text(encoding="utf-8"), source=str(path))
+
+
+async def current_version(session: AsyncSession) -> int:
+    return int((await session.execute(select(func.max(PolicyVersion.id)))).scalar() or 0)
+
+
+async def install_default_policies(session: AsyncSession) -> bool:
+    """On first start: load the shipped default policies as version 1. Idempotent."""
+    if await current_version(session):
+        return False
+    await session.execute(
+        insert(CasbinRule),
+        [
+            {"ptype": "p", "v0": s, "v1": o, "v2": a, "v3": p}
+            for s, o, a, p in default_policy_lines()
+        ],
+    )
+    session.add(
+        PolicyVersion(created_at=now_utc(), created_by="system", note="默认数据共享清单")
+    )
+    await session.commit()
+    return True
+
+
+class Authorizer:
+    """Holds the enforcer of the policy version in force and the per-subject decision cache."""
+
+    def __init__(self, engine: AsyncEngine, *, refresh_seconds: float = 2.0) -> None:
+        self._engine = engine
+        self._refresh_seconds = refresh_seconds
+        self._enforcer: casbin.AsyncEnforcer | None = None
+        self._row_objects: tuple[str, ...] = ()
+        self._version = 0
+        self._checked_at = 0.0
+        self._lock = asyncio.Lock()
+        self._cache: dict[tuple[tuple[str, ...], str], AccessDecision] = {}
+
+    @property
+    def version(self) -> int:
+        return self._version
+
+    @property
+    def loaded(self) -> bool:
+        return self._enforcer is not None
+
+    async def load(self, session: AsyncSession) -> None:
+        """Load (or reload) the policy in force. Refuses an invalid policy (fails closed)."""
+        version = await current_version(session)
+        enforcer = casbin.AsyncEnforcer(model_path(), Adapter(self._engine, db_class=CasbinRule))
+        await enforcer.load_policy()
+        lines = [tuple(rule[:4]) for rule in enforcer.get_policy()]
+        for line in lines:
+            validate_line(line)
+        self._enforcer = enforcer
+        self._row_objects = tuple(sorted({obj for _, obj, act, _ in lines if is_row_object(obj)}))
+        self._version = version
+        self._cache = {}
+        log.info("policy version %s loaded (%s lines)", version, len(lines))
+
+    async def refresh(self, session: AsyncSession) -> None:
+        """Reload if another process (or an officer) installed a newer version."""
+        if self._enforcer is not None and time.monotonic() - self._checked_at < self._refresh_seconds:
+            return
+        async with self._lock:
+            if self._enforcer is not None and (
+                time.monotonic() - self._checked_at < self._refresh_seconds
+            ):
+                return
+            latest = await current_version(session)
+            if self._enforcer is None or latest != self._version:
+                try:
+                    await self.load(session)
+                except ConfigurationError:
+                    if self._enforcer is None:
+                        raise
+                    log.exception("policy version %s refused; keeping %s", latest, self._version)
+            self._checked_at = time.monotonic()
+
+    def decision_for(self, principal: Principal, purpose: str) -> AccessDecision:
+        if self._enforcer is None:
+            raise ConfigurationError("策略尚未加载")
+        key = (principal.subject_keys, purpose)
+        cached = self._cache.get(key)
+        if cached is None:
+            cached = decide(
+                self._enforcer,
+                subject_keys=principal.subject_keys,
+                purpose=purpose,
+                row_objects=self._row_objects,
+                policy_version=self._version,
+            )
+            self._cache[key] = cached
+        return cached

@@ -1,0 +1,57 @@
+"""The Starlette application: routes and lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from gateway import metrics
+from gateway.graphql_http import graphql_endpoint
+from gateway.runtime import Runtime
+
+
+async def healthz(_request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    try:
+        async with runtime.sessions() as session:
+            await session.execute(text("SELECT 1"))
+    except Exception:  # any database failure means not ready; the detail stays in the log
+        return JSONResponse({"ready": False, "reason": "数据库不可用"}, status_code=503)
+    if not runtime.authorizer.loaded:
+        return JSONResponse({"ready": False, "reason": "策略未加载"}, status_code=503)
+    return JSONResponse({"ready": True, "policyVersion": runtime.authorizer.version})
+
+
+async def metrics_endpoint(_request: Request) -> Response:
+    return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+
+def create_app(runtime: Runtime) -> Starlette:
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await runtime.start()
+        yield
+        await runtime.close()
+
+    app = Starlette(
+        routes=[
+            Route("/graphql", graphql_endpoint, methods=["GET", "POST"]),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/metrics", metrics_endpoint),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    return app

@@ -1,0 +1,330 @@
+"""``relief-gateway`` commands. Messages for department staff are in Chinese.
+
+Each command reads the same settings as the server (``RELIEF_*``), with the options below
+taking precedence. Expected failures print one clear line and exit 2; never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import quote
+
+from sqlalchemy import func, select
+
+from gateway import clock
+from gateway.errors import GatewayError
+from gateway.settings import Settings, load_settings
+
+DEMO_QUERY = """# 示例查询: 按 Ctrl-Enter 运行
+query CountyPage {
+  me { subject department level region fieldAccess { field effect } }
+  persons(first: 5) {
+    totalCount
+    edges {
+      node {
+        idNumber name gender birthDate regionCode phone
+        reliefStatuses { category sourceDepartment validFrom validTo }
+        enrollments { year insuranceType status subsidyCategory subsidyAmount }
+        costBurdens { year totalCost personalBurden inpatientCount }
+        household { members { name } }
+      }
+    }
+  }
+}
+"""
+
+# (subject, department, level, purpose) of the tokens `demo` prints; the region is chosen from
+# the seeded data so that every token sees people.
+DEMO_SUBJECTS = (
+    ("demo-mib-province", "medical_insurance", "province", "benefit_settlement"),
+    ("demo-mib-county", "medical_insurance", "county", "enrollment_verification"),
+    ("demo-civil-county", "civil_affairs", "county", "relief_recognition"),
+    ("demo-rural-county", "rural_revitalization", "county", "relief_recognition"),
+    ("demo-health-city", "health", "city", "enrollment_verification"),
+)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return 2
+    try:
+        settings = load_settings(
+            data_dir=getattr(args, "data_dir", None), database_url=getattr(args, "database_url", None)
+        )
+        result: int = args.handler(settings, args)
+    except GatewayError as exc:
+        print(f"错误: {exc.message}", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # pydantic: a RELIEF_* variable with a bad value
+        print(f"配置错误: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return result
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="relief-gateway", description="医疗救助对象信息共享网关 (relief-gateway)"
+    )
+    commands = parser.add_subparsers(title="命令")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("--data-dir", type=Path, help="数据目录 (RELIEF_DATA_DIR, 默认 ./.relief)")
+        sub.add_argument("--database-url", help="数据库地址 (RELIEF_DATABASE_URL)")
+        return sub
+
+    demo = command("demo", "一键演示: 生成密钥、迁移 SQLite、生成合成数据和默认策略、打印令牌并启动服务")
+    demo.add_argument("--persons", type=int, default=2000, help="合成人数 (默认 2000)")
+    demo.add_argument("--port", type=int, default=8000, help="端口 (默认 8000)")
+    demo.add_argument("--seed", type=int, default=42, help="随机种子 (默认 42)")
+    demo.set_defaults(handler=_demo)
+
+    serve = command("serve", "启动服务 (使用已配置的数据库和密钥)")
+    serve.add_argument("--host", default=None, help="监听地址 (默认 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="端口 (默认 8000)")
+    serve.add_argument("--workers", type=int, default=1, help="工作进程数 (默认 1)")
+    serve.set_defaults(handler=_serve)
+
+    migrate = command("migrate", "将数据库结构升级到最新版本 (alembic upgrade head)")
+    migrate.set_defaults(handler=_migrate)
+
+    seed = command("seed", "生成合成测试数据 (合法身份证号、真实区划代码、中文姓名)")
+    seed.add_argument("--persons", type=int, required=True, help="人数")
+    seed.add_argument("--seed", type=int, default=42, help="随机种子 (相同种子生成相同数据)")
+    seed.add_argument(
+        "--province", action="append", choices=["shandong", "shanxi", "anhui"], help="只生成某省"
+    )
+    seed.set_defaults(handler=_seed)
+
+    token = command("token", "签发一个访问令牌 (打印到标准输出)")
+    token.add_argument("--dept", required=True, help="部门代码, 如 civil_affairs")
+    token.add_argument("--level", required=True, choices=["province", "city", "county"])
+    token.add_argument("--region", required=True, help="辖区代码: 省 2 位, 市 4 位, 县 6 位")
+    token.add_argument("--subject", default=None, help="主体标识 (默认由部门、层级、区划组成)")
+    token.add_argument("--role", action="append", default=[], help="角色, 如 security_officer")
+    token.add_argument("--ttl", type=int, default=None, help="有效期秒数 (默认 8 小时)")
+    token.set_defaults(handler=_token)
+
+    policy = command("policy", "策略: export 导出当前策略为文本")
+    policy.add_argument("action", choices=["export"])
+    policy.set_defaults(handler=_policy)
+
+    audit = command("audit", "审计: verify 校验审计日志的哈希链")
+    audit.add_argument("action", choices=["verify"])
+    audit.set_defaults(handler=_audit)
+    return parser
+
+
+# ------------------------------------------------------------------------- commands
+
+
+def _migrate(settings: Settings, _args: argparse.Namespace) -> int:
+    async def run() -> None:
+        from gateway.storage.engine import make_engine
+        from gateway.storage.migrate import upgrade_to_head
+
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(settings.resolved_database_url)
+        try:
+            await upgrade_to_head(engine)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+    print("数据库已升级到最新版本")
+    return 0
+
+
+def _seed(settings: Settings, args: argparse.Namespace) -> int:
+    if args.persons <= 0:
+        print("错误: --persons 必须为正整数", file=sys.stderr)
+        return 2
+    _migrate(settings, args)
+    counts = asyncio.run(_seed_async(settings, args.persons, args.seed, args.province))
+    print(
+        f"已生成 {counts.persons} 人、{counts.households} 户、{counts.relief_statuses} 条救助身份、"
+        f"{counts.enrollments} 条参保记录、{counts.cost_burdens} 条费用负担记录"
+    )
+    return 0
+
+
+async def _seed_async(
+    settings: Settings, persons: int, seed: int, provinces: list[str] | None
+) -> object:
+    from gateway.runtime import Runtime
+    from gateway.storage.writer import write_bundles
+    from gateway.synthetic import generate_population
+
+    runtime = Runtime.create(settings, create_keys=not settings.is_production)
+    try:
+        async with runtime.sessions() as session:
+            bundles = generate_population(
+                persons, seed=seed, today=clock.today(), provinces=provinces
+            )
+            return await write_bundles(session, runtime.vault, bundles)
+    finally:
+        await runtime.close()
+
+
+def _token(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.auth import TokenService
+
+    tokens = TokenService.from_file(
+        settings.token_key_path, settings.token_issuer, create=not settings.is_production
+    )
+    subject = args.subject or f"{args.dept}-{args.level}-{args.region}"
+    print(
+        tokens.mint(
+            subject=subject,
+            dept=args.dept,
+            level=args.level,
+            region=args.region,
+            roles=args.role,
+            ttl_seconds=args.ttl or settings.token_ttl_seconds,
+        )
+    )
+    return 0
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    host = args.host or settings.host
+    port = args.port or settings.port
+    if args.workers > 1:
+        uvicorn.run(
+            "gateway.asgi:app", host=host, port=port, workers=args.workers, log_level="info"
+        )
+        return 0
+    from gateway.app import create_app
+    from gateway.runtime import Runtime
+
+    app = create_app(Runtime.create(settings))
+    uvicorn.run(app, host=host, port=port, log_level="info")
+    return 0
+
+
+def _demo(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from gateway.app import create_app
+    from gateway.runtime import Runtime
+
+    if settings.is_production:
+        print("错误: demo 只用于开发环境 (RELIEF_ENV=development)", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    runtime = Runtime.create(settings, create_keys=True)
+    _migrate(settings, args)
+    regions = asyncio.run(_demo_data(runtime, args.persons, args.seed))
+    url = f"http://127.0.0.1:{args.port}/graphql"
+    print(f"\n演示数据已就绪 ({time.monotonic() - started:.1f} 秒), 数据目录 {settings.data_dir}\n")
+    for subject, dept, level, purpose in DEMO_SUBJECTS:
+        region = regions[level]
+        token = runtime.tokens.mint(
+            subject=subject, dept=dept, level=level, region=region, ttl_seconds=24 * 3600
+        )
+        headers = {"Authorization": f"Bearer {token}", "X-Purpose": purpose}
+        print(f"■ {dept} / {level} / {region}  (用途 {purpose})")
+        print(f"  令牌: {token}")
+        print(
+            f"  GraphiQL: {url}?headers={quote(json.dumps(headers))}&q={quote(DEMO_QUERY)}\n"
+        )
+    print(f"GraphiQL 地址: {url}  (在浏览器中打开上面带令牌的链接, 按 Ctrl-Enter 运行查询)")
+    print(f"命令行示例: curl -s {url} -H 'Authorization: Bearer <令牌>' -H 'X-Purpose: supervision' "
+          "-H 'Content-Type: application/json' -d '{\"query\":\"{ me { department level } }\"}'\n")
+    uvicorn.run(create_app(runtime), host="127.0.0.1", port=args.port, log_level="warning")
+    return 0
+
+
+async def _demo_data(runtime: object, persons: int, seed: int) -> dict[str, str]:
+    """Seed once (a second `demo` reuses the data) and pick regions that hold people: the
+    county with most people under rural revitalisation's categories, and its city/province."""
+    from gateway.runtime import Runtime
+    from gateway.storage.models import Person, ReliefStatus
+    from gateway.storage.writer import write_bundles
+    from gateway.synthetic import generate_population
+
+    assert isinstance(runtime, Runtime)
+    async with runtime.sessions() as session:
+        existing = (await session.execute(select(func.count()).select_from(Person))).scalar_one()
+        if not existing:
+            print(f"正在生成 {persons} 名合成人员 …")
+            bundles = generate_population(persons, seed=seed, today=clock.today())
+            await write_bundles(session, runtime.vault, bundles)
+        stmt = (
+            select(Person.county_code, func.count())
+            .join(ReliefStatus, ReliefStatus.person_id == Person.id)
+            .where(ReliefStatus.source_department == "rural_revitalization")
+            .group_by(Person.county_code)
+            .order_by(func.count().desc(), Person.county_code)
+            .limit(1)
+        )
+        county = (await session.execute(stmt)).first()
+        county_code = county[0] if county else (
+            await session.execute(select(Person.county_code).limit(1))
+        ).scalar_one()
+    await runtime.start()
+    return {"county": county_code, "city": county_code[:4], "province": county_code[:2]}
+
+
+def _policy(settings: Settings, _args: argparse.Namespace) -> int:
+    from authz.store import current_version
+    from gateway.storage.engine import make_engine, make_sessionmaker
+    from gateway.storage.models import CasbinRule
+
+    async def export() -> None:
+        engine = make_engine(settings.resolved_database_url)
+        try:
+            async with make_sessionmaker(engine)() as session:
+                version = await current_version(session)
+                rows = (await session.execute(select(CasbinRule).order_by(CasbinRule.id))).scalars()
+                print(f"# relief-gateway 策略, 版本 {version}")
+                print("# p, 主体, 对象, 动作, 用途")
+                for row in rows:
+                    print(", ".join(v for v in (row.ptype, row.v0, row.v1, row.v2, row.v3) if v))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(export())
+    return 0
+
+
+def _audit(settings: Settings, _args: argparse.Namespace) -> int:
+    from gateway.audit import verify_chain
+    from gateway.storage.engine import make_engine, make_sessionmaker
+
+    async def verify() -> int:
+        engine = make_engine(settings.resolved_database_url)
+        try:
+            async with make_sessionmaker(engine)() as session:
+                report = await verify_chain(session)
+        finally:
+            await engine.dispose()
+        if report.ok:
+            print(f"审计日志完整: {report.entries} 条记录, 哈希链无误")
+            return 0
+        print(
+            f"审计日志被篡改: 第一条异常记录编号 {report.first_bad_id} ({report.reason}); "
+            f"此前 {report.entries} 条记录无误",
+            file=sys.stderr,
+        )
+        return 1
+
+    return asyncio.run(verify())
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

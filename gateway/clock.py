@@ -1,0 +1,24 @@
+"""The one clock: everything that depends on today's date reads :func:`today`.
+
+``RELIEF_TODAY`` (development only) pins the date so rules and deadlines can be tested on any
+day; production refuses it (see ``Settings.check_production``).
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, date, datetime, timedelta, timezone
+
+# Chinese administrative days run on Beijing time, whatever the server's timezone.
+CHINA_TZ = timezone(timedelta(hours=8), name="Asia/Shanghai")
+
+
+def today() -> date:
+    pinned = os.environ.get("RELIEF_TODAY", "").strip()
+    if pinned:
+        return date.fromisoformat(pinned)
+    return datetime.now(CHINA_TZ).date()
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)

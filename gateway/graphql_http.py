@@ -1,0 +1,207 @@
+"""``/graphql``: GraphQL over HTTP, authenticated, one access decision per request, audited.
+
+    POST application/json      queries and (later) mutations
+    GET  ?query=…              queries only, never mutations
+    GET  (browser, dev)        GraphiQL
+
+Every data request walks: token → purpose → decision (cached) → row predicate → execute with
+scoped storage → errors formatted → audit entry appended.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from typing import Any
+
+from graphql import GraphQLError, OperationType
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from strawberry.http.ides import get_graphql_ide_html
+from strawberry.types import ExecutionResult
+
+from authz.compiler import row_predicate
+from authz.guard import FieldGuard
+from gateway import audit, clock, metrics
+from gateway.auth import Principal
+from gateway.errors import BadUserInput, GatewayError, Unauthenticated
+from gateway.runtime import Runtime
+from gateway.storage.people import ScopedPeople
+from schema.context import RequestContext
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1_000_000
+NO_PURPOSE = ""
+
+
+def _error_response(error: GatewayError, status: int) -> JSONResponse:
+    body = {"errors": [{"message": error.message, "extensions": {"code": error.code}}]}
+    return JSONResponse(body, status_code=status)
+
+
+async def graphql_endpoint(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    request_id = str(uuid.uuid4())
+    started = time.perf_counter()
+    if request.method == "GET" and _wants_ide(request):
+        if runtime.settings.is_production:
+            return JSONResponse({"errors": [{"message": "生产环境未开放 GraphiQL"}]}, 404)
+        return HTMLResponse(get_graphql_ide_html())
+    try:
+        principal = _authenticate(runtime, request)
+        purpose = _purpose(runtime, request)
+        query, variables, operation_name = await _parse(request)
+    except Unauthenticated as exc:
+        metrics.REQUESTS.labels(outcome="unauthenticated").inc()
+        return _error_response(exc, 401)
+    except BadUserInput as exc:
+        metrics.REQUESTS.labels(outcome="bad_request").inc()
+        return _error_response(exc, 400)
+
+    allowed = {OperationType.QUERY} if request.method == "GET" else None
+    async with runtime.sessions() as session:
+        await runtime.authorizer.refresh(session)
+        decision = runtime.authorizer.decision_for(principal, purpose)
+        today = clock.today()
+        predicate = row_predicate(
+            decision, level=principal.level, region=principal.region, today=today
+        )
+        guard = FieldGuard(decision)
+        context = RequestContext(
+            request_id=request_id,
+            principal=principal,
+            purpose=purpose,
+            decision=decision,
+            guard=guard,
+            people=ScopedPeople(session, predicate, today),
+            vault=runtime.vault,
+            today=today,
+            max_page_size=runtime.settings.max_page_size,
+        )
+        result = await runtime.schema.execute(
+            query,
+            variable_values=variables,
+            context_value=context,
+            operation_name=operation_name,
+            allowed_operation_types=allowed,
+        )
+        if guard.touched_person_data or guard.people:
+            await audit.record_read(
+                session,
+                principal=principal,
+                purpose=purpose,
+                request_id=request_id,
+                operation=operation_name or "anonymous",
+                policy_version=decision.policy_version,
+                person_ids=guard.people,
+                fields={name: effect.value for name, effect in guard.released.items()},
+            )
+    body = _format_result(result, request_id)
+    status = 200
+    if result.data is None and result.errors:
+        status = 400 if request.method == "GET" and _is_mutation_refusal(result) else 200
+    metrics.REQUESTS.labels(outcome="ok" if not result.errors else "errors").inc()
+    metrics.LATENCY.observe(time.perf_counter() - started)
+    return JSONResponse(body, status_code=status, headers={"X-Request-Id": request_id})
+
+
+def _wants_ide(request: Request) -> bool:
+    return "query" not in request.query_params and "text/html" in request.headers.get("accept", "")
+
+
+def _authenticate(runtime: Runtime, request: Request) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("缺少令牌: 请在 Authorization 头中提供 Bearer 令牌")
+    return runtime.tokens.verify(token.strip())
+
+
+def _purpose(runtime: Runtime, request: Request) -> str:
+    purpose = request.headers.get("x-purpose", NO_PURPOSE).strip()
+    if purpose and purpose not in runtime.purposes:
+        known = ", ".join(runtime.purposes)
+        raise BadUserInput(f"未知的用途 X-Purpose: {purpose!r}; 可选: {known}")
+    return purpose
+
+
+async def _parse(request: Request) -> tuple[str, dict[str, Any] | None, str | None]:
+    if request.method == "GET":
+        params = request.query_params
+        raw_variables = params.get("variables")
+        try:
+            variables = json.loads(raw_variables) if raw_variables else None
+        except json.JSONDecodeError:
+            raise BadUserInput("variables 不是合法的 JSON") from None
+        return _checked(params.get("query"), variables, params.get("operationName"))
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        # Also blocks CSRF through HTML form posts, which cannot send application/json.
+        raise BadUserInput("请求体必须是 application/json")
+    body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        raise BadUserInput("请求体过大")
+    try:
+        payload = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BadUserInput("请求体不是合法的 JSON") from None
+    if not isinstance(payload, dict):
+        raise BadUserInput("请求体应为 JSON 对象 {query, variables, operationName}")
+    return _checked(payload.get("query"), payload.get("variables"), payload.get("operationName"))
+
+
+def _checked(
+    query: object, variables: object, operation_name: object
+) -> tuple[str, dict[str, Any] | None, str | None]:
+    if not isinstance(query, str) or not query.strip():
+        raise BadUserInput("缺少 query")
+    if variables is not None and not isinstance(variables, dict):
+        raise BadUserInput("variables 应为 JSON 对象")
+    if operation_name is not None and not isinstance(operation_name, str):
+        raise BadUserInput("operationName 应为字符串")
+    return query, variables, operation_name
+
+
+def _is_mutation_refusal(result: ExecutionResult) -> bool:
+    return any("not allowed" in error.message for error in result.errors or [])
+
+
+def _format_result(result: ExecutionResult, request_id: str) -> dict[str, Any]:
+    body: dict[str, Any] = {"data": result.data}
+    if result.errors:
+        body["errors"] = [_format_error(error, request_id) for error in result.errors]
+    return body
+
+
+def _format_error(error: GraphQLError, request_id: str) -> dict[str, Any]:
+    original = error.original_error
+    formatted: dict[str, Any] = {}
+    if isinstance(original, GatewayError):
+        formatted["message"] = original.message
+        code = original.code
+        if code == "FORBIDDEN":
+            metrics.DENIALS.inc()
+    elif original is None:
+        # Parse, validation and variable-coercion errors: the caller's query is at fault.
+        formatted["message"] = error.message
+        code = "GRAPHQL_VALIDATION_FAILED" if error.locations else "BAD_USER_INPUT"
+    else:
+        # Anything unexpected: no detail to the client (it could carry SQL or data).
+        log.error(
+            "request %s: unexpected %s at %s",
+            request_id,
+            type(original).__name__,
+            error.path,
+            exc_info=original,
+        )
+        formatted["message"] = f"服务器内部错误, 请联系管理员并提供请求编号 {request_id}"
+        code = "INTERNAL_SERVER_ERROR"
+    if error.locations:
+        formatted["locations"] = [{"line": loc.line, "column": loc.column} for loc in error.locations]
+    if error.path:
+        formatted["path"] = error.path
+    formatted["extensions"] = {"code": code, "requestId": request_id}
+    return formatted

@@ -1,0 +1,69 @@
+"""The gateway's long-lived parts, wired once per process from the settings."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+
+import strawberry
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from authz.store import Authorizer, install_default_policies
+from gateway.auth import TokenService
+from gateway.crypto import FieldCipher, Keyring
+from gateway.settings import Settings
+from gateway.storage.engine import make_engine, make_sessionmaker
+from gateway.storage.vault import PersonVault
+from schema import build_schema
+
+
+def load_purposes() -> dict[str, str]:
+    text = resources.files("gateway").joinpath("data/purposes.json").read_text(encoding="utf-8")
+    purposes: dict[str, str] = json.loads(text)
+    return purposes
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    vault: PersonVault
+    tokens: TokenService
+    authorizer: Authorizer
+    schema: strawberry.Schema
+    purposes: dict[str, str]
+
+    @classmethod
+    def create(cls, settings: Settings, *, create_keys: bool = False) -> Runtime:
+        """Open keys and database. Keys are created only when asked (``demo``); production
+        refuses to start without them (``Settings.check_production``)."""
+        settings.check_production()
+        if create_keys:
+            keyring = Keyring.load_or_create(settings.keyring_path, settings.cipher_suite.value)
+        else:
+            keyring = Keyring.load(settings.keyring_path)
+        tokens = TokenService.from_file(
+            settings.token_key_path, settings.token_issuer, create=create_keys
+        )
+        engine = make_engine(settings.resolved_database_url)
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessions=make_sessionmaker(engine),
+            vault=PersonVault(FieldCipher(keyring)),
+            tokens=tokens,
+            authorizer=Authorizer(engine),
+            schema=build_schema(),
+            purposes=load_purposes(),
+        )
+
+    async def start(self) -> None:
+        """Install the default policies on first start and load the policy in force."""
+        async with self.sessions() as session:
+            await install_default_policies(session)
+            await self.authorizer.load(session)
+
+    async def close(self) -> None:
+        await self.engine.dispose()

@@ -1,0 +1,56 @@
+"""Decryption at the edge of storage: person rows carry ciphertext; the vault seals values on
+the way in and opens them, one field at a time, only when the field guard releases them."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from gateway.crypto import FieldCipher
+from gateway.records import PersonRecord
+
+TABLE = "person"
+SEALED_COLUMNS = ("id_number", "name", "phone", "address")
+
+
+class PersonVault:
+    def __init__(self, cipher: FieldCipher) -> None:
+        self.cipher = cipher
+
+    def id_number_index(self, id_number: str) -> bytes:
+        return self.cipher.blind_index(id_number, table=TABLE, column="id_number")
+
+    def phone_index(self, phone: str) -> bytes:
+        return self.cipher.blind_index(phone, table=TABLE, column="phone")
+
+    def seal(self, person_id: uuid.UUID, column: str, value: str | None) -> bytes | None:
+        if value is None:
+            return None
+        return self.cipher.seal(value, table=TABLE, column=column, row_id=str(person_id))
+
+    def open(self, row: Any, column: str) -> str | None:
+        sealed: bytes | None = getattr(row, f"{column}_ct")
+        if sealed is None:
+            return None
+        return self.cipher.open(sealed, table=TABLE, column=column, row_id=str(row.id))
+
+    def person_values(self, record: PersonRecord) -> dict[str, Any]:
+        """Column values for a person row: ciphertexts and blind indexes, no plaintext."""
+        pid = record.person_id
+        return {
+            "id": pid,
+            "id_number_bidx": self.id_number_index(record.id_number),
+            "id_number_ct": self.seal(pid, "id_number", record.id_number),
+            "name_ct": self.seal(pid, "name", record.name),
+            "phone_bidx": self.phone_index(record.phone) if record.phone else None,
+            "phone_ct": self.seal(pid, "phone", record.phone),
+            "address_ct": self.seal(pid, "address", record.address),
+            "gender": record.gender,
+            "birth_date": record.birth_date,
+            "region_code": record.region_code,
+            "province_code": record.region_code[:2],
+            "city_code": record.region_code[:4],
+            "county_code": record.region_code[:6],
+            "household_id": record.household_id,
+            "relation": record.relation,
+        }

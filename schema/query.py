@@ -1,0 +1,168 @@
+"""Root query fields: ``me``, ``person`` and ``persons`` (CONTRACT.md core)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from datetime import date
+
+import strawberry
+
+from authz.decision import Effect
+from gateway.errors import BadUserInput
+from gateway.identity import validate_id_number
+from gateway.storage.people import PersonCriteria
+from schema.enums import Department, FieldEffect, Level, ReliefCategory
+from schema.types import Ctx, Person
+
+_CURSOR_PREFIX = "person:"
+
+
+def encode_cursor(person_id: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode((_CURSOR_PREFIX + person_id.hex).encode()).decode()
+
+
+def decode_cursor(cursor: str) -> uuid.UUID:
+    try:
+        raw = base64.urlsafe_b64decode(cursor.encode()).decode()
+        if not raw.startswith(_CURSOR_PREFIX):
+            raise ValueError(raw)
+        return uuid.UUID(hex=raw[len(_CURSOR_PREFIX) :])
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise BadUserInput("分页游标 after 无效, 请使用上一页返回的 endCursor") from None
+
+
+@strawberry.type(description="字段访问: 调用方对某个字段的权限")
+class FieldAccess:
+    field: str
+    effect: FieldEffect
+
+
+@strawberry.type(description="当前调用方及其在当前策略版本下的权限")
+class Principal:
+    subject: str
+    department: Department
+    level: Level
+    region: str = strawberry.field(description="辖区行政区划代码")
+    roles: list[str]
+    purpose: str = strawberry.field(description="本次请求声明的用途 (X-Purpose)")
+    policy_version: int
+    row_scope: list[str] = strawberry.field(description="辖区内可见的人员范围 (策略行条件)")
+    field_access: list[FieldAccess]
+
+
+@strawberry.input(description="人员筛选条件; 按无权读取的字段筛选会被拒绝 (FORBIDDEN)")
+class PersonFilter:
+    region_prefix: str | None = strawberry.field(
+        default=None, description="行政区划代码前缀 (2-12位数字), 在调用方辖区内进一步缩小"
+    )
+    category: ReliefCategory | None = strawberry.field(
+        default=None, description="持有该救助身份 (在 activeOn 当日, 未指定则为今天)"
+    )
+    active_on: date | None = strawberry.field(
+        default=None, description="在该日持有任一 (或 category 指定的) 救助身份"
+    )
+    enrolled_in: int | None = strawberry.field(default=None, description="该年度正常参保")
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    end_cursor: str | None
+
+
+@strawberry.type
+class PersonEdge:
+    cursor: str
+    node: Person
+
+
+@strawberry.type(description="人员分页结果")
+class PersonConnection:
+    edges: list[PersonEdge]
+    page_info: PageInfo
+    criteria: strawberry.Private[PersonCriteria]
+
+    @strawberry.field(description="调用方可见范围内符合条件的总人数")
+    async def total_count(self, info: Ctx) -> int:
+        return await info.context.people.count(self.criteria)
+
+
+def _criteria(info: Ctx, person_filter: PersonFilter | None) -> PersonCriteria:
+    if person_filter is None:
+        return PersonCriteria()
+    guard = info.context.guard
+    prefix = person_filter.region_prefix
+    if prefix is not None and not (prefix.isdigit() and 2 <= len(prefix) <= 12):
+        raise BadUserInput("regionPrefix 应为 2 到 12 位数字")
+    if person_filter.category is not None:
+        guard.require_argument("PersonFilter.category")
+    if person_filter.active_on is not None:
+        guard.require_argument("PersonFilter.activeOn")
+    if person_filter.enrolled_in is not None:
+        guard.require_argument("PersonFilter.enrolledIn")
+        if not 1990 <= person_filter.enrolled_in <= 2100:
+            raise BadUserInput("enrolledIn 应为四位年份")
+    return PersonCriteria(
+        region_prefix=prefix or None,
+        category=person_filter.category.name if person_filter.category else None,
+        active_on=person_filter.active_on,
+        enrolled_in=person_filter.enrolled_in,
+    )
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="当前调用方")
+    def me(self, info: Ctx) -> Principal:
+        context = info.context
+        principal, decision = context.principal, context.decision
+        return Principal(
+            subject=principal.subject,
+            department=Department(principal.department.value),
+            level=Level(principal.level.value),
+            region=principal.region,
+            roles=sorted(principal.roles),
+            purpose=context.purpose,
+            policy_version=decision.policy_version,
+            row_scope=[str(condition) for condition in decision.row_conditions],
+            field_access=[
+                FieldAccess(field=name, effect=FieldEffect(effect.value))
+                for name, effect in decision.fields.items()
+                if effect is not Effect.DENY
+            ],
+        )
+
+    @strawberry.field(description="按身份证号码查询一个人; 不存在或不在调用方范围内时为 null")
+    async def person(self, info: Ctx, id_number: str) -> Person | None:
+        context = info.context
+        context.guard.require_argument("person.idNumber")
+        normalized = validate_id_number(id_number, today=context.today)
+        context.guard.touched_person_data = True
+        row = await context.people.by_id_number_index(context.vault.id_number_index(normalized))
+        return Person(row=row) if row is not None else None
+
+    @strawberry.field(description="调用方范围内的人员, 按游标分页 (first 最大 200)")
+    async def persons(
+        self,
+        info: Ctx,
+        filter: PersonFilter | None = None,  # noqa: A002 - the contract's argument name
+        first: int = 50,
+        after: str | None = None,
+    ) -> PersonConnection:
+        context = info.context
+        if first < 0 or first > context.max_page_size:
+            raise BadUserInput(f"first 应在 0 到 {context.max_page_size} 之间")
+        criteria = _criteria(info, filter)
+        after_id = decode_cursor(after) if after else None
+        context.guard.touched_person_data = True
+        rows, has_next = await context.people.page(criteria, first=first, after=after_id)
+        edges = [PersonEdge(cursor=encode_cursor(row.id), node=Person(row=row)) for row in rows]
+        return PersonConnection(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=has_next, end_cursor=edges[-1].cursor if edges else None
+            ),
+            criteria=criteria,
+        )
