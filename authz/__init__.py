@@ -1,7 +1,7 @@
 """Authorization: casbin decides, once per request, which fields and which rows a caller gets.
 
 - ``resources``: the catalogue of policy objects (every guarded field) and what can be masked.
-- ``conditions``: the row-scope vocabulary a policy may use (``Person(all)``, ``Person(category: …)``).
+- ``conditions``: the row-scope vocabulary of policies (``Person(all)``, ``Person(category: …)``).
 - ``decision``: one ``AccessDecision`` per subject, purpose and policy version (cached).
 - ``compiler``: the only code that turns a decision into SQL (a row predicate).
 - ``guard``: the only code that nulls, masks or forbids a field.

@@ -59,7 +59,9 @@ def is_row_object(obj: str) -> bool:
 def parse_row_object(obj: str) -> RowCondition:
     match = _ROW_OBJECT.match(obj.strip())
     if not match:
-        raise ConfigurationError(f"行范围对象格式错误: {obj!r} (应为 Person(all) 或 Person(category: …))")
+        raise ConfigurationError(
+            f"行范围对象格式错误: {obj!r} (应为 Person(all) 或 Person(category: …))"
+        )
     body = match.group("body").strip()
     if body == "all":
         return AllRows()

@@ -52,7 +52,9 @@ def parse_policy_text(text: str, *, source: str = "策略文件") -> list[Policy
             continue
         cells = [cell.strip() for cell in row]
         if cells[0] != "p" or len(cells) != 5:
-            raise ConfigurationError(f"{source} 第 {number} 行: 应为 'p, 主体, 对象, 动作, 用途' 五列")
+            raise ConfigurationError(
+                f"{source} 第 {number} 行: 应为 'p, 主体, 对象, 动作, 用途' 五列"
+            )
         line: PolicyLine = (cells[1], cells[2], cells[3], cells[4])
         try:
             validate_line(line)
@@ -111,9 +113,7 @@ async def install_default_policies(session: AsyncSession) -> bool:
             for s, o, a, p in default_policy_lines()
         ],
     )
-    session.add(
-        PolicyVersion(created_at=now_utc(), created_by="system", note="默认数据共享清单")
-    )
+    session.add(PolicyVersion(created_at=now_utc(), created_by="system", note="默认数据共享清单"))
     await session.commit()
     return True
 
@@ -155,7 +155,10 @@ class Authorizer:
 
     async def refresh(self, session: AsyncSession) -> None:
         """Reload if another process (or an officer) installed a newer version."""
-        if self._enforcer is not None and time.monotonic() - self._checked_at < self._refresh_seconds:
+        if (
+            self._enforcer is not None
+            and time.monotonic() - self._checked_at < self._refresh_seconds
+        ):
             return
         async with self._lock:
             if self._enforcer is not None and (

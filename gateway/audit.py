@@ -78,7 +78,7 @@ async def record_read(
         fields=json.dumps(dict(sorted(fields.items())), ensure_ascii=False),
     )
     async with _process_lock:
-        if session.bind.dialect.name == "postgresql":
+        if session.get_bind().dialect.name == "postgresql":
             await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _AUDIT_LOCK_KEY})
         head = (
             await session.execute(

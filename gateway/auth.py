@@ -55,7 +55,9 @@ def check_claims(dept: str, level: str, region: str, roles: list[str]) -> Princi
     except ValueError:
         raise BadUserInput(f"未知层级 {level!r}, 可选: province, city, county") from None
     if not (region.isdigit() and len(region) == lvl.region_digits):
-        raise BadUserInput(f"{lvl.value} 级的行政区划代码应为 {lvl.region_digits} 位数字, 收到 {region!r}")
+        raise BadUserInput(
+            f"{lvl.value} 级的行政区划代码应为 {lvl.region_digits} 位数字, 收到 {region!r}"
+        )
     unknown = set(roles) - KNOWN_ROLES
     if unknown:
         raise BadUserInput(f"未知角色: {', '.join(sorted(unknown))}")

@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from gateway import clock
 from gateway.errors import GatewayError
 from gateway.settings import Settings, load_settings
+from gateway.storage.writer import WriteCounts
 
 DEMO_QUERY = """# 示例查询: 按 Ctrl-Enter 运行
 query CountyPage {
@@ -58,7 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         settings = load_settings(
-            data_dir=getattr(args, "data_dir", None), database_url=getattr(args, "database_url", None)
+            data_dir=getattr(args, "data_dir", None),
+            database_url=getattr(args, "database_url", None),
         )
         result: int = args.handler(settings, args)
     except GatewayError as exc:
@@ -84,7 +86,9 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--database-url", help="数据库地址 (RELIEF_DATABASE_URL)")
         return sub
 
-    demo = command("demo", "一键演示: 生成密钥、迁移 SQLite、生成合成数据和默认策略、打印令牌并启动服务")
+    demo = command(
+        "demo", "一键演示: 生成密钥、迁移 SQLite、生成合成数据和默认策略、打印令牌并启动服务"
+    )
     demo.add_argument("--persons", type=int, default=2000, help="合成人数 (默认 2000)")
     demo.add_argument("--port", type=int, default=8000, help="端口 (默认 8000)")
     demo.add_argument("--seed", type=int, default=42, help="随机种子 (默认 42)")
@@ -161,7 +165,7 @@ def _seed(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _seed_async(
     settings: Settings, persons: int, seed: int, provinces: list[str] | None
-) -> object:
+) -> WriteCounts:
     from gateway.runtime import Runtime
     from gateway.storage.writer import write_bundles
     from gateway.synthetic import generate_population
@@ -239,12 +243,12 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
         headers = {"Authorization": f"Bearer {token}", "X-Purpose": purpose}
         print(f"■ {dept} / {level} / {region}  (用途 {purpose})")
         print(f"  令牌: {token}")
-        print(
-            f"  GraphiQL: {url}?headers={quote(json.dumps(headers))}&q={quote(DEMO_QUERY)}\n"
-        )
+        print(f"  GraphiQL: {url}?headers={quote(json.dumps(headers))}&q={quote(DEMO_QUERY)}\n")
     print(f"GraphiQL 地址: {url}  (在浏览器中打开上面带令牌的链接, 按 Ctrl-Enter 运行查询)")
-    print(f"命令行示例: curl -s {url} -H 'Authorization: Bearer <令牌>' -H 'X-Purpose: supervision' "
-          "-H 'Content-Type: application/json' -d '{\"query\":\"{ me { department level } }\"}'\n")
+    print(
+        f"命令行示例: curl -s {url} -H 'Authorization: Bearer <令牌>' -H 'X-Purpose: supervision' "
+        "-H 'Content-Type: application/json' -d '{\"query\":\"{ me { department level } }\"}'\n"
+    )
     uvicorn.run(create_app(runtime), host="127.0.0.1", port=args.port, log_level="warning")
     return 0
 
@@ -273,9 +277,11 @@ async def _demo_data(runtime: object, persons: int, seed: int) -> dict[str, str]
             .limit(1)
         )
         county = (await session.execute(stmt)).first()
-        county_code = county[0] if county else (
-            await session.execute(select(Person.county_code).limit(1))
-        ).scalar_one()
+        county_code = (
+            county[0]
+            if county
+            else (await session.execute(select(Person.county_code).limit(1))).scalar_one()
+        )
     await runtime.start()
     return {"county": county_code, "city": county_code[:4], "province": county_code[:2]}
 

@@ -16,11 +16,12 @@ import time
 import uuid
 from typing import Any
 
-from graphql import GraphQLError, OperationType
+from graphql import GraphQLError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from strawberry.http.ides import get_graphql_ide_html
 from strawberry.types import ExecutionResult
+from strawberry.types.graphql import OperationType
 
 from authz.compiler import row_predicate
 from authz.guard import FieldGuard
@@ -200,7 +201,9 @@ def _format_error(error: GraphQLError, request_id: str) -> dict[str, Any]:
         formatted["message"] = f"服务器内部错误, 请联系管理员并提供请求编号 {request_id}"
         code = "INTERNAL_SERVER_ERROR"
     if error.locations:
-        formatted["locations"] = [{"line": loc.line, "column": loc.column} for loc in error.locations]
+        formatted["locations"] = [
+            {"line": loc.line, "column": loc.column} for loc in error.locations
+        ]
     if error.path:
         formatted["path"] = error.path
     formatted["extensions"] = {"code": code, "requestId": request_id}

@@ -12,10 +12,10 @@ rules are ours, because stdnum's differ from what departments actually hold:
   before 1983 holds a ``370102`` number, which stdnum rejects because 370102 dates from 1983.
   Numbers also outlive their codes (old county codes before a district merger: 莱芜市莱城区
   371202 became 济南市莱芜区 370116, yet stdnum refuses 371202 for anyone born after 2018) and
-  new codes appear faster than stdnum's data file. So a
-  well-formed prefix whose first two digits are a real province code is accepted; stdnum's
-  county lookup is never a reason to refuse a record. (stdnum also raises a bare ``KeyError``
-  instead of a validation error for an unknown county inside a known province.)
+  new codes appear faster than stdnum's data file. So a well-formed prefix whose first two
+  digits are a real province code is accepted; stdnum's county lookup is never a reason to
+  refuse a record. (stdnum also raises a bare ``KeyError`` instead of a validation error for
+  an unknown county inside a known province.)
 * **Birth dates must be plausible**, which stdnum does not check: not after today and not
   before 1900.
 * **Input as clerks type it**: full-width digits and letters (``３７０１…``, ``ｘ``), spaces in
@@ -99,8 +99,9 @@ def validate_id_number(raw: str, *, today: date) -> str:
     date (a real date, from 1900 up to ``today``), and the ISO 7064 MOD 11-2 check digit.
 
     Raises:
-        InvalidIdNumber: with one of the reasons ``长度应为18位``, ``前17位应为数字，末位应为数字或X``,
-            ``行政区划代码无效``, ``出生日期无效`` or ``校验位错误``.
+        InvalidIdNumber: with one of the reasons ``长度应为18位``,
+            ``前17位应为数字，末位应为数字或X``, ``行政区划代码无效``, ``出生日期无效`` or
+            ``校验位错误``.
     """
     number = normalize_id_number(raw)
     _check_shape(number)

@@ -9,4 +9,6 @@ REQUESTS = Counter(
     "relief_graphql_requests", "GraphQL requests by outcome", ["outcome"], registry=REGISTRY
 )
 LATENCY = Histogram("relief_graphql_seconds", "GraphQL request latency", registry=REGISTRY)
-DENIALS = Counter("relief_authz_denials", "Fields or arguments refused by policy", registry=REGISTRY)
+DENIALS = Counter(
+    "relief_authz_denials", "Fields or arguments refused by policy", registry=REGISTRY
+)

@@ -55,7 +55,7 @@ class Runtime:
             vault=PersonVault(FieldCipher(keyring)),
             tokens=tokens,
             authorizer=Authorizer(engine),
-            schema=build_schema(),
+            schema=build_schema(production=settings.is_production),
             purposes=load_purposes(),
         )
 

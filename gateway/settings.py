@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     today: str | None = Field(default=None, description="开发环境下视为今天的日期, YYYY-MM-DD")
     province: Province = Province.SHANDONG
     cipher_suite: CipherSuite = CipherSuite.AES
-    token_issuer: str = "relief-gateway"
+    token_issuer: str = "relief-gateway"  # noqa: S105 - the issuer name, not a secret
     token_ttl_seconds: int = 8 * 3600
     max_page_size: int = 200
     host: str = "127.0.0.1"

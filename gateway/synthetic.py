@@ -155,6 +155,15 @@ _ASSISTANCE_SHARE = {
     "LIFTED_FROM_POVERTY": 0.3,
 }
 
+# Who else lives with a head of a given age (below the limit): cumulative chances per relation.
+# Young heads live with children and parents, older ones with children and grandchildren.
+_RELATIONS_BY_HEAD_AGE: tuple[tuple[int, tuple[tuple[str, float], ...]], ...] = (
+    (40, (("子女", 0.75), ("父母", 0.97), ("其他", 1.01))),
+    (45, (("子女", 0.7), ("父母", 0.95), ("其他", 1.01))),
+    (62, (("子女", 0.6), ("孙子女", 0.75), ("父母", 0.95), ("其他", 1.01))),
+    (200, (("子女", 0.5), ("孙子女", 0.95), ("其他", 1.01))),
+)
+
 _HOUSEHOLD_SIZES = (1, 2, 3, 4, 5, 6)
 _HOUSEHOLD_SIZE_CUM = tuple(accumulate((16, 26, 24, 18, 10, 6)))
 
@@ -271,10 +280,11 @@ class _Generator:
         village = rng.randint(1, 30)
         region_code = f"{county.code}{township:03d}{village:03d}"
         household_id = self._uuid()
+        township_name = self._township_name(county, township)
+        village_name = self._village_name(county, township, village)
         address = (
             f"{county.province_name}{county.city_name}{county.name}"
-            f"{self._township_name(county, township)}{self._village_name(county, township, village)}"
-            f"{rng.randint(1, 200)}号"
+            f"{township_name}{village_name}{rng.randint(1, 200)}号"
         )
         bundle = HouseholdBundle(household=HouseholdRecord(household_id, region_code))
 
@@ -283,7 +293,7 @@ class _Generator:
         other_surname = rng.choice(self.surnames)
         people: list[PersonRecord] = []
         for member in members:
-            # Children and grandchildren usually carry the family surname; a spouse keeps hers.
+            # Children and grandchildren usually carry the family surname; spouses keep theirs.
             if member.relation == "配偶":
                 family_name = other_surname
             elif member.relation in ("户主", "子女", "孙子女") and rng.random() < 0.92:
@@ -339,22 +349,10 @@ class _Generator:
             gap = rng.randint(-3, 6)
             spouse_age = head_age - gap if head_male else head_age + gap
             members.append(_Member("配偶", max(20, min(95, spouse_age)), not head_male))
+        relations = next(table for limit, table in _RELATIONS_BY_HEAD_AGE if head_age < limit)
         while len(members) < size:
             roll = rng.random()
-            if head_age < 40:
-                relation = "子女" if roll < 0.75 else ("父母" if roll < 0.97 else "其他")
-            elif head_age < 62:
-                relation = (
-                    "子女"
-                    if roll < 0.6
-                    else "孙子女"
-                    if roll < 0.75 and head_age >= 45
-                    else "父母"
-                    if roll < 0.95
-                    else "其他"
-                )
-            else:
-                relation = "子女" if roll < 0.5 else ("孙子女" if roll < 0.95 else "其他")
+            relation = next(name for name, cumulative in relations if roll < cumulative)
             if relation == "子女":
                 age = head_age - rng.randint(20, min(40, head_age))
             elif relation == "孙子女":
@@ -442,8 +440,9 @@ class _Generator:
             for index, person in enumerate(people):
                 if rng.random() < 0.04:
                     continue  # a member outside the recognised household (e.g. 分户, 外出)
-                status = self._member_status(category, person.birth_date, recognized, valid_from,
-                                             valid_to)
+                status = self._member_status(
+                    category, person.birth_date, recognized, valid_from, valid_to
+                )
                 if status is not None:
                     held[index].append(status)
 
@@ -459,8 +458,9 @@ class _Generator:
             for category in extras:
                 if any(status.category == category for status in held[index]):
                     continue
-                status = self._member_status(category, person.birth_date,
-                                             *self._status_dates(person.birth_date))
+                status = self._member_status(
+                    category, person.birth_date, *self._status_dates(person.birth_date)
+                )
                 if status is not None:
                     held[index].append(status)
         return held

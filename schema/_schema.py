@@ -1,10 +1,44 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import strawberry
+from strawberry.extensions import (
+    DisableIntrospection,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    SchemaExtension,
+    ValidationCache,
+)
 from strawberry.schema.config import StrawberryConfig
 
 from schema.query import Query
 
+# Generous first limits against query-shaped denial of service; the hardening work makes them
+# configurable and adds a cost limit that accounts for page sizes.
+MAX_DEPTH = 10
+MAX_ALIASES = 50
+MAX_TOKENS = 5000
 
-def build_schema() -> strawberry.Schema:
-    return strawberry.Schema(query=Query, config=StrawberryConfig(auto_camel_case=True))
+
+def build_schema(*, production: bool = False) -> strawberry.Schema:
+    """The gateway's schema. Production hides the schema's shape: no introspection and no
+    "Did you mean …" suggestions (CONTRACT.md, RELIEF_ENV)."""
+    # Factories: strawberry builds fresh extension instances per request (the parse and
+    # validation caches themselves live at module level and are shared).
+    extensions: list[Callable[[], SchemaExtension]] = [
+        lambda: ParserCache(maxsize=512),
+        lambda: ValidationCache(maxsize=512),
+        lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
+        lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+    ]
+    if production:
+        extensions.append(DisableIntrospection)
+    return strawberry.Schema(
+        query=Query,
+        extensions=extensions,
+        config=StrawberryConfig(auto_camel_case=True, disable_field_suggestions=production),
+    )

@@ -11,8 +11,12 @@ import strawberry
 class ReliefCategory(Enum):
     EXTREME_POVERTY = strawberry.enum_value("EXTREME_POVERTY", description="特困人员")
     MINIMUM_LIVING = strawberry.enum_value("MINIMUM_LIVING", description="低保对象")
-    MINIMUM_LIVING_EDGE = strawberry.enum_value("MINIMUM_LIVING_EDGE", description="低保边缘家庭成员")
-    RIGID_EXPENDITURE = strawberry.enum_value("RIGID_EXPENDITURE", description="刚性支出困难家庭成员")
+    MINIMUM_LIVING_EDGE = strawberry.enum_value(
+        "MINIMUM_LIVING_EDGE", description="低保边缘家庭成员"
+    )
+    RIGID_EXPENDITURE = strawberry.enum_value(
+        "RIGID_EXPENDITURE", description="刚性支出困难家庭成员"
+    )
     SERIOUS_ILLNESS = strawberry.enum_value("SERIOUS_ILLNESS", description="因病致贫重病患者")
     RETURNED_TO_POVERTY = strawberry.enum_value("RETURNED_TO_POVERTY", description="返贫致贫人口")
     MONITORED_UNSTABLE = strawberry.enum_value(

@@ -147,7 +147,7 @@ class Query:
     async def persons(
         self,
         info: Ctx,
-        filter: PersonFilter | None = None,  # noqa: A002 - the contract's argument name
+        filter: PersonFilter | None = None,
         first: int = 50,
         after: str | None = None,
     ) -> PersonConnection:

@@ -17,6 +17,7 @@ from typing import Any
 import strawberry
 from strawberry.types import Info
 
+from gateway.storage import models
 from schema.context import RequestContext
 from schema.enums import Department, EnrollmentStatus, Gender, InsuranceType, ReliefCategory
 
@@ -25,7 +26,7 @@ Ctx = Info[RequestContext, None]
 
 @strawberry.type(description="救助身份: 某部门认定的一个救助类别及其有效期")
 class ReliefStatus:
-    record: strawberry.Private[Any]
+    record: strawberry.Private[models.ReliefStatus]
 
     @strawberry.field(description="救助身份类别")
     def category(self) -> ReliefCategory:
@@ -60,7 +61,7 @@ class ReliefStatus:
 
 @strawberry.type(description="参保: 某人某年度的基本医疗保险参保情况")
 class Enrollment:
-    record: strawberry.Private[Any]
+    record: strawberry.Private[models.Enrollment]
 
     @strawberry.field(description="参保年度")
     def year(self) -> int:
@@ -103,13 +104,17 @@ class Enrollment:
         )
 
 
-def _money(info: Ctx, field: str, record: Any, attribute: str) -> Decimal | None:
-    return info.context.guard.release(field, record.person_id, lambda: getattr(record, attribute))
+def _money(info: Ctx, field: str, record: models.CostBurden, attribute: str) -> Decimal | None:
+    def reveal() -> Decimal:
+        value: Decimal = getattr(record, attribute)
+        return value
+
+    return info.context.guard.release(field, record.person_id, reveal)
 
 
 @strawberry.type(description="医疗费用负担: 某人某年度的累计医疗费用 (元)")
 class CostBurden:
-    record: strawberry.Private[Any]
+    record: strawberry.Private[models.CostBurden]
 
     @strawberry.field(description="年度")
     def year(self) -> int:
@@ -183,7 +188,9 @@ class Person:
 
     @strawberry.field(description="出生日期")
     def birth_date(self, info: Ctx) -> date | None:
-        return info.context.guard.release("Person.birthDate", self.row.id, lambda: self.row.birth_date)
+        return info.context.guard.release(
+            "Person.birthDate", self.row.id, lambda: date.fromisoformat(str(self.row.birth_date))
+        )
 
     @strawberry.field(description="行政区划代码: 已知时精确到村(12位), 否则到县(6位)")
     def region_code(self, info: Ctx) -> str:
@@ -230,4 +237,6 @@ class Person:
 
     def _sealed(self, info: Ctx, field: str, column: str) -> str | None:
         context = info.context
-        return context.guard.release(field, self.row.id, lambda: context.vault.open(self.row, column))
+        return context.guard.release(
+            field, self.row.id, lambda: context.vault.open(self.row, column)
+        )

@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Row, Select, and_, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -33,6 +33,11 @@ _PERSON_COLUMNS = (
     Person.region_code,
     Person.household_id,
 )
+
+
+def _select_people() -> Select[Any]:
+    """The person columns resolvers may need (ciphertexts are opened only when released)."""
+    return cast("Select[Any]", select(*_PERSON_COLUMNS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,14 +65,15 @@ class ScopedPeople:
 
     # ---------------------------------------------------------------- people
     async def by_id_number_index(self, index: bytes) -> PersonRow | None:
-        stmt = select(*_PERSON_COLUMNS).where(Person.id_number_bidx == index, self._predicate)
-        return (await self._session.execute(stmt)).first()
+        stmt = _select_people().where(Person.id_number_bidx == index, self._predicate)
+        row: PersonRow | None = (await self._session.execute(stmt)).first()
+        return row
 
     async def page(
         self, criteria: PersonCriteria, *, first: int, after: uuid.UUID | None
     ) -> tuple[list[PersonRow], bool]:
         """Keyset page ordered by id: ``first`` rows after ``after``, and whether more follow."""
-        stmt = self._filtered(select(*_PERSON_COLUMNS), criteria)
+        stmt = self._filtered(_select_people(), criteria)
         if after is not None:
             stmt = stmt.where(Person.id > after)
         stmt = stmt.order_by(Person.id).limit(first + 1)
@@ -82,7 +88,7 @@ class ScopedPeople:
         self, household_ids: Sequence[uuid.UUID]
     ) -> dict[uuid.UUID, list[PersonRow]]:
         stmt = (
-            select(*_PERSON_COLUMNS)
+            _select_people()
             .where(Person.household_id.in_(household_ids), self._predicate)
             .order_by(Person.id)
         )
