@@ -257,6 +257,10 @@ class _Generator:
             if county.province_code in codes
         ]
         self.place_cum = list(accumulate(place.weight for place in self.places))
+        # The first households visit every county once (in seeded order), so even a small
+        # population touches every county; after that, counties fill by their weights.
+        self.first_places = self.places[:]
+        rng.shuffle(self.first_places)
         self.township_names: dict[tuple[str, int], str] = {}
         self.village_names: dict[tuple[str, int, int], str] = {}
         self.used_bodies: set[str] = set()
@@ -274,7 +278,10 @@ class _Generator:
 
     def _household(self, size: int) -> HouseholdBundle:
         rng = self.rng
-        place = self.places[bisect(self.place_cum, rng.random() * self.place_cum[-1])]
+        if self.first_places:
+            place = self.first_places.pop()
+        else:
+            place = self.places[bisect(self.place_cum, rng.random() * self.place_cum[-1])]
         county = place.county
         township = rng.randint(1, place.township_count)
         village = rng.randint(1, 30)

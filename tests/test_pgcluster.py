@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 import pytest
 
 from tests.pgcluster import ThrowawayCluster
