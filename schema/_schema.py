@@ -5,15 +5,15 @@ from collections.abc import Callable
 import strawberry
 from strawberry.extensions import (
     DisableIntrospection,
-    MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
-    QueryDepthLimiter,
     SchemaExtension,
     ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
 
+from schema.fields import bind_field_resolvers
+from schema.limits import query_limits
 from schema.query import Query
 
 # Generous first limits against query-shaped denial of service; the hardening work makes them
@@ -31,14 +31,15 @@ def build_schema(*, production: bool = False) -> strawberry.Schema:
     extensions: list[Callable[[], SchemaExtension]] = [
         lambda: ParserCache(maxsize=512),
         lambda: ValidationCache(maxsize=512),
-        lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
-        lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+        query_limits(MAX_DEPTH, MAX_ALIASES),
     ]
     if production:
         extensions.append(DisableIntrospection)
-    return strawberry.Schema(
+    schema = strawberry.Schema(
         query=Query,
         extensions=extensions,
         config=StrawberryConfig(auto_camel_case=True, disable_field_suggestions=production),
     )
+    bind_field_resolvers(schema._schema)
+    return schema

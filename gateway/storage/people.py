@@ -134,7 +134,7 @@ class ScopedPeople:
     async def relief_statuses(
         self, person_ids: Sequence[uuid.UUID], active_on: date | None
     ) -> dict[uuid.UUID, list[Any]]:
-        stmt = select(ReliefStatus).where(ReliefStatus.person_id.in_(person_ids))
+        stmt = select(*ReliefStatus.__table__.c).where(ReliefStatus.person_id.in_(person_ids))
         if active_on is not None:
             stmt = stmt.where(_active_on(active_on))
         stmt = stmt.order_by(ReliefStatus.person_id, ReliefStatus.valid_from, ReliefStatus.id)
@@ -143,7 +143,7 @@ class ScopedPeople:
     async def enrollments(
         self, person_ids: Sequence[uuid.UUID], year: int | None
     ) -> dict[uuid.UUID, list[Any]]:
-        stmt = select(Enrollment).where(Enrollment.person_id.in_(person_ids))
+        stmt = select(*Enrollment.__table__.c).where(Enrollment.person_id.in_(person_ids))
         if year is not None:
             stmt = stmt.where(Enrollment.year == year)
         stmt = stmt.order_by(Enrollment.person_id, Enrollment.year, Enrollment.id)
@@ -152,7 +152,7 @@ class ScopedPeople:
     async def cost_burdens(
         self, person_ids: Sequence[uuid.UUID], year: int | None
     ) -> dict[uuid.UUID, list[Any]]:
-        stmt = select(CostBurden).where(CostBurden.person_id.in_(person_ids))
+        stmt = select(*CostBurden.__table__.c).where(CostBurden.person_id.in_(person_ids))
         if year is not None:
             stmt = stmt.where(CostBurden.year == year)
         stmt = stmt.order_by(CostBurden.person_id, CostBurden.year, CostBurden.id)
@@ -160,6 +160,6 @@ class ScopedPeople:
 
     async def _grouped(self, stmt: Select[Any]) -> dict[uuid.UUID, list[Any]]:
         grouped: dict[uuid.UUID, list[Any]] = defaultdict(list)
-        for record in (await self._session.execute(stmt)).scalars():
+        for record in await self._session.execute(stmt):  # plain rows: no ORM identity map
             grouped[record.person_id].append(record)
         return grouped
