@@ -43,10 +43,12 @@ class FieldGuard:
             if self.decision.effect(field) is not Effect.READ:
                 raise Forbidden(f"无权按 {field} 查询或筛选")
 
-    def relation(self, field: str, person_id: uuid.UUID) -> None:
+    def relation(self, field: str, person_id: uuid.UUID | None = None) -> None:
         """A relation (list or object) may be followed only with a read grant."""
         self.require(field)
-        self._note(field, Effect.READ, person_id)
+        self.released.setdefault(field, Effect.READ)
+        if person_id is not None:
+            self.people.add(person_id)
 
     def release(self, field: str, person_id: uuid.UUID, reveal: Callable[[], T]) -> T:
         """Return the value (or its mask) of ``field``; ``reveal`` runs only when allowed, so a

@@ -54,7 +54,7 @@ def check_claims(dept: str, level: str, region: str, roles: list[str]) -> Princi
         lvl = Level(level)
     except ValueError:
         raise BadUserInput(f"未知层级 {level!r}, 可选: province, city, county") from None
-    if not (region.isdigit() and len(region) == lvl.region_digits):
+    if not (region.isascii() and region.isdigit() and len(region) == lvl.region_digits):
         raise BadUserInput(
             f"{lvl.value} 级的行政区划代码应为 {lvl.region_digits} 位数字, 收到 {region!r}"
         )

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import quote
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from gateway import clock
 from gateway.errors import GatewayError
@@ -65,6 +66,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         result: int = args.handler(settings, args)
     except GatewayError as exc:
         print(f"错误: {exc.message}", file=sys.stderr)
+        return 2
+    except SQLAlchemyError as exc:
+        # Never echo SQL or parameters; name the kind of failure and what to check.
+        print(
+            f"数据库错误 ({type(exc).__name__}): 请检查 RELIEF_DATABASE_URL 是否可达、"
+            "是否已执行 relief-gateway migrate",
+            file=sys.stderr,
+        )
         return 2
     except ValueError as exc:  # pydantic: a RELIEF_* variable with a bad value
         print(f"配置错误: {exc}", file=sys.stderr)
@@ -134,19 +143,23 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _migrate(settings: Settings, _args: argparse.Namespace) -> int:
-    async def run() -> None:
-        from gateway.storage.engine import make_engine
+    async def run() -> bool:
+        from authz.store import install_default_policies
+        from gateway.storage.engine import make_engine, make_sessionmaker
         from gateway.storage.migrate import upgrade_to_head
 
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         engine = make_engine(settings.resolved_database_url)
         try:
             await upgrade_to_head(engine)
+            # A new database gets the shipped data-sharing lists as policy version 1.
+            async with make_sessionmaker(engine)() as session:
+                return await install_default_policies(session)
         finally:
             await engine.dispose()
 
-    asyncio.run(run())
-    print("数据库已升级到最新版本")
+    installed = asyncio.run(run())
+    print("数据库已升级到最新版本" + ("; 已载入默认数据共享策略 (版本 1)" if installed else ""))
     return 0
 
 
@@ -195,7 +208,7 @@ def _token(settings: Settings, args: argparse.Namespace) -> int:
             level=args.level,
             region=args.region,
             roles=args.role,
-            ttl_seconds=args.ttl or settings.token_ttl_seconds,
+            ttl_seconds=settings.token_ttl_seconds if args.ttl is None else args.ttl,
         )
     )
     return 0
@@ -268,10 +281,15 @@ async def _demo_data(runtime: object, persons: int, seed: int) -> dict[str, str]
             print(f"正在生成 {persons} 名合成人员 …")
             bundles = generate_population(persons, seed=seed, today=clock.today())
             await write_bundles(session, runtime.vault, bundles)
+        today = clock.today()
         stmt = (
             select(Person.county_code, func.count())
             .join(ReliefStatus, ReliefStatus.person_id == Person.id)
-            .where(ReliefStatus.source_department == "rural_revitalization")
+            .where(
+                ReliefStatus.source_department == "rural_revitalization",
+                ReliefStatus.valid_from <= today,
+                or_(ReliefStatus.valid_to.is_(None), ReliefStatus.valid_to >= today),
+            )
             .group_by(Person.county_code)
             .order_by(func.count().desc(), Person.county_code)
             .limit(1)

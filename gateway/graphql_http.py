@@ -14,12 +14,14 @@ import json
 import logging
 import time
 import uuid
+from functools import lru_cache
 from typing import Any
 
-from graphql import GraphQLError
+from graphql import GraphQLError, get_operation_ast, parse
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from strawberry.http.ides import get_graphql_ide_html
+from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
@@ -38,9 +40,27 @@ MAX_BODY_BYTES = 1_000_000
 NO_PURPOSE = ""
 
 
-def _error_response(error: GatewayError, status: int) -> JSONResponse:
-    body = {"errors": [{"message": error.message, "extensions": {"code": error.code}}]}
-    return JSONResponse(body, status_code=status)
+def _error_response(error: GatewayError, status: int, request_id: str) -> JSONResponse:
+    body = {
+        "errors": [
+            {"message": error.message, "extensions": {"code": error.code, "requestId": request_id}}
+        ]
+    }
+    return JSONResponse(body, status_code=status, headers={"X-Request-Id": request_id})
+
+
+@lru_cache(maxsize=1024)
+def _operation_name(query: str, operation_name: str | None) -> str:
+    """The name the audit records: the one given, else the executed operation's own name."""
+    if operation_name:
+        return operation_name
+    try:
+        operation = get_operation_ast(parse(query), None)
+    except GraphQLError:
+        return "anonymous"
+    if operation is None or operation.name is None:
+        return "anonymous"
+    return operation.name.value
 
 
 async def graphql_endpoint(request: Request) -> Response:
@@ -57,10 +77,10 @@ async def graphql_endpoint(request: Request) -> Response:
         query, variables, operation_name = await _parse(request)
     except Unauthenticated as exc:
         metrics.REQUESTS.labels(outcome="unauthenticated").inc()
-        return _error_response(exc, 401)
+        return _error_response(exc, 401, request_id)
     except BadUserInput as exc:
         metrics.REQUESTS.labels(outcome="bad_request").inc()
-        return _error_response(exc, 400)
+        return _error_response(exc, 400, request_id)
 
     allowed = {OperationType.QUERY} if request.method == "GET" else None
     async with runtime.sessions() as session:
@@ -82,31 +102,36 @@ async def graphql_endpoint(request: Request) -> Response:
             today=today,
             max_page_size=runtime.settings.max_page_size,
         )
-        result = await runtime.schema.execute(
-            query,
-            variable_values=variables,
-            context_value=context,
-            operation_name=operation_name,
-            allowed_operation_types=allowed,
-        )
+        try:
+            result = await runtime.schema.execute(
+                query,
+                variable_values=variables,
+                context_value=context,
+                operation_name=operation_name,
+                allowed_operation_types=allowed,
+            )
+        except InvalidOperationTypeError:
+            # GraphQL over HTTP: a mutation over GET is 405, never executed.
+            metrics.REQUESTS.labels(outcome="bad_request").inc()
+            refusal = BadUserInput("GET 请求只能执行查询; 变更操作请使用 POST")
+            response = _error_response(refusal, 405, request_id)
+            response.headers["Allow"] = "POST"
+            return response
         if guard.touched_person_data or guard.people:
             await audit.record_read(
                 session,
                 principal=principal,
                 purpose=purpose,
                 request_id=request_id,
-                operation=operation_name or "anonymous",
+                operation=_operation_name(query, operation_name),
                 policy_version=decision.policy_version,
                 person_ids=guard.people,
                 fields={name: effect.value for name, effect in guard.released.items()},
             )
     body = _format_result(result, request_id)
-    status = 200
-    if result.data is None and result.errors:
-        status = 400 if request.method == "GET" and _is_mutation_refusal(result) else 200
     metrics.REQUESTS.labels(outcome="ok" if not result.errors else "errors").inc()
     metrics.LATENCY.observe(time.perf_counter() - started)
-    return JSONResponse(body, status_code=status, headers={"X-Request-Id": request_id})
+    return JSONResponse(body, headers={"X-Request-Id": request_id})
 
 
 def _wants_ide(request: Request) -> bool:
@@ -166,8 +191,8 @@ def _checked(
     return query, variables, operation_name
 
 
-def _is_mutation_refusal(result: ExecutionResult) -> bool:
-    return any("not allowed" in error.message for error in result.errors or [])
+def _is_variable_error(error: GraphQLError) -> bool:
+    return error.message.startswith("Variable '$")
 
 
 def _format_result(result: ExecutionResult, request_id: str) -> dict[str, Any]:
@@ -185,10 +210,10 @@ def _format_error(error: GraphQLError, request_id: str) -> dict[str, Any]:
         code = original.code
         if code == "FORBIDDEN":
             metrics.DENIALS.inc()
-    elif original is None:
+    elif original is None or isinstance(original, GraphQLError):
         # Parse, validation and variable-coercion errors: the caller's query is at fault.
         formatted["message"] = error.message
-        code = "GRAPHQL_VALIDATION_FAILED" if error.locations else "BAD_USER_INPUT"
+        code = "BAD_USER_INPUT" if _is_variable_error(error) else "GRAPHQL_VALIDATION_FAILED"
     else:
         # Anything unexpected: no detail to the client (it could carry SQL or data).
         log.error(

@@ -94,7 +94,9 @@ def _criteria(info: Ctx, person_filter: PersonFilter | None) -> PersonCriteria:
         return PersonCriteria()
     guard = info.context.guard
     prefix = person_filter.region_prefix
-    if prefix is not None and not (prefix.isdigit() and 2 <= len(prefix) <= 12):
+    if prefix is not None and not (
+        prefix.isascii() and prefix.isdigit() and 2 <= len(prefix) <= 12
+    ):
         raise BadUserInput("regionPrefix 应为 2 到 12 位数字")
     if person_filter.category is not None:
         guard.require_argument("PersonFilter.category")

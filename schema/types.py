@@ -69,7 +69,7 @@ class Household:
 
     @strawberry.field(description="户内成员 (只含调用方可见范围内的人员)")
     async def members(self, info: Ctx) -> list[Person] | None:
-        info.context.guard.require("Household.members")
+        info.context.guard.relation("Household.members")
         rows = await info.context.household_members(self.household_id)
         return as_people(rows)
 

@@ -102,9 +102,11 @@ class Keyring:
             index = raw["index_key"]
             index_key = IndexKey(index["id"], index["algorithm"], base64.b64decode(index["key"]))
             primary = raw["primary"]
+            if not isinstance(primary, str):
+                raise TypeError("primary")
         except FileNotFoundError:
             raise ConfigurationError(f"找不到密钥环文件 {path}") from None
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError):
             # The detail could quote key material; say only which file is unreadable.
             raise ConfigurationError(f"密钥环文件 {path} 格式错误") from None
         for key in data_keys.values():

@@ -8,6 +8,7 @@ reachable from here leads out of scope, and a page costs a constant number of st
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Row, Select, and_, exists, func, or_, select
+from sqlalchemy import ColumnElement, Result, Row, Select, and_, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.storage.models import CostBurden, Enrollment, Person, ReliefStatus
@@ -62,11 +63,19 @@ class ScopedPeople:
         self._session = session
         self._predicate = predicate
         self._today = today
+        # GraphQL resolves sibling root fields and batch loaders concurrently; one session
+        # (one connection, one transaction) runs one statement at a time.
+        self._lock = asyncio.Lock()
+
+    async def _execute(self, stmt: Any) -> Result[Any]:
+        async with self._lock:
+            result: Result[Any] = await self._session.execute(stmt)
+            return result
 
     # ---------------------------------------------------------------- people
     async def by_id_number_index(self, index: bytes) -> PersonRow | None:
         stmt = _select_people().where(Person.id_number_bidx == index, self._predicate)
-        row: PersonRow | None = (await self._session.execute(stmt)).first()
+        row: PersonRow | None = (await self._execute(stmt)).first()
         return row
 
     async def page(
@@ -77,12 +86,12 @@ class ScopedPeople:
         if after is not None:
             stmt = stmt.where(Person.id > after)
         stmt = stmt.order_by(Person.id).limit(first + 1)
-        rows = list((await self._session.execute(stmt)).all())
+        rows = list((await self._execute(stmt)).all())
         return rows[:first], len(rows) > first
 
     async def count(self, criteria: PersonCriteria) -> int:
         stmt = self._filtered(select(func.count()).select_from(Person), criteria)
-        return int((await self._session.execute(stmt)).scalar_one())
+        return int((await self._execute(stmt)).scalar_one())
 
     async def household_members(
         self, household_ids: Sequence[uuid.UUID]
@@ -93,7 +102,7 @@ class ScopedPeople:
             .order_by(Person.id)
         )
         members: dict[uuid.UUID, list[PersonRow]] = defaultdict(list)
-        for row in await self._session.execute(stmt):
+        for row in await self._execute(stmt):
             members[row.household_id].append(row)
         return members
 
@@ -160,6 +169,6 @@ class ScopedPeople:
 
     async def _grouped(self, stmt: Select[Any]) -> dict[uuid.UUID, list[Any]]:
         grouped: dict[uuid.UUID, list[Any]] = defaultdict(list)
-        for record in await self._session.execute(stmt):  # plain rows: no ORM identity map
+        for record in await self._execute(stmt):  # plain rows: no ORM identity map
             grouped[record.person_id].append(record)
         return grouped

@@ -1,0 +1,134 @@
+"""One request costs a constant number of SQL statements, however many people a page holds:
+child records and household members load in batches (DataLoader), never per person."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import event
+
+from tests.harness import Harness
+
+PERSON_FIELDS = """
+  id idNumber name gender birthDate regionCode phone address
+  reliefStatuses { category sourceDepartment recognizedOn validFrom validTo }
+  enrollments { year insuranceType status regionCode subsidyCategory subsidyAmount }
+  costBurdens {
+    year totalCost basicInsurancePaid criticalIllnessPaid medicalAssistancePaid
+    personalBurden inpatientCount
+  }
+"""
+
+# Every field and every relation of a person, household members with their scalar fields.
+COUNTY_PAGE = (
+    """
+query CountyPage($first: Int!, $prefix: String) {
+  persons(first: $first, filter: {regionPrefix: $prefix}) {
+    totalCount
+    pageInfo { hasNextPage endCursor }
+    edges { cursor node {
+"""
+    + PERSON_FIELDS
+    + """
+      household { id members { id idNumber name gender birthDate regionCode phone address } }
+    } }
+  }
+}
+"""
+)
+
+# The same, and the members' own relations, and aliased relations with arguments: more
+# batches (one per relation, argument value and nesting depth), still independent of the page.
+DEEP_PAGE = (
+    """
+query DeepPage($first: Int!, $prefix: String) {
+  me { department level region }
+  persons(first: $first, filter: {regionPrefix: $prefix}) {
+    totalCount
+    edges { node {
+"""
+    + PERSON_FIELDS
+    + """
+      active: reliefStatuses(activeOn: "2026-11-23") { category }
+      thisYear: enrollments(year: 2026) { year status }
+      household { id members {
+"""
+    + PERSON_FIELDS
+    + """
+        household { id members { id name } }
+      } }
+    } }
+  }
+}
+"""
+)
+
+
+@contextmanager
+def _statements(harness: Harness) -> Iterator[list[str]]:
+    seen: list[str] = []
+    engine = harness.runtime.engine.sync_engine
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+def _table(statement: str) -> str:
+    match = re.search(r"\bFROM\s+\"?(\w+)", statement, re.I) or re.search(
+        r"\bINTO\s+\"?(\w+)", statement, re.I
+    )
+    return match.group(1) if match else statement.split()[0].upper()
+
+
+async def _run(harness: Harness, query: str, first: int) -> tuple[dict[str, Any], list[str]]:
+    province = harness.busiest_county()[:2]
+    token = harness.token("medical_insurance", "province", province)
+    with _statements(harness) as seen:
+        body = await harness.query(token, query, {"first": first, "prefix": province})
+    assert "errors" not in body, body.get("errors")
+    assert len(body["data"]["persons"]["edges"]) == first
+    return body, seen
+
+
+def _data_statements(statements: list[str]) -> list[str]:
+    """Without the policy-version poll, which runs every few seconds, in whichever request."""
+    return [s for s in statements if "policy_version" not in s]
+
+
+async def test_county_page_costs_a_small_constant(harness: Harness) -> None:
+    _small_body, small = await _run(harness, COUNTY_PAGE, 5)
+    big_body, big = await _run(harness, COUNTY_PAGE, 50)
+    edges = big_body["data"]["persons"]["edges"]
+    # The page really exercised every relation.
+    assert sum(len(edge["node"]["household"]["members"]) for edge in edges) > 50
+    assert any(edge["node"]["reliefStatuses"] for edge in edges)
+    assert any(edge["node"]["enrollments"] for edge in edges)
+    assert any(edge["node"]["costBurdens"] for edge in edges)
+    assert len(_data_statements(big)) <= 10, Counter(map(_table, big))
+    assert len(_data_statements(big)) == len(_data_statements(small)), (
+        Counter(map(_table, small)),
+        Counter(map(_table, big)),
+    )
+    # One statement per person query and per relation: the page, the count, the members.
+    tables = Counter(map(_table, _data_statements(big)))
+    assert tables["person"] == 3
+    assert tables["relief_status"] == tables["enrollment"] == tables["cost_burden"] == 1
+
+
+async def test_deep_page_does_not_grow_with_page_size(harness: Harness) -> None:
+    counts = {}
+    for first in (5, 50, 200):
+        _body, seen = await _run(harness, DEEP_PAGE, first)
+        counts[first] = Counter(map(_table, _data_statements(seen)))
+    assert counts[5] == counts[50] == counts[200], counts
+    assert sum(counts[200].values()) <= 20, counts[200]
