@@ -4,6 +4,11 @@ Entries form a hash chain: ``entry_hash = SHA-256(prev_hash ‖ canonical entry)
 application only appends; ``verify_chain`` finds the first entry that was changed, deleted or
 re-ordered. Appends are serialised (an advisory lock on PostgreSQL, a process lock on SQLite,
 which has a single writer anyway) so the chain has no forks.
+
+``AuditWriter`` group-commits: a request hands over its entry and waits until the entry is
+committed (no response leaves before its audit entry is durable), while entries that arrive
+during a write go into the next one, so under load one lock/head/insert/commit round serves
+many requests.
 """
 
 from __future__ import annotations
@@ -12,12 +17,12 @@ import asyncio
 import hashlib
 import json
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import select, text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.auth import Principal
 from gateway.clock import now_utc
@@ -52,8 +57,7 @@ def _hashed_fields(entry: AuditEntry) -> dict[str, object]:
     }
 
 
-async def record_read(
-    session: AsyncSession,
+def read_entry(
     *,
     principal: Principal,
     purpose: str,
@@ -63,8 +67,8 @@ async def record_read(
     person_ids: Iterable[uuid.UUID],
     fields: Mapping[str, str],
 ) -> AuditEntry:
-    """Append one entry and commit it (the caller's session must have no other pending work)."""
-    entry = AuditEntry(
+    """An entry for one request that read person data (not yet chained or stored)."""
+    return AuditEntry(
         occurred_at=now_utc(),
         request_id=request_id,
         subject=principal.subject,
@@ -77,6 +81,10 @@ async def record_read(
         person_ids=json.dumps(sorted(str(pid) for pid in person_ids)),
         fields=json.dumps(dict(sorted(fields.items())), ensure_ascii=False),
     )
+
+
+async def append_entries(session: AsyncSession, entries: Sequence[AuditEntry]) -> None:
+    """Chain and commit entries in order, in one transaction (the session must be idle)."""
     async with _process_lock:
         if session.get_bind().dialect.name == "postgresql":
             await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _AUDIT_LOCK_KEY})
@@ -85,11 +93,45 @@ async def record_read(
                 select(AuditEntry.entry_hash).order_by(AuditEntry.id.desc()).limit(1)
             )
         ).scalar()
-        entry.prev_hash = head or GENESIS
-        entry.entry_hash = _entry_digest(entry.prev_hash, _hashed_fields(entry))
-        session.add(entry)
+        previous = head or GENESIS
+        for entry in entries:
+            entry.prev_hash = previous
+            entry.entry_hash = previous = _entry_digest(previous, _hashed_fields(entry))
+        session.add_all(entries)
         await session.commit()
-    return entry
+
+
+class AuditWriter:
+    """Group commit of audit entries for one process (see the module docstring)."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+        self._pending: list[tuple[AuditEntry, asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def append(self, entry: AuditEntry) -> None:
+        """Return once ``entry`` is committed; raise if it could not be."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((entry, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        # shield: a caller that goes away does not cancel the write others wait for.
+        await asyncio.shield(future)
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                async with self._sessions() as session:
+                    await append_entries(session, [entry for entry, _ in batch])
+            except Exception as exc:  # every waiter learns its entry was not written
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+            else:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_result(None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,8 @@
     ├── Forbidden                FORBIDDEN        error at the field's path
     ├── BadUserInput             BAD_USER_INPUT   error at the argument's field
     ├── ConfigurationError       CONFIGURATION    refused start-up / CLI exit 2
-    └── DecryptionError          DATA_INTEGRITY   error at the field's path, no data released
+    ├── DecryptionError          DATA_INTEGRITY   error at the field's path, no data released
+    └── AuditUnavailable         AUDIT_UNAVAILABLE HTTP 503: no data leaves without its audit entry
 
 Messages are for a clerk: Chinese, in the caller's terms, never SQL, stack traces, key
 material or another person's data. Anything else raised while serving is masked as
@@ -43,3 +44,9 @@ class DecryptionError(GatewayError):
     """A ciphertext failed authentication: tampered, moved to another row, or unknown key."""
 
     code = "DATA_INTEGRITY"
+
+
+class AuditUnavailable(GatewayError):
+    """The audit entry of a read could not be committed, so the read's result is withheld."""
+
+    code = "AUDIT_UNAVAILABLE"

@@ -29,7 +29,7 @@ from authz.compiler import row_predicate
 from authz.guard import FieldGuard
 from gateway import audit, clock, metrics
 from gateway.auth import Principal
-from gateway.errors import BadUserInput, GatewayError, Unauthenticated
+from gateway.errors import AuditUnavailable, BadUserInput, GatewayError, Unauthenticated
 from gateway.runtime import Runtime
 from gateway.storage.people import ScopedPeople
 from schema.context import RequestContext
@@ -117,17 +117,26 @@ async def graphql_endpoint(request: Request) -> Response:
             response = _error_response(refusal, 405, request_id)
             response.headers["Allow"] = "POST"
             return response
-        if guard.touched_person_data or guard.people:
-            await audit.record_read(
-                session,
-                principal=principal,
-                purpose=purpose,
-                request_id=request_id,
-                operation=_operation_name(query, operation_name),
-                policy_version=decision.policy_version,
-                person_ids=guard.people,
-                fields={name: effect.value for name, effect in guard.released.items()},
+    # The read transaction is over; the response leaves only once its audit entry is durable.
+    if guard.touched_person_data or guard.people:
+        entry = audit.read_entry(
+            principal=principal,
+            purpose=purpose,
+            request_id=request_id,
+            operation=_operation_name(query, operation_name),
+            policy_version=decision.policy_version,
+            person_ids=guard.people,
+            fields={name: effect.value for name, effect in guard.released.items()},
+        )
+        try:
+            await runtime.audit.append(entry)
+        except Exception:
+            log.exception("request %s: audit entry could not be written", request_id)
+            metrics.REQUESTS.labels(outcome="audit_failed").inc()
+            withheld = AuditUnavailable(
+                "审计日志暂时无法写入, 为保证可追溯, 本次查询结果未返回; 请稍后重试"
             )
+            return _error_response(withheld, 503, request_id)
     body = _format_result(result, request_id)
     metrics.REQUESTS.labels(outcome="ok" if not result.errors else "errors").inc()
     metrics.LATENCY.observe(time.perf_counter() - started)

@@ -10,6 +10,7 @@ import strawberry
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from authz.store import Authorizer, install_default_policies
+from gateway.audit import AuditWriter
 from gateway.auth import TokenService
 from gateway.crypto import FieldCipher, Keyring
 from gateway.settings import Settings
@@ -34,6 +35,7 @@ class Runtime:
     authorizer: Authorizer
     schema: strawberry.Schema
     purposes: dict[str, str]
+    audit: AuditWriter
 
     @classmethod
     def create(cls, settings: Settings, *, create_keys: bool = False) -> Runtime:
@@ -48,15 +50,17 @@ class Runtime:
             settings.token_key_path, settings.token_issuer, create=create_keys
         )
         engine = make_engine(settings.resolved_database_url)
+        sessions = make_sessionmaker(engine)
         return cls(
             settings=settings,
             engine=engine,
-            sessions=make_sessionmaker(engine),
+            sessions=sessions,
             vault=PersonVault(FieldCipher(keyring)),
             tokens=tokens,
             authorizer=Authorizer(engine),
             schema=build_schema(production=settings.is_production),
             purposes=load_purposes(),
+            audit=AuditWriter(sessions),
         )
 
     async def start(self) -> None:

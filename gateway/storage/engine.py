@@ -15,7 +15,9 @@ def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         engine = create_async_engine(url, connect_args={"timeout": 30})
         _configure_sqlite(engine.sync_engine)
         return engine
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    # No pre-ping: it costs three round trips per checkout. A connection broken by a database
+    # restart fails its statement, is invalidated, and the next request gets a fresh one.
+    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
