@@ -33,6 +33,12 @@ class FieldGuard:
         self.people: set[uuid.UUID] = set()
         self.touched_person_data = False
 
+    def permits(self, field: str) -> bool:
+        return self.decision.effect(field) is Effect.READ
+
+    def permits_argument(self, argument: str) -> bool:
+        return all(self.permits(field) for field in ARGUMENT_REQUIRES[argument])
+
     def require(self, field: str) -> None:
         if self.decision.effect(field) is not Effect.READ:
             raise Forbidden(f"无权读取字段 {field}")

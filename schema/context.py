@@ -18,6 +18,7 @@ from gateway.storage.people import PersonRow, ScopedPeople
 from gateway.storage.vault import PersonVault
 
 BatchFn = Callable[[Sequence[uuid.UUID]], Awaitable[dict[uuid.UUID, list[Any]]]]
+Related = list[Any] | Awaitable[list[Any]]
 
 
 @dataclass
@@ -34,6 +35,9 @@ class RequestContext:
     _loaders: dict[tuple[object, ...], DataLoader[uuid.UUID, list[Any]]] = field(
         default_factory=dict
     )
+    _prefetched: dict[tuple[str, Any], tuple[dict[uuid.UUID, list[Any]], set[uuid.UUID]]] = field(
+        default_factory=dict
+    )
 
     def loader(self, key: tuple[object, ...], batch: BatchFn) -> DataLoader[uuid.UUID, list[Any]]:
         """One loader per relation and argument values, so a page's children load in one query
@@ -48,20 +52,68 @@ class RequestContext:
             existing = self._loaders[key] = DataLoader(load_fn=load)
         return existing
 
-    async def relief_statuses(self, person_id: uuid.UUID, active_on: date | None) -> list[Any]:
-        return await self.loader(
-            ("relief", active_on), lambda ids: self.people.relief_statuses(ids, active_on)
-        ).load(person_id)
+    # ---------------------------------------------------------------- relations
+    # Each returns the records at once when the page's look-ahead loaded them
+    # (``schema.prefetch``), else an awaitable from the batch loader.
 
-    async def enrollments(self, person_id: uuid.UUID, year: int | None) -> list[Any]:
-        return await self.loader(
-            ("enrollment", year), lambda ids: self.people.enrollments(ids, year)
-        ).load(person_id)
+    def relief_statuses(self, person_id: uuid.UUID, active_on: date | None) -> Related:
+        return self._related("relief", active_on, person_id)
 
-    async def cost_burdens(self, person_id: uuid.UUID, year: int | None) -> list[Any]:
-        return await self.loader(
-            ("cost", year), lambda ids: self.people.cost_burdens(ids, year)
-        ).load(person_id)
+    def enrollments(self, person_id: uuid.UUID, year: int | None) -> Related:
+        return self._related("enrollment", year, person_id)
 
-    async def household_members(self, household_id: uuid.UUID) -> list[PersonRow]:
-        return await self.loader(("members",), self.people.household_members).load(household_id)
+    def cost_burdens(self, person_id: uuid.UUID, year: int | None) -> Related:
+        return self._related("cost", year, person_id)
+
+    def household_members(self, household_id: uuid.UUID) -> Related:
+        return self._related("members", None, household_id)
+
+    async def prefetch(self, people: Sequence[PersonRow], requests: set[tuple[str, Any]]) -> None:
+        """Load the requested relations of ``people`` now, each in one query. Relations the
+        caller may not follow are skipped (their fields are refused by the guard anyway)."""
+        for key, argument in sorted(requests, key=repr):
+            field, needs_argument = _RELATION_FIELDS[key]
+            if not self.guard.permits(field):
+                continue
+            if (
+                argument is not None
+                and needs_argument
+                and not self.guard.permits_argument(needs_argument)
+            ):
+                continue
+            if key == "members":
+                owners = sorted({p.household_id for p in people if p.household_id is not None})
+            else:
+                owners = [p.id for p in people]
+            if not owners:
+                continue
+            rows, loaded = self._prefetched.setdefault((key, argument), ({}, set()))
+            missing = [owner for owner in owners if owner not in loaded]
+            if missing:
+                rows.update(await self._batch(key, argument)(missing))
+                loaded.update(missing)
+
+    def _related(self, key: str, argument: Any, owner: uuid.UUID) -> Related:
+        slot = self._prefetched.get((key, argument))
+        if slot is not None and owner in slot[1]:
+            return slot[0].get(owner, [])
+        return self.loader((key, argument), self._batch(key, argument)).load(owner)
+
+    def _batch(self, key: str, argument: Any) -> BatchFn:
+        people = self.people
+        if key == "relief":
+            return lambda ids: people.relief_statuses(ids, argument)
+        if key == "enrollment":
+            return lambda ids: people.enrollments(ids, argument)
+        if key == "cost":
+            return lambda ids: people.cost_burdens(ids, argument)
+        return people.household_members
+
+
+# relation key → (the relation's policy object, the argument check its argument needs)
+_RELATION_FIELDS: dict[str, tuple[str, str | None]] = {
+    "relief": ("Person.reliefStatuses", "Person.reliefStatuses.activeOn"),
+    "enrollment": ("Person.enrollments", None),
+    "cost": ("Person.costBurdens", None),
+    "members": ("Household.members", None),
+}

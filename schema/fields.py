@@ -19,8 +19,10 @@ from typing import Any
 from graphql import GraphQLObjectType, GraphQLResolveInfo, GraphQLSchema, get_named_type
 from graphql.type import is_leaf_type
 
+from schema import relations
 from schema.context import RequestContext
 from schema.enums import Department, EnrollmentStatus, Gender, InsuranceType, ReliefCategory
+from schema.types import Household
 
 Getter = Callable[[Any, RequestContext], Any]
 
@@ -108,18 +110,65 @@ def _resolver(
 ) -> Callable[..., Any]:
     if guarded is None:
 
-        def structural(obj: Any, info: GraphQLResolveInfo) -> Any:  # type: ignore[type-arg]
+        def structural(obj: Any, info: GraphQLResolveInfo[Any]) -> Any:
             context: RequestContext = info.context
             context.guard.people.add(person_id(obj))
             return getter(obj, context)
 
         return structural
 
-    def guarded_field(obj: Any, info: GraphQLResolveInfo) -> Any:  # type: ignore[type-arg]
+    def guarded_field(obj: Any, info: GraphQLResolveInfo[Any]) -> Any:
         context: RequestContext = info.context
         return context.guard.release(guarded, person_id(obj), lambda: getter(obj, context))
 
     return guarded_field
+
+
+def _bind_relations(schema: GraphQLSchema) -> None:
+    """Relations resolve through ``schema.relations``; arguments arrive under their GraphQL
+    names, already coerced by the scalars (``activeOn`` is a ``date``)."""
+    person = schema.get_type("Person")
+    household = schema.get_type("Household")
+    assert isinstance(person, GraphQLObjectType)
+    assert isinstance(household, GraphQLObjectType)
+
+    def resolve_household(obj: Any, info: GraphQLResolveInfo[Any]) -> Any:
+        household_id = relations.household_id(obj, info.context)
+        return None if household_id is None else Household(household_id=household_id)
+
+    def resolve_relief(
+        obj: Any,
+        info: GraphQLResolveInfo[Any],
+        activeOn: date | None = None,
+    ) -> Any:
+        return relations.relief_statuses(obj, info.context, activeOn)
+
+    def resolve_enrollments(
+        obj: Any,
+        info: GraphQLResolveInfo[Any],
+        year: int | None = None,
+    ) -> Any:
+        return relations.enrollments(obj, info.context, year)
+
+    def resolve_costs(
+        obj: Any,
+        info: GraphQLResolveInfo[Any],
+        year: int | None = None,
+    ) -> Any:
+        return relations.cost_burdens(obj, info.context, year)
+
+    def resolve_members(obj: Any, info: GraphQLResolveInfo[Any]) -> Any:
+        return relations.household_members(obj.household_id, info.context)
+
+    def resolve_household_id(obj: Any, _info: GraphQLResolveInfo[Any]) -> Any:
+        return str(obj.household_id)
+
+    person.fields["household"].resolve = resolve_household
+    person.fields["reliefStatuses"].resolve = resolve_relief
+    person.fields["enrollments"].resolve = resolve_enrollments
+    person.fields["costBurdens"].resolve = resolve_costs
+    household.fields["members"].resolve = resolve_members
+    household.fields["id"].resolve = resolve_household_id
 
 
 def bind_field_resolvers(schema: GraphQLSchema) -> None:
@@ -137,3 +186,4 @@ def bind_field_resolvers(schema: GraphQLSchema) -> None:
         person_id = _own_id if type_name == "Person" else _owner_id
         for field_name, (guarded, getter) in fields.items():
             graphql_type.fields[field_name].resolve = _resolver(guarded, getter, person_id)
+    _bind_relations(schema)

@@ -14,6 +14,7 @@ from gateway.errors import BadUserInput
 from gateway.identity import validate_id_number
 from gateway.storage.people import PersonCriteria
 from schema.enums import Department, FieldEffect, Level, ReliefCategory
+from schema.prefetch import prefetch_people
 from schema.types import Ctx, Person, as_person
 
 _CURSOR_PREFIX = "person:"
@@ -143,7 +144,10 @@ class Query:
         normalized = validate_id_number(id_number, today=context.today)
         context.guard.touched_person_data = True
         row = await context.people.by_id_number_index(context.vault.id_number_index(normalized))
-        return as_person(row) if row is not None else None
+        if row is None:
+            return None
+        await prefetch_people(context, info._raw_info, [row])
+        return as_person(row)
 
     @strawberry.field(description="调用方范围内的人员, 按游标分页 (first 最大 200)")
     async def persons(
@@ -160,6 +164,7 @@ class Query:
         after_id = decode_cursor(after) if after else None
         context.guard.touched_person_data = True
         rows, has_next = await context.people.page(criteria, first=first, after=after_id)
+        await prefetch_people(context, info._raw_info, rows, path=("edges", "node"))
         edges = [PersonEdge(cursor=encode_cursor(row.id), node=as_person(row)) for row in rows]
         return PersonConnection(
             edges=edges,

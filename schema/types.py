@@ -1,8 +1,9 @@
 """Record types, declared: names, types and descriptions. How each leaf field is read (and
 guarded) is in ``schema.fields``; relations resolve here, in batches, through the context.
 
-Objects are storage rows, not wrappers: a ``Person`` is a person row (``gateway.storage.people``),
-a ``ReliefStatus`` a relief-status record, and so on.
+Relation resolvers return the records or an awaitable of them (``schema.relations``); the
+executor handles both. Objects are storage rows, not wrappers: a ``Person`` is a person row
+(``gateway.storage.people``), a ``ReliefStatus`` a relief-status record, and so on.
 
 Guarded fields are nullable even where CONTRACT.md writes ``!``: the contract also says a
 denied field resolves to ``null`` with a ``FORBIDDEN`` error at its path, and a non-null field
@@ -15,12 +16,13 @@ from __future__ import annotations
 import uuid
 from datetime import date
 from decimal import Decimal
-from typing import Any, cast
+from typing import cast
 
 import strawberry
 from strawberry.types import Info
 
 from gateway.storage.people import PersonRow
+from schema import relations
 from schema.context import RequestContext
 from schema.enums import Department, EnrollmentStatus, Gender, InsuranceType, ReliefCategory
 
@@ -68,10 +70,8 @@ class Household:
         return strawberry.ID(str(self.household_id))
 
     @strawberry.field(description="户内成员 (只含调用方可见范围内的人员)")
-    async def members(self, info: Ctx) -> list[Person] | None:
-        info.context.guard.relation("Household.members")
-        rows = await info.context.household_members(self.household_id)
-        return as_people(rows)
+    def members(self, info: Ctx) -> list[Person] | None:
+        return cast(list[Person], relations.household_members(self.household_id, info.context))
 
 
 @strawberry.type(description="人员")
@@ -89,40 +89,28 @@ class Person:
 
     @strawberry.field(description="所在户")
     def household(root: strawberry.Parent[PersonRow], info: Ctx) -> Household | None:
-        info.context.guard.relation("Person.household", root.id)
-        if root.household_id is None:
-            return None
-        return Household(household_id=root.household_id)
+        household = relations.household_id(root, info.context)
+        return None if household is None else Household(household_id=household)
 
     @strawberry.field(description="救助身份; activeOn 指定时只返回该日有效的身份")
-    async def relief_statuses(
+    def relief_statuses(
         root: strawberry.Parent[PersonRow], info: Ctx, active_on: date | None = None
     ) -> list[ReliefStatus] | None:
-        guard = info.context.guard
-        guard.relation("Person.reliefStatuses", root.id)
-        if active_on is not None:
-            guard.require_argument("Person.reliefStatuses.activeOn")
-        return cast(list[ReliefStatus], await info.context.relief_statuses(root.id, active_on))
+        return cast(list[ReliefStatus], relations.relief_statuses(root, info.context, active_on))
 
     @strawberry.field(description="参保记录; year 指定时只返回该年度")
-    async def enrollments(
+    def enrollments(
         root: strawberry.Parent[PersonRow], info: Ctx, year: int | None = None
     ) -> list[Enrollment] | None:
-        info.context.guard.relation("Person.enrollments", root.id)
-        return cast(list[Enrollment], await info.context.enrollments(root.id, year))
+        return cast(list[Enrollment], relations.enrollments(root, info.context, year))
 
     @strawberry.field(description="医疗费用负担; year 指定时只返回该年度")
-    async def cost_burdens(
+    def cost_burdens(
         root: strawberry.Parent[PersonRow], info: Ctx, year: int | None = None
     ) -> list[CostBurden] | None:
-        info.context.guard.relation("Person.costBurdens", root.id)
-        return cast(list[CostBurden], await info.context.cost_burdens(root.id, year))
+        return cast(list[CostBurden], relations.cost_burdens(root, info.context, year))
 
 
 def as_person(row: PersonRow) -> Person:
     """A person row is what the ``Person`` type resolves from (see ``schema.fields``)."""
     return cast(Person, row)
-
-
-def as_people(rows: list[Any]) -> list[Person]:
-    return cast(list[Person], rows)
