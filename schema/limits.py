@@ -65,7 +65,10 @@ _cached_shape = lru_cache(maxsize=1024)(_shape)
 def query_limits(max_depth: int, max_aliases: int) -> type[SchemaExtension]:
     class QueryLimits(SchemaExtension):
         def on_validate(self) -> Iterator[None]:
-            document = self.execution_context.graphql_document
+            # Runs after the validation cache has put its result in pre_execution_errors
+            # (extension order in build_schema); strawberry checks them before this yields back.
+            context = self.execution_context
+            document = context.graphql_document
             if document is not None:
                 deepest, aliases = _cached_shape(document)
                 errors = []
@@ -74,8 +77,7 @@ def query_limits(max_depth: int, max_aliases: int) -> type[SchemaExtension]:
                 if aliases > max_aliases:
                     errors.append(GraphQLError(f"别名过多: {aliases} 个, 上限 {max_aliases} 个"))
                 if errors:
-                    self.execution_context.pre_execution_errors = errors
-                    return
+                    context.pre_execution_errors = [*(context.pre_execution_errors or []), *errors]
             yield
 
     return QueryLimits
