@@ -233,9 +233,10 @@ def test_blind_index_is_deterministic(cipher: FieldCipher, keyring: Keyring) -> 
     assert a == b
     assert len(a) == 32
     assert FieldCipher.same_index(a, b)
-    assert FieldCipher(keyring).blind_index(
-        "370102199003071234", table="person", column="id_number"
-    ) == a
+    assert (
+        FieldCipher(keyring).blind_index("370102199003071234", table="person", column="id_number")
+        == a
+    )
     c = cipher.blind_index("370102199003071235", table="person", column="id_number")
     assert c != a
     assert not FieldCipher.same_index(a, c)
@@ -396,9 +397,7 @@ def _corruptions(document: dict[str, object], text: str) -> dict[str, str]:
         ),
         "key-null": edited(lambda d: d["data_keys"][primary].__setitem__("key", None)),
         "key-too-short": edited(
-            lambda d: d["data_keys"][primary].__setitem__(
-                "key", d["data_keys"][primary]["key"][:8]
-            )
+            lambda d: d["data_keys"][primary].__setitem__("key", d["data_keys"][primary]["key"][:8])
         ),
         "algorithm-unknown": edited(
             lambda d: d["data_keys"][primary].__setitem__("algorithm", "DES")

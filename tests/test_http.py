@@ -223,9 +223,7 @@ async def test_get_refuses_mutations(harness: Harness, query: str) -> None:
     params = {"query": query}
     if "query Q" in query:
         params["operationName"] = "M"
-    transport = httpx.ASGITransport(
-        app=create_app(harness.runtime), raise_app_exceptions=False
-    )
+    transport = httpx.ASGITransport(app=create_app(harness.runtime), raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as client:
         response = await client.get("/graphql", params=params, headers=_headers(_auth(harness)))
     assert response.status_code in (400, 405), (response.status_code, response.text)
@@ -247,7 +245,7 @@ async def test_post_mutation_without_mutation_type_is_an_error(harness: Harness)
 
 @pytest.mark.parametrize(
     "query",
-    ["{ me { department ", "{ me { nope } }", "{ persons(first: \"x\") { totalCount } }", "}{"],
+    ["{ me { department ", "{ me { nope } }", '{ persons(first: "x") { totalCount } }', "}{"],
     ids=["syntax", "unknown-field", "literal-type", "garbage"],
 )
 async def test_invalid_document(harness: Harness, query: str) -> None:

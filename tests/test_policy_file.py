@@ -118,8 +118,7 @@ def test_message_names_the_culprit(kind: str, fragment: str) -> None:
 
 def test_line_numbers_count_comments_and_blank_lines() -> None:
     text = (
-        "# a\n\n# b\np, civil_affairs:*, Person.name, read, *\n\n\n"
-        "p, x:*, Person.name, read, *\n"
+        "# a\n\n# b\np, civil_affairs:*, Person.name, read, *\n\n\np, x:*, Person.name, read, *\n"
     )
     with pytest.raises(ConfigurationError) as info:
         parse_policy_text(text)
@@ -281,8 +280,9 @@ def test_role_subjects_add_grants() -> None:
     assert plain.effect("Person.address") is Effect.DENY
     assert officer.effect("Person.address") is Effect.READ
     assert (
-        _decide(text, "civil_affairs:county", "role:security_officer", purpose="")
-        .effect("Person.address")
+        _decide(text, "civil_affairs:county", "role:security_officer", purpose="").effect(
+            "Person.address"
+        )
         is Effect.DENY
     )
 

@@ -13,7 +13,8 @@ query Page($first: Int) {
       household { id members { id name } }
       reliefStatuses { category sourceDepartment recognizedOn validFrom validTo }
       enrollments { year insuranceType status regionCode subsidyCategory subsidyAmount }
-      costBurdens { year totalCost basicInsurancePaid criticalIllnessPaid medicalAssistancePaid personalBurden inpatientCount }
+      costBurdens { year totalCost basicInsurancePaid criticalIllnessPaid medicalAssistancePaid
+                    personalBurden inpatientCount }
     } }
   }
 }
