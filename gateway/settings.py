@@ -87,10 +87,15 @@ class Settings(BaseSettings):
             raise ConfigurationError("生产环境不允许设置 RELIEF_TODAY (测试用的日期)")
         if not self.database_url:
             raise ConfigurationError("生产环境必须显式设置 RELIEF_DATABASE_URL")
-        if not self.keyring_path.exists():
-            raise ConfigurationError(f"生产环境缺少密钥环文件 {self.keyring_path}")
-        if not self.token_key_path.exists():
-            raise ConfigurationError(f"生产环境缺少令牌签名密钥文件 {self.token_key_path}")
+        for path, what in (
+            (self.keyring_path, "密钥环文件"),
+            (self.token_key_path, "令牌签名密钥文件"),
+        ):
+            if not path.exists():
+                raise ConfigurationError(f"生产环境缺少{what} {path}")
+            if path.stat().st_mode & 0o077:
+                # Keys readable by other users are keys already shared: refuse, do not chmod.
+                raise ConfigurationError(f"{what} {path} 权限过宽, 应仅属主可读写 (chmod 600)")
 
 
 def load_settings(**overrides: object) -> Settings:
