@@ -12,25 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from gateway.domain import RELIEF_CATEGORIES
 from gateway.errors import ConfigurationError
-
-RELIEF_CATEGORIES = frozenset(
-    {
-        "EXTREME_POVERTY",
-        "MINIMUM_LIVING",
-        "MINIMUM_LIVING_EDGE",
-        "RIGID_EXPENDITURE",
-        "SERIOUS_ILLNESS",
-        "RETURNED_TO_POVERTY",
-        "MONITORED_UNSTABLE",
-        "MONITORED_MARGINAL",
-        "MONITORED_SUDDEN_HARDSHIP",
-        "LIFTED_FROM_POVERTY",
-        "ORPHAN",
-        "UNSUPPORTED_CHILD",
-        "SEVERE_DISABILITY",
-    }
-)
 
 _ROW_OBJECT = re.compile(r"^Person\((?P<body>[^()]*)\)$")
 

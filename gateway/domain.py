@@ -31,6 +31,25 @@ class Level(StrEnum):
         return {"province": 2, "city": 4, "county": 6}[self.value]
 
 
+# 救助身份类别 (the GraphQL enum ReliefCategory has exactly these names; a test pins it).
+RELIEF_CATEGORIES = frozenset(
+    {
+        "EXTREME_POVERTY",  # 特困人员
+        "MINIMUM_LIVING",  # 低保对象
+        "MINIMUM_LIVING_EDGE",  # 低保边缘家庭成员
+        "RIGID_EXPENDITURE",  # 刚性支出困难家庭成员
+        "SERIOUS_ILLNESS",  # 因病致贫重病患者
+        "RETURNED_TO_POVERTY",  # 返贫致贫人口
+        "MONITORED_UNSTABLE",  # 防止返贫监测对象: 脱贫不稳定人口
+        "MONITORED_MARGINAL",  # 防止返贫监测对象: 边缘易致贫人口
+        "MONITORED_SUDDEN_HARDSHIP",  # 防止返贫监测对象: 突发严重困难人口
+        "LIFTED_FROM_POVERTY",  # 脱贫人口
+        "ORPHAN",  # 孤儿
+        "UNSUPPORTED_CHILD",  # 事实无人抚养儿童
+        "SEVERE_DISABILITY",  # 重度残疾人
+    }
+)
+
 DEPARTMENT_NAMES_ZH = {
     Department.MEDICAL_INSURANCE: "医疗保障局",
     Department.CIVIL_AFFAIRS: "民政局",

@@ -1,0 +1,66 @@
+"""The schema's surface is a decision: contract names, enum values and the guard catalogue."""
+
+from __future__ import annotations
+
+from graphql import GraphQLEnumType, GraphQLObjectType, get_named_type, is_leaf_type
+
+from authz.resources import GUARDED_FIELDS
+from gateway.domain import RELIEF_CATEGORIES, Department
+from schema import build_schema
+from schema.fields import FIELDS
+
+# Fields every reader of a visible row gets (README "Contract notes"); everything else is guarded.
+STRUCTURAL = {
+    "Person.id",
+    "Person.regionCode",
+    "Household.id",
+    "ReliefStatus.category",
+    "Enrollment.year",
+    "CostBurden.year",
+}
+
+
+def test_root_fields_are_the_contracts() -> None:
+    schema = build_schema()._schema
+    assert set(schema.query_type.fields) == {"me", "person", "persons"}
+    assert schema.mutation_type is None
+
+
+def test_relief_category_enum_matches_the_domain() -> None:
+    enum = build_schema()._schema.get_type("ReliefCategory")
+    assert isinstance(enum, GraphQLEnumType)
+    assert set(enum.values) == RELIEF_CATEGORIES
+
+
+def test_department_enum_matches_the_token_codes() -> None:
+    enum = build_schema()._schema.get_type("Department")
+    assert isinstance(enum, GraphQLEnumType)
+    assert set(enum.values) == {d.name for d in Department}
+
+
+def test_every_record_field_is_guarded_or_structural() -> None:
+    schema = build_schema()._schema
+    for type_name in ("Person", "Household", "ReliefStatus", "Enrollment", "CostBurden"):
+        graphql_type = schema.get_type(type_name)
+        assert isinstance(graphql_type, GraphQLObjectType)
+        for field_name in graphql_type.fields:
+            name = f"{type_name}.{field_name}"
+            assert name in GUARDED_FIELDS or name in STRUCTURAL, f"{name} has no guard"
+
+
+def test_guarded_fields_are_nullable_so_a_denial_cannot_null_the_person() -> None:
+    schema = build_schema()._schema
+    for name in GUARDED_FIELDS:
+        type_name, field_name = name.split(".")
+        graphql_type = schema.get_type(type_name)
+        assert isinstance(graphql_type, GraphQLObjectType)
+        assert not str(graphql_type.fields[field_name].type).endswith("!"), name
+
+
+def test_every_leaf_field_has_a_bound_resolver_entry() -> None:
+    schema = build_schema()._schema
+    for type_name, entries in FIELDS.items():
+        graphql_type = schema.get_type(type_name)
+        assert isinstance(graphql_type, GraphQLObjectType)
+        leaves = {n for n, f in graphql_type.fields.items() if is_leaf_type(get_named_type(f.type))}
+        assert leaves == set(entries), type_name
