@@ -21,7 +21,6 @@ import pytest
 
 from tests.expectations import (
     ALL_GUARDED,
-    DEPARTMENTS,
     LEVEL_DIGITS,
     LEVELS,
     Checker,
@@ -393,28 +392,6 @@ async def test_household_members_outside_row_scope_are_absent(
     assert len(listed) == sum(1 for m in world.households[split[0]] if m.person_id in scope)
 
 
-async def test_households_across_counties(harness: Harness, world: World) -> None:
-    crossing = [
-        members
-        for members in world.households.values()
-        if len({m.region_code[:6] for m in members}) > 1
-    ]
-    if not crossing:
-        pytest.skip(
-            "the synthetic data never splits a household across counties (the rural row-rule "
-            "split is covered by test_household_members_outside_row_scope_are_absent)"
-        )
-    members = crossing[0]
-    county = members[0].region_code[:6]
-    subject = Subject("civil_affairs", "county", county)
-    node = (Sel("id"), Sel("household", children=(Sel("id"), Sel("members", children=(
-        Sel("id"), Sel("name"), Sel("regionCode"),
-    )))))  # fmt: skip
-    body = await check(harness, subject, (lookup("p", members[0].id_number, node),))
-    for member in body["data"]["p"]["household"]["members"]:
-        assert member["regionCode"].startswith(county)
-
-
 async def test_civil_affairs_sees_the_whole_household_the_rural_caller_sees_in_part(
     harness: Harness, world: World
 ) -> None:
@@ -593,29 +570,6 @@ async def test_active_on_argument_needs_validity_dates(
         subject = Subject(dept, "county", county)
         selections = (lookup("p", person.id_number, node), persons("l", node=node))
         await check_each(harness, subject, selections)
-
-
-async def test_lookup_with_only_masked_id_number_is_forbidden(
-    harness: Harness, world: World, county: str
-) -> None:
-    masked: list[Subject] = []
-    for dept in DEPARTMENTS:
-        for level in LEVELS:
-            region = county[: LEVEL_DIGITS[level]]
-            body = await harness.query(
-                harness.token(dept, level, region), "{ me { fieldAccess { field effect } } }"
-            )
-            effects = {a["field"]: a["effect"] for a in body["data"]["me"]["fieldAccess"]}
-            if effects.get("Person.idNumber") == "MASK":
-                masked.append(Subject(dept, level, region))
-    if not masked:
-        pytest.skip("no default subject has a masked Person.idNumber")
-    person = people_in(world, county)[0]
-    for subject in masked:  # pragma: no cover - no such subject in the default policies
-        token = harness.token(subject.dept, subject.level, subject.region)
-        body = await harness.query(token, BY_ID % "id", {"id": person.id_number})
-        assert body["data"]["person"] is None
-        assert codes(body) == {("person",): "FORBIDDEN"}
 
 
 # ---------------------------------------------------------------------------- lookups
