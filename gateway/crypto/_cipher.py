@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from gateway.crypto._keyring import DataKey, Keyring
+from gateway.crypto._keys import DataKey, Keyring
 from gateway.errors import DecryptionError
 
 FORMAT_VERSION = 1
