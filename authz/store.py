@@ -19,7 +19,7 @@ from pathlib import Path
 import casbin
 from casbin_async_sqlalchemy_adapter import Adapter
 from sqlalchemy import func, insert, select
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from authz.conditions import is_row_object, parse_row_object
 from authz.decision import AccessDecision, decide
@@ -98,8 +98,8 @@ def read_policy_file(path: Path) -> list[PolicyLine]:
     return parse_policy_text(path.read_text(encoding="utf-8"), source=str(path))
 
 
-async def current_version(session: AsyncSession) -> int:
-    return int((await session.execute(select(func.max(PolicyVersion.id)))).scalar() or 0)
+async def current_version(db: AsyncSession | AsyncConnection) -> int:
+    return int((await db.execute(select(func.max(PolicyVersion.id)))).scalar() or 0)
 
 
 async def install_default_policies(session: AsyncSession) -> bool:
@@ -139,9 +139,9 @@ class Authorizer:
     def loaded(self) -> bool:
         return self._enforcer is not None
 
-    async def load(self, session: AsyncSession) -> None:
+    async def load(self, db: AsyncSession | AsyncConnection) -> None:
         """Load (or reload) the policy in force. Refuses an invalid policy (fails closed)."""
-        version = await current_version(session)
+        version = await current_version(db)
         enforcer = casbin.AsyncEnforcer(model_path(), Adapter(self._engine, db_class=CasbinRule))
         await enforcer.load_policy()
         lines = [tuple(rule[:4]) for rule in enforcer.get_policy()]
@@ -153,7 +153,7 @@ class Authorizer:
         self._cache = {}
         log.info("policy version %s loaded (%s lines)", version, len(lines))
 
-    async def refresh(self, session: AsyncSession) -> None:
+    async def refresh(self, db: AsyncSession | AsyncConnection) -> None:
         """Reload if another process (or an officer) installed a newer version."""
         if (
             self._enforcer is not None
@@ -165,10 +165,10 @@ class Authorizer:
                 time.monotonic() - self._checked_at < self._refresh_seconds
             ):
                 return
-            latest = await current_version(session)
+            latest = await current_version(db)
             if self._enforcer is None or latest != self._version:
                 try:
-                    await self.load(session)
+                    await self.load(db)
                 except ConfigurationError:
                     if self._enforcer is None:
                         raise

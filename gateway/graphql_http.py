@@ -83,8 +83,9 @@ async def graphql_endpoint(request: Request) -> Response:
         return _error_response(exc, 400, request_id)
 
     allowed = {OperationType.QUERY} if request.method == "GET" else None
-    async with runtime.sessions() as session:
-        await runtime.authorizer.refresh(session)
+    # A Core connection, not an ORM session: reads return plain rows, nothing to track.
+    async with runtime.engine.connect() as connection:
+        await runtime.authorizer.refresh(connection)
         decision = runtime.authorizer.decision_for(principal, purpose)
         today = clock.today()
         predicate = row_predicate(
@@ -97,7 +98,7 @@ async def graphql_endpoint(request: Request) -> Response:
             purpose=purpose,
             decision=decision,
             guard=guard,
-            people=ScopedPeople(session, predicate, today),
+            people=ScopedPeople(connection, predicate, today),
             vault=runtime.vault,
             today=today,
             max_page_size=runtime.settings.max_page_size,

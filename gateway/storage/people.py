@@ -17,7 +17,7 @@ from datetime import date
 from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Result, Row, Select, and_, exists, func, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.storage.models import CostBurden, Enrollment, Person, ReliefStatus
 
@@ -59,17 +59,19 @@ def _active_on(day: date) -> ColumnElement[bool]:
 
 
 class ScopedPeople:
-    def __init__(self, session: AsyncSession, predicate: ColumnElement[bool], today: date) -> None:
-        self._session = session
+    def __init__(
+        self, connection: AsyncConnection, predicate: ColumnElement[bool], today: date
+    ) -> None:
+        self._connection = connection
         self._predicate = predicate
         self._today = today
-        # GraphQL resolves sibling root fields and batch loaders concurrently; one session
+        # GraphQL resolves sibling root fields and batch loaders concurrently; one connection
         # (one connection, one transaction) runs one statement at a time.
         self._lock = asyncio.Lock()
 
     async def _execute(self, stmt: Any) -> Result[Any]:
         async with self._lock:
-            result: Result[Any] = await self._session.execute(stmt)
+            result: Result[Any] = await self._connection.execute(stmt)
             return result
 
     # ---------------------------------------------------------------- people
