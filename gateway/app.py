@@ -10,9 +10,11 @@ from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from gateway import metrics
+from gateway.graphiql import ASSETS_PATH, assets_directory
 from gateway.graphql_http import graphql_endpoint
 from gateway.runtime import Runtime
 
@@ -44,14 +46,14 @@ def create_app(runtime: Runtime) -> Starlette:
         yield
         await runtime.close()
 
-    app = Starlette(
-        routes=[
-            Route("/graphql", graphql_endpoint, methods=["GET", "POST"]),
-            Route("/healthz", healthz),
-            Route("/readyz", readyz),
-            Route("/metrics", metrics_endpoint),
-        ],
-        lifespan=lifespan,
-    )
+    routes: list[BaseRoute] = [
+        Route("/graphql", graphql_endpoint, methods=["GET", "POST"]),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", metrics_endpoint),
+    ]
+    if not runtime.settings.is_production:
+        routes.append(Mount(ASSETS_PATH, StaticFiles(directory=assets_directory())))
+    app = Starlette(routes=routes, lifespan=lifespan)
     app.state.runtime = runtime
     return app

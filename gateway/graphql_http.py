@@ -20,7 +20,6 @@ from typing import Any
 from graphql import GraphQLError, get_operation_ast, parse
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from strawberry.http.ides import get_graphql_ide_html
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
@@ -30,6 +29,7 @@ from authz.guard import FieldGuard
 from gateway import audit, clock, metrics
 from gateway.auth import Principal
 from gateway.errors import AuditUnavailable, BadUserInput, GatewayError, Unauthenticated
+from gateway.graphiql import graphiql_html
 from gateway.runtime import Runtime
 from gateway.storage.people import ScopedPeople
 from schema.context import RequestContext
@@ -70,7 +70,7 @@ async def graphql_endpoint(request: Request) -> Response:
     if request.method == "GET" and _wants_ide(request):
         if runtime.settings.is_production:
             return JSONResponse({"errors": [{"message": "生产环境未开放 GraphiQL"}]}, 404)
-        return HTMLResponse(get_graphql_ide_html())
+        return HTMLResponse(graphiql_html())
     try:
         principal = _authenticate(runtime, request)
         purpose = _purpose(runtime, request)
