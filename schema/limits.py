@@ -39,6 +39,10 @@ def _shape(document: DocumentNode) -> tuple[int, int]:
             if isinstance(selection, FieldNode):
                 if selection.alias is not None:
                     aliases += 1
+                if selection.name.value.startswith("__"):
+                    # Introspection (GraphiQL's schema query nests ~13 levels of ofType) reads
+                    # the schema, not data; production turns it off altogether.
+                    continue
                 deepest = max(deepest, 1 + depth(selection.selection_set, seen))
             elif isinstance(selection, InlineFragmentNode):
                 deepest = max(deepest, depth(selection.selection_set, seen))

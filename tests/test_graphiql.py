@@ -6,6 +6,8 @@ import base64
 import hashlib
 import re
 
+from graphql import get_introspection_query
+
 from tests.harness import Harness
 
 
@@ -30,3 +32,11 @@ async def test_vendored_assets_are_served_and_match_their_integrity_hashes(
         assert asset.status_code == 200, path
         digest = base64.b64encode(hashlib.sha384(asset.content).digest()).decode()
         assert digest == expected, path
+
+
+async def test_graphiql_schema_query_is_not_refused_by_the_depth_limit(harness: Harness) -> None:
+    """GraphiQL asks for the schema as soon as it opens; that must work in development."""
+    token = harness.token("civil_affairs", "county", harness.busiest_county())
+    body = await harness.query(token, get_introspection_query(descriptions=True))
+    assert "errors" not in body, body.get("errors")
+    assert body["data"]["__schema"]["queryType"]["name"] == "Query"
