@@ -23,9 +23,8 @@ from gateway.errors import GatewayError
 from gateway.settings import Settings, load_settings
 from gateway.storage.writer import WriteCounts
 
-DEMO_QUERY = """# 示例查询: 按 Ctrl-Enter 运行
+DEMO_QUERY = """# 示例查询: 按 Ctrl-Enter (或上方 ▶) 运行; 右侧为本部门在辖区内可见的人员
 query CountyPage {
-  me { subject department level region fieldAccess { field effect } }
   persons(first: 5) {
     totalCount
     edges {
@@ -38,6 +37,7 @@ query CountyPage {
       }
     }
   }
+  me { department level region rowScope }
 }
 """
 
