@@ -6,7 +6,8 @@
     ├── BadUserInput             BAD_USER_INPUT   error at the argument's field
     ├── ConfigurationError       CONFIGURATION    refused start-up / CLI exit 2
     ├── DecryptionError          DATA_INTEGRITY   error at the field's path, no data released
-    └── AuditUnavailable         AUDIT_UNAVAILABLE HTTP 503: no data leaves without its audit entry
+    ├── AuditUnavailable         AUDIT_UNAVAILABLE HTTP 503: no data leaves without its audit entry
+    └── ServiceUnavailable       SERVICE_UNAVAILABLE HTTP 503: the database cannot be reached
 
 Messages are for a clerk: Chinese, in the caller's terms, never SQL, stack traces, key
 material or another person's data. Anything else raised while serving is masked as
@@ -50,3 +51,9 @@ class AuditUnavailable(GatewayError):
     """The audit entry of a read could not be committed, so the read's result is withheld."""
 
     code = "AUDIT_UNAVAILABLE"
+
+
+class ServiceUnavailable(GatewayError):
+    """The database could not be reached; the request can be retried."""
+
+    code = "SERVICE_UNAVAILABLE"

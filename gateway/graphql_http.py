@@ -18,6 +18,7 @@ from functools import lru_cache
 from typing import Any
 
 from graphql import GraphQLError, get_operation_ast, parse
+from sqlalchemy.exc import DBAPIError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from strawberry.schema.exceptions import InvalidOperationTypeError
@@ -28,7 +29,13 @@ from authz.compiler import row_predicate
 from authz.guard import FieldGuard
 from gateway import audit, clock, metrics
 from gateway.auth import Principal
-from gateway.errors import AuditUnavailable, BadUserInput, GatewayError, Unauthenticated
+from gateway.errors import (
+    AuditUnavailable,
+    BadUserInput,
+    GatewayError,
+    ServiceUnavailable,
+    Unauthenticated,
+)
 from gateway.graphiql import graphiql_html
 from gateway.runtime import Runtime
 from gateway.storage.people import ScopedPeople
@@ -82,6 +89,37 @@ async def graphql_endpoint(request: Request) -> Response:
         metrics.REQUESTS.labels(outcome="bad_request").inc()
         return _error_response(exc, 400, request_id)
 
+    try:
+        return await _execute(
+            runtime,
+            request,
+            request_id,
+            started,
+            principal,
+            purpose,
+            query,
+            variables,
+            operation_name,
+        )
+    except (DBAPIError, OSError):
+        # The database is unreachable (restarting, network): say so, keep the detail in the log.
+        log.exception("request %s: database unavailable", request_id)
+        metrics.REQUESTS.labels(outcome="unavailable").inc()
+        outage = ServiceUnavailable("数据库暂时不可用, 请稍后重试")
+        return _error_response(outage, 503, request_id)
+
+
+async def _execute(
+    runtime: Runtime,
+    request: Request,
+    request_id: str,
+    started: float,
+    principal: Principal,
+    purpose: str,
+    query: str,
+    variables: dict[str, Any] | None,
+    operation_name: str | None,
+) -> Response:
     allowed = {OperationType.QUERY} if request.method == "GET" else None
     # A Core connection, not an ORM session: reads return plain rows, nothing to track.
     async with runtime.engine.connect() as connection:
@@ -118,6 +156,11 @@ async def graphql_endpoint(request: Request) -> Response:
             response = _error_response(refusal, 405, request_id)
             response.headers["Allow"] = "POST"
             return response
+    for error in result.errors or []:
+        if isinstance(error.original_error, DBAPIError | OSError):
+            # The database failed under a resolver: no partial answer, the whole request is
+            # retried by the caller (handled as an outage by graphql_endpoint).
+            raise error.original_error
     # The read transaction is over; the response leaves only once its audit entry is durable.
     if guard.touched_person_data or guard.people:
         entry = audit.read_entry(
