@@ -220,6 +220,13 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     host = args.host or settings.host
     port = args.port or settings.port
     if args.workers > 1:
+        if settings.resolved_database_url.startswith("sqlite"):
+            # One chain of audit entries needs one writer: several processes share it only
+            # through PostgreSQL's advisory lock.
+            print(
+                "错误: 多进程 (--workers > 1) 需要 PostgreSQL; SQLite 只支持单进程", file=sys.stderr
+            )
+            return 2
         uvicorn.run(
             "gateway.asgi:app", host=host, port=port, workers=args.workers, log_level="info"
         )

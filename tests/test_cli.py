@@ -413,3 +413,12 @@ def test_demo_every_token_sees_people(demo: Demo) -> None:
         if answer.json()["data"]["persons"]["totalCount"] == 0:
             empty.append(f"{dept}/{level}/{region}")
     assert not empty, f"demo tokens that see nobody: {empty}"
+
+
+def test_serve_refuses_several_workers_on_sqlite(tmp_path: Path) -> None:
+    """The audit chain has one writer per SQLite file; several processes need PostgreSQL."""
+    data_dir = tmp_path / "data"
+    done = run(data_dir, "serve", "--workers", "2", timeout=60)
+    assert done.returncode == 2
+    assert "PostgreSQL" in done.stderr
+    _no_traceback(done)
