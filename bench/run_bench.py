@@ -1020,7 +1020,8 @@ def markdown(
         f"({m['county_size']} persons, {m['cursor_pool']} random-page cursors), caller: medical_insurance "
         f"county token, X-Purpose benefit_settlement. Concurrency {a.concurrency}, {a.duration:g} s per run "
         f"after {a.warmup:g} s warm-up, {a.reps} repetition(s), gateway and baseline interleaved per scenario. "
-        f"One gateway process (`relief-gateway serve`, uvicorn, 1 worker). Load: peer `load.py --client raw`.",
+        f"Gateway: `relief-gateway serve --workers {a.workers}` (uvicorn; CPU counted over the process tree). "
+        "Load: peer `load.py --client raw`.",
         "",
         f"Machine: {m['cpus']} CPUs, Python {m['python']}, {m['postgres']}; git {m['git']}. "
         f"Data: {m['pool_check']['rows_person']} persons, {m['pool_check']['rows_relief_status']} relief statuses, "
@@ -1349,7 +1350,16 @@ def main_run(run: Run) -> int:
     with open(gw_log, "wb") as out:
         gateway = run.procs.start(
             "gateway",
-            [*cmd, "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [
+                *cmd,
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                str(args.workers),
+            ],
             env=env,
             cwd=str(REPO),
             stdout=out,
@@ -1557,6 +1567,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="also run the *_peershape scenarios (the peer rig's exact field sets, no baseline)",
     )
     ap.add_argument("--skip-baseline", action="store_true", help="gateway runs only")
+    ap.add_argument(
+        "--workers", type=int, default=1, help="gateway processes (serve --workers, default 1)"
+    )
     ap.add_argument(
         "--profile",
         action="store_true",
