@@ -227,7 +227,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
                 "错误: 多进程 (--workers > 1) 需要 PostgreSQL; SQLite 只支持单进程", file=sys.stderr
             )
             return 2
-        uvicorn.run(
+        from gateway.serving import serve_workers
+
+        serve_workers(
             "gateway.asgi:app", host=host, port=port, workers=args.workers, log_level="info"
         )
         return 0
