@@ -957,7 +957,7 @@ PHASES = {
     "SQLAlchemy (all)": r"sqlalchemy/",
     "asyncpg (all)": r"asyncpg/",
     "pool checkout + pre-ping": r"_async_ping|do_ping|_checkout \(",
-    "audit.record_read": r"record_read \(gateway/audit",
+    "audit.append_entries": r"append_entries \(gateway/audit",
     "socket writes (kernel send)": r"_SelectorSocketTransport\.write \(",
     "field guard (authz/guard)": r"authz/guard",
     "decryption (gateway/crypto)": r"gateway/crypto",

@@ -19,6 +19,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway import clock
+from gateway.domain import DEPARTMENT_NAMES_ZH, LEVEL_NAMES_ZH, Department, Level
 from gateway.errors import GatewayError
 from gateway.settings import Settings, load_settings
 from gateway.storage.writer import WriteCounts
@@ -263,7 +264,8 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
             subject=subject, dept=dept, level=level, region=region, ttl_seconds=24 * 3600
         )
         headers = {"Authorization": f"Bearer {token}", "X-Purpose": purpose}
-        print(f"■ {dept} / {level} / {region}  (用途 {purpose})")
+        names = f"{DEPARTMENT_NAMES_ZH[Department(dept)]} {LEVEL_NAMES_ZH[Level(level)]}"
+        print(f"■ {names} ({dept} / {level} / {region}, 用途 {purpose})")
         print(f"  令牌: {token}")
         print(f"  GraphiQL: {url}?headers={quote(json.dumps(headers))}&q={quote(DEMO_QUERY)}\n")
     print(f"GraphiQL 地址: {url}  (在浏览器中打开上面带令牌的链接, 按 Ctrl-Enter 运行查询)")

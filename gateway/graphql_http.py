@@ -134,7 +134,6 @@ async def _execute(
             request_id=request_id,
             principal=principal,
             purpose=purpose,
-            decision=decision,
             guard=guard,
             people=ScopedPeople(connection, predicate, today),
             vault=runtime.vault,

@@ -11,7 +11,6 @@ from typing import Any
 
 from strawberry.dataloader import DataLoader
 
-from authz.decision import AccessDecision
 from authz.guard import FieldGuard
 from gateway.auth import Principal
 from gateway.storage.people import PersonRow, ScopedPeople
@@ -26,7 +25,6 @@ class RequestContext:
     request_id: str
     principal: Principal
     purpose: str
-    decision: AccessDecision
     guard: FieldGuard
     people: ScopedPeople
     vault: PersonVault

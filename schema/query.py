@@ -120,7 +120,7 @@ class Query:
     @strawberry.field(description="当前调用方")
     def me(self, info: Ctx) -> Principal:
         context = info.context
-        principal, decision = context.principal, context.decision
+        principal, decision = context.principal, context.guard.decision
         return Principal(
             subject=principal.subject,
             department=Department(principal.department.value),

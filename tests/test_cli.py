@@ -348,7 +348,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
             base=base,
             output=output,
             tokens=re.findall(r"令牌: (\S+)", output),
-            headers=re.findall(r"■ (\w+) / (\w+) / (\d+)\s+\(用途 (\w+)\)", output),
+            headers=re.findall(r"■ \S+ \S+ \((\w+) / (\w+) / (\d+), 用途 (\w+)\)", output),
         )
     finally:
         if proc.poll() is None:

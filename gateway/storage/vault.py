@@ -10,7 +10,6 @@ from gateway.crypto import FieldCipher
 from gateway.records import PersonRecord
 
 TABLE = "person"
-SEALED_COLUMNS = ("id_number", "name", "phone", "address")
 
 
 class PersonVault:
