@@ -134,6 +134,10 @@ def _parser() -> argparse.ArgumentParser:
     policy.add_argument("action", choices=["export"])
     policy.set_defaults(handler=_policy)
 
+    from gateway.cli_ingest import add_ingest_command
+
+    add_ingest_command(command)
+
     audit = command("audit", "审计: verify 校验审计日志的哈希链")
     audit.add_argument("action", choices=["verify"])
     audit.set_defaults(handler=_audit)

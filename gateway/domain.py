@@ -61,3 +61,20 @@ DEPARTMENT_NAMES_ZH = {
     Department.BIG_DATA: "大数据局",
 }
 LEVEL_NAMES_ZH = {Level.PROVINCE: "省级", Level.CITY: "市级", Level.COUNTY: "县级"}
+
+# The official Chinese name of each category, as the notices and departments' files write it.
+CATEGORY_NAMES_ZH = {
+    "EXTREME_POVERTY": "特困人员",
+    "MINIMUM_LIVING": "低保对象",
+    "MINIMUM_LIVING_EDGE": "低保边缘家庭成员",
+    "RIGID_EXPENDITURE": "刚性支出困难家庭成员",
+    "SERIOUS_ILLNESS": "因病致贫重病患者",
+    "RETURNED_TO_POVERTY": "返贫致贫人口",
+    "MONITORED_UNSTABLE": "脱贫不稳定人口",
+    "MONITORED_MARGINAL": "边缘易致贫人口",
+    "MONITORED_SUDDEN_HARDSHIP": "突发严重困难人口",
+    "LIFTED_FROM_POVERTY": "脱贫人口",
+    "ORPHAN": "孤儿",
+    "UNSUPPORTED_CHILD": "事实无人抚养儿童",
+    "SEVERE_DISABILITY": "重度残疾人",
+}

@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     token_issuer: str = "relief-gateway"  # noqa: S105 - the issuer name, not a secret
     token_ttl_seconds: int = 8 * 3600
     max_page_size: int = 200
+    # A directory of extra feed mappings (*.toml, see adapters/mapping.py) for this deployment.
+    mappings_dir: Path | None = None
     host: str = "127.0.0.1"
     port: int = 8000
 

@@ -25,7 +25,7 @@ from sqlalchemy import (
     Text,
     Uuid,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
 # SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
 AutoId = BigInteger().with_variant(Integer, "sqlite")
@@ -36,6 +36,60 @@ class Base(DeclarativeBase):
     pass
 
 
+class SourcedMixin:
+    """Provenance of a stored fact: the batch (department, file or push, when received) and
+    the line of the file, or the position in the push, it came from. Null only for rows
+    written before ingest existed."""
+
+    @declared_attr
+    def batch_id(cls) -> Mapped[uuid.UUID | None]:
+        return mapped_column(
+            ForeignKey(
+                "ingest_batch.id",
+                ondelete="SET NULL",
+                name=f"fk_{cls.__tablename__}_batch_id",  # type: ignore[attr-defined]
+            )
+        )
+
+    source_line: Mapped[int | None] = mapped_column(Integer)
+    received_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class IngestBatch(Base):
+    """批次: one file or one push from one department's feed, with what it changed."""
+
+    __tablename__ = "ingest_batch"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    department: Mapped[str] = mapped_column(String(32))
+    feed: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(8))  # FILE / PUSH / SEED
+    file_name: Mapped[str | None] = mapped_column(String(255))
+    content_sha256: Mapped[str | None] = mapped_column(String(64))
+    # Narrowest jurisdiction (2/4/6 digits) covering the batch; who may list it.
+    region: Mapped[str] = mapped_column(String(12))
+    submitted_by: Mapped[str] = mapped_column(String(128))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(16))  # RUNNING / COMPLETED / FAILED
+    rows_total: Mapped[int] = mapped_column(Integer, default=0)
+    rows_accepted: Mapped[int] = mapped_column(Integer, default=0)
+    rows_rejected: Mapped[int] = mapped_column(Integer, default=0)
+    rows_unchanged: Mapped[int] = mapped_column(Integer, default=0)
+    added: Mapped[int] = mapped_column(Integer, default=0)  # 新增
+    exited: Mapped[int] = mapped_column(Integer, default=0)  # 退出
+    identity_changed: Mapped[int] = mapped_column(Integer, default=0)  # 身份变更
+    updated: Mapped[int] = mapped_column(Integer, default=0)  # 信息更新
+    unmatched: Mapped[int] = mapped_column(Integer, default=0)  # 未匹配到人员 (不涉及)
+    anomalies_opened: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        Index("ix_ingest_batch_department_received", "department", "received_at"),
+        Index("ix_ingest_batch_content", "department", "feed", "content_sha256"),
+    )
+
+
 class Household(Base):
     """户: a household as the source department numbered it."""
 
@@ -44,6 +98,13 @@ class Household(Base):
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     region_code: Mapped[str] = mapped_column(String(12))
     county_code: Mapped[str] = mapped_column(String(6), index=True)
+    # 户编号 as the source department numbers it (null for synthetic households).
+    source_department: Mapped[str | None] = mapped_column(String(32))
+    source_number: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (
+        Index("ux_household_source", "source_department", "source_number", unique=True),
+    )
 
 
 class Person(Base):
@@ -55,6 +116,8 @@ class Person(Base):
     id_number_bidx: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
     id_number_ct: Mapped[bytes] = mapped_column(LargeBinary)
     name_ct: Mapped[bytes] = mapped_column(LargeBinary)
+    # Keyed hash of the name: compares what two departments call one person without decrypting.
+    name_bidx: Mapped[bytes | None] = mapped_column(LargeBinary(32))
     phone_bidx: Mapped[bytes | None] = mapped_column(LargeBinary(32), index=True)
     phone_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
     address_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
@@ -68,6 +131,7 @@ class Person(Base):
         ForeignKey("household.id", ondelete="SET NULL"), index=True
     )
     relation: Mapped[str | None] = mapped_column(String(16))  # 与户主关系
+    deceased_on: Mapped[date | None] = mapped_column(Date)  # reported by health (死亡)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
@@ -78,7 +142,28 @@ class Person(Base):
     )
 
 
-class ReliefStatus(Base):
+class PersonSource(Base):
+    """Which departments reported a person, and from which batch and line they last did.
+
+    ``digest`` is a keyed hash of everything the department said about the person (name,
+    region, contact, household), so a re-sent unchanged row is recognised without decrypting.
+    """
+
+    __tablename__ = "person_source"
+
+    person_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("person.id", ondelete="CASCADE"), primary_key=True
+    )
+    department: Mapped[str] = mapped_column(String(32), primary_key=True)
+    digest: Mapped[bytes] = mapped_column(LargeBinary(32))
+    batch_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("ingest_batch.id", ondelete="SET NULL")
+    )
+    source_line: Mapped[int | None] = mapped_column(Integer)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ReliefStatus(SourcedMixin, Base):
     """救助身份: one category recognised by one department for one period."""
 
     __tablename__ = "relief_status"
@@ -92,13 +177,22 @@ class ReliefStatus(Base):
     valid_to: Mapped[date | None] = mapped_column(Date)
 
     __table_args__ = (
-        Index("ix_relief_status_person", "person_id"),
         # Row conditions ("holds one of these categories") probe by category, then person.
         Index("ix_relief_status_category_person", "category", "person_id"),
+        # One department recognises one category for a person once per recognition date:
+        # the key that makes re-loading a file change nothing.
+        Index(
+            "ux_relief_status_source",
+            "person_id",
+            "source_department",
+            "category",
+            "recognized_on",
+            unique=True,
+        ),
     )
 
 
-class Enrollment(Base):
+class Enrollment(SourcedMixin, Base):
     """参保: one person's enrollment in one year."""
 
     __tablename__ = "enrollment"
@@ -112,10 +206,12 @@ class Enrollment(Base):
     subsidy_category: Mapped[str | None] = mapped_column(String(32))
     subsidy_amount: Mapped[Decimal | None] = mapped_column(Money)
 
-    __table_args__ = (Index("ix_enrollment_person_year", "person_id", "year"),)
+    __table_args__ = (
+        Index("ux_enrollment_person_year_type", "person_id", "year", "insurance_type", unique=True),
+    )
 
 
-class CostBurden(Base):
+class CostBurden(SourcedMixin, Base):
     """医疗费用负担: one person's cumulative costs in one year."""
 
     __tablename__ = "cost_burden"
@@ -130,7 +226,71 @@ class CostBurden(Base):
     personal_burden: Mapped[Decimal] = mapped_column(Money)
     inpatient_count: Mapped[int] = mapped_column(Integer)
 
-    __table_args__ = (Index("ix_cost_burden_person_year", "person_id", "year"),)
+    __table_args__ = (Index("ux_cost_burden_person_year", "person_id", "year", unique=True),)
+
+
+class Settlement(SourcedMixin, Base):
+    """结算: one settled medical visit; cost burdens are the per-year sums of these."""
+
+    __tablename__ = "settlement"
+
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    settlement_number: Mapped[str] = mapped_column(String(64), unique=True)  # 结算流水号
+    person_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("person.id", ondelete="CASCADE"))
+    settled_on: Mapped[date] = mapped_column(Date)
+    year: Mapped[int] = mapped_column(Integer)
+    visit_type: Mapped[str] = mapped_column(String(12))  # INPATIENT / OUTPATIENT
+    total_cost: Mapped[Decimal] = mapped_column(Money)
+    basic_insurance_paid: Mapped[Decimal] = mapped_column(Money)
+    critical_illness_paid: Mapped[Decimal] = mapped_column(Money)
+    medical_assistance_paid: Mapped[Decimal] = mapped_column(Money)
+    personal_burden: Mapped[Decimal] = mapped_column(Money)
+
+    __table_args__ = (Index("ix_settlement_person_year", "person_id", "year"),)
+
+
+class VitalEvent(SourcedMixin, Base):
+    """生命事件: a death or birth reported by health."""
+
+    __tablename__ = "vital_event"
+
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    person_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("person.id", ondelete="CASCADE"))
+    event: Mapped[str] = mapped_column(String(8))  # DEATH / BIRTH
+    event_date: Mapped[date] = mapped_column(Date)
+
+    __table_args__ = (Index("ux_vital_event_person_event", "person_id", "event", unique=True),)
+
+
+class Anomaly(Base):
+    """异常回传: a disagreement between sources, sent back to the department that must verify
+    it within 10 working days (003 §2). While one is open about a person, their benefits are
+    suspended (003 §3): the person is under verification."""
+
+    __tablename__ = "anomaly"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    person_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("person.id", ondelete="CASCADE"))
+    department: Mapped[str] = mapped_column(String(32))  # who must verify
+    county_code: Mapped[str] = mapped_column(String(6))  # whose jurisdiction it lies in
+    kind: Mapped[str] = mapped_column(String(40))
+    detail: Mapped[str] = mapped_column(Text)  # Chinese, never a name or ID number
+    related_department: Mapped[str | None] = mapped_column(String(32))
+    batch_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("ingest_batch.id", ondelete="SET NULL")
+    )
+    opened_on: Mapped[date] = mapped_column(Date)
+    due_on: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(12))  # OPEN / RESOLVED
+    resolution: Mapped[str | None] = mapped_column(String(24))
+    resolved_on: Mapped[date | None] = mapped_column(Date)
+    resolved_by: Mapped[str | None] = mapped_column(String(128))
+    note: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        Index("ix_anomaly_department_county", "department", "county_code", "status"),
+        Index("ix_anomaly_person_status", "person_id", "status"),
+    )
 
 
 class CasbinRule(Base):

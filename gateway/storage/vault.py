@@ -22,6 +22,15 @@ class PersonVault:
     def phone_index(self, phone: str) -> bytes:
         return self.cipher.blind_index(phone, table=TABLE, column="phone")
 
+    def name_index(self, name: str) -> bytes:
+        return self.cipher.blind_index(name, table=TABLE, column="name")
+
+    def source_digest(self, department: str, facts: tuple[str | None, ...]) -> bytes:
+        """Keyed hash of what one department said about a person (ingest compares it with the
+        last row the department sent, without decrypting anything)."""
+        joined = "\x1f".join("" if fact is None else fact for fact in facts)
+        return self.cipher.blind_index(joined, table="person_source", column=department)
+
     def seal(self, person_id: uuid.UUID, column: str, value: str | None) -> bytes | None:
         if value is None:
             return None
@@ -41,6 +50,7 @@ class PersonVault:
             "id_number_bidx": self.id_number_index(record.id_number),
             "id_number_ct": self.seal(pid, "id_number", record.id_number),
             "name_ct": self.seal(pid, "name", record.name),
+            "name_bidx": self.name_index(record.name),
             "phone_bidx": self.phone_index(record.phone) if record.phone else None,
             "phone_ct": self.seal(pid, "phone", record.phone),
             "address_ct": self.seal(pid, "address", record.address),

@@ -1,0 +1,417 @@
+"""The ingest pipeline: a file or a push → a batch of validated, de-duplicated, traceable facts.
+
+    read (adapters.readers) → parse and validate (adapters.rows) → apply (adapters.apply)
+
+Rows stream through in chunks: one chunk is one transaction, so memory stays bounded whatever
+the file's size and a failure loses nothing that was committed: re-running the same file
+classifies the stored rows as unchanged and carries on. A rejected row never stops the batch;
+it goes to the rejection report (行号, 列, 值, 原因). The batch row records who sent what and
+what it changed (新增, 退出, 身份变更 …), and every stored fact points back to it and its line.
+
+On PostgreSQL chunks of all ingests take one transaction-level advisory lock, so two ingests
+(a county's file and another department's push) never classify the same person at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import hashlib
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import IO, Any
+
+from sqlalchemy import insert, select, text, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from adapters.apply import BatchContext, ChunkApplier, Outcome
+from adapters.mapping import Feed
+from adapters.readers import SourceRow, open_source, read_records
+from adapters.rows import CanonicalRow, Rejection, RowParser
+from gateway.clock import now_utc
+from gateway.errors import GatewayError
+from gateway.storage.models import IngestBatch
+from gateway.storage.vault import PersonVault
+
+CHUNK_ROWS = 2000
+# Rejections kept in memory for the summary and the GraphQL result; the report file has all.
+KEPT_REJECTIONS = 1000
+# pg_advisory_xact_lock key shared by every ingest chunk ("relief-ingest").
+INGEST_LOCK_KEY = 0x52454C494E47
+_SQLITE_LOCK = asyncio.Lock()
+
+REPORT_HEADER = ("行号", "列", "值", "原因")
+
+COUNT_FIELDS = (
+    "rows_total",
+    "rows_accepted",
+    "rows_rejected",
+    "rows_unchanged",
+    "added",
+    "exited",
+    "identity_changed",
+    "updated",
+    "unmatched",
+    "anomalies_opened",
+)
+
+
+class IngestFailed(GatewayError):
+    """The batch stopped part-way (the database failed); committed chunks are kept."""
+
+    code = "SERVICE_UNAVAILABLE"
+
+
+@dataclass(slots=True)
+class IngestCounts:
+    rows_total: int = 0
+    rows_accepted: int = 0
+    rows_rejected: int = 0
+    rows_unchanged: int = 0
+    added: int = 0  # 新增
+    exited: int = 0  # 退出
+    identity_changed: int = 0  # 身份变更
+    updated: int = 0  # 信息更新
+    unmatched: int = 0  # 未匹配 (不涉及本系统人员)
+    anomalies_opened: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in COUNT_FIELDS}
+
+    def add(self, other: IngestCounts) -> None:
+        for name in COUNT_FIELDS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+@dataclass(slots=True)
+class IngestResult:
+    feed: Feed
+    status: str  # COMPLETED / DUPLICATE / DRY_RUN / FAILED
+    counts: IngestCounts
+    batch_id: uuid.UUID | None = None
+    duplicate_of: uuid.UUID | None = None
+    file_name: str | None = None
+    file_format: str | None = None
+    encoding: str | None = None
+    ignored_headers: tuple[str, ...] = ()
+    rejections: list[Rejection] = field(default_factory=list)
+    report_path: Path | None = None
+    region: str = ""
+    seconds: float = 0.0
+
+
+class RejectionReport:
+    """The rejection report as CSV with Chinese headers, UTF-8 with BOM so that Excel on a
+    county clerk's desktop shows the Chinese correctly. Written as rows are rejected."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file: IO[str] = path.open("w", encoding="utf-8-sig", newline="")
+        self._writer = csv.writer(self._file)
+        self._writer.writerow(REPORT_HEADER)
+
+    def write(self, rejections: Iterable[Rejection]) -> None:
+        for r in rejections:
+            self._writer.writerow((r.line, r.column, r.value, r.reason))
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _narrowest_region(counties: set[str]) -> str:
+    """The smallest jurisdiction (county, city or province code) holding all the counties."""
+    if not counties:
+        return ""
+    first = min(counties)
+    for digits in (6, 4, 2):
+        if all(c[:digits] == first[:digits] for c in counties):
+            return first[:digits]
+    return ""
+
+
+class Ingestor:
+    """Runs one feed's batches for one submitter."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        vault: PersonVault,
+        feed: Feed,
+        *,
+        submitted_by: str,
+        today: date,
+        scope: str | None = None,
+        chunk_rows: int = CHUNK_ROWS,
+    ) -> None:
+        self.engine = engine
+        self.vault = vault
+        self.feed = feed
+        self.submitted_by = submitted_by
+        self.today = today
+        self.scope = scope or None
+        self.chunk_rows = chunk_rows
+
+    # ------------------------------------------------------------------ entry points
+    async def ingest_file(
+        self,
+        path: Path,
+        *,
+        dry_run: bool = False,
+        report: RejectionReport | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> IngestResult:
+        started = time.perf_counter()
+        sha = file_sha256(path)
+        if not dry_run:
+            earlier = await self._completed_batch_with(sha)
+            if earlier is not None:
+                return IngestResult(
+                    self.feed,
+                    "DUPLICATE",
+                    IngestCounts(),
+                    duplicate_of=earlier,
+                    file_name=path.name,
+                    seconds=time.perf_counter() - started,
+                )
+        with open_source(path, self.feed.columns) as reader:
+            result = IngestResult(
+                self.feed,
+                "RUNNING",
+                IngestCounts(),
+                file_name=path.name,
+                file_format=reader.format,
+                encoding=reader.encoding,
+            )
+            parser = RowParser(self.feed, today=self.today, header_names=reader.columns)
+            await self._run(
+                iter(reader),
+                parser,
+                result,
+                channel="FILE",
+                sha=sha,
+                dry_run=dry_run,
+                report=report,
+                progress=progress,
+            )
+            result.ignored_headers = tuple(reader.ignored_headers)
+        result.seconds = time.perf_counter() - started
+        return result
+
+    async def ingest_records(
+        self, records: Sequence[Mapping[str, object]], *, dry_run: bool = False
+    ) -> IngestResult:
+        """A real-time push (submitRecords): same validation, same result as a file."""
+        started = time.perf_counter()
+        result = IngestResult(self.feed, "RUNNING", IngestCounts())
+        parser = RowParser(self.feed, today=self.today, header_names={})
+        rows = read_records(records, self.feed.columns)
+        await self._run(rows, parser, result, channel="PUSH", sha=None, dry_run=dry_run)
+        result.seconds = time.perf_counter() - started
+        return result
+
+    # ------------------------------------------------------------------ the run
+    async def _run(
+        self,
+        rows: Iterator[SourceRow],
+        parser: RowParser,
+        result: IngestResult,
+        *,
+        channel: str,
+        sha: str | None,
+        dry_run: bool,
+        report: RejectionReport | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        batch_id = uuid.uuid4()
+        received_at = now_utc()
+        context = BatchContext(batch_id, self.feed, self.vault, received_at, self.today, self.scope)
+        counties: set[str] = set()
+        batch_values = {
+            "id": batch_id,
+            "department": self.feed.department.value,
+            "feed": self.feed.name,
+            "channel": channel,
+            "file_name": result.file_name,
+            "content_sha256": sha,
+            "region": self.scope or "",
+            "submitted_by": self.submitted_by,
+            "received_at": received_at,
+            "status": "RUNNING",
+            **IngestCounts().as_dict(),
+        }
+
+        def keep(rejections: list[Rejection]) -> None:
+            if report is not None:
+                report.write(rejections)
+            room = KEPT_REJECTIONS - len(result.rejections)
+            if room > 0:
+                result.rejections.extend(rejections[:room])
+
+        if dry_run:
+            # One transaction for the whole run, rolled back: later chunks see earlier ones.
+            async with self.engine.connect() as connection:
+                transaction = await connection.begin()
+                try:
+                    await connection.execute(insert(IngestBatch).values(**batch_values))
+                    for chunk, rejected in self._chunks(rows, parser, progress):
+                        counts = await self._apply(connection, context, chunk, rejected, counties)
+                        keep(rejected)
+                        result.counts.add(counts)
+                finally:
+                    await transaction.rollback()
+            result.status = "DRY_RUN"
+            result.region = self.scope or _narrowest_region(counties)
+            return
+
+        async with self.engine.begin() as connection:
+            await connection.execute(insert(IngestBatch).values(**batch_values))
+        result.batch_id = batch_id
+        try:
+            for chunk, rejected in self._chunks(rows, parser, progress):
+                async with self._chunk_transaction() as connection:
+                    counts = await self._apply(connection, context, chunk, rejected, counties)
+                    # The counts commit with the rows they count: a batch interrupted part-way
+                    # still says exactly what it stored.
+                    increments = {
+                        name: getattr(IngestBatch, name) + value
+                        for name, value in counts.as_dict().items()
+                        if value
+                    }
+                    if increments:
+                        await connection.execute(
+                            update(IngestBatch)
+                            .where(IngestBatch.id == batch_id)
+                            .values(**increments)
+                        )
+                keep(rejected)
+                result.counts.add(counts)
+        except SQLAlchemyError as exc:
+            await self._finish(batch_id, "FAILED", counties, error=type(exc).__name__)
+            result.status = "FAILED"
+            raise IngestFailed(
+                f"导入中断（数据库错误 {type(exc).__name__}）："
+                f"已提交的 {result.counts.rows_total} 行已保存；"
+                "修复后重新执行同一命令即可继续，已导入的行不会重复"
+            ) from None
+        except BaseException:
+            await self._finish(batch_id, "FAILED", counties, error="interrupted")
+            raise
+        result.region = await self._finish(batch_id, "COMPLETED", counties)
+        result.status = "COMPLETED"
+
+    def _chunks(
+        self,
+        rows: Iterator[SourceRow],
+        parser: RowParser,
+        progress: Callable[[int], None] | None,
+    ) -> Iterator[tuple[list[CanonicalRow], list[Rejection]]]:
+        chunk: list[CanonicalRow] = []
+        rejected: list[Rejection] = []
+        seen = 0
+        for row in rows:
+            parsed = parser.parse(row)
+            if isinstance(parsed, list):
+                rejected.extend(parsed)
+                seen += 1
+            else:
+                chunk.append(parsed)
+            if len(chunk) + seen >= self.chunk_rows:
+                if progress is not None:
+                    progress(len(chunk) + seen)
+                yield chunk, rejected
+                chunk, rejected, seen = [], [], 0
+        if chunk or rejected:
+            if progress is not None:
+                progress(len(chunk) + seen)
+            yield chunk, rejected
+
+    async def _apply(
+        self,
+        connection: AsyncConnection,
+        context: BatchContext,
+        chunk: list[CanonicalRow],
+        rejected: list[Rejection],
+        counties: set[str],
+    ) -> IngestCounts:
+        """Apply a parsed chunk; ``rejected`` (the parse-stage rejections) gains the rows the
+        apply stage refused. Returns the chunk's counts."""
+        parse_lines = {r.line for r in rejected}
+        applied = await ChunkApplier(connection, context).apply(chunk)
+        rejected.extend(applied.rejections)
+        counties.update(applied.counties)
+        counts = IngestCounts(
+            rows_total=len(chunk) + len(parse_lines),
+            rows_rejected=len(parse_lines | {r.line for r in applied.rejections}),
+            anomalies_opened=applied.anomalies_opened,
+        )
+        counts.rows_accepted = counts.rows_total - counts.rows_rejected
+        for outcome, number in applied.outcomes.items():
+            # each outcome is named after the count it adds to (Outcome.CHANGED → identity_changed)
+            setattr(counts, outcome.value, getattr(counts, Outcome(outcome).value) + number)
+        return counts
+
+    def _chunk_transaction(self) -> Any:
+        engine = self.engine
+        postgres = engine.dialect.name == "postgresql"
+
+        class _Chunk:
+            async def __aenter__(self) -> AsyncConnection:
+                if not postgres:
+                    await _SQLITE_LOCK.acquire()
+                self._context = engine.begin()
+                connection = await self._context.__aenter__()
+                if postgres:
+                    await connection.execute(
+                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": INGEST_LOCK_KEY}
+                    )
+                return connection
+
+            async def __aexit__(self, *exc: Any) -> None:
+                try:
+                    await self._context.__aexit__(*exc)
+                finally:
+                    if not postgres:
+                        _SQLITE_LOCK.release()
+
+        return _Chunk()
+
+    async def _finish(
+        self, batch_id: uuid.UUID, status: str, counties: set[str], *, error: str | None = None
+    ) -> str:
+        region = self.scope or _narrowest_region(counties)
+        async with self.engine.begin() as connection:
+            await connection.execute(
+                update(IngestBatch)
+                .where(IngestBatch.id == batch_id)
+                .values(status=status, finished_at=now_utc(), region=region, error=error)
+            )
+        return region
+
+    async def _completed_batch_with(self, sha: str) -> uuid.UUID | None:
+        stmt = (
+            select(IngestBatch.id)
+            .where(
+                IngestBatch.department == self.feed.department.value,
+                IngestBatch.feed == self.feed.name,
+                IngestBatch.content_sha256 == sha,
+                IngestBatch.status == "COMPLETED",
+            )
+            .order_by(IngestBatch.received_at)
+            .limit(1)
+        )
+        async with self.engine.connect() as connection:
+            found: uuid.UUID | None = (await connection.execute(stmt)).scalar_one_or_none()
+        return found
