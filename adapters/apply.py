@@ -576,21 +576,22 @@ class ChunkApplier:
             self._check_exit_elsewhere(person, category, exited, statuses)
             return Outcome.EXITED
         feed = self.context.feed
+        # A later recognition ends an earlier one of the same category (re-recognised) as well
+        # as one of another tier in its group: without the same-category case, re-loading a
+        # roster that lists both recognitions re-opened the earlier one (not idempotent), and
+        # listing the older one second ended the newer one on its first day.
+        def superseded_by(h: _StatusState) -> bool:
+            return h.recognized_on > recognized and (
+                h.category == category or feed.replaces(category, h.category)
+            )
+
         if same is not None:
-            if same.valid_to is None or any(
-                feed.replaces(category, h.category) and h.recognized_on > recognized for h in mine
-            ):
+            if same.valid_to is None or any(superseded_by(h) for h in mine):
                 # held, or ended by a later recognition in its group: re-listing it is no news
                 return Outcome.UNCHANGED
             self._touch(same, row, valid_to=None)  # listed again after an exit
             return Outcome.ADDED
-        newer = [
-            h.recognized_on
-            for h in mine
-            if h.valid_to is None
-            and feed.replaces(category, h.category)
-            and h.recognized_on > recognized
-        ]
+        newer = [h.recognized_on for h in mine if h.valid_to is None and superseded_by(h)]
         if newer:
             # An older tier listed next to a newer one (the roster lists both): history, ended
             # by the newer recognition, whatever order the rows come in.

@@ -1,8 +1,9 @@
 """Department files and pushes → a stream of :class:`SourceRow`, one per record, in bounded memory.
 
 Departments send monthly exports as their own systems and clerks produce them, and a province's
-file can hold a million rows, so everything here streams: a reader holds one record (plus at most
-21 rows while it looks for the header) and a 1 MB sample taken once to detect the encoding.
+file can hold a million rows, so everything here streams: a CSV or JSON Lines reader holds one
+record (plus at most 21 rows while it looks for the header) and a 1 MB sample taken once to
+detect the encoding.
 
     with open_source(path, feed.columns) as reader:
         for row in reader:              # SourceRow(line=3, values={"id_number": "3701…", …})
@@ -22,6 +23,9 @@ What the reader does, and why:
   header text (line breaks inside a cell, ``*`` required markers, ``（元）`` units, full-width
   letters). Government workbooks put a title row above the header and often a second header row
   under merged group cells; see :func:`_choose_header`.
+* **XLSX** is read with openpyxl in read-only mode, row by row. It still holds the workbook's
+  shared-strings table and about 90 bytes per row parsed, so a workbook costs memory in
+  proportion to its size (a sheet tops out at 1,048,576 rows); inflated archives are refused.
 * **Values are raw.** Strings are not stripped and numbers are not converted: an 18-digit ID
   that Excel stored as a number has lost its last digits, and only the value parsers downstream
   (:mod:`adapters.values`) can say so to the clerk. Empty and whitespace-only cells are ``None``.
@@ -40,6 +44,7 @@ import itertools
 import json
 import re
 import unicodedata
+import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -80,6 +85,12 @@ HEADER_SEARCH_ROWS = 20
 SAMPLE_BYTES = 1 << 20
 # A JSON record is a few hundred bytes; a longer line is damage, and is not held in memory whole.
 MAX_JSON_LINE_BYTES = 1 << 20
+# Worksheet XML compresses 10-20 times (measured on rosters and on sheets of styled blank rows);
+# a part inflating far beyond that is a zip bomb, which would exhaust memory: openpyxl loads
+# the shared strings whole and keeps an emptied element for every row it has parsed.
+MAX_INFLATION = 100
+INFLATION_CHECKED_FROM = 16 << 20  # small parts (styles, themes) may compress better
+EXCEL_MAX_ROWS = 1_048_576
 
 _ZIP_MAGIC = b"PK\x03\x04"
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0"  # the compound file of .xls, and of encrypted .xlsx
@@ -253,8 +264,7 @@ def _layout(headers: Sequence[str | None], columns: _Columns) -> _Layout:
 @dataclass(frozen=True, slots=True)
 class _HeaderChoice:
     headers: list[str | None]
-    first: int  # position in the searched rows of the (first) header row
-    last: int  # of the last header row: data starts after it
+    last: int  # position among the searched rows of the last header row; data starts after it
     score: int  # distinct fields matched
 
 
@@ -280,7 +290,7 @@ def _choose_header(rows: Sequence[Sequence[object]], columns: _Columns) -> _Head
             continue
         matched = {field for field in fields[i] if field}
         if best is None or len(matched) > best.score:
-            best = _HeaderChoice(row, i, i, len(matched))
+            best = _HeaderChoice(row, i, len(matched))
         if not matched or i + 1 >= len(texts):
             continue
         below = {field for field in fields[i + 1] if field}
@@ -294,7 +304,7 @@ def _choose_header(rows: Sequence[Sequence[object]], columns: _Columns) -> _Head
             combined.append(lower if lower_field or upper is None else upper)
         score = len({columns.field_of(text) for text in combined if text} - {None})
         if score > best.score:
-            best = _HeaderChoice(combined, i, i + 1, score)
+            best = _HeaderChoice(combined, i + 1, score)
     return best
 
 
@@ -437,6 +447,8 @@ def _check_content(path: Path, sample: bytes, file_format: str) -> None:
             raise SourceFileError(f"文件“{name}”设置了打开密码，请在 Excel 中取消密码后再导入")
         raise SourceFileError(_XLS_REFUSED)
     is_zip = sample.startswith(_ZIP_MAGIC)
+    if path.suffix.lower() == ".xls" and not is_zip:
+        raise SourceFileError(_XLS_REFUSED)  # also the HTML tables some systems export as .xls
     if file_format == "xlsx" and not is_zip:
         raise SourceFileError(f"文件“{name}”不是有效的 Excel 工作簿（.xlsx），可能已损坏")
     if file_format != "xlsx" and is_zip:
@@ -559,12 +571,14 @@ def _csv_rows(
         overflow = count > width and any(c and not c.isspace() for c in cells[width:])
         if not filled and not overflow:
             continue  # blank line, or a trailing ",,,," row Excel leaves behind
-        problems = []
-        if any(_REPLACEMENT in cell for cell in cells):
-            problems.append(_UNDECODABLE_CSV)
+        error = None
+        for cell in cells:  # a plain loop: this runs for every row of a million-row file
+            if _REPLACEMENT in cell:
+                error = _UNDECODABLE_CSV
+                break
         if overflow:
-            problems.append(_TOO_MANY_CELLS)
-        yield SourceRow(line, values, "；".join(problems) or None)
+            error = _TOO_MANY_CELLS if error is None else f"{error}；{_TOO_MANY_CELLS}"
+        yield SourceRow(line, values, error)
 
 
 # --- XLSX -----------------------------------------------------------------------------------
@@ -578,7 +592,15 @@ def _open_xlsx(path: Path, handle: IO[bytes], columns: _Columns, stack: ExitStac
     a note that mentions "姓名" is not taken for it.
     """
     try:
+        with zipfile.ZipFile(handle) as archive:  # leaves `handle` open
+            parts = archive.infolist()
+        handle.seek(0)
+        for part in parts:
+            if part.file_size > max(INFLATION_CHECKED_FROM, MAX_INFLATION * part.compress_size):
+                raise SourceFileError(f"文件“{path.name}”解压后异常庞大，不是正常的 Excel 导出文件")
         workbook = load_workbook(handle, read_only=True, data_only=True, keep_links=False)
+    except SourceFileError:
+        raise
     # openpyxl reports a damaged workbook through a dozen unrelated exception types.
     except Exception:
         raise SourceFileError(f"文件“{path.name}”无法作为 Excel 工作簿打开，可能已损坏") from None
@@ -640,6 +662,8 @@ def _xlsx_rows(
     try:
         cells_by_row = sheet.iter_rows(min_row=first_row, max_col=last_column, values_only=True)
         for row_number, cells in enumerate(cells_by_row, start=first_row):
+            if row_number > EXCEL_MAX_ROWS:
+                break  # no genuine worksheet has more rows: damage, or a bomb
             if cells.count(None) == len(cells):
                 continue
             values = template.copy()
@@ -655,6 +679,8 @@ def _xlsx_rows(
         raise SourceFileError(
             f"文件“{path.name}”在第{row_number + 1}行附近已损坏，无法继续读取"
         ) from None
+    if row_number > EXCEL_MAX_ROWS:
+        raise SourceFileError(f"文件“{path.name}”的行数超过 Excel 的上限，文件已损坏")
 
 
 # --- JSON Lines and pushes ------------------------------------------------------------------

@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from authz.conditions import RowCondition, parse_row_object
-from authz.resources import GUARDED_FIELDS, MASKABLE_FIELDS, PARENT_RELATION
+from authz.resources import GUARDED_FIELDS, MASKABLE_FIELDS, OPERATIONS, PARENT_RELATION
 
 
 class Effect(StrEnum):
@@ -32,6 +32,7 @@ class AccessDecision:
     purpose: str
     fields: Mapping[str, Effect]
     row_conditions: tuple[RowCondition, ...]
+    operations: frozenset[str] = frozenset()
 
     def effect(self, field: str) -> Effect:
         return self.fields.get(field, Effect.DENY)
@@ -77,4 +78,5 @@ def decide(
     conditions = tuple(
         parse_row_object(obj) for obj in sorted(set(row_objects)) if granted(obj, "rows")
     )
-    return AccessDecision(policy_version, purpose, fields, conditions)
+    operations = frozenset(op for op in OPERATIONS if granted(op, "call"))
+    return AccessDecision(policy_version, purpose, fields, conditions, operations)

@@ -39,6 +39,11 @@ class FieldGuard:
     def permits_argument(self, argument: str) -> bool:
         return all(self.permits(field) for field in ARGUMENT_REQUIRES[argument])
 
+    def require_operation(self, operation: str) -> None:
+        """Refuse an exchange operation (``Ingest.submitRecords`` …) no policy line grants."""
+        if operation not in self.decision.operations:
+            raise Forbidden(f"无权使用 {operation}")
+
     def require(self, field: str) -> None:
         if self.decision.effect(field) is not Effect.READ:
             raise Forbidden(f"无权读取字段 {field}")

@@ -18,22 +18,36 @@ GUARDED_FIELDS: tuple[str, ...] = (
     "Person.reliefStatuses",
     "Person.enrollments",
     "Person.costBurdens",
+    "Person.underVerification",
+    "Person.provenance",
     "Household.members",
     "ReliefStatus.sourceDepartment",
     "ReliefStatus.recognizedOn",
     "ReliefStatus.validFrom",
     "ReliefStatus.validTo",
+    "ReliefStatus.provenance",
     "Enrollment.insuranceType",
     "Enrollment.status",
     "Enrollment.regionCode",
     "Enrollment.subsidyCategory",
     "Enrollment.subsidyAmount",
+    "Enrollment.provenance",
     "CostBurden.totalCost",
     "CostBurden.basicInsurancePaid",
     "CostBurden.criticalIllnessPaid",
     "CostBurden.medicalAssistancePaid",
     "CostBurden.personalBurden",
     "CostBurden.inpatientCount",
+    "CostBurden.provenance",
+)
+
+# Operations of the exchange a policy grants with the action "call" (not person fields: what
+# they return is the caller's own department's work, scoped by department and jurisdiction).
+OPERATIONS: tuple[str, ...] = (
+    "Ingest.batches",  # list the department's batches and their counts
+    "Ingest.submitRecords",  # push records of the department's own feeds
+    "Ingest.anomalies",  # the anomalies sent back to the department
+    "Ingest.resolveAnomaly",  # answer one of them
 )
 
 # Fields with a meaningful masked form (contract: ID 370102********1234, phone 138****5678,
@@ -60,6 +74,7 @@ ARGUMENT_REQUIRES: dict[str, tuple[str, ...]] = {
         "Person.reliefStatuses",
         "ReliefStatus.validFrom",
         "ReliefStatus.validTo",
+        "ReliefStatus.provenance",
     ),
     "PersonFilter.enrolledIn": ("Person.enrollments", "Enrollment.status"),
     "Person.reliefStatuses.activeOn": ("ReliefStatus.validFrom", "ReliefStatus.validTo"),

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from authz.conditions import is_row_object, parse_row_object
 from authz.decision import AccessDecision, decide
-from authz.resources import GUARDED_FIELDS
+from authz.resources import GUARDED_FIELDS, OPERATIONS
 from gateway.auth import Principal
 from gateway.clock import now_utc
 from gateway.domain import Department, Level
@@ -32,7 +32,7 @@ from gateway.storage.models import CasbinRule, PolicyVersion
 
 log = logging.getLogger(__name__)
 
-ACTIONS = frozenset({"read", "mask", "rows"})
+ACTIONS = frozenset({"read", "mask", "rows", "call"})
 PolicyLine = tuple[str, str, str, str]  # subject, object, action, purpose
 
 
@@ -76,9 +76,12 @@ def validate_line(line: Sequence[str]) -> None:
         if level != "*" and level not in {lv.value for lv in Level}:
             raise ConfigurationError(f"未知层级: {level!r} (应为 province/city/county 或 *)")
     if action not in ACTIONS:
-        raise ConfigurationError(f"未知动作: {action!r} (应为 read/mask/rows)")
+        raise ConfigurationError(f"未知动作: {action!r} (应为 read/mask/rows/call)")
     if action == "rows":
         parse_row_object(obj)
+    elif action == "call":
+        if obj not in OPERATIONS:
+            raise ConfigurationError(f"未知操作: {obj!r} (应为 {', '.join(OPERATIONS)} 之一)")
     elif obj.endswith("*"):
         prefix = obj[:-1]
         if not any(field.startswith(prefix) for field in GUARDED_FIELDS):

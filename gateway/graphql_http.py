@@ -38,6 +38,7 @@ from gateway.errors import (
 )
 from gateway.graphiql import graphiql_html
 from gateway.runtime import Runtime
+from gateway.storage.exchange import DepartmentExchange
 from gateway.storage.people import ScopedPeople
 from schema.context import RequestContext
 
@@ -130,15 +131,25 @@ async def _execute(
             decision, level=principal.level, region=principal.region, today=today
         )
         guard = FieldGuard(decision)
+        people = ScopedPeople(connection, predicate, today)
         context = RequestContext(
             request_id=request_id,
             principal=principal,
             purpose=purpose,
             guard=guard,
-            people=ScopedPeople(connection, predicate, today),
+            people=people,
             vault=runtime.vault,
             today=today,
             max_page_size=runtime.settings.max_page_size,
+            exchange=DepartmentExchange(
+                people.execute,
+                runtime.engine,
+                department=principal.department.value,
+                region=principal.region,
+                today=today,
+            ),
+            feeds=runtime.feeds,
+            engine=runtime.engine,
         )
         try:
             result = await runtime.schema.execute(

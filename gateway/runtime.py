@@ -9,6 +9,7 @@ from importlib import resources
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from adapters.mapping import Feed, load_feeds
 from authz.store import Authorizer, install_default_policies
 from gateway.audit import AuditWriter
 from gateway.auth import TokenService
@@ -36,6 +37,7 @@ class Runtime:
     schema: strawberry.Schema
     purposes: dict[str, str]
     audit: AuditWriter
+    feeds: dict[tuple[str, str], Feed]
 
     @classmethod
     def create(cls, settings: Settings, *, create_keys: bool = False) -> Runtime:
@@ -61,6 +63,8 @@ class Runtime:
             schema=build_schema(production=settings.is_production),
             purposes=load_purposes(),
             audit=AuditWriter(sessions),
+            # Feed mappings are validated at start-up: a broken one stops the gateway here.
+            feeds=load_feeds([settings.mappings_dir] if settings.mappings_dir else []),
         )
 
     async def start(self) -> None:

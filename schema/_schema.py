@@ -14,7 +14,7 @@ from strawberry.schema.config import StrawberryConfig
 
 from schema.fields import bind_field_resolvers
 from schema.limits import query_limits
-from schema.query import Query
+from schema.query import Mutation, Query
 
 # Generous first limits against query-shaped denial of service; the hardening work makes them
 # configurable and adds a cost limit that accounts for page sizes.
@@ -38,6 +38,7 @@ def build_schema(*, production: bool = False) -> strawberry.Schema:
         extensions.append(DisableIntrospection)
     schema = strawberry.Schema(
         query=Query,
+        mutation=Mutation,
         extensions=extensions,
         config=StrawberryConfig(auto_camel_case=True, disable_field_suggestions=production),
     )

@@ -4,15 +4,18 @@ guard, scoped storage, the vault, and per-request batch loaders (no N+1)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncEngine
 from strawberry.dataloader import DataLoader
 
+from adapters.mapping import Feed
 from authz.guard import FieldGuard
 from gateway.auth import Principal
+from gateway.storage.exchange import DepartmentExchange
 from gateway.storage.people import PersonRow, ScopedPeople
 from gateway.storage.vault import PersonVault
 
@@ -30,6 +33,9 @@ class RequestContext:
     vault: PersonVault
     today: date
     max_page_size: int
+    exchange: DepartmentExchange
+    feeds: Mapping[tuple[str, str], Feed]
+    engine: AsyncEngine  # pushes and anomaly answers write in their own transactions
     _loaders: dict[tuple[object, ...], DataLoader[uuid.UUID, list[Any]]] = field(
         default_factory=dict
     )

@@ -57,6 +57,7 @@ FIELDS: dict[str, dict[str, tuple[str | None, Getter]]] = {
         "address": ("Person.address", _sealed("address")),
         "gender": ("Person.gender", _attr("gender", lambda v: Gender[v])),
         "birthDate": ("Person.birthDate", _attr("birth_date", _as_date)),
+        "underVerification": ("Person.underVerification", _attr("under_verification", bool)),
     },
     "ReliefStatus": {
         "category": (None, _attr("category", lambda v: ReliefCategory[v])),
@@ -162,6 +163,23 @@ def _bind_relations(schema: GraphQLSchema) -> None:
 
     def resolve_household_id(obj: Any, _info: GraphQLResolveInfo[Any]) -> Any:
         return str(obj.household_id)
+
+    def provenance_of(field: str, department: Callable[[Any], str | None]) -> Callable[..., Any]:
+        def resolve(obj: Any, info: GraphQLResolveInfo[Any]) -> Any:
+            return relations.record_provenance(field, obj, department(obj), info.context)
+
+        return resolve
+
+    for type_name, department in (
+        ("ReliefStatus", lambda record: record.source_department),
+        ("Enrollment", lambda _record: None),
+        ("CostBurden", lambda _record: None),
+    ):
+        record_type = schema.get_type(type_name)
+        assert isinstance(record_type, GraphQLObjectType)
+        record_type.fields["provenance"].resolve = provenance_of(
+            f"{type_name}.provenance", department
+        )
 
     person.fields["household"].resolve = resolve_household
     person.fields["reliefStatuses"].resolve = resolve_relief

@@ -13,7 +13,9 @@ from authz.decision import Effect
 from gateway.errors import BadUserInput
 from gateway.identity import validate_id_number
 from gateway.storage.people import PersonCriteria
+from schema import exchange
 from schema.enums import Department, FieldEffect, Level, ReliefCategory
+from schema.paging import PageInfo
 from schema.prefetch import prefetch_people
 from schema.types import Ctx, Person, as_person
 
@@ -51,6 +53,7 @@ class Principal:
     policy_version: int
     row_scope: list[str] = strawberry.field(description="辖区内可见的人员范围 (策略行条件)")
     field_access: list[FieldAccess]
+    operations: list[str] = strawberry.field(description="策略允许使用的数据报送操作")
 
 
 @strawberry.input(description="人员筛选条件; 按无权读取的字段筛选会被拒绝 (FORBIDDEN)")
@@ -65,12 +68,6 @@ class PersonFilter:
         default=None, description="在该日持有任一 (或 category 指定的) 救助身份"
     )
     enrolled_in: int | None = strawberry.field(default=None, description="该年度正常参保")
-
-
-@strawberry.type
-class PageInfo:
-    has_next_page: bool
-    end_cursor: str | None
 
 
 @strawberry.type
@@ -135,6 +132,7 @@ class Query:
                 for name, effect in decision.fields.items()
                 if effect is not Effect.DENY
             ],
+            operations=sorted(decision.operations),
         )
 
     @strawberry.field(description="按身份证号码查询一个人; 不存在或不在调用方范围内时为 null")
@@ -173,3 +171,21 @@ class Query:
             ),
             criteria=criteria,
         )
+
+    batches = strawberry.field(
+        resolver=exchange.batches, description="本部门在辖区内的数据报送批次及其计数 (最新的在前)"
+    )
+    anomalies = strawberry.field(
+        resolver=exchange.anomalies, description="回传给本部门、需在期限内核实的异常"
+    )
+
+
+@strawberry.type
+class Mutation:
+    submit_records = strawberry.mutation(
+        resolver=exchange.submit_records,
+        description="实时推送本部门某一数据类别的记录 (最多 1000 条), 校验与结果同文件导入",
+    )
+    resolve_anomaly = strawberry.mutation(
+        resolver=exchange.resolve_anomaly, description="处理一条回传的异常"
+    )

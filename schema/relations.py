@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import date
+from typing import Any
 
 from gateway.storage.people import PersonRow
 from schema.context import Related, RequestContext
+from schema.provenance import Provenance, provenance
 
 
 def household_id(person: PersonRow, context: RequestContext) -> uuid.UUID | None:
@@ -42,3 +44,37 @@ def cost_burdens(person: PersonRow, context: RequestContext, year: int | None) -
 def household_members(household: uuid.UUID, context: RequestContext) -> Related:
     context.guard.relation("Household.members")
     return context.household_members(household)
+
+
+async def person_provenance(person: PersonRow, context: RequestContext) -> list[Provenance]:
+    """One entry per department that reported the person: its latest batch and line."""
+    context.guard.relation("Person.provenance", person.id)
+    sources = await context.loader(("sources",), context.exchange.person_sources).load(person.id)
+    batches = await _batches(context, [s.batch_id for s in sources])
+    return [
+        provenance(s.department, batches.get(s.batch_id), s.source_line, s.received_at)
+        for s in sources
+    ]
+
+
+async def record_provenance(
+    field: str, record: Any, department: str | None, context: RequestContext
+) -> Provenance | None:
+    """The batch and line a relief status, enrollment or cost burden came from (None for
+    records that predate ingest, such as synthetic seed data without a batch)."""
+    context.guard.relation(field, record.person_id)
+    if record.batch_id is None:
+        return None
+    batch = (await _batches(context, [record.batch_id])).get(record.batch_id)
+    if batch is None:
+        return None
+    return provenance(department or batch.department, batch, record.source_line, record.received_at)
+
+
+async def _batches(context: RequestContext, ids: list[Any]) -> dict[Any, Any]:
+    wanted = [i for i in ids if i is not None]
+    if not wanted:
+        return {}
+    loader = context.loader(("batch",), context.exchange.batches_by_id)
+    found = await loader.load_many(wanted)
+    return {i: rows[0] for i, rows in zip(wanted, found, strict=True) if rows}

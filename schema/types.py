@@ -25,6 +25,7 @@ from gateway.storage.people import PersonRow
 from schema import relations
 from schema.context import RequestContext
 from schema.enums import Department, EnrollmentStatus, Gender, InsuranceType, ReliefCategory
+from schema.provenance import Provenance
 
 Ctx = Info[RequestContext, None]
 
@@ -37,6 +38,10 @@ class ReliefStatus:
     valid_from: date | None = strawberry.field(description="有效期起")
     valid_to: date | None = strawberry.field(description="有效期止 (含当日); 为空表示仍在认定中")
 
+    @strawberry.field(description="数据来源: 报送部门、批次、行号、接收时间")
+    def provenance(self) -> Provenance | None:  # bound in schema.fields
+        raise NotImplementedError
+
 
 @strawberry.type(description="参保: 某人某年度的基本医疗保险参保情况")
 class Enrollment:
@@ -46,6 +51,10 @@ class Enrollment:
     region_code: str | None = strawberry.field(description="参保地行政区划代码")
     subsidy_category: ReliefCategory | None = strawberry.field(description="资助参保类别")
     subsidy_amount: Decimal | None = strawberry.field(description="资助金额 (元)")
+
+    @strawberry.field(description="数据来源: 报送部门、批次、行号、接收时间")
+    def provenance(self) -> Provenance | None:  # bound in schema.fields
+        raise NotImplementedError
 
 
 @strawberry.type(description="医疗费用负担: 某人某年度的累计医疗费用 (元)")
@@ -59,6 +68,10 @@ class CostBurden:
         description="个人负担 (经基本医保、大病保险后的个人自付累计)"
     )
     inpatient_count: int | None = strawberry.field(description="年度住院次数")
+
+    @strawberry.field(description="数据来源: 报送部门、批次、行号、接收时间")
+    def provenance(self) -> Provenance | None:  # bound in schema.fields
+        raise NotImplementedError
 
 
 @strawberry.type(description="户")
@@ -86,6 +99,13 @@ class Person:
     )
     phone: str | None = strawberry.field(description="联系电话 (敏感, 加密存储)")
     address: str | None = strawberry.field(description="家庭住址 (敏感, 加密存储)")
+    under_verification: bool | None = strawberry.field(
+        description="核实中: 有回传的异常尚未处理, 期间相关待遇暂停 (003 §3)"
+    )
+
+    @strawberry.field(description="数据来源: 报送过该人员的各部门及其最近一次报送的批次和行号")
+    async def provenance(root: strawberry.Parent[PersonRow], info: Ctx) -> list[Provenance] | None:
+        return await relations.person_provenance(root, info.context)
 
     @strawberry.field(description="所在户")
     def household(root: strawberry.Parent[PersonRow], info: Ctx) -> Household | None:

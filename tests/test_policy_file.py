@@ -35,8 +35,12 @@ def test_default_file_parses() -> None:
     ]
     assert len(rural_rows) == 1
     assert rural_rows[0][1].startswith("Person(category: ")
-    # No department without an agreed list gets anything.
+    # No department without an agreed list gets any person data; those that send data
+    # (public security, disabled federation) may only use the exchange's operations.
     for department in ("big_data", "public_security", "disabled_federation", "human_resources"):
+        granted = [line for line in lines if line[0].startswith(department + ":")]
+        assert all(line[2] == "call" and line[1].startswith("Ingest.") for line in granted)
+    for department in ("big_data", "human_resources"):
         assert not [line for line in lines if line[0].startswith(department + ":")]
 
 

@@ -16,9 +16,12 @@ STRUCTURAL = ALWAYS_READABLE
 
 
 def test_root_fields_are_the_contracts() -> None:
+    """The core's fields plus the ingest names CONTRACT.md fixes ("Names for the capabilities
+    that follow"): batches, anomalies, submitRecords, resolveAnomaly."""
     schema = build_schema()._schema
-    assert set(schema.query_type.fields) == {"me", "person", "persons"}
-    assert schema.mutation_type is None
+    assert set(schema.query_type.fields) == {"me", "person", "persons", "batches", "anomalies"}
+    assert schema.mutation_type is not None
+    assert set(schema.mutation_type.fields) == {"submitRecords", "resolveAnomaly"}
 
 
 def test_relief_category_enum_matches_the_domain() -> None:

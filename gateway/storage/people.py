@@ -19,7 +19,7 @@ from typing import Any, cast
 from sqlalchemy import ColumnElement, Result, Row, Select, and_, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.storage.models import CostBurden, Enrollment, Person, ReliefStatus
+from gateway.storage.models import Anomaly, CostBurden, Enrollment, Person, ReliefStatus
 
 PersonRow = Row[Any]
 
@@ -33,6 +33,10 @@ _PERSON_COLUMNS = (
     Person.birth_date,
     Person.region_code,
     Person.household_id,
+    # 003 §3: while an anomaly about a person is open, their benefits are suspended.
+    exists(
+        select(Anomaly.id).where(Anomaly.person_id == Person.id, Anomaly.status == "OPEN")
+    ).label("under_verification"),
 )
 
 
@@ -69,6 +73,10 @@ class ScopedPeople:
         # (one connection, one transaction) runs one statement at a time.
         self._lock = asyncio.Lock()
 
+    async def execute(self, stmt: Any) -> Result[Any]:
+        """Run one statement on the request's connection (shared with ``DepartmentExchange``)."""
+        return await self._execute(stmt)
+
     async def _execute(self, stmt: Any) -> Result[Any]:
         async with self._lock:
             result: Result[Any] = await self._connection.execute(stmt)
@@ -79,6 +87,11 @@ class ScopedPeople:
         stmt = _select_people().where(Person.id_number_bidx == index, self._predicate)
         row: PersonRow | None = (await self._execute(stmt)).first()
         return row
+
+    async def by_ids(self, person_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[PersonRow]]:
+        """People by id, inside the caller's scope (anomalies point at people by id)."""
+        stmt = _select_people().where(Person.id.in_(person_ids), self._predicate)
+        return {row.id: [row] for row in await self._execute(stmt)}
 
     async def page(
         self, criteria: PersonCriteria, *, first: int, after: uuid.UUID | None
