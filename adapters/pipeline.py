@@ -35,6 +35,7 @@ from adapters.readers import SourceRow, open_source, read_records
 from adapters.rows import CanonicalRow, Rejection, RowParser
 from gateway.clock import now_utc
 from gateway.errors import GatewayError
+from gateway.regions import narrowest_jurisdiction
 from gateway.storage.models import IngestBatch
 from gateway.storage.vault import PersonVault
 
@@ -129,17 +130,6 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _narrowest_region(counties: set[str]) -> str:
-    """The smallest jurisdiction (county, city or province code) holding all the counties."""
-    if not counties:
-        return ""
-    first = min(counties)
-    for digits in (6, 4, 2):
-        if all(c[:digits] == first[:digits] for c in counties):
-            return first[:digits]
-    return ""
 
 
 class Ingestor:
@@ -273,7 +263,7 @@ class Ingestor:
                 finally:
                     await transaction.rollback()
             result.status = "DRY_RUN"
-            result.region = self.scope or _narrowest_region(counties)
+            result.region = self.scope or narrowest_jurisdiction(counties)
             return
 
         async with self.engine.begin() as connection:
@@ -391,7 +381,7 @@ class Ingestor:
     async def _finish(
         self, batch_id: uuid.UUID, status: str, counties: set[str], *, error: str | None = None
     ) -> str:
-        region = self.scope or _narrowest_region(counties)
+        region = self.scope or narrowest_jurisdiction(counties)
         async with self.engine.begin() as connection:
             await connection.execute(
                 update(IngestBatch)

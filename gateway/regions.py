@@ -10,6 +10,7 @@ all province codes in :mod:`gateway.identity`, not against this file.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -90,3 +91,20 @@ def county(code: str) -> County | None:
 def is_known_province(code2: str) -> bool:
     """Whether ``code2`` is one of the provinces the file covers (37, 14, 34)."""
     return any(item.code == code2 for item in _load()[0])
+
+
+def narrowest_jurisdiction(county_codes: Iterable[str]) -> str:
+    """The smallest jurisdiction (6-digit county, 4-digit city or 2-digit province code) that
+    holds every county given; "" when they span provinces or none are given.
+
+    >>> narrowest_jurisdiction(["370102", "370103"])
+    '3701'
+    """
+    codes = {code[:6] for code in county_codes}
+    if not codes:
+        return ""
+    first = min(codes)
+    for digits in (6, 4, 2):
+        if all(code[:digits] == first[:digits] for code in codes):
+            return first[:digits]
+    return ""
