@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import csv
 import json
+import random
 from collections.abc import Iterable, Iterator
+from datetime import date, timedelta
 from pathlib import Path
 
 from gateway.domain import CATEGORY_NAMES_ZH
+from gateway.identity import make_id_number
 from gateway.records import HouseholdBundle
+from gateway.synthetic import household_number
 
 CIVIL_AFFAIRS_CATEGORIES = frozenset(
     {
@@ -60,7 +64,7 @@ def identity_rows(
     has two rows), as its monthly roster lists them."""
     for bundle in bundles:
         members = {m.person_id: m for m in bundle.members}
-        number = f"H{bundle.household.household_id.hex[:16].upper()}"
+        number = household_number(bundle.household.household_id)
         for status in bundle.relief_statuses:
             if status.source_department != department:
                 continue
@@ -143,3 +147,69 @@ def write_xlsx(
         count += 1
     workbook.save(path)
     return count
+
+
+def monthly_civil_affairs(
+    bundles: Iterable[HouseholdBundle], county: str, today: date, *, seed: int = 1
+) -> list[dict[str, str]]:
+    """A civil affairs bureau's monthly roster for one county, as the demo hands it to a clerk:
+    mostly people already on record (无变化), a few exits (退出) and tier changes
+    (身份变更), new people (新增), a name that differs from the one on record (an anomaly to
+    verify), and three rows with mistakes clerks make (rejected with reasons)."""
+    rng = random.Random(seed)
+    rows = [row for row in identity_rows(bundles) if row["行政区划代码"].startswith(county)]
+    active = [row for row in rows if not row["退出日期"]]
+    rng.shuffle(active)
+    month_start = today.replace(day=1)
+    roster: list[dict[str, str]] = []
+    for row in active[:3]:  # 退出 at the end of last month
+        roster.append({**row, "退出日期": (month_start - timedelta(days=1)).isoformat()})
+    changed = 0
+    for row in active[3:]:
+        if changed < 2 and row["人员类别"] == CATEGORY_NAMES_ZH["MINIMUM_LIVING_EDGE"]:
+            roster.append(
+                {
+                    **row,
+                    "人员类别": CATEGORY_NAMES_ZH["MINIMUM_LIVING"],
+                    "认定日期": str(month_start),
+                }
+            )
+            changed += 1
+        else:
+            roster.append(row)
+    if len(roster) > 3:  # the same ID under another name: sent back for verification
+        roster[3] = {**roster[3], "姓名": roster[3]["姓名"][0] + "测试"}
+    for sequence in range(5):  # 新增
+        number = make_id_number(county, date(1960 + 7 * sequence, 3, 1 + sequence), 900 + sequence)
+        roster.append(
+            {
+                "姓名": f"样例{'甲乙丙丁戊'[sequence]}",
+                "身份证号码": number,
+                "行政区划代码": county,
+                "人员类别": CATEGORY_NAMES_ZH["MINIMUM_LIVING"],
+                "认定日期": f"{month_start.year}年{month_start.month}月{1 + sequence}日",
+                "退出日期": "",
+                "联系电话": f"1380000{1000 + sequence}",
+                "家庭住址": "样例村 1 号",
+                "户编号": f"DEMO{sequence:04d}",
+                "与户主关系": "户主",
+            }
+        )
+    bad = dict(roster[-1])
+    roster.append(
+        {
+            **bad,
+            "身份证号码": bad["身份证号码"][:-1] + ("0" if bad["身份证号码"][-1] != "0" else "1"),
+        }
+    )
+    roster.append(
+        {**bad, "身份证号码": make_id_number(county, date(1970, 1, 1), 990), "人员类别": "五保户"}
+    )
+    roster.append(
+        {
+            **bad,
+            "身份证号码": make_id_number(county, date(1971, 1, 1), 992),
+            "认定日期": "2026年13月1日",
+        }
+    )
+    return roster

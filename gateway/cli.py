@@ -272,6 +272,7 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
         print(f"■ {names} ({dept} / {level} / {region}, 用途 {purpose})")
         print(f"  令牌: {token}")
         print(f"  GraphiQL: {url}?headers={quote(json.dumps(headers))}&q={quote(DEMO_QUERY)}\n")
+    _demo_sample_file(settings, args, regions["county"])
     print(f"GraphiQL 地址: {url}  (在浏览器中打开上面带令牌的链接, 按 Ctrl-Enter 运行查询)")
     print(
         f"命令行示例: curl -s {url} -H 'Authorization: Bearer <令牌>' -H 'X-Purpose: supervision' "
@@ -279,6 +280,30 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
     )
     uvicorn.run(create_app(runtime), host="127.0.0.1", port=args.port, log_level="warning")
     return 0
+
+
+def _demo_sample_file(settings: Settings, args: argparse.Namespace, county: str) -> None:
+    """This month's civil affairs roster for the demo county, as a clerk would load it."""
+    from adapters.samples import IDENTITY_HEADERS, monthly_civil_affairs, write_csv
+    from gateway.synthetic import generate_population
+
+    today = clock.today()
+    bundles = generate_population(args.persons, seed=args.seed, today=today)
+    directory = settings.data_dir / "samples"
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"民政救助对象名单_{county}_{today:%Y%m}.csv"
+    rows = monthly_civil_affairs(bundles, county, today)
+    write_csv(path, IDENTITY_HEADERS, rows, encoding="gbk")
+    print(f"■ 试一试数据报送: 民政局县级本月名单 ({len(rows)} 行, GBK 编码) 已放在 {path}")
+    print(
+        "  另开终端导入: relief-gateway ingest --source civil_affairs --feed identities "
+        f"--region {county} --data-dir {settings.data_dir} '{path}'"
+    )
+    print(
+        "  再用上面民政局县级的令牌查询: { batches { edges { node { fileName counts "
+        "{ added exited identityChanged rowsRejected anomaliesOpened } } } } "
+        "anomalies { edges { node { kind description dueOn person { name } } } } }\n"
+    )
 
 
 async def _demo_data(runtime: object, persons: int, seed: int) -> dict[str, str]:

@@ -55,7 +55,7 @@ from gateway.records import (
     ReliefStatusRecord,
 )
 
-__all__ = ["CATEGORY_RANKING", "PROVINCE_KEYS", "generate_population"]
+__all__ = ["CATEGORY_RANKING", "PROVINCE_KEYS", "generate_population", "household_number"]
 
 PROVINCE_KEYS = ("shandong", "shanxi", "anhui")
 
@@ -633,3 +633,9 @@ def _weighted(rng: random.Random, table: tuple[tuple[str, int], ...]) -> str:
         if roll < 0:
             return item
     return table[-1][0]
+
+
+def household_number(household_id: uuid.UUID) -> str:
+    """The 户编号 departments' files give a synthetic household (``adapters.samples``); the
+    seed records the same, so a sample file of seeded people reads as unchanged."""
+    return f"H{household_id.hex[:16].upper()}"

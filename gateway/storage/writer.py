@@ -30,6 +30,7 @@ from gateway.storage.models import (
     ReliefStatus,
 )
 from gateway.storage.vault import PersonVault
+from gateway.synthetic import household_number
 
 MEDICAL_INSURANCE = "medical_insurance"  # sends enrollments and cost burdens
 
@@ -172,7 +173,7 @@ async def _write_chunk(
                         member.region_code,
                         member.phone,
                         member.address,
-                        None,
+                        household_number(b.household.household_id),
                         member.relation,
                     )
                 )
