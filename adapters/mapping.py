@@ -32,7 +32,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from adapters.readers import ColumnSpec
+from adapters.readers import ColumnSpec, normalize_header
 from gateway.domain import RELIEF_CATEGORIES, Department
 from gateway.errors import ConfigurationError
 
@@ -202,6 +202,14 @@ def parse_feed(document: Mapping[str, Any], *, source: str) -> Feed:
         ):
             raise fail(f"columns.{field_name} 应为非空的表头名称列表")
         columns.append(ColumnSpec(field_name, tuple(headers), field_name in required))
+    # One header for two fields would make every file of the feed ambiguous (the reader refuses
+    # such specs with a ValueError): refuse it here, at start-up, with the file named.
+    owners: dict[str, str] = {}
+    for column in columns:
+        for header in column.headers:
+            owner = owners.setdefault(normalize_header(header), column.field)
+            if owner != column.field:
+                raise fail(f"表头 {header!r} 同时映射到 {owner} 和 {column.field}")
 
     raw_labels = document.get("labels", {})
     if not isinstance(raw_labels, dict):
@@ -221,7 +229,10 @@ def parse_feed(document: Mapping[str, Any], *, source: str) -> Feed:
     if extra:
         raise fail(f"labels 中的 {', '.join(extra)} 不是本类型需要映射取值的字段")
 
-    groups = document.get("changes", {}).get("exclusive", [])
+    changes = document.get("changes", {})
+    groups = changes.get("exclusive", []) if isinstance(changes, dict) else None
+    if not isinstance(groups, list):  # `changes = [...]` used to crash with AttributeError
+        raise fail("changes.exclusive 应为救助类别列表的列表")
     exclusive: list[frozenset[str]] = []
     for group in groups:
         if not isinstance(group, list) or not set(group) <= _CATEGORY_VALUES:

@@ -129,7 +129,7 @@ class RowParser:
     def _label(self, field: str) -> Callable[[object], str]:
         labels = self.feed.labels[field]
         what = FIELD_NAMES_ZH.get(field, field)
-        return lambda raw: values.parse_label(raw, labels, what=what)
+        return values.label_parser(labels, what=what)
 
     def _optional_label(self, field: str) -> Callable[[object], str | None]:
         parse = self._label(field)

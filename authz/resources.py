@@ -74,7 +74,6 @@ ARGUMENT_REQUIRES: dict[str, tuple[str, ...]] = {
         "Person.reliefStatuses",
         "ReliefStatus.validFrom",
         "ReliefStatus.validTo",
-        "ReliefStatus.provenance",
     ),
     "PersonFilter.enrolledIn": ("Person.enrollments", "Enrollment.status"),
     "Person.reliefStatuses.activeOn": ("ReliefStatus.validFrom", "ReliefStatus.validTo"),

@@ -76,6 +76,9 @@ def _ingest(settings: Settings, args: argparse.Namespace) -> int:
     for path in args.files:
         if not path.is_file():
             raise BadUserInput(f"找不到文件 {path}")
+    from adapters.pipeline import collect_garbage_less_often
+
+    collect_garbage_less_often()  # this process only loads files
     results = asyncio.run(_run(settings, args, feed, region))
     if args.json:
         print(json.dumps(results, ensure_ascii=False, indent=2))
@@ -112,6 +115,11 @@ async def _run(
                 result = await ingestor.ingest_file(
                     path, dry_run=args.dry_run, report=report, progress=progress
                 )
+            except BaseException:
+                report.close()
+                if not report.written:  # refused whole (e.g. a missing column): no report
+                    report_path.unlink(missing_ok=True)
+                raise
             finally:
                 report.close()
                 if progress is not None:

@@ -22,3 +22,17 @@ def today() -> date:
 
 def now_utc() -> datetime:
     return datetime.now(UTC)
+
+
+def as_utc(moment: datetime) -> datetime:
+    """A stored timestamp as an aware UTC datetime. SQLite keeps ``DateTime(timezone=True)``
+    values as naive text (the UTC the gateway wrote); PostgreSQL returns them aware."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def beijing_day_start(day: date) -> datetime:
+    """00:00 Beijing time of ``day``, as UTC (comparable with stored timestamps on both
+    databases: SQLite compares the naive UTC text)."""
+    return datetime(day.year, day.month, day.day, tzinfo=CHINA_TZ).astimezone(UTC)

@@ -44,7 +44,8 @@ from schema.context import RequestContext
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 1_000_000
+# A push of 1,000 full records (submitRecords) is about 1.2 MB of JSON.
+MAX_BODY_BYTES = 4_000_000
 NO_PURPOSE = ""
 
 

@@ -29,7 +29,6 @@ import unicodedata
 from datetime import date
 
 from stdnum.cn import ric
-from stdnum.exceptions import ValidationError
 
 from gateway.errors import BadUserInput
 
@@ -88,6 +87,10 @@ def normalize_id_number(raw: str) -> str:
     NFKC folds full-width digits and letters (and the ideographic space) to ASCII; all
     whitespace is dropped, and the check character ``x`` becomes ``X`` as the standard writes it.
     """
+    if raw.isascii() and raw.isalnum():
+        # The usual input, already canonical but for a lower-case x: NFKC leaves ASCII as it
+        # is and there is no whitespace to drop (a 1,000,000-row roster saves seconds here).
+        return raw.upper()
     folded = unicodedata.normalize("NFKC", raw)
     return "".join(folded.split()).upper()
 
@@ -152,8 +155,9 @@ def _check_shape(number: str) -> None:
 
 
 def _birth_date(number: str) -> date:
+    """Digits 7-14 of a number that passed :func:`_check_shape`, as stdnum's
+    ``ric.get_birth_date`` reads them, without its per-character re-cleaning of the number."""
     try:
-        birth: date = ric.get_birth_date(number)
-    except ValidationError:
+        return date(int(number[6:10]), int(number[10:12]), int(number[12:14]))
+    except ValueError:
         raise InvalidIdNumber(REASON_BIRTH_DATE) from None
-    return birth

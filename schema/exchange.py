@@ -20,6 +20,7 @@ from strawberry.scalars import JSON
 
 from adapters.pipeline import IngestCounts as StoredCounts
 from adapters.pipeline import Ingestor, IngestResult
+from gateway.clock import as_utc
 from gateway.errors import BadUserInput
 from gateway.storage.exchange import AnomalyCriteria, BatchCriteria
 from schema.enums import Department
@@ -116,8 +117,8 @@ def _batch(row: Any) -> IngestBatch:
         file_name=row.file_name,
         region=row.region,
         submitted_by=row.submitted_by,
-        received_at=row.received_at,
-        finished_at=row.finished_at,
+        received_at=as_utc(row.received_at),
+        finished_at=as_utc(row.finished_at) if row.finished_at else None,
         status=BatchStatus(row.status),
         counts=_counts(row),
     )
@@ -279,7 +280,7 @@ async def batches(
     rows, has_next = await context.exchange.batches(criteria, first=first, after=position)
     edges = [
         IngestBatchEdge(
-            cursor=_cursor("batch", row.received_at.isoformat(), row.id), node=_batch(row)
+            cursor=_cursor("batch", as_utc(row.received_at).isoformat(), row.id), node=_batch(row)
         )
         for row in rows
     ]

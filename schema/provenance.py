@@ -9,6 +9,7 @@ from typing import Any
 
 import strawberry
 
+from gateway.clock import as_utc
 from schema.enums import Department
 
 
@@ -36,5 +37,5 @@ def provenance(department: str, batch: Any | None, line: int | None, received: A
         batch_id=strawberry.ID(str(batch.id)) if batch is not None else None,
         file_name=batch.file_name if batch is not None else None,
         line=line,
-        received_at=received,
+        received_at=as_utc(received) if received is not None else None,
     )

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from gateway.app import create_app
+from gateway.graphql_http import MAX_BODY_BYTES
 from gateway.runtime import load_purposes
 from tests.harness import Harness, build_harness
 
@@ -123,7 +124,7 @@ async def test_missing_or_bad_query(harness: Harness, payload: object) -> None:
 
 
 async def test_oversized_body_is_refused(harness: Harness) -> None:
-    query = "{ me { department } }" + " " * 1_100_000
+    query = "{ me { department } }" + " " * (MAX_BODY_BYTES + 1)
     response = await harness.post(_auth(harness), query)
     _bad_request(response)
 

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Result, Select, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.clock import beijing_day_start
 from gateway.storage.models import Anomaly, IngestBatch, PersonSource
 
 Execute = Callable[[Any], Awaitable[Result[Any]]]
@@ -68,11 +69,13 @@ class DepartmentExchange:
             stmt = stmt.where(IngestBatch.feed == criteria.feed)
         if criteria.status is not None:
             stmt = stmt.where(IngestBatch.status == criteria.status)
+        # Dates are Beijing days; bounds are UTC like the stored timestamps (SQLite drops an
+        # offset from bound values, so a Beijing-aware bound would shift the day by 8 hours).
         if criteria.received_from is not None:
-            stmt = stmt.where(IngestBatch.received_at >= _beijing_midnight(criteria.received_from))
+            stmt = stmt.where(IngestBatch.received_at >= _bound(criteria.received_from))
         if criteria.received_to is not None:
-            end = _beijing_midnight(date.fromordinal(criteria.received_to.toordinal() + 1))
-            stmt = stmt.where(IngestBatch.received_at < end)
+            end = date.fromordinal(criteria.received_to.toordinal() + 1)
+            stmt = stmt.where(IngestBatch.received_at < _bound(end))
         return stmt
 
     async def batches(
@@ -197,7 +200,7 @@ class DepartmentExchange:
         return grouped
 
 
-def _beijing_midnight(day: date) -> datetime:
-    from gateway.clock import CHINA_TZ
-
-    return datetime(day.year, day.month, day.day, tzinfo=CHINA_TZ)
+def _bound(day: date) -> datetime:
+    # In UTC: SQLite formats a bound value's wall time and compares text (the stored values
+    # are UTC wall times); PostgreSQL compares aware values.
+    return beijing_day_start(day)

@@ -45,15 +45,22 @@ class PersonVault:
     def person_values(self, record: PersonRecord) -> dict[str, Any]:
         """Column values for a person row: ciphertexts and blind indexes, no plaintext."""
         pid = record.person_id
+        row_id = str(pid)  # once, not per sealed column: ingest creates a million of these
+
+        def sealed(column: str, value: str | None) -> bytes | None:
+            if value is None:
+                return None
+            return self.cipher.seal(value, table=TABLE, column=column, row_id=row_id)
+
         return {
             "id": pid,
             "id_number_bidx": self.id_number_index(record.id_number),
-            "id_number_ct": self.seal(pid, "id_number", record.id_number),
-            "name_ct": self.seal(pid, "name", record.name),
+            "id_number_ct": sealed("id_number", record.id_number),
+            "name_ct": sealed("name", record.name),
             "name_bidx": self.name_index(record.name),
             "phone_bidx": self.phone_index(record.phone) if record.phone else None,
-            "phone_ct": self.seal(pid, "phone", record.phone),
-            "address_ct": self.seal(pid, "address", record.address),
+            "phone_ct": sealed("phone", record.phone),
+            "address_ct": sealed("address", record.address),
             "gender": record.gender,
             "birth_date": record.birth_date,
             "region_code": record.region_code,

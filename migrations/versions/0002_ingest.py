@@ -322,3 +322,6 @@ def downgrade() -> None:
             ),
             {"s": subject, "o": obj, "a": action, "p": purpose},
         )
+    # The version that granted them goes too: the highest remaining version is in force again,
+    # and no history entry names lines that no longer exist.
+    bind.execute(sa.text("DELETE FROM policy_version WHERE created_by = 'migration 0002'"))
