@@ -79,6 +79,7 @@ class AnomalyKind(StrEnum):
     DECEASED_WITH_ACTIVE_STATUS = "DECEASED_WITH_ACTIVE_STATUS"
     DECEASED_STILL_ENROLLED = "DECEASED_STILL_ENROLLED"
     EXITED_IDENTITY_ACTIVE_ELSEWHERE = "EXITED_IDENTITY_ACTIVE_ELSEWHERE"
+    REPORTED_BY_ANOTHER_REGION = "REPORTED_BY_ANOTHER_REGION"
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +112,8 @@ class _PersonState:
     household_id: uuid.UUID | None
     deceased_on: date | None
     is_new: bool = False
+    # Held outside the submitter's jurisdiction: see ChunkApplier's note on scope.
+    foreign: bool = False
 
     @property
     def county_code(self) -> str:
@@ -158,7 +161,17 @@ def _table(model: Any) -> Table:
 
 
 class ChunkApplier:
-    """Applies one chunk of one feed's rows inside the caller's transaction."""
+    """Applies one chunk of one feed's rows inside the caller's transaction.
+
+    Scope. A submitter with a jurisdiction (every push; ``ingest --region``) may name an ID
+    number the gateway holds for a person *outside* that jurisdiction. Such a person is never
+    moved, renamed or re-linked by the row, their stored data is never compared with it, and
+    the row is classified exactly as if the person were unknown (新增 the first time, 无变化
+    when re-sent), so counts, anomalies and dry runs reveal nothing about who exists elsewhere
+    (CONTRACT.md: out of scope behaves like absent). The department's own facts (its status,
+    its enrollment) are stored against the person, and the same department of the person's
+    county is asked to verify (REPORTED_BY_ANOTHER_REGION: a move, or a double recognition).
+    """
 
     def __init__(self, connection: AsyncConnection, context: BatchContext) -> None:
         self.connection = connection
@@ -167,8 +180,9 @@ class ChunkApplier:
         self._persons: dict[bytes, _PersonState] = {}
         self._new_persons: dict[uuid.UUID, dict[str, Any]] = {}
         self._person_changes: dict[uuid.UUID, dict[str, Any]] = defaultdict(dict)
-        self._sources: dict[uuid.UUID, bytes] = {}
-        self._source_writes: dict[uuid.UUID, tuple[bool, dict[str, Any]]] = {}
+        # (person, source key) → digest; see _source_key
+        self._sources: dict[tuple[uuid.UUID, str], bytes] = {}
+        self._source_writes: dict[tuple[uuid.UUID, str], tuple[bool, dict[str, Any]]] = {}
         self._open_anomalies: set[tuple[uuid.UUID, str, str]] = set()
         self._new_anomalies: list[dict[str, Any]] = []
         self._closed_anomalies: set[tuple[uuid.UUID, str, str]] = set()
@@ -252,17 +266,25 @@ class ChunkApplier:
         ).where(self._among(Person.id_number_bidx, set(self._index.values())))
         for row in await self.connection.execute(stmt):
             self._persons[row.id_number_bidx] = _PersonState(
-                row.id, row.name_bidx, row.region_code, row.household_id, row.deceased_on
+                row.id,
+                row.name_bidx,
+                row.region_code,
+                row.household_id,
+                row.deceased_on,
+                foreign=not self._in_scope(row.region_code),
             )
         ids = [p.id for p in self._persons.values()]
         if not ids:
             return
-        sources = select(PersonSource.person_id, PersonSource.digest).where(
-            self._among(PersonSource.person_id, ids),
-            PersonSource.department == self.context.department,
-        )
+        keys = {self.context.department}
+        if self.context.scope is not None:
+            keys.add(self._foreign_key)
+        sources = select(
+            PersonSource.person_id, PersonSource.department, PersonSource.digest
+        ).where(self._among(PersonSource.person_id, ids), PersonSource.department.in_(keys))
         self._sources = {
-            row.person_id: row.digest for row in await self.connection.execute(sources)
+            (row.person_id, row.department): row.digest
+            for row in await self.connection.execute(sources)
         }
         anomalies = select(Anomaly.person_id, Anomaly.department, Anomaly.kind).where(
             self._among(Anomaly.person_id, ids), Anomaly.status == "OPEN"
@@ -302,28 +324,45 @@ class ChunkApplier:
     def _reject(self, row: CanonicalRow, column: str, value: str, reason: str) -> None:
         self.result.rejections.append(Rejection(row.line, column, value, reason))
 
+    @property
+    def _foreign_key(self) -> str:
+        return f"{self.context.department}@{self.context.scope}"
+
+    def _source_key(self, person: _PersonState) -> tuple[uuid.UUID, str]:
+        """What a department said about a person is kept per department; what a submitter
+        said about someone held outside its jurisdiction is kept per department *and*
+        submitter jurisdiction (``civil_affairs@370102``), so its re-sent row is recognised
+        without comparing it with what the person's own county reported."""
+        if person.foreign:
+            return (person.id, self._foreign_key)
+        return (person.id, self.context.department)
+
+    def _first_report(self, person: _PersonState) -> bool:
+        return self._source_key(person) not in self._sources
+
     def _note_source(
         self, person: _PersonState, row: CanonicalRow, facts: tuple[str | None, ...]
     ) -> bool:
         """Record that this department reported ``person`` on this row; True if what it says
         about the person differs from its previous report (or it never reported them)."""
         context = self.context
+        key = self._source_key(person)
         digest = context.vault.source_digest(context.department, facts)
-        previous = self._sources.get(person.id)
+        previous = self._sources.get(key)
         if previous == digest:
             return False
         values = {
             "person_id": person.id,
-            "department": context.department,
+            "department": key[1],
             "digest": digest,
             "batch_id": context.batch_id,
             "source_line": row.line,
             "received_at": context.received_at,
         }
-        pending = self._source_writes.get(person.id)
+        pending = self._source_writes.get(key)
         is_new = previous is None if pending is None else pending[0]
-        self._source_writes[person.id] = (is_new, values)
-        self._sources[person.id] = digest
+        self._source_writes[key] = (is_new, values)
+        self._sources[key] = digest
         return previous is not None or not person.is_new
 
     def _check_name(self, person: _PersonState, row: CanonicalRow) -> None:
@@ -415,7 +454,15 @@ class ChunkApplier:
             if (a["person_id"], a["department"], a["kind"]) not in self._closed_anomalies
         ]
         await insert_rows(self.connection, _table(Anomaly), fresh)
-        self.result.anomalies_opened += len(fresh)
+        # A submitter with a jurisdiction is told about the anomalies sent back to it there;
+        # others (another county's, another department's) are theirs to see.
+        scope, department = self.context.scope, self.context.department
+        self.result.anomalies_opened += sum(
+            1
+            for a in fresh
+            if scope is None
+            or (a["department"] == department and a["county_code"].startswith(scope))
+        )
         opened_now = {(a["person_id"], a["department"], a["kind"]) for a in self._new_anomalies}
         for person_id, department, kind in self._closed_anomalies - opened_now:
             await self.connection.execute(
@@ -502,6 +549,9 @@ class ChunkApplier:
             person = self._person(row)
             if person is None:
                 person = self._create_person(row, row.region_code)
+            elif person.foreign:
+                self._foreign_identity(person, row, statuses[person.id])
+                continue
             else:
                 self._check_name(person, row)
             if row.stated_birth_date is not None and row.stated_birth_date != row.birth_date:
@@ -533,6 +583,47 @@ class ChunkApplier:
             self.result.outcomes[outcome] += 1
             self.result.counties.add(row.region_code[:6])
         self._flush_statuses(statuses)
+
+    def _foreign_identity(
+        self, person: _PersonState, row: IdentityRow, statuses: list[_StatusState]
+    ) -> None:
+        """A row about a person held in another jurisdiction (see the class note on scope)."""
+        department = self.context.department
+        first_report = self._first_report(person)
+        facts = (row.name, row.region_code, row.phone, row.address, row.household_number)
+        person_changed = self._note_source(person, row, (*facts, row.relation))
+        if row.category is not None:
+            # Only this submitter's own records count: the same department's records kept by
+            # the person's county are not shown to it (nor changed by it).
+            recorded = any(
+                s.department == department
+                and s.category == row.category
+                and s.recognized_on == row.recognized_on
+                and s.id is not None
+                for s in statuses
+            )
+            if recorded:  # already held there, as stated: nothing to store
+                outcome = Outcome.ADDED if first_report else Outcome.UNCHANGED
+            else:
+                own = [s for s in statuses if s.department != department or s.id is None]
+                outcome = self._status(person, row, own)
+                statuses.extend(s for s in own if s.id is None and s not in statuses)
+            if outcome is Outcome.UNCHANGED and person_changed:
+                outcome = Outcome.UPDATED
+        elif first_report:
+            outcome = Outcome.ADDED
+        else:
+            outcome = Outcome.UPDATED if person_changed else Outcome.UNCHANGED
+        self._open(
+            person,
+            department,
+            AnomalyKind.REPORTED_BY_ANOTHER_REGION,
+            f"辖区 {row.region_code[:6]} 的{_dept_zh(department)}也报送了该人员，"
+            "请核实其户籍或居住地是否变动、是否重复认定",
+        )
+        self._check_deceased_statuses(person, statuses)
+        self.result.outcomes[outcome] += 1
+        self.result.counties.add(row.region_code[:6])
 
     async def _load_households(self, rows: list[IdentityRow]) -> dict[str, uuid.UUID]:
         numbers = {r.household_number for r in rows if r.household_number}
@@ -788,10 +879,29 @@ class ChunkApplier:
             person = self._person(row)
             if person is None:
                 person = self._create_person(row, row.region_code)
-            else:
+            elif not person.foreign:
                 self._check_name(person, row)
+            first_report = self._first_report(person)
             person_changed = self._note_source(person, row, (row.name,))
             key = (person.id, row.year, row.insurance_type)
+            if person.foreign:
+                # Insured here, held elsewhere (rule 9: legitimate). Classified as if unknown
+                # (see the class note on scope); the same year insured in another county is
+                # a double enrollment for that county to verify, never overwritten from here.
+                person_changed = person_changed and not first_report
+                held = existing.get(key)
+                if held is not None and not self._in_scope(held["region_code"]):
+                    self._open(
+                        person,
+                        context.department,
+                        AnomalyKind.REPORTED_BY_ANOTHER_REGION,
+                        f"参保地 {row.region_code[:6]} 的医保部门也报送了该人员"
+                        f" {row.year} 年度参保，请核实是否重复参保",
+                    )
+                    outcome = Outcome.ADDED if first_report else Outcome.UNCHANGED
+                    self.result.outcomes[outcome] += 1
+                    self.result.counties.add(row.region_code[:6])
+                    continue
             state = {
                 "status": row.status,
                 "region_code": row.region_code,
@@ -846,7 +956,7 @@ class ChunkApplier:
             if row.subsidy_category:
                 self._check_subsidy(person, row, statuses.get(person.id, []))
             self.result.outcomes[outcome] += 1
-            self.result.counties.add(person.county_code)
+            self.result.counties.add(row.region_code[:6])
         self._fact_inserts.append((_table(Enrollment), new_rows))
 
     def _check_deceased_enrollment(self, person: _PersonState, year: int, status: str) -> None:

@@ -55,6 +55,10 @@ class AnomalyKind(Enum):
     EXITED_IDENTITY_ACTIVE_ELSEWHERE = strawberry.enum_value(
         "EXITED_IDENTITY_ACTIVE_ELSEWHERE", description="身份已被一个部门退出, 另一部门数据中仍有效"
     )
+    REPORTED_BY_ANOTHER_REGION = strawberry.enum_value(
+        "REPORTED_BY_ANOTHER_REGION",
+        description="另一辖区的同一部门也报送了该人员 (户籍或居住地变动、重复认定或重复参保)",
+    )
 
 
 @strawberry.enum(description="异常状态")

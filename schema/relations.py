@@ -51,8 +51,12 @@ async def person_provenance(person: PersonRow, context: RequestContext) -> list[
     context.guard.relation("Person.provenance", person.id)
     sources = await context.loader(("sources",), context.exchange.person_sources).load(person.id)
     batches = await _batches(context, [s.batch_id for s in sources])
+    # A report about someone held in another jurisdiction is kept as "department@region"
+    # (adapters.apply): it is that department's report all the same.
     return [
-        provenance(s.department, batches.get(s.batch_id), s.source_line, s.received_at)
+        provenance(
+            s.department.partition("@")[0], batches.get(s.batch_id), s.source_line, s.received_at
+        )
         for s in sources
     ]
 

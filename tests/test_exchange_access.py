@@ -411,15 +411,6 @@ async def test_reading_an_anomalys_person_is_audited(gw: Harness) -> None:
 
 
 # ============================================================================ scope of a push
-@pytest.mark.xfail(
-    strict=True,
-    reason="adapters/apply.py ChunkApplier._load_people (HEAD :207) matches a pushed "
-    "ID number against every stored person whatever the caller's scope; _identities "
-    "checks only the row's own region_code (:459) and _update_person_facts "
-    "(:511, :518) then moves the person to it: a county that knows an ID number pulls "
-    "a person registered in another county into its jurisdiction and reads their "
-    "registered name, phone, address, enrollments; the other county loses them",
-)
 async def test_a_push_does_not_pull_another_countys_person_into_view(gw: Harness) -> None:
     registered = someone(30, NEIGHBOUR)
     await pushed(gw, county_token(gw, "civil_affairs", NEIGHBOUR), [identity(registered)])
@@ -439,14 +430,6 @@ async def test_a_push_does_not_pull_another_countys_person_into_view(gw: Harness
     assert home["data"]["person"] == {"name": registered.name, "regionCode": NEIGHBOUR}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="adapters/apply.py ChunkApplier._load_people (HEAD :207) classifies pushed "
-    "rows against people outside the caller's scope: anomaliesOpened (_check_name, "
-    ":293) and updated-vs-added (_note_source :291, _identities :489) reveal whether "
-    "the gateway holds an ID number anywhere; with dryRun a free, trace-less "
-    "existence oracle, also for public_security, which may read no person at all",
-)
 @pytest.mark.parametrize(
     ("dept", "feed", "row"),
     [
@@ -463,24 +446,83 @@ async def test_a_push_does_not_pull_another_countys_person_into_view(gw: Harness
     ],
     ids=["civil_affairs", "public_security"],
 )
+@pytest.mark.parametrize("dry_run", [True, False], ids=["dry-run", "stored"])
 async def test_a_dry_run_is_no_oracle_for_people_outside_the_callers_scope(
-    gw: Harness, dept: str, feed: str, row: Any
+    gw: Harness, dept: str, feed: str, row: Any, dry_run: bool
 ) -> None:
-    """A row outside scope behaves like a row that does not exist: a dry-run push about a person
-    registered in another county counts exactly like one about an ID number nobody holds."""
-    n = 40 if dept == "civil_affairs" else 42
+    """A row outside scope behaves like a row that does not exist: a push about a person
+    registered in another county counts exactly like one about an ID number nobody holds,
+    the first time and when sent again."""
+    n = (40 if dept == "civil_affairs" else 42) + (0 if dry_run else 100)
     registered, unknown = someone(n, NEIGHBOUR), someone(n + 1, NEIGHBOUR)
     await pushed(gw, county_token(gw, "civil_affairs", NEIGHBOUR), [identity(registered)])
     caller = county_token(gw, dept, COUNTY)
     before = await row_counts(gw)
 
-    answers = []
-    for person in (registered, unknown):
-        body = await submit(gw, caller, [row(person)], feed=feed, dry_run=True)
-        assert "errors" not in body, body["errors"]
-        answers.append(body["data"]["submitRecords"])
-    assert await row_counts(gw) == before
-    assert answers[0]["counts"] == answers[1]["counts"]
+    for attempt in range(1 if dry_run else 2):
+        answers = []
+        for person in (registered, unknown):
+            body = await submit(gw, caller, [row(person)], feed=feed, dry_run=dry_run)
+            assert "errors" not in body, body["errors"]
+            answers.append(body["data"]["submitRecords"])
+        assert answers[0]["counts"] == answers[1]["counts"], attempt
+        assert answers[0]["rejections"] == answers[1]["rejections"] == []
+    if dry_run:
+        assert await row_counts(gw) == before
+
+
+async def test_a_push_about_another_countys_person_is_sent_there_to_verify(gw: Harness) -> None:
+    """The person stays where they are held; that county's same department is asked whether
+    they moved or are recognised twice (剔重), and the pushing county is told nothing."""
+    registered = someone(60, NEIGHBOUR)
+    home = county_token(gw, "civil_affairs", NEIGHBOUR)
+    await pushed(gw, home, [identity(registered)])
+    caller = county_token(gw, "civil_affairs", COUNTY)
+    result = await pushed(gw, caller, [identity(registered, "特困人员", region=COUNTY)])
+    assert result["counts"]["added"] == 1
+    assert result["counts"]["anomaliesOpened"] == 0
+    query = "{ anomalies { edges { node { kind description person { idNumber regionCode } } } } }"
+
+    def about(body: dict[str, Any]) -> list[dict[str, Any]]:
+        return [
+            a
+            for a in nodes(body["data"]["anomalies"])
+            if a["person"] and a["person"]["idNumber"] == registered.id_number
+        ]
+
+    theirs = about(await gw.query(home, query))
+    assert [a["kind"] for a in theirs] == ["REPORTED_BY_ANOTHER_REGION"]
+    assert COUNTY in theirs[0]["description"]
+    assert theirs[0]["person"]["regionCode"] == NEIGHBOUR
+    mine = nodes((await gw.query(caller, query))["data"]["anomalies"])
+    assert [a for a in mine if a["kind"] == "REPORTED_BY_ANOTHER_REGION"] == []
+
+
+async def test_an_enrollment_from_another_county_is_no_oracle(gw: Harness) -> None:
+    """Rule 9: insured in one county, held in another. A county's MIB pushing an enrollment
+    for a person held elsewhere, even for a year already insured there, counts as for anyone
+    unknown, and never overwrites the other county's enrollment."""
+    registered, unknown = someone(62, NEIGHBOUR), someone(63, NEIGHBOUR)
+    await pushed(
+        gw,
+        county_token(gw, "medical_insurance", NEIGHBOUR),
+        [enrollment(registered)],
+        feed="enrollments",
+    )
+    caller = county_token(gw, "medical_insurance", COUNTY)
+    for attempt in range(2):
+        answers = []
+        for person in (registered, unknown):
+            row = {**enrollment(person), "参保地行政区划代码": COUNTY, "姓名": "测试冒名"}
+            answers.append(await pushed(gw, caller, [row], feed="enrollments"))
+        assert answers[0]["counts"] == answers[1]["counts"], attempt
+    home = county_token(gw, "medical_insurance", NEIGHBOUR)
+    lookup = "query($id: String!) { person(idNumber: $id) { name enrollments { regionCode } } }"
+    body = await gw.query(home, lookup, {"id": registered.id_number})
+    assert body["data"]["person"] == {
+        "name": registered.name,
+        "enrollments": [{"regionCode": NEIGHBOUR}],
+    }
 
 
 # ============================================================================ me

@@ -328,6 +328,12 @@ async def test_anomaly_details_never_carry_the_name_or_id_number(db: IngestDB) -
     await db.load(*ENROLLMENTS, [enrollment_row(A, 2027, subsidy_category="低保对象")])
     await db.load(*VITAL_EVENTS, [vital_event_row(A, "死亡", "2026-10-01")])
     await db.load(*VITAL_EVENTS, [vital_event_row(other, "死亡", "2026-10-01")])
+    # another county's civil affairs reports the person (a move, or a double recognition)
+    await db.load(
+        *CIVIL,
+        [identity_row(A, "特困人员", "2025-05-01", region=COUNTY)],
+        scope=COUNTY,
+    )
 
     anomalies = await db.anomalies()
     assert {a.kind for a in anomalies} == set(AnomalyKind)  # one of every kind
