@@ -62,3 +62,12 @@ def test_every_leaf_field_has_a_bound_resolver_entry() -> None:
         assert isinstance(graphql_type, GraphQLObjectType)
         leaves = {n for n, f in graphql_type.fields.items() if is_leaf_type(get_named_type(f.type))}
         assert leaves == set(entries), type_name
+
+
+def test_anomaly_kinds_match_what_ingest_opens() -> None:
+    """Every kind the pipeline can open is a GraphQL enum value (else reading it would fail)."""
+    from adapters.apply import AnomalyKind
+
+    enum = build_schema()._schema.get_type("AnomalyKind")
+    assert isinstance(enum, GraphQLEnumType)
+    assert set(enum.values) == {kind.value for kind in AnomalyKind}
