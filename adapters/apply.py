@@ -317,6 +317,14 @@ class ChunkApplier:
         self._persons[self._index[row.id_number]] = state
         return state
 
+    def _provenance(self, line: int | None) -> dict[str, Any]:
+        """Where a fact came from: this batch, the row's line (or push position), when."""
+        return {
+            "batch_id": self.context.batch_id,
+            "source_line": line,
+            "received_at": self.context.received_at,
+        }
+
     def _in_scope(self, region_code: str) -> bool:
         scope = self.context.scope
         return scope is None or region_code.startswith(scope)
@@ -816,17 +824,12 @@ class ChunkApplier:
                 )
 
     def _flush_statuses(self, statuses: dict[uuid.UUID, list[_StatusState]]) -> None:
-        context = self.context
         new_rows: list[dict[str, Any]] = []
         for person_statuses in statuses.values():
             for s in person_statuses:
                 if not s.dirty:
                     continue
-                provenance = {
-                    "batch_id": context.batch_id,
-                    "source_line": s.line,
-                    "received_at": context.received_at,
-                }
+                provenance = self._provenance(s.line)
                 if s.id is None:
                     new_rows.append(
                         {
@@ -908,11 +911,7 @@ class ChunkApplier:
                 "subsidy_category": row.subsidy_category,
                 "subsidy_amount": row.subsidy_amount,
             }
-            provenance = {
-                "batch_id": context.batch_id,
-                "source_line": row.line,
-                "received_at": context.received_at,
-            }
+            provenance = self._provenance(row.line)
             before = existing.get(key)
             if before is None:
                 record = {
@@ -1001,7 +1000,6 @@ class ChunkApplier:
 
     # ------------------------------------------------------------------ settlements
     async def _settlements(self, rows: list[SettlementRow]) -> None:
-        context = self.context
         numbers = [row.settlement_number for row in rows]
         existing: dict[str, dict[str, Any]] = {}
         stmt = select(*_table(Settlement).c).where(
@@ -1037,11 +1035,7 @@ class ChunkApplier:
                 "medical_assistance_paid": row.assistance_paid,
                 "personal_burden": row.personal_burden,
             }
-            provenance = {
-                "batch_id": context.batch_id,
-                "source_line": row.line,
-                "received_at": context.received_at,
-            }
+            provenance = self._provenance(row.line)
             if before is None:
                 record = {"settlement_number": row.settlement_number, **state, **provenance}
                 new_rows.append(record)
@@ -1113,7 +1107,6 @@ class ChunkApplier:
 
     # ------------------------------------------------------------------ vital events
     async def _vital_events(self, rows: list[VitalEventRow]) -> None:
-        context = self.context
         ids = [p.id for p in self._persons.values()]
         existing: dict[tuple[uuid.UUID, str], dict[str, Any]] = {}
         if ids:
@@ -1135,11 +1128,7 @@ class ChunkApplier:
             self._check_name(person, row)
             person_changed = self._note_source(person, row, (row.name,))
             key = (person.id, row.event)
-            provenance = {
-                "batch_id": context.batch_id,
-                "source_line": row.line,
-                "received_at": context.received_at,
-            }
+            provenance = self._provenance(row.line)
             before = existing.get(key)
             if before is None:
                 record = {
