@@ -76,9 +76,6 @@ def _ingest(settings: Settings, args: argparse.Namespace) -> int:
     for path in args.files:
         if not path.is_file():
             raise BadUserInput(f"找不到文件 {path}")
-    from adapters.pipeline import collect_garbage_less_often
-
-    collect_garbage_less_often()  # this process only loads files
     results = asyncio.run(_run(settings, args, feed, region))
     if args.json:
         print(json.dumps(results, ensure_ascii=False, indent=2))
