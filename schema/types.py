@@ -37,10 +37,10 @@ class ReliefStatus:
     recognized_on: date | None = strawberry.field(description="认定日期")
     valid_from: date | None = strawberry.field(description="有效期起")
     valid_to: date | None = strawberry.field(description="有效期止 (含当日); 为空表示仍在认定中")
-
-    @strawberry.field(description="数据来源: 报送部门、批次、行号、接收时间")
-    def provenance(self) -> Provenance | None:  # bound in schema.fields
-        raise NotImplementedError
+    # resolved by schema.fields (through the field guard, in batches)
+    provenance: Provenance | None = strawberry.field(
+        description="数据来源: 报送部门、批次、行号、接收时间"
+    )
 
 
 @strawberry.type(description="参保: 某人某年度的基本医疗保险参保情况")
@@ -51,10 +51,10 @@ class Enrollment:
     region_code: str | None = strawberry.field(description="参保地行政区划代码")
     subsidy_category: ReliefCategory | None = strawberry.field(description="资助参保类别")
     subsidy_amount: Decimal | None = strawberry.field(description="资助金额 (元)")
-
-    @strawberry.field(description="数据来源: 报送部门、批次、行号、接收时间")
-    def provenance(self) -> Provenance | None:  # bound in schema.fields
-        raise NotImplementedError
+    # resolved by schema.fields (through the field guard, in batches)
+    provenance: Provenance | None = strawberry.field(
+        description="数据来源: 报送部门、批次、行号、接收时间"
+    )
 
 
 @strawberry.type(description="医疗费用负担: 某人某年度的累计医疗费用 (元)")
@@ -68,10 +68,10 @@ class CostBurden:
         description="个人负担 (经基本医保、大病保险后的个人自付累计)"
     )
     inpatient_count: int | None = strawberry.field(description="年度住院次数")
-
-    @strawberry.field(description="数据来源: 报送部门、批次、行号、接收时间")
-    def provenance(self) -> Provenance | None:  # bound in schema.fields
-        raise NotImplementedError
+    # resolved by schema.fields (through the field guard, in batches)
+    provenance: Provenance | None = strawberry.field(
+        description="数据来源: 报送部门、批次、行号、接收时间"
+    )
 
 
 @strawberry.type(description="户")
