@@ -839,6 +839,9 @@ class ChunkApplier:
                             "recognized_on": s.recognized_on,
                             "valid_from": s.valid_from,
                             "valid_to": s.valid_to,
+                            # The days the list and the exit reached the exchange (000 §2).
+                            "listed_on": self.context.today,
+                            "exit_listed_on": self.context.today if s.valid_to else None,
                             **provenance,
                         }
                     )
@@ -846,7 +849,11 @@ class ChunkApplier:
                     self._fact_updates.append(
                         update(ReliefStatus)
                         .where(ReliefStatus.id == s.id)
-                        .values(valid_to=s.valid_to, **provenance)
+                        .values(
+                            valid_to=s.valid_to,
+                            exit_listed_on=self.context.today if s.valid_to else None,
+                            **provenance,
+                        )
                     )
         self._fact_inserts.append((_table(ReliefStatus), new_rows))
 

@@ -15,10 +15,10 @@ from datetime import date
 
 from sqlalchemy import ColumnElement, and_, exists, false, or_, select, true
 
-from authz.conditions import AllRows, HoldsCategory, RowCondition
+from authz.conditions import AllRows, HoldsCategory, PushedToDepartment, RowCondition
 from authz.decision import AccessDecision
 from gateway.domain import Level
-from gateway.storage.models import Person, ReliefStatus
+from gateway.storage.models import Person, ReliefStatus, Task
 
 _JURISDICTION_COLUMN = {
     Level.PROVINCE: Person.province_code,
@@ -28,18 +28,24 @@ _JURISDICTION_COLUMN = {
 
 
 def row_predicate(
-    decision: AccessDecision, *, level: Level, region: str, today: date
+    decision: AccessDecision, *, department: str, level: Level, region: str, today: date
 ) -> ColumnElement[bool]:
     if not decision.row_conditions:
         return false()
     jurisdiction = _JURISDICTION_COLUMN[level] == region
-    conditions = [_condition(condition, today) for condition in decision.row_conditions]
+    conditions = [_condition(condition, department, today) for condition in decision.row_conditions]
     return and_(jurisdiction, or_(*conditions))
 
 
-def _condition(condition: RowCondition, today: date) -> ColumnElement[bool]:
+def _condition(condition: RowCondition, department: str, today: date) -> ColumnElement[bool]:
     if isinstance(condition, AllRows):
         return true()
+    if isinstance(condition, PushedToDepartment):
+        # Pushed to the caller's department, answered or not: the person stays visible to the
+        # department that must (or did) answer for them.
+        return exists(
+            select(Task.id).where(Task.person_id == Person.id, Task.department == department)
+        )
     if isinstance(condition, HoldsCategory):
         # "Holds" = a status of that category in force today (valid_to is the last day held).
         return exists(

@@ -2,6 +2,9 @@
 
     Person(all)                         everyone in the caller's jurisdiction
     Person(category: A|B|…)             people holding one of these relief categories today
+    Person(pushed)                      people with a task pushed to the caller's department
+                                        (a warning or a list to verify: CONTRACT.md's
+                                        "or pushed to it")
 
 Conditions are parsed and validated when policies load (a typo refuses the policy, it never
 silently grants or drops rows) and compiled to SQL by ``authz.compiler``.
@@ -32,7 +35,13 @@ class HoldsCategory:
         return "category: " + "|".join(sorted(self.categories))
 
 
-RowCondition = AllRows | HoldsCategory
+@dataclass(frozen=True, slots=True)
+class PushedToDepartment:
+    def __str__(self) -> str:
+        return "pushed"
+
+
+RowCondition = AllRows | HoldsCategory | PushedToDepartment
 
 
 def is_row_object(obj: str) -> bool:
@@ -43,11 +52,13 @@ def parse_row_object(obj: str) -> RowCondition:
     match = _ROW_OBJECT.match(obj.strip())
     if not match:
         raise ConfigurationError(
-            f"行范围对象格式错误: {obj!r} (应为 Person(all) 或 Person(category: …))"
+            f"行范围对象格式错误: {obj!r} (应为 Person(all)、Person(pushed) 或 Person(category: …))"
         )
     body = match.group("body").strip()
     if body == "all":
         return AllRows()
+    if body == "pushed":
+        return PushedToDepartment()
     key, _, value = body.partition(":")
     if key.strip() == "category" and value.strip():
         categories = frozenset(part.strip() for part in value.split("|") if part.strip())

@@ -13,7 +13,13 @@ from enum import StrEnum
 from typing import Protocol
 
 from authz.conditions import RowCondition, parse_row_object
-from authz.resources import GUARDED_FIELDS, MASKABLE_FIELDS, OPERATIONS, PARENT_RELATION
+from authz.resources import (
+    DERIVED_FROM,
+    GUARDED_FIELDS,
+    MASKABLE_FIELDS,
+    OPERATIONS,
+    PARENT_RELATION,
+)
 
 
 class Effect(StrEnum):
@@ -73,6 +79,9 @@ def decide(
     for field in GUARDED_FIELDS:
         parent = PARENT_RELATION.get(field.split(".", 1)[0])
         if parent and fields[parent] is Effect.DENY:
+            fields[field] = Effect.DENY
+    for field, sources in DERIVED_FROM.items():
+        if any(fields[source] is not Effect.READ for source in sources):
             fields[field] = Effect.DENY
 
     conditions = tuple(

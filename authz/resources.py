@@ -20,6 +20,7 @@ GUARDED_FIELDS: tuple[str, ...] = (
     "Person.costBurdens",
     "Person.underVerification",
     "Person.provenance",
+    "Person.effectiveRelief",
     "Household.members",
     "ReliefStatus.sourceDepartment",
     "ReliefStatus.recognizedOn",
@@ -48,6 +49,14 @@ OPERATIONS: tuple[str, ...] = (
     "Ingest.submitRecords",  # push records of the department's own feeds
     "Ingest.anomalies",  # the anomalies sent back to the department
     "Ingest.resolveAnomaly",  # answer one of them
+    # The closed loop (DOMAIN.md rules 3, 7, 8; one relief chain per person, 000 §1)
+    "Loop.warnings",  # high-cost warnings: all in the jurisdiction, or those pushed to the caller
+    "Loop.tasks",  # the tasks pushed to the caller's department
+    "Loop.answerTask",  # answer one of them (a recognition creates the relief status)
+    "Loop.otherDepartments",  # see other departments' tasks and anomalies (the hub: MIB)
+    "Loop.reliefChain",  # one person's timeline across departments
+    "Loop.coverage",  # enrollment coverage and the suspected non-enrolled (002 §1)
+    "Statistics.read",  # aggregates only, small cells suppressed (000 §5)
 )
 
 # Fields with a meaningful masked form (contract: ID 370102********1234, phone 138****5678,
@@ -55,6 +64,16 @@ OPERATIONS: tuple[str, ...] = (
 MASKABLE_FIELDS: frozenset[str] = frozenset(
     {"Person.idNumber", "Person.name", "Person.phone", "Person.address"}
 )
+
+# Derived fields reveal what they are computed from: granted only with their sources.
+DERIVED_FROM: dict[str, tuple[str, ...]] = {
+    "Person.effectiveRelief": (
+        "Person.reliefStatuses",
+        "ReliefStatus.recognizedOn",
+        "ReliefStatus.validFrom",
+        "ReliefStatus.validTo",
+    ),
+}
 
 # What reading a relation's child fields presupposes: the relation itself.
 PARENT_RELATION: dict[str, str] = {

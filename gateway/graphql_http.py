@@ -129,7 +129,11 @@ async def _execute(
         decision = runtime.authorizer.decision_for(principal, purpose)
         today = clock.today()
         predicate = row_predicate(
-            decision, level=principal.level, region=principal.region, today=today
+            decision,
+            department=principal.department.value,
+            level=principal.level,
+            region=principal.region,
+            today=today,
         )
         guard = FieldGuard(decision)
         people = ScopedPeople(connection, predicate, today)
@@ -151,6 +155,7 @@ async def _execute(
             ),
             feeds=runtime.feeds,
             engine=runtime.engine,
+            rules=runtime.rules,
         )
         try:
             result = await runtime.schema.execute(

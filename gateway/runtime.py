@@ -14,6 +14,7 @@ from authz.store import Authorizer, install_default_policies
 from gateway.audit import AuditWriter
 from gateway.auth import TokenService
 from gateway.crypto import FieldCipher, Keyring
+from gateway.rules.config import ProvinceRules, load_rules
 from gateway.settings import Settings
 from gateway.storage.engine import make_engine, make_sessionmaker
 from gateway.storage.vault import PersonVault
@@ -38,6 +39,7 @@ class Runtime:
     purposes: dict[str, str]
     audit: AuditWriter
     feeds: dict[tuple[str, str], Feed]
+    rules: ProvinceRules
 
     @classmethod
     def create(cls, settings: Settings, *, create_keys: bool = False) -> Runtime:
@@ -65,6 +67,8 @@ class Runtime:
             audit=AuditWriter(sessions),
             # Feed mappings are validated at start-up: a broken one stops the gateway here.
             feeds=load_feeds([settings.mappings_dir] if settings.mappings_dir else []),
+            # So are the province rules (thresholds, ranking, benefit dates).
+            rules=load_rules(settings.province, settings.resolved_rules_file),
         )
 
     async def start(self) -> None:

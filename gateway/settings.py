@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     max_page_size: int = 200
     # A directory of extra feed mappings (*.toml, see adapters/mapping.py) for this deployment.
     mappings_dir: Path | None = None
+    # Province rules overriding gateway/data/rules.toml key by key (see gateway.rules.config).
+    rules_file: Path | None = None
     host: str = "127.0.0.1"
     port: int = 8000
 
@@ -68,6 +70,15 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'relief.db').resolve()}"
+
+    @property
+    def resolved_rules_file(self) -> Path | None:
+        """RELIEF_RULES_FILE, else ``rules.toml`` in the data directory when there is one (the
+        deployment's own figures, e.g. this year's per-capita income, kept beside its keys)."""
+        if self.rules_file is not None:
+            return self.rules_file
+        beside = self.data_dir / "rules.toml"
+        return beside if beside.exists() else None
 
     @property
     def keyring_path(self) -> Path:

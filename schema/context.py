@@ -15,6 +15,7 @@ from strawberry.dataloader import DataLoader
 from adapters.mapping import Feed
 from authz.guard import FieldGuard
 from gateway.auth import Principal
+from gateway.rules.config import ProvinceRules
 from gateway.storage.exchange import DepartmentExchange
 from gateway.storage.people import PersonRow, ScopedPeople
 from gateway.storage.vault import PersonVault
@@ -36,6 +37,7 @@ class RequestContext:
     exchange: DepartmentExchange
     feeds: Mapping[tuple[str, str], Feed]
     engine: AsyncEngine  # pushes and anomaly answers write in their own transactions
+    rules: ProvinceRules  # the configured province's rules (RELIEF_PROVINCE)
     _loaders: dict[tuple[object, ...], DataLoader[uuid.UUID, list[Any]]] = field(
         default_factory=dict
     )

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from adapters.apply import ChunkApplier
-from adapters.pipeline import IngestFailed
+from adapters.pipeline import IngestFailed, Ingestor, RejectionReport
 from adapters.readers import SourceFileError
 from gateway.storage.models import Household, IngestBatch, Person, ReliefStatus
 from tests.ingest_support import (
@@ -27,6 +27,7 @@ from tests.ingest_support import (
     IDENTITY_HEADERS,
     NEIGHBOUR_COUNTY,
     OTHER_CITY_COUNTY,
+    TODAY,
     IngestDatabase,
     IngestDB,
     Someone,
@@ -865,3 +866,44 @@ async def test_loading_a_roster_twice_is_loading_it_once(
     db = await ingest_database.fresh(tmp_path)
     await db.push(*CIVIL, shuffled)
     assert await _state(db) == state
+
+
+async def test_the_days_a_list_and_its_exit_reached_the_exchange_are_kept(db: IngestDB) -> None:
+    """000 §2 (Shanxi): benefits run from the day the list is provided to the day the exit list
+    is; the exchange records both days (its clock's today), whatever the dates on the rows."""
+    listed = await db.load(*CIVIL, [identity_row(A, "低保对象", "2025-03-01")])
+    assert listed.status == "COMPLETED"
+    [status] = await db.statuses(A)
+    assert (status.listed_on, status.exit_listed_on) == (TODAY, None)
+
+    later = date.fromordinal(TODAY.toordinal() + 20)
+    exit_file = db.file([identity_row(A, "低保对象", "2025-03-01", exited="2025-09-30")])
+    exiting = Ingestor(
+        db.engine, db.vault, db.feeds[CIVIL], submitted_by="test", today=later, scope=None
+    )
+    report = RejectionReport(exit_file.with_suffix(".report.csv"))
+    try:
+        result = await exiting.ingest_file(exit_file, report=report)
+    finally:
+        report.close()
+    assert nonzero(result)["exited"] == 1
+    [status] = await db.statuses(A)
+    assert (status.listed_on, status.valid_to, status.exit_listed_on) == (
+        TODAY,  # the first list's day is not moved by the exit
+        date(2025, 9, 30),
+        later,
+    )
+
+    # Listed again after the exit (a new roster, not the first file again): held again, no
+    # exit list in force.
+    again = db.file([identity_row(A, "低保对象", "2025-03-01"), identity_row(B, "低保对象")])
+    relisting = Ingestor(
+        db.engine, db.vault, db.feeds[CIVIL], submitted_by="test", today=later, scope=None
+    )
+    report = RejectionReport(again.with_suffix(".report.csv"))
+    try:
+        await relisting.ingest_file(again, report=report)
+    finally:
+        report.close()
+    [status] = await db.statuses(A)
+    assert (status.valid_to, status.exit_listed_on) == (None, None)

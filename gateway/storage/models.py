@@ -175,10 +175,17 @@ class ReliefStatus(SourcedMixin, Base):
     recognized_on: Mapped[date] = mapped_column(Date)
     valid_from: Mapped[date] = mapped_column(Date)
     valid_to: Mapped[date | None] = mapped_column(Date)
+    # The (Beijing) day the exchange first received this identity, and the day it received the
+    # exit: Shanxi's benefits run from list to list (000 §2). Null for rows stored before
+    # migration 0003 (taken as valid_from and the day after valid_to).
+    listed_on: Mapped[date | None] = mapped_column(Date)
+    exit_listed_on: Mapped[date | None] = mapped_column(Date)
 
     __table_args__ = (
         # Row conditions ("holds one of these categories") probe by category, then person.
         Index("ix_relief_status_category_person", "category", "person_id"),
+        # What one batch changed (the verification tasks a list opens for medical insurance).
+        Index("ix_relief_status_batch", "batch_id"),
         # One department recognises one category for a person once per recognition date:
         # the key that makes re-loading a file change nothing.
         Index(
@@ -290,6 +297,92 @@ class Anomaly(Base):
     __table_args__ = (
         Index("ix_anomaly_department_county", "department", "county_code", "status"),
         Index("ix_anomaly_person_status", "person_id", "status"),
+    )
+
+
+class WarningRun(Base):
+    """一次月度高额费用监测预警: what was computed for one month, with which thresholds."""
+
+    __tablename__ = "warning_run"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    month: Mapped[str] = mapped_column(String(7), index=True)  # YYYY-MM
+    province: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(16))  # RUNNING / COMPLETED / FAILED
+    triggered_by: Mapped[str] = mapped_column(String(128))
+    warnings_created: Mapped[int] = mapped_column(Integer, default=0)
+    tasks_opened: Mapped[int] = mapped_column(Integer, default=0)
+    thresholds: Mapped[str] = mapped_column(Text)  # JSON: rule -> threshold used
+
+
+class CostWarning(Base):
+    """高额费用预警: a person whose cost burden crossed a rule's threshold, with the figures.
+
+    One per person, year and rule (001 §4: 推送新增达到监测标准人员): a person who stays above a
+    threshold is not pushed again every month; crossing a higher rule is a new warning."""
+
+    __tablename__ = "cost_warning"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    run_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("warning_run.id", ondelete="CASCADE"))
+    month: Mapped[str] = mapped_column(String(7))
+    year: Mapped[int] = mapped_column(Integer)
+    person_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("person.id", ondelete="CASCADE"))
+    county_code: Mapped[str] = mapped_column(String(6))
+    rule: Mapped[str] = mapped_column(String(40))
+    measure: Mapped[str] = mapped_column(String(20))
+    figure: Mapped[Decimal] = mapped_column(Money)  # the person's burden or stay count
+    threshold: Mapped[Decimal] = mapped_column(Money)
+    attention: Mapped[str] = mapped_column(String(16))  # level that must pay attention
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index("ux_cost_warning_person_year_rule", "person_id", "year", "rule", unique=True),
+        Index("ix_cost_warning_county_month", "county_code", "month"),
+    )
+
+
+class Task(Base):
+    """推送任务: something pushed to a department that must be answered by ``due_on``.
+
+    WARNING_REVIEW: a high-cost warning pushed to civil affairs / rural revitalisation, answered
+    with a recognition result (000 §1, 001 §4). IDENTITY_VERIFICATION: a new identity on a list
+    pushed to medical insurance, which checks enrollment and marks it (004 §1). Both within 5
+    working days. ``source_key`` names what caused the task, so re-running changes nothing."""
+
+    __tablename__ = "task"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(24))
+    department: Mapped[str] = mapped_column(String(32))  # who must answer
+    county_code: Mapped[str] = mapped_column(String(6))  # whose jurisdiction it lies in
+    person_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("person.id", ondelete="CASCADE"))
+    source_key: Mapped[str] = mapped_column(String(80))
+    warning_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("cost_warning.id", ondelete="CASCADE")
+    )
+    batch_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("ingest_batch.id", ondelete="SET NULL")
+    )
+    category: Mapped[str | None] = mapped_column(String(32))  # the identity to verify
+    opened_on: Mapped[date] = mapped_column(Date)
+    due_on: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(16))  # OPEN / WAITING / ANSWERED
+    answer: Mapped[str | None] = mapped_column(String(32))
+    answer_category: Mapped[str | None] = mapped_column(String(32))
+    answered_on: Mapped[date | None] = mapped_column(Date)
+    answered_by: Mapped[str | None] = mapped_column(String(128))
+    note: Mapped[str | None] = mapped_column(Text)
+    relief_status_id: Mapped[int | None] = mapped_column(
+        ForeignKey("relief_status.id", ondelete="SET NULL")
+    )
+
+    __table_args__ = (
+        Index("ux_task_source", "department", "source_key", "person_id", unique=True),
+        Index("ix_task_department_county", "department", "county_code", "status", "due_on"),
+        Index("ix_task_person", "person_id"),
     )
 
 

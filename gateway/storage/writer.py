@@ -12,7 +12,7 @@ import dataclasses
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import insert, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -152,7 +152,15 @@ async def _write_chunk(
         for s in b.relief_statuses:
             batch = await batches.id_for(session, s.source_department)
             batches.count(s.source_department, members[s.person_id].region_code[:6])
-            statuses.append({**dataclasses.asdict(s), **_provenance(batch, created)})
+            statuses.append(
+                {
+                    **dataclasses.asdict(s),
+                    **_provenance(batch, created),
+                    # Synthetic lists reach the exchange the day they take effect.
+                    "listed_on": s.valid_from,
+                    "exit_listed_on": s.valid_to + timedelta(days=1) if s.valid_to else None,
+                }
+            )
             reported.setdefault(s.person_id, set()).add(s.source_department)
         for e in b.enrollments:
             batch = await batches.id_for(session, MEDICAL_INSURANCE)
