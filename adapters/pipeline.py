@@ -37,6 +37,8 @@ from adapters.rows import CanonicalRow, Rejection, RowParser
 from gateway.clock import now_utc
 from gateway.errors import GatewayError
 from gateway.regions import narrowest_jurisdiction
+from gateway.rules.config import ProvinceRules
+from gateway.rules.tasks import open_verification_tasks, opens_verification
 from gateway.storage.models import IngestBatch
 from gateway.storage.vault import PersonVault
 
@@ -144,7 +146,12 @@ def file_sha256(path: Path) -> str:
 
 
 class Ingestor:
-    """Runs one feed's batches for one submitter."""
+    """Runs one feed's batches for one submitter.
+
+    With the province's ``rules``, a completed identities batch of civil affairs or rural
+    revitalisation opens the verification tasks of medical insurance in the transaction that
+    completes it (rule 3, 004 §1; ``gateway.rules.tasks``); without them (tools, tests of the
+    pipeline alone) it opens none."""
 
     def __init__(
         self,
@@ -156,6 +163,7 @@ class Ingestor:
         today: date,
         scope: str | None = None,
         chunk_rows: int = CHUNK_ROWS,
+        rules: ProvinceRules | None = None,
     ) -> None:
         self.engine = engine
         self.vault = vault
@@ -164,6 +172,7 @@ class Ingestor:
         self.today = today
         self.scope = scope or None
         self.chunk_rows = chunk_rows
+        self.rules = rules
 
     # ------------------------------------------------------------------ entry points
     async def ingest_file(
@@ -434,6 +443,11 @@ class Ingestor:
                 .where(IngestBatch.id == batch_id)
                 .values(status=status, finished_at=now_utc(), region=region, error=error)
             )
+            if status == "COMPLETED" and self.rules is not None and opens_verification(self.feed):
+                # Rule 3 (004 §1): the list reaches medical insurance with its deadline.
+                await open_verification_tasks(
+                    connection, batch_id, today=self.today, rules=self.rules
+                )
         return region
 
     async def _completed_batch_with(self, sha: str) -> uuid.UUID | None:

@@ -13,9 +13,10 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import case, func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway import clock
@@ -138,6 +139,10 @@ def _parser() -> argparse.ArgumentParser:
 
     add_ingest_command(command)
 
+    from gateway.cli_warn import add_warn_command
+
+    add_warn_command(command)
+
     audit = command("audit", "审计: verify 校验审计日志的哈希链")
     audit.add_argument("action", choices=["verify"])
     audit.set_defaults(handler=_audit)
@@ -257,9 +262,11 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     started = time.monotonic()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    _demo_rules(settings)
     runtime = Runtime.create(settings, create_keys=True)
     _migrate(settings, args)
     regions = asyncio.run(_demo_data(runtime, args.persons, args.seed))
+    warned = asyncio.run(_demo_warnings(runtime))
     url = f"http://127.0.0.1:{args.port}/graphql"
     print(f"\n演示数据已就绪 ({time.monotonic() - started:.1f} 秒), 数据目录 {settings.data_dir}\n")
     for subject, dept, level, purpose in DEMO_SUBJECTS:
@@ -273,6 +280,16 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
         print(f"  令牌: {token}")
         print(f"  GraphiQL: {url}?headers={quote(json.dumps(headers))}&q={quote(DEMO_QUERY)}\n")
     _demo_sample_file(settings, args, regions["county"])
+    print(
+        f"■ 高额费用预警: 已按{runtime.rules.name}规则计算 {warned.month.label}, "
+        f"新预警 {warned.warnings_created} 人次, 推送任务 {warned.tasks_opened} 条"
+        f" (截止 {warned.due_on.isoformat()}); 每月可执行 relief-gateway warn run"
+    )
+    print(
+        "  待办任务 (民政局县级查预警核实, 导入上面的名单后医保局县级查新增身份核验):"
+        " { tasks { totalCount edges { node { id kind dueOn workingDaysLeft state "
+        "warning { ruleDescription } person { name } } } } }\n"
+    )
     print(f"GraphiQL 地址: {url}  (在浏览器中打开上面带令牌的链接, 按 Ctrl-Enter 运行查询)")
     print(
         f"命令行示例: curl -s {url} -H 'Authorization: Bearer <令牌>' -H 'X-Purpose: supervision' "
@@ -280,6 +297,37 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
     )
     uvicorn.run(create_app(runtime), host="127.0.0.1", port=args.port, log_level="warning")
     return 0
+
+
+# Written once into the demo's data directory (picked up as <data dir>/rules.toml): the
+# shipped rules carry only the per-capita income figures published so far, and Shandong's
+# warning of year Y needs Y-1's. Labelled in the file as demonstration values.
+_DEMO_RULES = """# relief-gateway demo 生成的演示规则: 以下收入数字仅供演示, 非官方统计。
+# 生产部署请按山东省统计公报填写上年全省居民人均可支配收入 (见 gateway/data/rules.toml)。
+[provinces.shandong.per_capita_disposable_income]
+{years}
+"""
+
+
+def _demo_rules(settings: Settings) -> None:
+    path = settings.data_dir / "rules.toml"
+    if settings.rules_file is not None or path.exists():
+        return
+    year = clock.today().year
+    years = "\n".join(f'{y} = "{41000 + 1500 * (y - 2024)}"' for y in range(2024, year + 1))
+    path.write_text(_DEMO_RULES.format(years=years), encoding="utf-8")
+
+
+async def _demo_warnings(runtime: object) -> Any:
+    """Last month's warning run (idempotent: a second demo adds nothing)."""
+    from gateway.rules.warnings import previous_month, run_warnings
+    from gateway.runtime import Runtime
+
+    assert isinstance(runtime, Runtime)
+    today = clock.today()
+    return await run_warnings(
+        runtime.engine, runtime.rules, previous_month(today), today=today, triggered_by="demo"
+    )
 
 
 def _demo_sample_file(settings: Settings, args: argparse.Namespace, county: str) -> None:
@@ -322,6 +370,9 @@ async def _demo_data(runtime: object, persons: int, seed: int) -> dict[str, str]
             bundles = generate_population(persons, seed=seed, today=clock.today())
             await write_bundles(session, runtime.vault, bundles)
         today = clock.today()
+        # Preferably a county of the configured province: its rules (warnings, tasks) apply to
+        # that province's people only.
+        in_province = case((Person.province_code == runtime.rules.code, 1), else_=0)
         stmt = (
             select(Person.county_code, func.count())
             .join(ReliefStatus, ReliefStatus.person_id == Person.id)
@@ -330,16 +381,13 @@ async def _demo_data(runtime: object, persons: int, seed: int) -> dict[str, str]
                 ReliefStatus.valid_from <= today,
                 or_(ReliefStatus.valid_to.is_(None), ReliefStatus.valid_to >= today),
             )
-            .group_by(Person.county_code)
-            .order_by(func.count().desc(), Person.county_code)
+            .group_by(Person.county_code, Person.province_code)
+            .order_by(in_province.desc(), func.count().desc(), Person.county_code)
             .limit(1)
         )
         county = (await session.execute(stmt)).first()
-        county_code = (
-            county[0]
-            if county
-            else (await session.execute(select(Person.county_code).limit(1))).scalar_one()
-        )
+        anyone = select(Person.county_code).order_by(in_province.desc(), Person.county_code)
+        county_code = county[0] if county else (await session.execute(anyone.limit(1))).scalar_one()
     await runtime.start()
     return {"county": county_code, "city": county_code[:4], "province": county_code[:2]}
 

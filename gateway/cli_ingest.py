@@ -101,6 +101,7 @@ async def _run(
         submitted_by=submitted_by,
         today=clock.today(),
         scope=region,
+        rules=runtime.rules,  # identities lists open verification tasks (004 §1)
     )
     results: list[dict[str, Any]] = []
     try:

@@ -77,3 +77,13 @@ class FieldEffect(Enum):
     READ = strawberry.enum_value("read", description="明文可读")
     MASK = strawberry.enum_value("mask", description="脱敏后可读")
     DENY = strawberry.enum_value("deny", description="不可读")
+
+
+@strawberry.enum(description="推送任务类型")
+class TaskKind(Enum):
+    WARNING_REVIEW = strawberry.enum_value(
+        "WARNING_REVIEW", description="高额费用预警核实 (民政、乡村振兴, 5个工作日内反馈认定结果)"
+    )
+    IDENTITY_VERIFICATION = strawberry.enum_value(
+        "IDENTITY_VERIFICATION", description="新增救助身份核验 (医保, 5个工作日内核查参保并标识)"
+    )

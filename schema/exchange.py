@@ -354,6 +354,7 @@ async def submit_records(
         submitted_by=principal.subject,
         today=context.today,
         scope=principal.region,
+        rules=context.rules,  # identities lists open verification tasks (004 §1)
     )
     result: IngestResult = await ingestor.ingest_records(
         cast(list[dict[str, object]], records), dry_run=dry_run

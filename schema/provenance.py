@@ -18,6 +18,9 @@ class IngestChannel(Enum):
     FILE = strawberry.enum_value("FILE", description="文件导入")
     PUSH = strawberry.enum_value("PUSH", description="实时推送 (submitRecords)")
     SEED = strawberry.enum_value("SEED", description="合成演示数据")
+    ANSWER = strawberry.enum_value(
+        "ANSWER", description="推送任务的答复 (answerTask 认定为救助对象时生成的救助身份)"
+    )
 
 
 @strawberry.type(description="数据来源: 报送部门、批次、文件行号或推送序号、接收时间")

@@ -13,7 +13,11 @@ from authz.decision import Effect
 from gateway.errors import BadUserInput
 from gateway.identity import validate_id_number
 from gateway.storage.people import PersonCriteria
-from schema import exchange
+from schema import chain, exchange
+from schema import coverage as coverage_fields
+from schema import statistics as statistics_fields
+from schema import tasks as task_fields
+from schema import warnings as warning_fields
 from schema.enums import Department, FieldEffect, Level, ReliefCategory
 from schema.paging import PageInfo
 from schema.prefetch import prefetch_people
@@ -178,6 +182,17 @@ class Query:
     anomalies = strawberry.field(
         resolver=exchange.anomalies, description="回传给本部门、需在期限内核实的异常"
     )
+    warnings = strawberry.field(
+        resolver=warning_fields.warnings,
+        description="高额医疗费用负担预警 (辖区内; 非医保部门只见推送给本部门的)",
+    )
+    relief_chain = strawberry.field(resolver=chain.relief_chain, description="一人一条救助链")
+    coverage = strawberry.field(resolver=coverage_fields.coverage, description="参保率与未参保人员")
+    statistics = strawberry.field(
+        resolver=statistics_fields.statistics,
+        description="只含汇总数的统计 (小于 5 人的格子不发布), 不含任何人员信息",
+    )
+    tasks = strawberry.field(resolver=task_fields.tasks, description="推送给本部门的任务 (按期限)")
 
 
 @strawberry.type
@@ -189,3 +204,4 @@ class Mutation:
     resolve_anomaly = strawberry.mutation(
         resolver=exchange.resolve_anomaly, description="处理一条回传的异常"
     )
+    answer_task = strawberry.mutation(resolver=task_fields.answer_task, description="答复推送任务")

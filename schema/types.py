@@ -16,7 +16,7 @@ from __future__ import annotations
 import uuid
 from datetime import date
 from decimal import Decimal
-from typing import cast
+from typing import Annotated, cast
 
 import strawberry
 from strawberry.types import Info
@@ -26,6 +26,7 @@ from schema import relations
 from schema.context import RequestContext
 from schema.enums import Department, EnrollmentStatus, Gender, InsuranceType, ReliefCategory
 from schema.provenance import Provenance
+from schema.relief import EffectiveRelief, effective_relief
 
 Ctx = Info[RequestContext, None]
 
@@ -129,6 +130,22 @@ class Person:
         root: strawberry.Parent[PersonRow], info: Ctx, year: int | None = None
     ) -> list[CostBurden] | None:
         return cast(list[CostBurden], relations.cost_burdens(root, info.context, year))
+
+    @strawberry.field(
+        description=(
+            "某日的救助身份与医疗救助待遇 (按本省规则, DOMAIN.md 规则5、6); "
+            "指定 dischargedOn 时按住院周期就高 (004 §3)"
+        )
+    )
+    async def effective_relief(
+        root: strawberry.Parent[PersonRow],
+        info: Ctx,
+        on: Annotated[date, strawberry.argument(description="查询日期; 住院时为入院日期")],
+        discharged_on: Annotated[
+            date | None, strawberry.argument(description="出院日期: 按整个住院周期就高")
+        ] = None,
+    ) -> EffectiveRelief | None:
+        return await effective_relief(root, info.context, on, discharged_on)
 
 
 def as_person(row: PersonRow) -> Person:

@@ -371,6 +371,9 @@ def test_demo_prints_tokens_and_url(demo: Demo) -> None:
     levels = {(dept, level) for dept, level, _region, _purpose in demo.headers}
     assert ("medical_insurance", "province") in levels
     assert len({level for _dept, level in levels}) == 3
+    # Last month's warning run, under the configured province's rules (Shandong by default,
+    # whose income figures the demo supplies, labelled as demonstration values).
+    assert "■ 高额费用预警: 已按山东省规则计算" in demo.output
 
 
 def test_demo_serves(demo: Demo) -> None:

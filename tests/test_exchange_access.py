@@ -543,6 +543,9 @@ async def test_an_enrollment_from_another_county_is_no_oracle(gw: Harness) -> No
 async def test_me_lists_the_exchange_operations(
     gw: Harness, dept: str, operations: list[str], level: str
 ) -> None:
+    """The exchange's operations (the closed loop's are pinned by its own tests)."""
     region = {"province": COUNTY[:2], "city": COUNTY[:4], "county": COUNTY}[level]
     body = await gw.query(gw.token(dept, level, region), "{ me { department operations } }")
-    assert body == {"data": {"me": {"department": dept.upper(), "operations": operations}}}
+    me = body["data"]["me"]
+    ingest = [op for op in me["operations"] if op.startswith("Ingest.")]
+    assert (me["department"], ingest) == (dept.upper(), operations)

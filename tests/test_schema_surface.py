@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from graphql import GraphQLEnumType, GraphQLObjectType, get_named_type, is_leaf_type
+from graphql import (
+    GraphQLEnumType,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    get_named_type,
+    is_leaf_type,
+)
 
 from authz.resources import GUARDED_FIELDS
 from gateway.domain import RELIEF_CATEGORIES, Department
@@ -16,12 +22,37 @@ STRUCTURAL = ALWAYS_READABLE
 
 
 def test_root_fields_are_the_contracts() -> None:
-    """The core's fields plus the ingest names CONTRACT.md fixes ("Names for the capabilities
-    that follow"): batches, anomalies, submitRecords, resolveAnomaly."""
+    """The core's fields plus the names CONTRACT.md fixes ("Names for the capabilities that
+    follow") for ingest and the closed loop; Person.effectiveRelief is pinned below."""
     schema = build_schema()._schema
-    assert set(schema.query_type.fields) == {"me", "person", "persons", "batches", "anomalies"}
+    assert set(schema.query_type.fields) == {
+        "me",
+        "person",
+        "persons",
+        "batches",
+        "anomalies",
+        "warnings",
+        "tasks",
+        "reliefChain",
+        "coverage",
+        "statistics",
+    }
     assert schema.mutation_type is not None
-    assert set(schema.mutation_type.fields) == {"submitRecords", "resolveAnomaly"}
+    assert set(schema.mutation_type.fields) == {"submitRecords", "resolveAnomaly", "answerTask"}
+
+
+def test_the_loop_uses_the_contracts_argument_names() -> None:
+    schema = build_schema()._schema
+    query = schema.query_type.fields
+    assert set(query["reliefChain"].args) == {"idNumber"}
+    assert set(query["coverage"].args) == {"regionPrefix", "year"}
+    for connection in ("warnings", "tasks"):
+        assert {"filter", "first", "after"} <= set(query[connection].args), connection
+    person = schema.get_type("Person")
+    assert isinstance(person, GraphQLObjectType)
+    relief = person.fields["effectiveRelief"]
+    assert isinstance(relief.args["on"].type, GraphQLNonNull)
+    assert str(relief.args["on"].type.of_type) == "Date"
 
 
 def test_relief_category_enum_matches_the_domain() -> None:

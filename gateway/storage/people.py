@@ -73,6 +73,12 @@ class ScopedPeople:
         # (one connection, one transaction) runs one statement at a time.
         self._lock = asyncio.Lock()
 
+    @property
+    def predicate(self) -> ColumnElement[bool]:
+        """The caller's row predicate, for aggregates built elsewhere (coverage) that must count
+        exactly the people these methods would return."""
+        return self._predicate
+
     async def execute(self, stmt: Any) -> Result[Any]:
         """Run one statement on the request's connection (shared with ``DepartmentExchange``)."""
         return await self._execute(stmt)
