@@ -187,7 +187,7 @@ def generation_sql(persons: int, counties: list[str], month: Month) -> list[tupl
                    decode(md5(random()::text) || md5(random()::text), 'hex'),
                    decode(md5(random()::text), 'hex'),
                    CASE WHEN g % 2 = 0 THEN 'MALE' ELSE 'FEMALE' END,
-                   date '1935-01-01' + (g * 7919 % 32000),
+                   date '1935-01-01' + (g::bigint * 7919 % 32000)::int,
                    c.code, substr(c.code, 1, 2), substr(c.code, 1, 4), c.code,
                    CASE WHEN g % 211 = 0 THEN date '{first}' - 20
                         WHEN g % 223 = 0 THEN date '{first}' + 10 END,
