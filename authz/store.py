@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -64,13 +65,25 @@ def parse_policy_text(text: str, *, source: str = "策略文件") -> list[Policy
     return lines
 
 
+def subject_region(subject: str) -> str:
+    """The region a line's subject is limited to (``civil_affairs@3701:county`` → ``3701``);
+    ``""`` for a province-wide line or a role."""
+    head = subject.partition(":")[0]
+    return head.partition("@")[2]
+
+
 def validate_line(line: Sequence[str]) -> None:
     subject, obj, action, purpose = line
-    department, _, level = subject.partition(":")
+    head, _, level = subject.partition(":")
+    department, at, region = head.partition("@")
     if department == "role":
-        if not level:
-            raise ConfigurationError(f"角色主体缺少角色名: {subject!r}")
+        if not level or at:
+            raise ConfigurationError(f"角色主体格式错误: {subject!r} (应为 role:<角色>)")
     else:
+        if at and not (region.isascii() and region.isdigit() and len(region) in (2, 4, 6)):
+            raise ConfigurationError(
+                f"主体的区域应为 2、4 或 6 位区划代码: {subject!r} (如 civil_affairs@3701:county)"
+            )
         if department not in {d.value for d in Department}:
             raise ConfigurationError(f"未知部门: {department!r}")
         if level != "*" and level not in {lv.value for lv in Level}:
@@ -92,6 +105,11 @@ def validate_line(line: Sequence[str]) -> None:
         raise ConfigurationError("用途不能为空 (任何用途请写 *)")
 
 
+def lines_json(lines: Sequence[PolicyLine]) -> str:
+    """A version's snapshot (``policy_version.lines``): its lines in order, as JSON."""
+    return json.dumps([list(line) for line in lines], ensure_ascii=False)
+
+
 def default_policy_lines() -> list[PolicyLine]:
     text = resources.files("authz").joinpath("default_policy.csv").read_text(encoding="utf-8")
     return parse_policy_text(text, source="默认策略")
@@ -109,14 +127,19 @@ async def install_default_policies(session: AsyncSession) -> bool:
     """On first start: load the shipped default policies as version 1. Idempotent."""
     if await current_version(session):
         return False
+    lines = default_policy_lines()
     await session.execute(
         insert(CasbinRule),
-        [
-            {"ptype": "p", "v0": s, "v1": o, "v2": a, "v3": p}
-            for s, o, a, p in default_policy_lines()
-        ],
+        [{"ptype": "p", "v0": s, "v1": o, "v2": a, "v3": p} for s, o, a, p in lines],
     )
-    session.add(PolicyVersion(created_at=now_utc(), created_by="system", note="默认数据共享清单"))
+    session.add(
+        PolicyVersion(
+            created_at=now_utc(),
+            created_by="system",
+            note="默认数据共享清单",
+            lines=lines_json(lines),
+        )
+    )
     await session.commit()
     return True
 

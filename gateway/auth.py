@@ -23,7 +23,8 @@ from gateway.errors import BadUserInput, ConfigurationError, Unauthenticated
 
 ALGORITHM = "HS256"
 MIN_KEY_BYTES = 32
-KNOWN_ROLES = frozenset({"security_officer"})
+SECURITY_OFFICER = "security_officer"  # 安全管理员: governs the policies (issue 5)
+KNOWN_ROLES = frozenset({SECURITY_OFFICER})
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,9 +39,22 @@ class Principal:
 
     @property
     def subject_keys(self) -> tuple[str, ...]:
-        keys = [f"{self.department.value}:{self.level.value}"]
+        """``dept:level`` (province-wide lines), ``dept@region:level`` for the caller's region and
+        every region containing it (lines a city or county agreed for its own area, 000 §4:
+        a data-sharing list per department pair and place), and ``role:<role>``."""
+        department, level = self.department.value, self.level.value
+        keys = [f"{department}:{level}"]
+        keys.extend(
+            f"{department}@{self.region[:digits]}:{level}"
+            for digits in (2, 4, 6)
+            if digits <= len(self.region)
+        )
         keys.extend(f"role:{role}" for role in sorted(self.roles))
         return tuple(keys)
+
+    @property
+    def is_security_officer(self) -> bool:
+        return SECURITY_OFFICER in self.roles
 
 
 def check_claims(dept: str, level: str, region: str, roles: list[str]) -> Principal:

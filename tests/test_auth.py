@@ -303,7 +303,13 @@ def test_minted_token_claims(harness: Harness) -> None:
     assert 0 < claims["exp"] - claims["iat"] <= 120
     principal = harness.runtime.tokens.verify(token)
     assert principal.subject == "s-1"
-    assert principal.subject_keys == ("health:city", "role:security_officer")
+    # Province-wide lines, lines limited to a region containing the caller's, the role.
+    assert principal.subject_keys == (
+        "health:city",
+        "health@37:city",
+        "health@3701:city",
+        "role:security_officer",
+    )
 
 
 def test_short_signing_key_is_refused() -> None:

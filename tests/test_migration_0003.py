@@ -66,7 +66,7 @@ async def test_an_initialised_gateway_gets_the_loop_grants_as_a_new_version(
 ) -> None:
     await initialised_at_0002(engine)
 
-    await migrate(engine, "upgrade", "head")
+    await migrate(engine, "upgrade", "0003")
 
     assert await revision_of(engine) == "0003"
     assert await policy_lines(engine) == DEFAULT_LINES

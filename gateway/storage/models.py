@@ -411,7 +411,11 @@ class CasbinRule(Base):
 
 
 class PolicyVersion(Base):
-    """One row per policy version; the highest id is in force. Caches key on it."""
+    """One row per policy version; the highest id is in force. Caches key on it.
+
+    ``lines`` keeps the version's complete policy (JSON array of [subject, object, action,
+    purpose]), so every version can be shown, diffed, explained and rolled back to; null only
+    for versions older than migration 0004 that were no longer in force when it ran."""
 
     __tablename__ = "policy_version"
 
@@ -419,6 +423,37 @@ class PolicyVersion(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     created_by: Mapped[str] = mapped_column(String(128))
     note: Mapped[str] = mapped_column(Text)
+    lines: Mapped[str | None] = mapped_column(Text)
+    proposal_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("policy_proposal.id", ondelete="SET NULL", name="fk_policy_version_proposal")
+    )
+    approved_by: Mapped[str | None] = mapped_column(String(128))
+
+
+class PolicyProposal(Base):
+    """策略变更申请: lines to add and remove, proposed by one security officer against a base
+    version and approved or rejected by another (four-eyes, issue 5). An approval writes a new
+    version; a proposal whose base is no longer in force can no longer be approved (STALE)."""
+
+    __tablename__ = "policy_proposal"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    base_version: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(String(200))
+    note: Mapped[str | None] = mapped_column(Text)
+    added: Mapped[str] = mapped_column(Text)  # JSON array of lines
+    removed: Mapped[str] = mapped_column(Text)  # JSON array of lines
+    proposed_by: Mapped[str] = mapped_column(String(128))
+    proposer_level: Mapped[str] = mapped_column(String(16))
+    proposer_region: Mapped[str] = mapped_column(String(12))
+    proposed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(16))  # PENDING / APPROVED / REJECTED / STALE
+    decided_by: Mapped[str | None] = mapped_column(String(128))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    decision_note: Mapped[str | None] = mapped_column(Text)
+    resulting_version: Mapped[int | None] = mapped_column(Integer)
+
+    __table_args__ = (Index("ix_policy_proposal_status", "status", "proposed_at"),)
 
 
 class AuditEntry(Base):
