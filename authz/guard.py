@@ -8,7 +8,7 @@ that path). It also notes what it released, for the audit log.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 from authz.decision import AccessDecision, Effect
@@ -72,6 +72,14 @@ class FieldGuard:
         if effect is Effect.MASK and isinstance(value, str):
             return MASKS[field](value)  # type: ignore[return-value]
         return value
+
+    def note_read(self, field: str, people: Iterable[uuid.UUID] = ()) -> None:
+        """Record a read that no policy line governs (an officer's query of the audit log), so
+        this request is audited like any read of person data: a query of the audit is itself
+        audited (issue 5)."""
+        self.touched_person_data = True
+        self.released.setdefault(field, Effect.READ)
+        self.people.update(people)
 
     def _note(self, field: str, effect: Effect, person_id: uuid.UUID) -> None:
         self.released.setdefault(field, effect)

@@ -152,6 +152,7 @@ class Authorizer:
         self._refresh_seconds = refresh_seconds
         self._enforcer: casbin.AsyncEnforcer | None = None
         self._row_objects: tuple[str, ...] = ()
+        self._purposes: tuple[str, ...] = ()
         self._version = 0
         self._checked_at = 0.0
         self._lock = asyncio.Lock()
@@ -160,6 +161,12 @@ class Authorizer:
     @property
     def version(self) -> int:
         return self._version
+
+    @property
+    def purposes(self) -> tuple[str, ...]:
+        """The purposes lines in force are limited to (not ``*``): the candidates a purpose
+        refusal names (``authz.purpose``)."""
+        return self._purposes
 
     @property
     def loaded(self) -> bool:
@@ -175,9 +182,15 @@ class Authorizer:
             validate_line(line)
         self._enforcer = enforcer
         self._row_objects = tuple(sorted({obj for _, obj, act, _ in lines if is_row_object(obj)}))
+        self._purposes = tuple(sorted({purpose for *_, purpose in lines if purpose != "*"}))
         self._version = version
         self._cache = {}
         log.info("policy version %s loaded (%s lines)", version, len(lines))
+
+    def invalidate(self) -> None:
+        """Check the version at the next ``refresh`` instead of waiting for the poll interval
+        (a ``NOTIFY relief_policy`` arrived: see ``gateway.policy_listener``)."""
+        self._checked_at = float("-inf")  # not 0: monotonic() may be small after a boot
 
     async def refresh(self, db: AsyncSession | AsyncConnection) -> None:
         """Reload if another process (or an officer) installed a newer version."""

@@ -14,6 +14,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from gateway import metrics
+from gateway.console import console_routes
 from gateway.graphiql import ASSETS_PATH, assets_directory
 from gateway.graphql_http import graphql_endpoint
 from gateway.runtime import Runtime
@@ -51,6 +52,7 @@ def create_app(runtime: Runtime) -> Starlette:
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics_endpoint),
+        *console_routes(),  # security officers' console, in production too
     ]
     if not runtime.settings.is_production:
         routes.append(Mount(ASSETS_PATH, StaticFiles(directory=assets_directory())))

@@ -5,6 +5,12 @@ application only appends; ``verify_chain`` finds the first entry that was change
 re-ordered. Appends are serialised (an advisory lock on PostgreSQL, a process lock on SQLite,
 which has a single writer anyway) so the chain has no forks.
 
+What a chain cannot show: deleting the LAST entries (or rolling the whole table back to an
+earlier state) leaves a shorter chain that is intact. Only a copy of the head kept outside the
+database reveals it: ``relief-gateway audit verify`` prints the head hash for an operator to
+record elsewhere (a ticket, a signed log, another system), and ``--anchor HASH`` later checks
+that the recorded head is still in the chain.
+
 ``AuditWriter`` group-commits: a request hands over its entry and waits until the entry is
 committed (no response leaves before its audit entry is durable), while entries that arrive
 during a write go into the next one, so under load one lock/head/insert/commit round serves
@@ -134,22 +140,35 @@ class AuditWriter:
                         future.set_result(None)
 
 
+ANCHOR_MISSING = "记录过的链头哈希不在日志中 (其后的记录被删除, 或日志被整体回退)"
+
+
 @dataclass(frozen=True, slots=True)
 class ChainReport:
-    entries: int
+    entries: int  # intact entries (before the first bad one)
     first_bad_id: int | None
     reason: str | None
+    # entry_hash of the last intact entry (GENESIS for an empty log): the head of an intact
+    # chain, to be recorded outside the database (see the module docstring).
+    head_hash: str = GENESIS
+    anchor_missing: bool = False  # an ``anchor`` was given and is not in the intact chain
 
     @property
     def ok(self) -> bool:
-        return self.first_bad_id is None
+        return self.first_bad_id is None and not self.anchor_missing
 
 
-async def verify_chain(session: AsyncSession, *, batch: int = 5000) -> ChainReport:
-    """Walk the chain in id order; report the first entry whose links or digest do not hold."""
+async def verify_chain(
+    session: AsyncSession, *, batch: int = 5000, anchor: str | None = None
+) -> ChainReport:
+    """Walk the chain in id order; report the first entry whose links or digest do not hold.
+
+    ``anchor``: a head hash recorded earlier; the chain must still contain it, else the entries
+    after it were deleted (which the links alone cannot show)."""
     expected_prev = GENESIS
     count = 0
     last_id = 0
+    anchor_seen = anchor is None or anchor == GENESIS
     while True:
         rows = (
             (
@@ -164,13 +183,18 @@ async def verify_chain(session: AsyncSession, *, batch: int = 5000) -> ChainRepo
             .all()
         )
         if not rows:
-            return ChainReport(count, None, None)
+            if anchor_seen:
+                return ChainReport(count, None, None, expected_prev)
+            return ChainReport(count, None, ANCHOR_MISSING, expected_prev, anchor_missing=True)
         for entry in rows:
             if entry.prev_hash != expected_prev:
-                return ChainReport(count, entry.id, "前一条记录的哈希不符(记录被删除或重排)")
+                reason = "前一条记录的哈希不符(记录被删除或重排)"
+                return ChainReport(count, entry.id, reason, expected_prev)
             if _entry_digest(entry.prev_hash, _hashed_fields(entry)) != entry.entry_hash:
-                return ChainReport(count, entry.id, "记录内容与其哈希不符(记录被修改)")
+                reason = "记录内容与其哈希不符(记录被修改)"
+                return ChainReport(count, entry.id, reason, expected_prev)
             expected_prev = entry.entry_hash
+            anchor_seen = anchor_seen or entry.entry_hash == anchor
             count += 1
             last_id = entry.id
         session.expunge_all()

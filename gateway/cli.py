@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -131,9 +132,9 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--ttl", type=int, default=None, help="有效期秒数 (默认 8 小时)")
     token.set_defaults(handler=_token)
 
-    policy = command("policy", "策略: export 导出当前策略为文本")
-    policy.add_argument("action", choices=["export"])
-    policy.set_defaults(handler=_policy)
+    from gateway.cli_policy import add_policy_command
+
+    add_policy_command(command)
 
     from gateway.cli_ingest import add_ingest_command
 
@@ -145,6 +146,11 @@ def _parser() -> argparse.ArgumentParser:
 
     audit = command("audit", "审计: verify 校验审计日志的哈希链")
     audit.add_argument("action", choices=["verify"])
+    audit.add_argument(
+        "--anchor",
+        metavar="HASH",
+        help="之前记录的链头哈希: 校验它仍在链中 (仅靠哈希链无法发现末尾记录被删除)",
+    )
     audit.set_defaults(handler=_audit)
     return parser
 
@@ -290,6 +296,7 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
         " { tasks { totalCount edges { node { id kind dueOn workingDaysLeft state "
         "warning { ruleDescription } person { name } } } } }\n"
     )
+    _demo_console(runtime, args, regions["province"])
     print(f"GraphiQL 地址: {url}  (在浏览器中打开上面带令牌的链接, 按 Ctrl-Enter 运行查询)")
     print(
         f"命令行示例: curl -s {url} -H 'Authorization: Bearer <令牌>' -H 'X-Purpose: supervision' "
@@ -297,6 +304,25 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
     )
     uvicorn.run(create_app(runtime), host="127.0.0.1", port=args.port, log_level="warning")
     return 0
+
+
+def _demo_console(runtime: object, args: argparse.Namespace, province: str) -> None:
+    """Two province security officers: one proposes, the other approves (four eyes)."""
+    from gateway.runtime import Runtime
+
+    assert isinstance(runtime, Runtime)
+    print(f"■ 安全管理员控制台: http://127.0.0.1:{args.port}/console (粘贴下面任一登录凭据)")
+    for name in ("甲", "乙"):
+        credential = runtime.tokens.mint(
+            subject=f"demo-officer-{'ab'['甲乙'.index(name)]}",
+            dept="medical_insurance",
+            level="province",
+            region=province,
+            roles=["security_officer"],
+            ttl_seconds=24 * 3600,
+        )
+        print(f"  安全管理员{name} (省级): {credential}")
+    print("  甲在“策略表”中提出变更, 乙在“审批”中模拟并批准; “审计”中可校验哈希链\n")
 
 
 # Written once into the demo's data directory (picked up as <data dir>/rules.toml): the
@@ -392,42 +418,34 @@ async def _demo_data(runtime: object, persons: int, seed: int) -> dict[str, str]
     return {"county": county_code, "city": county_code[:4], "province": county_code[:2]}
 
 
-def _policy(settings: Settings, _args: argparse.Namespace) -> int:
-    from authz.store import current_version
-    from gateway.storage.engine import make_engine, make_sessionmaker
-    from gateway.storage.models import CasbinRule
-
-    async def export() -> None:
-        engine = make_engine(settings.resolved_database_url)
-        try:
-            async with make_sessionmaker(engine)() as session:
-                version = await current_version(session)
-                rows = (await session.execute(select(CasbinRule).order_by(CasbinRule.id))).scalars()
-                print(f"# relief-gateway 策略, 版本 {version}")
-                print("# p, 主体, 对象, 动作, 用途")
-                for row in rows:
-                    print(", ".join(v for v in (row.ptype, row.v0, row.v1, row.v2, row.v3) if v))
-        finally:
-            await engine.dispose()
-
-    asyncio.run(export())
-    return 0
-
-
-def _audit(settings: Settings, _args: argparse.Namespace) -> int:
+def _audit(settings: Settings, args: argparse.Namespace) -> int:
     from gateway.audit import verify_chain
     from gateway.storage.engine import make_engine, make_sessionmaker
+
+    anchor = (args.anchor or "").strip().lower() or None
+    if anchor is not None and not re.fullmatch(r"[0-9a-f]{64}", anchor):
+        print("错误: --anchor 应为 64 位十六进制的链头哈希", file=sys.stderr)
+        return 2
 
     async def verify() -> int:
         engine = make_engine(settings.resolved_database_url)
         try:
             async with make_sessionmaker(engine)() as session:
-                report = await verify_chain(session)
+                report = await verify_chain(session, anchor=anchor)
         finally:
             await engine.dispose()
         if report.ok:
             print(f"审计日志完整: {report.entries} 条记录, 哈希链无误")
+            # The chain cannot reveal deleted LAST entries: the head, kept elsewhere, can.
+            print(f"链头哈希: {report.head_hash} (请在系统外记录, 下次用 --anchor 核对)")
             return 0
+        if report.anchor_missing:
+            print(
+                f"审计日志被篡改: {report.reason}; 当前 {report.entries} 条记录, "
+                f"链头哈希 {report.head_hash}",
+                file=sys.stderr,
+            )
+            return 1
         print(
             f"审计日志被篡改: 第一条异常记录编号 {report.first_bad_id} ({report.reason}); "
             f"此前 {report.entries} 条记录无误",

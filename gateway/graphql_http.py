@@ -4,8 +4,10 @@
     GET  ?query=…              queries only, never mutations
     GET  (browser, dev)        GraphiQL
 
-Every data request walks: token → purpose → decision (cached) → row predicate → execute with
-scoped storage → errors formatted → audit entry appended.
+Every data request walks: token → purpose → decision (cached) → purpose check → row predicate
+and scoped storage (``gateway.request_scope``) → execute → errors formatted → audit entry appended.
+A request refused for its purpose (``authz.purpose``) is answered 403 before it executes and is
+not audited: it read nothing (the refusal is counted in the denial metric).
 """
 
 from __future__ import annotations
@@ -25,22 +27,22 @@ from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
-from authz.compiler import row_predicate
-from authz.guard import FieldGuard
+from authz.decision import AccessDecision
+from authz.purpose import purpose_refusal
 from gateway import audit, clock, metrics
 from gateway.auth import Principal
 from gateway.errors import (
     AuditUnavailable,
     BadUserInput,
+    Forbidden,
     GatewayError,
     ServiceUnavailable,
     Unauthenticated,
 )
 from gateway.graphiql import graphiql_html
+from gateway.purpose import reads_person_data
+from gateway.request_scope import scoped_context
 from gateway.runtime import Runtime
-from gateway.storage.exchange import DepartmentExchange
-from gateway.storage.people import ScopedPeople
-from schema.context import RequestContext
 
 log = logging.getLogger(__name__)
 
@@ -127,36 +129,27 @@ async def _execute(
     async with runtime.engine.connect() as connection:
         await runtime.authorizer.refresh(connection)
         decision = runtime.authorizer.decision_for(principal, purpose)
-        today = clock.today()
-        predicate = row_predicate(
-            decision,
-            department=principal.department.value,
-            level=principal.level,
-            region=principal.region,
-            today=today,
-        )
-        guard = FieldGuard(decision)
-        people = ScopedPeople(connection, predicate, today)
-        context = RequestContext(
-            request_id=request_id,
+        purpose_denied = _purpose_refusal(runtime, principal, decision, query, operation_name)
+        if purpose_denied is not None:
+            # Nothing executed, nothing read: not an audit entry (a read), only a denial.
+            metrics.DENIALS.inc()
+            metrics.REQUESTS.labels(outcome="forbidden").inc()
+            return _error_response(purpose_denied, 403, request_id)
+        context = scoped_context(
+            connection,
             principal=principal,
             purpose=purpose,
-            guard=guard,
-            people=people,
+            decision=decision,
+            request_id=request_id,
+            today=clock.today(),
             vault=runtime.vault,
-            today=today,
             max_page_size=runtime.settings.max_page_size,
-            exchange=DepartmentExchange(
-                people.execute,
-                runtime.engine,
-                department=principal.department.value,
-                region=principal.region,
-                today=today,
-            ),
             feeds=runtime.feeds,
             engine=runtime.engine,
             rules=runtime.rules,
+            policy_changed=runtime.authorizer.invalidate,
         )
+        guard = context.guard
         try:
             result = await runtime.schema.execute(
                 query,
@@ -183,7 +176,7 @@ async def _execute(
             principal=principal,
             purpose=purpose,
             request_id=request_id,
-            operation=_operation_name(query, operation_name),
+            operation=context.audit_operation or _operation_name(query, operation_name),
             policy_version=decision.policy_version,
             person_ids=guard.people,
             fields={name: effect.value for name, effect in guard.released.items()},
@@ -213,6 +206,26 @@ def _authenticate(runtime: Runtime, request: Request) -> Principal:
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("缺少令牌: 请在 Authorization 头中提供 Bearer 令牌")
     return runtime.tokens.verify(token.strip())
+
+
+def _purpose_refusal(
+    runtime: Runtime,
+    principal: Principal,
+    decision: AccessDecision,
+    query: str,
+    operation_name: str | None,
+) -> Forbidden | None:
+    """Purpose-bound access (authz.purpose): a read of person data under a purpose that grants
+    the caller none, while another purpose would, is refused before it executes (HTTP 403)."""
+    if not runtime.authorizer.purposes or not reads_person_data(query, operation_name):
+        return None
+    message = purpose_refusal(
+        decision,
+        lambda other: runtime.authorizer.decision_for(principal, other),
+        runtime.authorizer.purposes,
+        runtime.purposes,
+    )
+    return Forbidden(message) if message is not None else None
 
 
 def _purpose(runtime: Runtime, request: Request) -> str:

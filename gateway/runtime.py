@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 
 import strawberry
@@ -14,6 +14,7 @@ from authz.store import Authorizer, install_default_policies
 from gateway.audit import AuditWriter
 from gateway.auth import TokenService
 from gateway.crypto import FieldCipher, Keyring
+from gateway.policy_listener import PolicyListener, listener_dsn
 from gateway.rules.config import ProvinceRules, load_rules
 from gateway.settings import Settings
 from gateway.storage.engine import make_engine, make_sessionmaker
@@ -40,6 +41,7 @@ class Runtime:
     audit: AuditWriter
     feeds: dict[tuple[str, str], Feed]
     rules: ProvinceRules
+    policy_listener: PolicyListener | None = field(default=None, init=False)
 
     @classmethod
     def create(cls, settings: Settings, *, create_keys: bool = False) -> Runtime:
@@ -61,7 +63,7 @@ class Runtime:
             sessions=sessions,
             vault=PersonVault(FieldCipher(keyring)),
             tokens=tokens,
-            authorizer=Authorizer(engine),
+            authorizer=Authorizer(engine, refresh_seconds=settings.policy_refresh_seconds),
             schema=build_schema(production=settings.is_production),
             purposes=load_purposes(),
             audit=AuditWriter(sessions),
@@ -76,6 +78,19 @@ class Runtime:
         async with self.sessions() as session:
             await install_default_policies(session)
             await self.authorizer.load(session)
+        # PostgreSQL: an approval in any process reaches this one at once (LISTEN/NOTIFY).
+        dsn = listener_dsn(self.settings.resolved_database_url)
+        if dsn is not None and self.policy_listener is None:
+            self.policy_listener = PolicyListener(dsn, self._policy_announced)
+            await self.policy_listener.start()
+
+    async def _policy_announced(self) -> None:
+        self.authorizer.invalidate()
+        async with self.engine.connect() as connection:
+            await self.authorizer.refresh(connection)
 
     async def close(self) -> None:
+        if self.policy_listener is not None:
+            await self.policy_listener.close()
+            self.policy_listener = None
         await self.engine.dispose()

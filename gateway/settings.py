@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     token_issuer: str = "relief-gateway"  # noqa: S105 - the issuer name, not a secret
     token_ttl_seconds: int = 8 * 3600
     max_page_size: int = 200
+    # How often a process checks for a new policy version when no NOTIFY arrives (PostgreSQL
+    # announces approvals at once: gateway.policy_listener; SQLite relies on this poll).
+    policy_refresh_seconds: float = Field(default=2.0, gt=0)
     # A directory of extra feed mappings (*.toml, see adapters/mapping.py) for this deployment.
     mappings_dir: Path | None = None
     # Province rules overriding gateway/data/rules.toml key by key (see gateway.rules.config).

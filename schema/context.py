@@ -38,6 +38,12 @@ class RequestContext:
     feeds: Mapping[tuple[str, str], Feed]
     engine: AsyncEngine  # pushes and anomaly answers write in their own transactions
     rules: ProvinceRules  # the configured province's rules (RELIEF_PROVINCE)
+    # Called after an officer's approval installs a policy version: this process enforces it
+    # on the next request (Authorizer.invalidate) instead of at its next poll.
+    policy_changed: Callable[[], None] | None = None
+    # The operation the audit entry names instead of the GraphQL operation's own name (an
+    # officer's simulation is recorded as "simulateAccess", whatever the client named it).
+    audit_operation: str | None = None
     _loaders: dict[tuple[object, ...], DataLoader[uuid.UUID, list[Any]]] = field(
         default_factory=dict
     )

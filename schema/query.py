@@ -13,8 +13,10 @@ from authz.decision import Effect
 from gateway.errors import BadUserInput
 from gateway.identity import validate_id_number
 from gateway.storage.people import PersonCriteria
-from schema import chain, exchange
+from schema import audit as audit_fields
+from schema import chain, exchange, policy
 from schema import coverage as coverage_fields
+from schema import simulation as simulation_fields
 from schema import statistics as statistics_fields
 from schema import tasks as task_fields
 from schema import warnings as warning_fields
@@ -193,6 +195,28 @@ class Query:
         description="只含汇总数的统计 (小于 5 人的格子不发布), 不含任何人员信息",
     )
     tasks = strawberry.field(resolver=task_fields.tasks, description="推送给本部门的任务 (按期限)")
+    policies = strawberry.field(resolver=policy.policies, description="当前生效的策略")
+    policy_versions = strawberry.field(resolver=policy.policy_versions, description="策略版本")
+    policy_proposals = strawberry.field(resolver=policy.policy_proposals, description="变更申请")
+    policy_proposal = strawberry.field(resolver=policy.policy_proposal, description="一个变更申请")
+    policy_matrix = strawberry.field(resolver=policy.policy_matrix, description="策略表格")
+    audit_log = strawberry.field(
+        resolver=audit_fields.audit_log,
+        description="审计日志 (仅安全管理员; 辖区内发起的请求, 最新的在前); 本查询本身也记入审计",
+    )
+    audit_chain = strawberry.field(
+        resolver=audit_fields.audit_chain, description="校验审计日志哈希链 (仅安全管理员)"
+    )
+    simulate_access = strawberry.field(
+        resolver=simulation_fields.simulate_access,
+        description="以某调用方身份, 分别在当前版本和变更申请下执行一个查询并对比 "
+        "(仅安全管理员; 只返回数据形状, 不返回任何人员的值; 只能执行查询, 不写入数据)",
+    )
+    explain_access = strawberry.field(
+        resolver=simulation_fields.explain_access_entry,
+        description="解释审计日志中的一次请求: 每个字段和行范围由哪些策略行授予或为何被拒绝 "
+        "(仅安全管理员, 辖区内的记录; 不存在或不在辖区内为 null)",
+    )
 
 
 @strawberry.type
@@ -205,3 +229,15 @@ class Mutation:
         resolver=exchange.resolve_anomaly, description="处理一条回传的异常"
     )
     answer_task = strawberry.mutation(resolver=task_fields.answer_task, description="答复推送任务")
+    propose_policy_change = strawberry.mutation(
+        resolver=policy.propose_policy_change, description="提出策略变更"
+    )
+    propose_policy_rollback = strawberry.mutation(
+        resolver=policy.propose_policy_rollback, description="提出回滚到某版本"
+    )
+    approve_policy_change = strawberry.mutation(
+        resolver=policy.approve_policy_change, description="批准 (四眼原则)"
+    )
+    reject_policy_change = strawberry.mutation(
+        resolver=policy.reject_policy_change, description="驳回或撤回申请"
+    )

@@ -444,6 +444,67 @@ async def test_tampering_is_detected(
     assert "Traceback" not in err
 
 
+async def _cli_verify_anchor(
+    p: Private, capsys: pytest.CaptureFixture[str], anchor: str
+) -> tuple[int, str, str]:
+    capsys.readouterr()
+    args = ["audit", "verify", "--database-url", p.url, "--data-dir", str(p.data_dir)]
+    code = await asyncio.to_thread(cli.main, [*args, "--anchor", anchor])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+async def test_deleting_the_last_entries_needs_the_recorded_head(
+    private: Private, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The limit of a chain: cutting off its END leaves a shorter chain that is intact. The head
+    hash that ``audit verify`` prints, recorded outside the database, reveals it."""
+    code, out, _err = await _cli_verify(private, capsys)
+    assert code == 0
+    head = (await _entries(private.harness))[-1].entry_hash
+    assert f"链头哈希: {head}" in out
+    assert (await _verify(private.harness)).head_hash == head
+
+    async with private.harness.runtime.sessions() as session:
+        await session.execute(delete(AuditEntry).where(AuditEntry.id.in_(private.ids[-2:])))
+        await session.commit()
+    report = await _verify(private.harness)
+    assert report.ok  # the chain alone cannot tell
+    assert report.entries == 4
+    code, out, _err = await _cli_verify(private, capsys)
+    assert code == 0
+    assert head not in out  # ... but its head is no longer the one recorded
+
+    anchored = await _verify_anchored(private.harness, head)
+    assert not anchored.ok
+    assert anchored.anchor_missing
+    assert anchored.first_bad_id is None
+    code, out, err = await _cli_verify_anchor(private, capsys, head)
+    assert code == 1, (out, err)
+    assert "篡改" in err
+    assert "链头哈希不在日志中" in err
+
+    # An anchor still in the chain (an earlier head) passes: entries may follow it.
+    earlier = (await _entries(private.harness))[1].entry_hash
+    assert (await _verify_anchored(private.harness, earlier)).ok
+    code, _out, err = await _cli_verify_anchor(private, capsys, earlier.upper())
+    assert code == 0, err
+
+
+async def _verify_anchored(h: Harness, anchor: str) -> audit.ChainReport:
+    async with h.runtime.sessions() as session:
+        return await audit.verify_chain(session, anchor=anchor)
+
+
+async def test_verify_refuses_a_malformed_anchor(
+    private: Private, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _out, err = await _cli_verify_anchor(private, capsys, "abc")
+    assert code == 2
+    assert "64 位十六进制" in err
+    assert "Traceback" not in err
+
+
 async def test_concurrent_requests_keep_one_chain(private: Private) -> None:
     h = private.harness
     province = h.persons[0].region_code[:2]

@@ -15,7 +15,15 @@ import pytest
 from authz.conditions import AllRows, HoldsCategory
 from authz.decision import AccessDecision, Effect, decide
 from authz.resources import DERIVED_FROM, GUARDED_FIELDS, MASKABLE_FIELDS
-from authz.store import default_policy_lines, model_path, parse_policy_text, read_policy_file
+from authz.store import (
+    default_policy_lines,
+    model_path,
+    parse_policy_text,
+    read_policy_file,
+    subject_region,
+)
+from gateway.auth import Principal
+from gateway.domain import Department, Level
 from gateway.errors import ConfigurationError
 
 CHINESE = re.compile(r"[\u4e00-\u9fff]")
@@ -91,6 +99,11 @@ BAD_LINES = {
     "empty-category": "p, civil_affairs:*, Person(category: ), rows, *",
     "unknown-category": "p, civil_affairs:*, Person(category: ORPHAN|RICH), rows, *",
     "empty-purpose": "p, civil_affairs:*, Person.name, read, ",
+    "region-not-digits": "p, civil_affairs@jinan:county, Person.name, read, *",
+    "region-of-5-digits": "p, civil_affairs@37010:county, Person.name, read, *",
+    "region-of-a-township": "p, civil_affairs@370102001:county, Person.name, read, *",
+    "region-empty": "p, civil_affairs@:county, Person.name, read, *",
+    "region-on-a-role": "p, role@37:security_officer, Person.name, read, *",
 }
 
 
@@ -358,3 +371,47 @@ def test_default_policy_decisions() -> None:
     big_data = decision("big_data:province")
     assert all(big_data.effect(f) is Effect.DENY for f in GUARDED_FIELDS)
     assert big_data.row_conditions == ()
+
+
+# --------------------------------------------------------------------------- region-limited lines
+
+
+def test_a_region_limited_subject_parses() -> None:
+    assert parse_policy_text("p, civil_affairs@3701:*, Person.phone, read, *\n") == [
+        ("civil_affairs@3701:*", "Person.phone", "read", "*")
+    ]
+    assert subject_region("civil_affairs@3701:county") == "3701"
+    assert subject_region("civil_affairs:county") == ""
+    assert subject_region("role:security_officer") == ""
+
+
+@pytest.mark.parametrize(
+    ("line_subject", "caller_region", "granted"),
+    [
+        ("civil_affairs@3701:county", "370102", True),  # inside the city
+        ("civil_affairs@3701:county", "370202", False),  # another city
+        ("civil_affairs@3701:*", "370102", True),  # any level inside the city
+        ("civil_affairs@370102:county", "370102", True),
+        ("civil_affairs@370102:county", "370103", False),  # the neighbouring county
+        ("civil_affairs@37:county", "370102", True),
+        ("civil_affairs@14:county", "370102", False),
+        ("civil_affairs@3701:city", "370102", False),  # another level
+        ("health@3701:county", "370102", False),  # another department
+    ],
+)
+def test_a_region_limited_line_grants_only_inside_its_region(
+    line_subject: str, caller_region: str, granted: bool
+) -> None:
+    """A list one city agreed for its own area (000 §4) binds callers there and nowhere else."""
+    caller = Principal("t", Department.CIVIL_AFFAIRS, Level.COUNTY, caller_region)
+    decision = _decide(
+        f"p, civil_affairs:*, Person.phone, mask, *\np, {line_subject}, Person.phone, read, *\n",
+        *caller.subject_keys,
+    )
+    assert decision.effect("Person.phone") is (Effect.READ if granted else Effect.MASK)
+
+
+def test_province_wide_lines_still_reach_every_region() -> None:
+    caller = Principal("t", Department.CIVIL_AFFAIRS, Level.COUNTY, "140105")
+    decision = _decide("p, civil_affairs:county, Person.name, read, *\n", *caller.subject_keys)
+    assert decision.effect("Person.name") is Effect.READ

@@ -36,9 +36,26 @@ def test_root_fields_are_the_contracts() -> None:
         "reliefChain",
         "coverage",
         "statistics",
+        "auditLog",  # issue 5: officers read the audit log
+        "auditChain",
+        "policies",  # issue 5: policy administration (security officers)
+        "policyVersions",
+        "policyProposals",
+        "policyProposal",
+        "policyMatrix",
+        "simulateAccess",  # issue 5: simulation and explanation (security officers)
+        "explainAccess",
     }
     assert schema.mutation_type is not None
-    assert set(schema.mutation_type.fields) == {"submitRecords", "resolveAnomaly", "answerTask"}
+    assert set(schema.mutation_type.fields) == {
+        "submitRecords",
+        "resolveAnomaly",
+        "answerTask",
+        "proposePolicyChange",  # issue 5
+        "proposePolicyRollback",
+        "approvePolicyChange",
+        "rejectPolicyChange",
+    }
 
 
 def test_the_loop_uses_the_contracts_argument_names() -> None:

@@ -1,0 +1,209 @@
+// Chinese names for what the API returns as identifiers (departments, levels, fields, effects).
+// Identifiers stay visible next to the name: officers write them in policy lines.
+
+export const DEPARTMENTS = {
+  medical_insurance: "医疗保障局",
+  civil_affairs: "民政",
+  rural_revitalization: "乡村振兴局",
+  health: "卫生健康委",
+  public_security: "公安",
+  disabled_federation: "残联",
+  human_resources: "人社",
+  big_data: "大数据局",
+};
+
+export const LEVELS = { province: "省级", city: "市级", county: "县级", "*": "各级" };
+
+export const PURPOSES = {
+  relief_recognition: "救助对象认定",
+  enrollment_verification: "参保核查",
+  high_cost_monitoring: "高额医疗费用监测预警",
+  benefit_settlement: "待遇结算",
+  supervision: "监督管理",
+  data_correction: "数据核实纠错",
+};
+
+// The purpose a clerk of each department typically declares (prefill of the simulation form).
+export const USUAL_PURPOSE = {
+  medical_insurance: "benefit_settlement",
+  civil_affairs: "relief_recognition",
+  rural_revitalization: "relief_recognition",
+  health: "enrollment_verification",
+};
+
+export const TYPES = {
+  rows: "人员范围 (可见哪些人)",
+  Person: "人员",
+  Household: "户",
+  ReliefStatus: "救助身份",
+  Enrollment: "参保记录",
+  CostBurden: "医疗费用负担",
+  Ingest: "数据报送 (操作)",
+  Loop: "救助闭环 (操作)",
+  Statistics: "统计 (操作)",
+};
+
+// Objects that are operations (granted with the action "call"), not person fields.
+export const OPERATION_TYPES = new Set(["Ingest", "Loop", "Statistics"]);
+
+// Fields with a masked form (authz/resources.py MASKABLE_FIELDS): a mask grant elsewhere
+// releases nothing.
+export const MASKABLE = new Set([
+  "Person.idNumber",
+  "Person.name",
+  "Person.phone",
+  "Person.address",
+]);
+
+export const FIELDS = {
+  "Person.idNumber": "身份证号码",
+  "Person.name": "姓名",
+  "Person.gender": "性别",
+  "Person.birthDate": "出生日期",
+  "Person.phone": "联系电话",
+  "Person.address": "家庭住址",
+  "Person.household": "所在户",
+  "Person.reliefStatuses": "救助身份",
+  "Person.enrollments": "参保记录",
+  "Person.costBurdens": "医疗费用负担",
+  "Person.underVerification": "核实中",
+  "Person.provenance": "数据来源",
+  "Person.effectiveRelief": "有效救助身份",
+  "Household.members": "户内成员",
+  "ReliefStatus.sourceDepartment": "认定部门",
+  "ReliefStatus.recognizedOn": "认定日期",
+  "ReliefStatus.validFrom": "有效期起",
+  "ReliefStatus.validTo": "有效期止",
+  "ReliefStatus.provenance": "数据来源",
+  "Enrollment.insuranceType": "险种类型",
+  "Enrollment.status": "参保状态",
+  "Enrollment.regionCode": "参保地区划",
+  "Enrollment.subsidyCategory": "资助参保类别",
+  "Enrollment.subsidyAmount": "资助金额",
+  "Enrollment.provenance": "数据来源",
+  "CostBurden.totalCost": "医疗总费用",
+  "CostBurden.basicInsurancePaid": "基本医保支付",
+  "CostBurden.criticalIllnessPaid": "大病保险支付",
+  "CostBurden.medicalAssistancePaid": "医疗救助支付",
+  "CostBurden.personalBurden": "个人负担",
+  "CostBurden.inpatientCount": "住院次数",
+  "CostBurden.provenance": "数据来源",
+  "Ingest.batches": "查看报送批次",
+  "Ingest.submitRecords": "实时报送数据",
+  "Ingest.anomalies": "查看回传异常",
+  "Ingest.resolveAnomaly": "处理回传异常",
+  "Loop.warnings": "高额费用预警",
+  "Loop.tasks": "待办任务",
+  "Loop.answerTask": "办理任务",
+  "Loop.otherDepartments": "查看其他部门的任务",
+  "Loop.reliefChain": "救助链条",
+  "Loop.coverage": "参保覆盖",
+  "Statistics.read": "汇总统计",
+};
+
+// Effects: colour AND text AND a symbol, so no one depends on colour alone.
+export const EFFECTS = {
+  READ: { text: "可读", symbol: "✓", className: "effect-read" },
+  MASK: { text: "脱敏", symbol: "◐", className: "effect-mask" },
+  DENY: { text: "拒绝", symbol: "✕", className: "effect-deny" },
+};
+export const OPERATION_EFFECTS = {
+  READ: { text: "允许", symbol: "✓", className: "effect-read" },
+  MASK: { text: "允许", symbol: "✓", className: "effect-read" },
+  DENY: { text: "拒绝", symbol: "✕", className: "effect-deny" },
+};
+
+export const ACTIONS = { READ: "可读", MASK: "脱敏", ROWS: "人员范围", CALL: "调用" };
+
+export const PROPOSAL_STATUS = {
+  PENDING: "待审批",
+  APPROVED: "已批准",
+  REJECTED: "已驳回",
+  STALE: "已过期",
+};
+
+export function typeOf(object) {
+  const match = /^([A-Za-z]+)/.exec(object);
+  return match ? match[1] : object;
+}
+
+/** "Person(all)", "Person(category: …)": which people a subject sees (action "rows"). */
+export function isRowScope(object) {
+  return object.includes("(");
+}
+
+export function isOperation(object) {
+  return !isRowScope(object) && OPERATION_TYPES.has(typeOf(object));
+}
+
+/** The grid's row groups: the record type, or "rows" for the row scopes. */
+export function groupOf(object) {
+  return isRowScope(object) ? "rows" : typeOf(object);
+}
+
+/** The action that grants an object: read/mask for fields, call, or rows. */
+export function grantAction(object) {
+  if (isRowScope(object)) return "ROWS";
+  return isOperation(object) ? "CALL" : "READ";
+}
+
+const ROW_SCOPES = { "Person(all)": "辖区内全部人员", "Person(pushed)": "推送给本部门的人员" };
+
+export function fieldName(field) {
+  if (FIELDS[field]) return FIELDS[field];
+  if (ROW_SCOPES[field]) return ROW_SCOPES[field];
+  const category = /^Person\(category: (.*)\)$/.exec(field);
+  if (category) return `持有特定救助身份的人员 (${category[1].split("|").length} 类)`;
+  return field;
+}
+
+export function effectLabel(effect, field = "") {
+  const table = isOperation(field) || isRowScope(field) ? OPERATION_EFFECTS : EFFECTS;
+  return table[effect] || { text: effect, symbol: "?", className: "effect-unknown" };
+}
+
+export function departmentName(department) {
+  return DEPARTMENTS[String(department).toLowerCase()] || department;
+}
+
+export function levelName(level) {
+  return LEVELS[String(level).toLowerCase()] || level;
+}
+
+export function purposeName(purpose) {
+  if (!purpose || purpose === "*") return "全部用途";
+  return PURPOSES[purpose] || purpose;
+}
+
+/** "civil_affairs@3701:county" → {department, region, level}; null for role lines. */
+export function parseSubject(subject) {
+  const match = /^([a-z_]+)(?:@(\d+))?:([a-z*]+)$/.exec(subject);
+  if (!match) return null;
+  return { department: match[1], region: match[2] || "", level: match[3] };
+}
+
+export function subjectName(subject) {
+  const parsed = parseSubject(subject);
+  if (!parsed) {
+    return subject.startsWith("role:") ? `角色 ${subject.slice(5)}` : subject;
+  }
+  const where = parsed.region ? ` (限区划 ${parsed.region})` : "";
+  return `${departmentName(parsed.department)} ${levelName(parsed.level)}${where}`;
+}
+
+export function formatTime(value) {
+  if (!value) return "";
+  const date = new Date(value);
+  if (Number.isNaN(date.getTime())) return String(value);
+  const pad = (n) => String(n).padStart(2, "0");
+  return (
+    `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())} ` +
+    `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}`
+  );
+}
+
+/** A proposal's id as people read it: a UUID shortened to its first 8 characters. */
+export function shortId(id) {
+  const text = String(id);
+  return text.length > 12 ? text.slice(0, 8) : text;
+}
