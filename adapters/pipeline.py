@@ -4,7 +4,10 @@
 
 Rows stream through in chunks: one chunk is one transaction, so memory stays bounded whatever
 the file's size and a failure loses nothing that was committed: re-running the same file
-classifies the stored rows as unchanged and carries on. A rejected row never stops the batch;
+classifies the stored rows as unchanged and carries on. Only a COMPLETED batch makes the same
+file a duplicate; the run that completes it closes the earlier unfinished runs (a killed
+process, a database that went read-only or full) and opens the verification tasks of the rows
+they stored. A rejected row never stops the batch;
 it goes to the rejection report (行号, 列, 值, 原因). The batch row records who sent what and
 what it changed (新增, 退出, 身份变更 …), and every stored fact points back to it and its line.
 
@@ -26,7 +29,7 @@ from datetime import date
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -79,6 +82,48 @@ class IngestFailed(GatewayError):
     code = "SERVICE_UNAVAILABLE"
 
 
+# SQLSTATE classes (PostgreSQL) and result codes (SQLite) of a database that cannot take writes.
+_READ_ONLY_STATES = ("25006",)  # read_only_sql_transaction
+_FULL_STATES = ("53100",)  # disk_full
+_SQLITE_READ_ONLY = ("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM")
+_SQLITE_FULL = ("SQLITE_FULL",)  # also what PRAGMA max_page_count gives
+
+
+def _driver_errors() -> tuple[type[BaseException], ...]:
+    """The database errors of one chunk: SQLAlchemy's, and those of the PostgreSQL driver
+    itself, since chunks are COPYed through the raw asyncpg connection (adapters.apply), past
+    SQLAlchemy's translation; a dropped socket can also surface as a ConnectionError."""
+    try:
+        import asyncpg  # type: ignore[import-untyped]
+    except ImportError:  # pragma: no cover - SQLite-only installations
+        return (SQLAlchemyError, ConnectionError)
+    return (SQLAlchemyError, ConnectionError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+DATABASE_ERRORS = _driver_errors()
+
+
+def database_problem(exc: BaseException) -> tuple[str, str]:
+    """What went wrong with the database and what to check, in an operator's words (never SQL
+    or parameters): ``("数据库为只读 ReadOnlySQLTransactionError", "请检查…，")``."""
+    orig = getattr(exc, "orig", None) or exc
+    state = str(getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None) or "")
+    sqlite = str(getattr(orig, "sqlite_errorname", None) or "")
+    kind = type(exc).__name__
+    if state in _READ_ONLY_STATES or sqlite.startswith(_SQLITE_READ_ONLY):
+        return f"数据库为只读 {kind}", "请检查数据库或其所在磁盘的只读设置，"
+    if state in _FULL_STATES or sqlite.startswith(_SQLITE_FULL):
+        return f"数据库磁盘空间不足 {kind}", "请清理或扩容数据库所在磁盘，"
+    if (
+        state.startswith(("08", "57P"))
+        or getattr(exc, "connection_invalidated", False)
+        or isinstance(orig, ConnectionError)
+        or type(orig).__name__ == "ConnectionDoesNotExistError"
+    ):
+        return f"数据库连接中断 {kind}", "请检查数据库是否运行、RELIEF_DATABASE_URL 是否可达，"
+    return f"数据库错误 {kind}", ""
+
+
 @dataclass(slots=True)
 class IngestCounts:
     rows_total: int = 0
@@ -115,6 +160,8 @@ class IngestResult:
     report_path: Path | None = None
     region: str = ""
     seconds: float = 0.0
+    # Earlier runs of the same file that never completed, closed by this one (_finish).
+    resumed: tuple[uuid.UUID, ...] = ()
 
 
 class RejectionReport:
@@ -290,8 +337,14 @@ class Ingestor:
             result.region = narrowest_jurisdiction(counties) or self.scope or ""
             return
 
-        async with self.engine.begin() as connection:
-            await connection.execute(insert(IngestBatch).values(**batch_values))
+        try:
+            async with self.engine.begin() as connection:
+                await connection.execute(insert(IngestBatch).values(**batch_values))
+        except DATABASE_ERRORS as exc:
+            cause, advice = database_problem(exc)
+            raise IngestFailed(
+                f"导入未开始（{cause}）：未写入任何数据；{advice}恢复后重新执行同一命令即可"
+            ) from None
         result.batch_id = batch_id
         try:
             chunks = self._parsed_ahead(rows, parser, progress)
@@ -314,18 +367,34 @@ class Ingestor:
                             )
                     keep(rejected)
                     result.counts.add(counts)
-        except SQLAlchemyError as exc:
-            await self._finish(batch_id, "FAILED", counties, error=type(exc).__name__)
+        except DATABASE_ERRORS as exc:
+            # A database that refuses writes (read-only, disk full) refuses this too: the batch
+            # then stays RUNNING, and the run that completes the file closes it (_finish).
+            with contextlib.suppress(*DATABASE_ERRORS):
+                await self._finish(batch_id, "FAILED", counties, error=type(exc).__name__)
             result.status = "FAILED"
+            cause, advice = database_problem(exc)
             raise IngestFailed(
-                f"导入中断（数据库错误 {type(exc).__name__}）："
-                f"已提交的 {result.counts.rows_total} 行已保存；"
-                "修复后重新执行同一命令即可继续，已导入的行不会重复"
+                f"导入中断（{cause}）："
+                f"已提交的 {result.counts.rows_total} 行已保存，其余未写入；"
+                f"{advice}恢复后重新执行同一命令即可继续，已导入的行不会重复"
             ) from None
         except BaseException:
-            await self._finish(batch_id, "FAILED", counties, error="interrupted")
+            with contextlib.suppress(*DATABASE_ERRORS):
+                await self._finish(batch_id, "FAILED", counties, error="interrupted")
             raise
-        result.region = await self._finish(batch_id, "COMPLETED", counties)
+        try:
+            result.region, result.resumed = await self._finish(
+                batch_id, "COMPLETED", counties, sha=sha
+            )
+        except DATABASE_ERRORS as exc:
+            result.status = "FAILED"
+            cause, advice = database_problem(exc)
+            raise IngestFailed(
+                f"导入未能完成（{cause}）："
+                f"全部 {result.counts.rows_total} 行已保存，但批次未能标记为完成；"
+                f"{advice}恢复后重新执行同一命令即可"
+            ) from None
         result.status = "COMPLETED"
 
     async def _parsed_ahead(
@@ -434,8 +503,17 @@ class Ingestor:
         return _Chunk()
 
     async def _finish(
-        self, batch_id: uuid.UUID, status: str, counties: set[str], *, error: str | None = None
-    ) -> str:
+        self,
+        batch_id: uuid.UUID,
+        status: str,
+        counties: set[str],
+        *,
+        error: str | None = None,
+        sha: str | None = None,
+    ) -> tuple[str, tuple[uuid.UUID, ...]]:
+        """Record how the batch ended. A completed file also closes the earlier runs of the same
+        file that never completed (killed, or stopped by the database): returns the region and
+        those runs."""
         region = narrowest_jurisdiction(counties) or self.scope or ""
         async with self.engine.begin() as connection:
             await connection.execute(
@@ -443,12 +521,52 @@ class Ingestor:
                 .where(IngestBatch.id == batch_id)
                 .values(status=status, finished_at=now_utc(), region=region, error=error)
             )
-            if status == "COMPLETED" and self.rules is not None and opens_verification(self.feed):
-                # Rule 3 (004 §1): the list reaches medical insurance with its deadline.
-                await open_verification_tasks(
-                    connection, batch_id, today=self.today, rules=self.rules
+            if status != "COMPLETED":
+                return region, ()
+            resumed = await self._close_unfinished(connection, batch_id, sha)
+            if self.rules is not None and opens_verification(self.feed):
+                # Rule 3 (004 §1): the list reaches medical insurance with its deadline. The
+                # rows an unfinished run of this file stored are unchanged for this run, so
+                # their tasks are opened from that run (idempotent per batch and person).
+                for opened_by in (*resumed, batch_id):
+                    await open_verification_tasks(
+                        connection, opened_by, today=self.today, rules=self.rules
+                    )
+        return region, resumed
+
+    async def _close_unfinished(
+        self, connection: AsyncConnection, batch_id: uuid.UUID, sha: str | None
+    ) -> tuple[uuid.UUID, ...]:
+        """Mark earlier runs of the same file that never completed (RUNNING after the process
+        was killed, FAILED after a database error) as FAILED, naming the batch that completed
+        the file; their committed chunks stay, and this run counted them as unchanged."""
+        if sha is None:
+            return ()
+        earlier = (
+            await connection.execute(
+                select(IngestBatch.id, IngestBatch.error)
+                .where(
+                    IngestBatch.department == self.feed.department.value,
+                    IngestBatch.feed == self.feed.name,
+                    IngestBatch.content_sha256 == sha,
+                    IngestBatch.status != "COMPLETED",
+                    IngestBatch.id != batch_id,
                 )
-        return region
+                .order_by(IngestBatch.received_at)
+            )
+        ).all()
+        for row in earlier:
+            cause = row.error or "进程中断"
+            await connection.execute(
+                update(IngestBatch)
+                .where(IngestBatch.id == row.id)
+                .values(
+                    status="FAILED",
+                    finished_at=func.coalesce(IngestBatch.finished_at, now_utc()),
+                    error=f"{cause}；已由批次 {batch_id} 重新导入完成",
+                )
+            )
+        return tuple(row.id for row in earlier)
 
     async def _completed_batch_with(self, sha: str) -> uuid.UUID | None:
         stmt = (

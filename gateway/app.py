@@ -8,6 +8,8 @@ from contextlib import asynccontextmanager
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -40,6 +42,24 @@ async def metrics_endpoint(_request: Request) -> Response:
     return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
+def _cors(runtime: Runtime) -> list[Middleware]:
+    """Browsers may call /graphql only from the frontends named in RELIEF_CORS_ORIGINS (none by
+    default). Bearer tokens, not cookies: no credentials mode."""
+    origins = runtime.settings.cors_origin_list
+    if not origins:
+        return []
+    return [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "Accept", "X-Purpose"],
+            expose_headers=["X-Request-Id", "Retry-After"],
+            max_age=600,
+        )
+    ]
+
+
 def create_app(runtime: Runtime) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -56,6 +76,6 @@ def create_app(runtime: Runtime) -> Starlette:
     ]
     if not runtime.settings.is_production:
         routes.append(Mount(ASSETS_PATH, StaticFiles(directory=assets_directory())))
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, middleware=_cors(runtime), lifespan=lifespan)
     app.state.runtime = runtime
     return app

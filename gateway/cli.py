@@ -144,6 +144,10 @@ def _parser() -> argparse.ArgumentParser:
 
     add_warn_command(command)
 
+    from gateway.cli_keys import add_keys_command
+
+    add_keys_command(command)
+
     audit = command("audit", "审计: verify 校验审计日志的哈希链")
     audit.add_argument("action", choices=["verify"])
     audit.add_argument(

@@ -170,6 +170,7 @@ def _as_dict(result: Any) -> dict[str, Any]:
         "counts": result.counts.as_dict(),
         "ignoredColumns": list(result.ignored_headers),
         "rejectionReport": str(result.report_path) if result.report_path else None,
+        "resumedBatches": [str(batch) for batch in result.resumed],
         "rejections": [
             {"line": r.line, "column": r.column, "value": r.value, "reason": r.reason}
             for r in result.rejections[:20]
@@ -192,6 +193,11 @@ def _print_summary(result: dict[str, Any]) -> None:
     counts = result["counts"]
     print("  " + ", ".join(f"{label} {counts[key]}" for key, label in COUNT_LABELS[:4]))
     print("  " + ", ".join(f"{label} {counts[key]}" for key, label in COUNT_LABELS[4:]))
+    if result["resumedBatches"]:
+        # An earlier run of this file stopped part-way (killed, database error): its committed
+        # rows counted as 无变化 here, and it is now closed as FAILED.
+        earlier = "、".join(result["resumedBatches"])
+        print(f"  接续此前未完成的导入 (批次 {earlier}): 其已保存的行计为无变化")
     if result["ignoredColumns"]:
         print(f"  未识别而忽略的列: {'、'.join(result['ignoredColumns'])}")
     if result["rejectionReport"]:

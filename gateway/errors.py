@@ -3,7 +3,15 @@
     GatewayError                 code             seen as
     ├── Unauthenticated          UNAUTHENTICATED  HTTP 401
     ├── Forbidden                FORBIDDEN        error at the field's path
-    ├── BadUserInput             BAD_USER_INPUT   error at the argument's field
+    ├── BadUserInput             BAD_USER_INPUT   error at the argument's field; HTTP 400
+    │   ├── QueryTooComplex      QUERY_TOO_COMPLEX refused before execution (schema.limits)
+    │   ├── PersistedQueryNotFound PERSISTED_QUERY_NOT_FOUND HTTP 400: unknown sha256Hash
+    │   ├── PayloadTooLarge      BAD_USER_INPUT   HTTP 413: request body over RELIEF_MAX_BODY_BYTES
+    │   ├── UnsupportedMediaType BAD_USER_INPUT   HTTP 415: POST body not application/json
+    │   └── NotAcceptable        BAD_USER_INPUT   HTTP 406: no JSON media type in Accept
+    ├── RateLimited              RATE_LIMITED     HTTP 429 with Retry-After (gateway.rate_limit)
+    ├── PersistedQueryNotAllowed PERSISTED_QUERY_NOT_ALLOWED HTTP 403: a pinned department's
+    │                                             document not in its trusted list
     ├── ConfigurationError       CONFIGURATION    refused start-up / CLI exit 2
     ├── DecryptionError          DATA_INTEGRITY   error at the field's path, no data released
     ├── AuditUnavailable         AUDIT_UNAVAILABLE HTTP 503: no data leaves without its audit entry
@@ -19,6 +27,7 @@ from __future__ import annotations
 
 class GatewayError(Exception):
     code = "INTERNAL_SERVER_ERROR"
+    http_status = 400  # when the error refuses the whole request before it executes
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -57,3 +66,43 @@ class ServiceUnavailable(GatewayError):
     """The database could not be reached; the request can be retried."""
 
     code = "SERVICE_UNAVAILABLE"
+
+
+class QueryTooComplex(BadUserInput):
+    """Too deep, too many aliases, tokens, directives or operations, or too costly."""
+
+    code = "QUERY_TOO_COMPLEX"
+
+
+class PayloadTooLarge(BadUserInput):
+    http_status = 413
+
+
+class UnsupportedMediaType(BadUserInput):
+    http_status = 415
+
+
+class NotAcceptable(BadUserInput):
+    http_status = 406
+
+
+class PersistedQueryNotFound(BadUserInput):
+    code = "PERSISTED_QUERY_NOT_FOUND"
+
+
+class PersistedQueryNotAllowed(GatewayError):
+    """A department pinned to trusted documents sent one it did not register."""
+
+    code = "PERSISTED_QUERY_NOT_ALLOWED"
+    http_status = 403
+
+
+class RateLimited(GatewayError):
+    """Over a per-subject or per-department request rate; retry after ``retry_after`` s."""
+
+    code = "RATE_LIMITED"
+    http_status = 429
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

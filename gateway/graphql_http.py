@@ -23,7 +23,7 @@ from graphql import GraphQLError, get_operation_ast, parse
 from sqlalchemy.exc import DBAPIError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
@@ -36,18 +36,29 @@ from gateway.errors import (
     BadUserInput,
     Forbidden,
     GatewayError,
+    NotAcceptable,
+    PayloadTooLarge,
+    PersistedQueryNotAllowed,
+    RateLimited,
     ServiceUnavailable,
     Unauthenticated,
+    UnsupportedMediaType,
 )
 from gateway.graphiql import graphiql_html
+from gateway.graphql_over_http import (
+    GRAPHQL_RESPONSE_JSON,
+    REQUEST_MEDIA_TYPE,
+    is_request_error,
+    response_media_type,
+)
 from gateway.purpose import reads_person_data
 from gateway.request_scope import scoped_context
 from gateway.runtime import Runtime
+from gateway.settings import MAX_BODY_BYTES as MAX_BODY_BYTES  # RELIEF_MAX_BODY_BYTES default
+from gateway.trusted_documents import requested_hash
 
 log = logging.getLogger(__name__)
 
-# A push of 1,000 full records (submitRecords) is about 1.2 MB of JSON.
-MAX_BODY_BYTES = 4_000_000
 NO_PURPOSE = ""
 
 
@@ -75,6 +86,18 @@ def _operation_name(query: str, operation_name: str | None) -> str:
 
 
 async def graphql_endpoint(request: Request) -> Response:
+    response = await _serve(request)
+    if isinstance(response, JSONResponse) and _negotiated(request) == GRAPHQL_RESPONSE_JSON:
+        # The same JSON under the media type the client asked for (GraphQL over HTTP).
+        response.headers["content-type"] = f"{GRAPHQL_RESPONSE_JSON}; charset=utf-8"
+    return response
+
+
+def _negotiated(request: Request) -> str | None:
+    return response_media_type(request.headers.get("accept"))
+
+
+async def _serve(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
     request_id = str(uuid.uuid4())
     started = time.perf_counter()
@@ -82,35 +105,70 @@ async def graphql_endpoint(request: Request) -> Response:
         if runtime.settings.is_production:
             return JSONResponse({"errors": [{"message": "生产环境未开放 GraphiQL"}]}, 404)
         return HTMLResponse(graphiql_html())
+    if _negotiated(request) is None:
+        refusal = NotAcceptable(f"Accept 须包含 application/json 或 {GRAPHQL_RESPONSE_JSON}")
+        return _error_response(refusal, refusal.http_status, request_id)
     try:
         principal = _authenticate(runtime, request)
+        runtime.rate_limiter.check(principal)
         purpose = _purpose(runtime, request)
-        query, variables, operation_name = await _parse(request)
+        query, variables, operation_name, document_hash = await _parse(request)
+        # A department pinned to trusted documents runs only those (before parsing anything).
+        query = runtime.trusted_documents.admit(principal.department.value, query, document_hash)
     except Unauthenticated as exc:
         metrics.REQUESTS.labels(outcome="unauthenticated").inc()
         return _error_response(exc, 401, request_id)
+    except RateLimited as exc:
+        metrics.REQUESTS.labels(outcome="rate_limited").inc()
+        response = _error_response(exc, exc.http_status, request_id)
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+    except PersistedQueryNotAllowed as exc:
+        metrics.REQUESTS.labels(outcome="forbidden").inc()
+        return _error_response(exc, exc.http_status, request_id)
     except BadUserInput as exc:
         metrics.REQUESTS.labels(outcome="bad_request").inc()
-        return _error_response(exc, 400, request_id)
+        return _error_response(exc, exc.http_status, request_id)
 
+    for attempt in (1, 2):
+        try:
+            return await _execute(
+                runtime,
+                request,
+                request_id,
+                started,
+                principal,
+                purpose,
+                query,
+                variables,
+                operation_name,
+            )
+        except (DBAPIError, OSError) as exc:
+            if attempt == 1 and _stale_connection(exc) and _is_query(query, operation_name):
+                # A pooled connection that died with a database restart fails its first
+                # statement, and SQLAlchemy then discards the whole pool: a query runs again,
+                # once, on a fresh connection (a mutation may have committed part of its work).
+                continue
+            # The database is unreachable (restarting, network): say so. The log names the
+            # kind of failure only: the exception's text carries SQL and its parameters.
+            log.warning("request %s: database unavailable (%s)", request_id, type(exc).__name__)
+            metrics.REQUESTS.labels(outcome="unavailable").inc()
+            outage = ServiceUnavailable("数据库暂时不可用, 请稍后重试")
+            return _error_response(outage, 503, request_id)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _stale_connection(exc: BaseException) -> bool:
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+@lru_cache(maxsize=256)
+def _is_query(query: str, operation_name: str | None) -> bool:
     try:
-        return await _execute(
-            runtime,
-            request,
-            request_id,
-            started,
-            principal,
-            purpose,
-            query,
-            variables,
-            operation_name,
-        )
-    except (DBAPIError, OSError):
-        # The database is unreachable (restarting, network): say so, keep the detail in the log.
-        log.exception("request %s: database unavailable", request_id)
-        metrics.REQUESTS.labels(outcome="unavailable").inc()
-        outage = ServiceUnavailable("数据库暂时不可用, 请稍后重试")
-        return _error_response(outage, 503, request_id)
+        operation = get_operation_ast(parse(query), operation_name)
+    except GraphQLError:
+        return False
+    return operation is not None and operation.operation.value == "query"
 
 
 async def _execute(
@@ -165,6 +223,11 @@ async def _execute(
             response = _error_response(refusal, 405, request_id)
             response.headers["Allow"] = "POST"
             return response
+        except CannotGetOperationTypeError:
+            # No operation by that operationName (or none at all): the caller's document.
+            metrics.REQUESTS.labels(outcome="bad_request").inc()
+            missing = BadUserInput(f"文档中没有可执行的操作 (operationName: {operation_name!r})")
+            return _error_response(missing, 400, request_id)
     for error in result.errors or []:
         if isinstance(error.original_error, DBAPIError | OSError):
             # The database failed under a resolver: no partial answer, the whole request is
@@ -193,7 +256,13 @@ async def _execute(
     body = _format_result(result, request_id)
     metrics.REQUESTS.labels(outcome="ok" if not result.errors else "errors").inc()
     metrics.LATENCY.observe(time.perf_counter() - started)
-    return JSONResponse(body, headers={"X-Request-Id": request_id})
+    status = 200
+    if _negotiated(request) == GRAPHQL_RESPONSE_JSON and is_request_error(body):
+        # GraphQL over HTTP: nothing executed (parse, validation, variables, query limits):
+        # 400 and no data under the new media type; application/json keeps 200.
+        del body["data"]
+        status = 400
+    return JSONResponse(body, status_code=status, headers={"X-Request-Id": request_id})
 
 
 def _wants_ide(request: Request) -> bool:
@@ -217,7 +286,8 @@ def _purpose_refusal(
 ) -> Forbidden | None:
     """Purpose-bound access (authz.purpose): a read of person data under a purpose that grants
     the caller none, while another purpose would, is refused before it executes (HTTP 403)."""
-    if not runtime.authorizer.purposes or not reads_person_data(query, operation_name):
+    max_tokens = runtime.settings.max_query_tokens
+    if not runtime.authorizer.purposes or not reads_person_data(query, operation_name, max_tokens):
         return None
     message = purpose_refusal(
         decision,
@@ -236,41 +306,87 @@ def _purpose(runtime: Runtime, request: Request) -> str:
     return purpose
 
 
-async def _parse(request: Request) -> tuple[str, dict[str, Any] | None, str | None]:
+Parsed = tuple[str | None, dict[str, Any] | None, str | None, str | None]
+
+
+async def _parse(request: Request) -> Parsed:
+    """(query, variables, operationName, document hash); the query may be absent when a
+    trusted document is named by its hash (gateway.trusted_documents)."""
     if request.method == "GET":
         params = request.query_params
-        raw_variables = params.get("variables")
-        try:
-            variables = json.loads(raw_variables) if raw_variables else None
-        except json.JSONDecodeError:
-            raise BadUserInput("variables 不是合法的 JSON") from None
-        return _checked(params.get("query"), variables, params.get("operationName"))
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type != "application/json":
-        # Also blocks CSRF through HTML form posts, which cannot send application/json.
-        raise BadUserInput("请求体必须是 application/json")
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        raise BadUserInput("请求体过大")
+        variables, extensions = _json_param(params, "variables"), _json_param(params, "extensions")
+        return _checked(
+            params.get("query"),
+            variables,
+            params.get("operationName"),
+            extensions,
+            params.get("documentId"),
+        )
+    content_type, _, parameters = request.headers.get("content-type", "").partition(";")
+    charset = parameters.partition("charset=")[2].strip().strip('"').lower()
+    if content_type.strip().lower() != REQUEST_MEDIA_TYPE or charset not in ("", "utf-8", "utf8"):
+        # CSRF: an HTML form (urlencoded, multipart) or a "simple" text/plain request cannot
+        # send application/json without a CORS preflight, so none of them reaches execution.
+        raise UnsupportedMediaType("请求体必须是 application/json (UTF-8)")
+    runtime: Runtime = request.app.state.runtime
+    body = await _read_body(request, runtime.settings.max_body_bytes)
     try:
         payload = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise BadUserInput("请求体不是合法的 JSON") from None
     if not isinstance(payload, dict):
-        raise BadUserInput("请求体应为 JSON 对象 {query, variables, operationName}")
-    return _checked(payload.get("query"), payload.get("variables"), payload.get("operationName"))
+        # A JSON array would be a batch of operations: one operation per request.
+        raise BadUserInput("请求体应为 JSON 对象 {query, variables, operationName}; 不支持批量")
+    return _checked(
+        payload.get("query"),
+        payload.get("variables"),
+        payload.get("operationName"),
+        payload.get("extensions"),
+        payload.get("documentId"),
+    )
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refused as soon as it exceeds ``limit`` (never buffered whole first)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"请求体过大: 上限 {limit} 字节")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"请求体过大: 上限 {limit} 字节")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _json_param(params: Any, name: str) -> object:
+    raw = params.get(name)
+    try:
+        return json.loads(raw) if raw else None
+    except json.JSONDecodeError:
+        raise BadUserInput(f"{name} 不是合法的 JSON") from None
 
 
 def _checked(
-    query: object, variables: object, operation_name: object
-) -> tuple[str, dict[str, Any] | None, str | None]:
-    if not isinstance(query, str) or not query.strip():
+    query: object,
+    variables: object,
+    operation_name: object,
+    extensions: object = None,
+    document_id: object = None,
+) -> Parsed:
+    document_hash = requested_hash(extensions, document_id)
+    text: str | None = None
+    if isinstance(query, str) and query.strip():
+        text = query
+    elif query is not None or document_hash is None:
         raise BadUserInput("缺少 query")
     if variables is not None and not isinstance(variables, dict):
         raise BadUserInput("variables 应为 JSON 对象")
     if operation_name is not None and not isinstance(operation_name, str):
         raise BadUserInput("operationName 应为字符串")
-    return query, variables, operation_name
+    return text, variables, operation_name, document_hash
 
 
 def _is_variable_error(error: GraphQLError) -> bool:

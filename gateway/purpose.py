@@ -62,11 +62,15 @@ def purpose_labels() -> dict[str, str]:
 
 
 @lru_cache(maxsize=1024)
-def reads_person_data(query: str, operation_name: str | None) -> bool:
+def reads_person_data(
+    query: str, operation_name: str | None, max_tokens: int | None = None
+) -> bool:
     """Whether the executed operation has a root field outside ``PURPOSE_FREE_ROOTS``.
-    An unparsable query counts as no read: execution rejects it before any resolver runs."""
+    An unparsable query counts as no read: execution rejects it before any resolver runs.
+    ``max_tokens`` (RELIEF_MAX_QUERY_TOKENS): an oversized document is not parsed whole here
+    before the schema's token limit refuses it."""
     try:
-        document = parse(query)
+        document = parse(query, max_tokens=max_tokens)
         operation = get_operation_ast(document, operation_name)
     except GraphQLError:
         return False

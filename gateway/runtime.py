@@ -15,10 +15,12 @@ from gateway.audit import AuditWriter
 from gateway.auth import TokenService
 from gateway.crypto import FieldCipher, Keyring
 from gateway.policy_listener import PolicyListener, listener_dsn
+from gateway.rate_limit import RateLimiter
 from gateway.rules.config import ProvinceRules, load_rules
 from gateway.settings import Settings
 from gateway.storage.engine import make_engine, make_sessionmaker
 from gateway.storage.vault import PersonVault
+from gateway.trusted_documents import TrustedDocuments
 from schema import build_schema
 
 
@@ -41,6 +43,8 @@ class Runtime:
     audit: AuditWriter
     feeds: dict[tuple[str, str], Feed]
     rules: ProvinceRules
+    rate_limiter: RateLimiter
+    trusted_documents: TrustedDocuments
     policy_listener: PolicyListener | None = field(default=None, init=False)
 
     @classmethod
@@ -61,16 +65,19 @@ class Runtime:
             settings=settings,
             engine=engine,
             sessions=sessions,
-            vault=PersonVault(FieldCipher(keyring)),
+            vault=PersonVault(FieldCipher(keyring, reload_seconds=settings.keyring_reload_seconds)),
             tokens=tokens,
             authorizer=Authorizer(engine, refresh_seconds=settings.policy_refresh_seconds),
-            schema=build_schema(production=settings.is_production),
+            schema=build_schema(production=settings.is_production, limits=settings.query_limits),
             purposes=load_purposes(),
             audit=AuditWriter(sessions),
             # Feed mappings are validated at start-up: a broken one stops the gateway here.
             feeds=load_feeds([settings.mappings_dir] if settings.mappings_dir else []),
             # So are the province rules (thresholds, ranking, benefit dates).
             rules=load_rules(settings.province, settings.resolved_rules_file),
+            rate_limiter=settings.rate_limiter(),
+            # And the trusted documents: a hash that does not match its text stops it too.
+            trusted_documents=TrustedDocuments.load(settings.trusted_documents_dir),
         )
 
     async def start(self) -> None:

@@ -5,14 +5,24 @@ Production fails closed: see :func:`Settings.check_production`.
 
 from __future__ import annotations
 
+import math
+import re
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from gateway.rate_limit import RateLimiter
+    from schema.limits import QueryLimits
+
+# A request body of 1,000 full records (submitRecords) is about 1.2 MB of JSON.
+MAX_BODY_BYTES = 4_000_000
 
 
 class Environment(StrEnum):
@@ -48,12 +58,49 @@ class Settings(BaseSettings):
     # How often a process checks for a new policy version when no NOTIFY arrives (PostgreSQL
     # announces approvals at once: gateway.policy_listener; SQLite relies on this poll).
     policy_refresh_seconds: float = Field(default=2.0, gt=0)
+    # How often a process checks the keyring file for a rotation made by `keys rotate` in
+    # another process (a ciphertext under a key not yet loaded triggers the check at once).
+    keyring_reload_seconds: float = Field(default=1.0, gt=0)
     # A directory of extra feed mappings (*.toml, see adapters/mapping.py) for this deployment.
     mappings_dir: Path | None = None
     # Province rules overriding gateway/data/rules.toml key by key (see gateway.rules.config).
     rules_file: Path | None = None
     host: str = "127.0.0.1"
     port: int = 8000
+
+    # Hardening (README "Hardening"): every limit on by default, in production and development.
+    # Query shape, checked before execution (schema.limits, schema.cost):
+    max_query_depth: int = Field(default=10, gt=0)
+    max_query_aliases: int = Field(default=50, gt=0)
+    max_query_tokens: int = Field(default=5000, gt=0)
+    max_query_directives: int = Field(default=50, gt=0)
+    max_operations: int = Field(default=5, gt=0, description="一个文档中的操作定义数上限")
+    max_query_cost: int = Field(default=50_000, gt=0, description="一次查询预计返回对象数上限")
+    # "Type.field": expected list length, on top of schema.cost.DEFAULT_LIST_ESTIMATES (JSON).
+    query_cost_estimates: dict[str, int] = Field(default_factory=dict)
+    max_body_bytes: int = Field(default=MAX_BODY_BYTES, gt=0)
+    # Requests per second and burst, per subject and per department, in EACH gateway process
+    # (gateway.rate_limit). Unset: gateway.rate_limit.PRODUCTION_* in production, off in
+    # development; 0: off. Burst unset: twice the rate.
+    rate_limit_subject: float | None = Field(default=None, ge=0)
+    rate_limit_subject_burst: int | None = Field(default=None, gt=0)
+    rate_limit_department: float | None = Field(default=None, ge=0)
+    rate_limit_department_burst: int | None = Field(default=None, gt=0)
+    # Frontend origins allowed to call /graphql from a browser, comma-separated; none by default.
+    cors_origins: str = ""
+    # One JSON file per pinned department: sha256 → document (gateway.trusted_documents).
+    trusted_documents_dir: Path | None = None
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins_are_exact(cls, value: str) -> str:
+        for origin in _split(value):
+            # An origin is scheme://host[:port]; "*" would let any web page call the gateway.
+            if not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?", origin):
+                raise ValueError(
+                    f"RELIEF_CORS_ORIGINS 应为逗号分隔的 http(s)://主机[:端口], 收到 {origin!r}"
+                )
+        return value
 
     @field_validator("today")
     @classmethod
@@ -95,6 +142,45 @@ class Settings(BaseSettings):
     def is_production(self) -> bool:
         return self.env is Environment.PRODUCTION
 
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return _split(self.cors_origins)
+
+    @property
+    def query_limits(self) -> QueryLimits:
+        from schema.cost import DEFAULT_LIST_ESTIMATES  # schema imports gateway: import late
+        from schema.limits import QueryLimits
+
+        return QueryLimits(
+            max_depth=self.max_query_depth,
+            max_aliases=self.max_query_aliases,
+            max_tokens=self.max_query_tokens,
+            max_directives=self.max_query_directives,
+            max_operations=self.max_operations,
+            max_cost=self.max_query_cost,
+            max_page_size=self.max_page_size,
+            list_estimates={**DEFAULT_LIST_ESTIMATES, **self.query_cost_estimates},
+        )
+
+    def rate_limiter(self) -> RateLimiter:
+        from gateway.rate_limit import PRODUCTION_DEPARTMENT, PRODUCTION_SUBJECT, Rate, RateLimiter
+
+        def rate(per_second: float | None, burst: int | None, default: Rate) -> Rate | None:
+            if per_second is None:
+                return default if self.is_production else None
+            if per_second == 0:
+                return None
+            return Rate(per_second, burst or max(1, math.ceil(2 * per_second)))
+
+        return RateLimiter(
+            subject=rate(
+                self.rate_limit_subject, self.rate_limit_subject_burst, PRODUCTION_SUBJECT
+            ),
+            department=rate(
+                self.rate_limit_department, self.rate_limit_department_burst, PRODUCTION_DEPARTMENT
+            ),
+        )
+
     def check_production(self) -> None:
         """Refuse settings that are only acceptable on a developer's machine."""
         if not self.is_production:
@@ -112,6 +198,10 @@ class Settings(BaseSettings):
             if path.stat().st_mode & 0o077:
                 # Keys readable by other users are keys already shared: refuse, do not chmod.
                 raise ConfigurationError(f"{what} {path} 权限过宽, 应仅属主可读写 (chmod 600)")
+
+
+def _split(origins: str) -> list[str]:
+    return [origin.strip() for origin in origins.split(",") if origin.strip()]
 
 
 def load_settings(**overrides: object) -> Settings:

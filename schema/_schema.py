@@ -5,34 +5,29 @@ from collections.abc import Callable
 import strawberry
 from strawberry.extensions import (
     DisableIntrospection,
-    MaxTokensLimiter,
-    ParserCache,
     SchemaExtension,
     ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
 
 from schema.fields import bind_field_resolvers
-from schema.limits import query_limits
+from schema.limits import QueryLimits, query_limits
 from schema.query import Mutation, Query
 
-# Generous first limits against query-shaped denial of service; the hardening work makes them
-# configurable and adds a cost limit that accounts for page sizes.
-MAX_DEPTH = 10
-MAX_ALIASES = 50
-MAX_TOKENS = 5000
 
-
-def build_schema(*, production: bool = False) -> strawberry.Schema:
+def build_schema(
+    *, production: bool = False, limits: QueryLimits | None = None
+) -> strawberry.Schema:
     """The gateway's schema. Production hides the schema's shape: no introspection and no
-    "Did you mean …" suggestions (CONTRACT.md, RELIEF_ENV)."""
+    "Did you mean …" suggestions (CONTRACT.md, RELIEF_ENV). ``limits`` (depth, aliases, tokens,
+    directives, operations, cost: ``Settings.query_limits``) default to the Settings defaults."""
     # Factories: strawberry builds fresh extension instances per request (the parse and
-    # validation caches themselves live at module level and are shared).
+    # validation caches themselves are shared across requests).
+    cached_parse, shape_limits = query_limits(limits or QueryLimits())
     extensions: list[Callable[[], SchemaExtension]] = [
-        lambda: ParserCache(maxsize=512),
+        cached_parse,  # a parse cache with the token limit
         lambda: ValidationCache(maxsize=512),
-        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-        query_limits(MAX_DEPTH, MAX_ALIASES),
+        shape_limits,  # after the validation cache: it reads its result
     ]
     if production:
         extensions.append(DisableIntrospection)

@@ -1,14 +1,29 @@
-"""Query-shape limits: depth and alias count, checked once per distinct query text.
+"""Query-shape limits against query-shaped denial of service, all on by default
+(RELIEF_MAX_QUERY_*; README "Hardening"):
 
-strawberry's own limiters add validation rules built per request, which defeats the
-validation cache (every request re-walks the document). This walks each distinct document once
-and remembers the answer; the hardening work adds cost limits on top.
+    limit              refused when                                       checked
+    tokens             the document has more lexer tokens                 while parsing (stops)
+    operations         more operation definitions in one document         after validation
+    depth              fields nested deeper                               after validation
+    aliases            more aliased fields                                after validation
+    directives         more directives (anywhere in the document)         after validation
+    cost               more objects could be returned (``schema.cost``)   after validation
+
+Every refusal happens before anything executes and carries ``QUERY_TOO_COMPLEX`` with the
+figure and the limit. strawberry's own limiters add validation rules built per request, which
+defeats the validation cache; here each distinct query text is walked once and its shape
+remembered (keyed by the text: hashing a parsed document walks the whole tree). The cost
+depends on page-size variables (``first: $n``), so it is remembered per text, operation and the
+values of those variables only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Generic, TypeVar
 
 from graphql import (
     DocumentNode,
@@ -16,29 +31,66 @@ from graphql import (
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
+    GraphQLSyntaxError,
     InlineFragmentNode,
     OperationDefinitionNode,
     SelectionSetNode,
+    Visitor,
+    get_operation_ast,
+    parse,
+    visit,
 )
+from graphql.language import DirectiveNode
 from strawberry.extensions import SchemaExtension
 
+from gateway.errors import BadUserInput, QueryTooComplex
+from schema.cost import DEFAULT_LIST_ESTIMATE, DEFAULT_LIST_ESTIMATES, CostModel, estimate_cost
+from schema.cost import page_variables as find_page_variables
 
-def _shape(document: DocumentNode) -> tuple[int, int]:
-    """(maximum field depth, number of aliases) over all operations, following fragments."""
+# graphql-core's parser, when it aborts at max_tokens
+TOKEN_LIMIT_MESSAGE = "Document contains more than"  # noqa: S105 - an error text, not a token
+
+
+@dataclass(frozen=True)
+class QueryLimits:
+    """The limits one schema enforces (from Settings: ``Settings.query_limits``)."""
+
+    max_depth: int = 10
+    max_aliases: int = 50
+    max_tokens: int = 5000
+    max_directives: int = 50
+    max_operations: int = 5
+    max_cost: int = 50_000
+    max_page_size: int = 200
+    list_estimates: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_LIST_ESTIMATES))
+    default_list_estimate: int = DEFAULT_LIST_ESTIMATE
+
+    @property
+    def cost_model(self) -> CostModel:
+        return CostModel(self.max_page_size, self.list_estimates, self.default_list_estimate)
+
+
+@dataclass(frozen=True)
+class Shape:
+    depth: int
+    aliases: int
+    directives: int
+    operations: int
+    page_variables: frozenset[str]
+
+
+def measure(document: DocumentNode) -> Shape:
+    """Depth (following fragments), aliases, directives and operations of ``document``."""
     fragments = {
         d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
     }
-    aliases = 0
 
     def depth(selection_set: SelectionSetNode | None, seen: frozenset[str]) -> int:
-        nonlocal aliases
         if selection_set is None:
             return 0
         deepest = 0
         for selection in selection_set.selections:
             if isinstance(selection, FieldNode):
-                if selection.alias is not None:
-                    aliases += 1
                 if selection.name.value.startswith("__"):
                     # Introspection (GraphiQL's schema query nests ~13 levels of ofType) reads
                     # the schema, not data; production turns it off altogether.
@@ -52,36 +104,153 @@ def _shape(document: DocumentNode) -> tuple[int, int]:
                     deepest = max(deepest, depth(fragments[name].selection_set, seen | {name}))
         return deepest
 
-    deepest = max(
-        (
-            depth(d.selection_set, frozenset())
-            for d in document.definitions
-            if isinstance(d, OperationDefinitionNode)
-        ),
-        default=0,
+    counts = _Counts()
+    visit(document, counts)
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    return Shape(
+        depth=max((depth(o.selection_set, frozenset()) for o in operations), default=0),
+        aliases=counts.aliases,
+        directives=counts.directives,
+        operations=len(operations),
+        page_variables=find_page_variables(document),
     )
-    return deepest, aliases
 
 
-_cached_shape = lru_cache(maxsize=1024)(_shape)
+class _Counts(Visitor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.aliases = 0
+        self.directives = 0
+
+    def enter_field(self, node: FieldNode, *_args: object) -> None:
+        if node.alias is not None:
+            self.aliases += 1
+
+    def enter_directive(self, _node: DirectiveNode, *_args: object) -> None:
+        self.directives += 1
 
 
-def query_limits(max_depth: int, max_aliases: int) -> type[SchemaExtension]:
-    class QueryLimits(SchemaExtension):
+V = TypeVar("V")
+
+
+class _TextCache(Generic[V]):
+    """A small LRU keyed by query text (a ``str`` caches its own hash)."""
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self.entries: OrderedDict[object, V] = OrderedDict()
+
+    def get(self, key: object, compute: Callable[[], V]) -> V:
+        if key in self.entries:
+            self.entries.move_to_end(key)
+            return self.entries[key]
+        value = compute()
+        self.entries[key] = value
+        if len(self.entries) > self.maxsize:
+            self.entries.popitem(last=False)
+        return value
+
+
+def shape_refusals(shape: Shape, limits: QueryLimits) -> list[str]:
+    checks = (
+        (shape.operations, limits.max_operations, "文档中的操作过多: {} 个, 上限 {} 个"),
+        (shape.depth, limits.max_depth, "查询嵌套过深: {} 层, 上限 {} 层"),
+        (shape.aliases, limits.max_aliases, "别名过多: {} 个, 上限 {} 个"),
+        (shape.directives, limits.max_directives, "指令过多: {} 个, 上限 {} 个"),
+    )
+    return [message.format(found, limit) for found, limit, message in checks if found > limit]
+
+
+def _refusal(message: str) -> GraphQLError:
+    return GraphQLError(message, original_error=QueryTooComplex(message))
+
+
+def _bad_input(message: str) -> GraphQLError:
+    return GraphQLError(message, original_error=BadUserInput(message))
+
+
+def query_limits(limits: QueryLimits) -> tuple[type[SchemaExtension], type[SchemaExtension]]:
+    """Two extensions: ``CachedParse`` parses within the token limit (in place of strawberry's
+    ParserCache), ``ShapeLimits`` goes after the validation cache."""
+
+    @lru_cache(maxsize=512)
+    def parse_cache(text: str, max_tokens: int) -> DocumentNode:
+        return parse(text, max_tokens=max_tokens)
+
+    shapes: _TextCache[Shape] = _TextCache(1024)
+    costs: _TextCache[int] = _TextCache(4096)
+
+    class CachedParse(SchemaExtension):
+        """strawberry's ParserCache, with the token limit and its refusal in Chinese."""
+
+        def on_parse(self) -> Iterator[None]:
+            context = self.execution_context
+            if context.query is not None:
+                try:
+                    # graphql-core's parser stops after max_tokens: an oversized document costs
+                    # no more than a legal one to refuse (refusals are not cached).
+                    context.graphql_document = parse_cache(context.query, limits.max_tokens)
+                except GraphQLSyntaxError as error:
+                    if TOKEN_LIMIT_MESSAGE not in error.message:
+                        raise
+                    raise _refusal(f"查询文本过长: 超过 {limits.max_tokens} 个词法单元") from None
+            yield
+
+    class ShapeLimits(SchemaExtension):
         def on_validate(self) -> Iterator[None]:
             # Runs after the validation cache has put its result in pre_execution_errors
             # (extension order in build_schema); strawberry checks them before this yields back.
             context = self.execution_context
             document = context.graphql_document
             if document is not None:
-                deepest, aliases = _cached_shape(document)
-                errors = []
-                if deepest > max_depth:
-                    errors.append(GraphQLError(f"查询嵌套过深: {deepest} 层, 上限 {max_depth} 层"))
-                if aliases > max_aliases:
-                    errors.append(GraphQLError(f"别名过多: {aliases} 个, 上限 {max_aliases} 个"))
+                text = context.query
+                shape = shapes.get(text, lambda: measure(document)) if text else measure(document)
+                errors = [_refusal(message) for message in shape_refusals(shape, limits)]
+                if not errors and not context.pre_execution_errors:
+                    errors = self._cost_refusals(document, shape, text)
                 if errors:
                     context.pre_execution_errors = [*(context.pre_execution_errors or []), *errors]
             yield
 
-    return QueryLimits
+        def _cost_refusals(
+            self, document: DocumentNode, shape: Shape, text: str | None
+        ) -> list[GraphQLError]:
+            context = self.execution_context
+            # What the request named: strawberry's operation_name falls back to the first
+            # operation's, and would run it where the GraphQL spec requires an error.
+            name = context._provided_operation_name
+            if name is None and shape.operations > 1:
+                return [_bad_input("文档包含多个操作时必须提供 operationName")]
+            operation = get_operation_ast(document, name)
+            if operation is None:
+                return []  # an unknown operationName is refused before validation
+            variables = context.variables or {}
+            page_values = tuple(_page_value(variables, v) for v in sorted(shape.page_variables))
+            schema = context.schema._schema
+
+            def compute() -> int:
+                return estimate_cost(schema, document, operation, variables, limits.cost_model)
+
+            key = (text, name, page_values)
+            cost = costs.get(key, compute) if text else compute()
+            if cost <= limits.max_cost:
+                return []
+            return [
+                _refusal(
+                    f"查询过于复杂: 预计最多返回 {cost} 个对象, 上限 {limits.max_cost}; "
+                    "请减小每页条数 (first) 或减少嵌套的关联字段"
+                )
+            ]
+
+    return CachedParse, ShapeLimits
+
+
+def _page_value(variables: Mapping[str, object], name: str) -> object:
+    """A page-size variable's value as part of a cache key: the int given, else what stands
+    for "absent", "null" or "not an int" (each estimated alike whatever the exact value)."""
+    if name not in variables:
+        return ("absent",)
+    value = variables[name]
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    return ("not an int",)

@@ -32,8 +32,8 @@ def _headers(token: str, **extra: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}", "X-Purpose": "supervision", **extra}
 
 
-def _bad_request(response: httpx.Response) -> dict[str, Any]:
-    assert response.status_code == 400, response.text
+def _bad_request(response: httpx.Response, status: int = 400) -> dict[str, Any]:
+    assert response.status_code == status, response.text
     body: dict[str, Any] = response.json()
     assert body.get("data") is None
     assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
@@ -61,11 +61,12 @@ def _codes(body: dict[str, Any]) -> list[str]:
 async def test_post_needs_json_content_type(
     harness: Harness, content_type: str, content: str
 ) -> None:
+    """415 Unsupported Media Type: also what stops CSRF through form posts."""
     headers = _headers(_auth(harness))
     if content_type:
         headers["Content-Type"] = content_type
     response = await harness.client.post("/graphql", content=content, headers=headers)
-    _bad_request(response)
+    _bad_request(response, 415)
 
 
 async def test_json_content_type_with_charset_is_accepted(harness: Harness) -> None:
@@ -126,7 +127,7 @@ async def test_missing_or_bad_query(harness: Harness, payload: object) -> None:
 async def test_oversized_body_is_refused(harness: Harness) -> None:
     query = "{ me { department } }" + " " * (MAX_BODY_BYTES + 1)
     response = await harness.post(_auth(harness), query)
-    _bad_request(response)
+    _bad_request(response, 413)
 
 
 async def test_unknown_purpose_lists_known_purposes(harness: Harness) -> None:

@@ -8,20 +8,36 @@ Layout (JSON, mode 0600, under the data dir, never in the database or in git)::
 
 The blind-index key is separate from the data keys (a leaked index key reveals equality, not
 plaintext) and does not rotate with them: rotating it means recomputing every index.
+
+Online rotation (``relief-gateway keys rotate`` / ``retire``) rewrites the file under an
+exclusive lock (:meth:`Keyring.editing`), atomically (temporary file, fsync, rename). Running
+processes pick the new file up without a restart: :meth:`Keyring.reload_if_changed`, called by
+the cipher at most once per ``RELIEF_KEYRING_RELOAD_SECONDS`` and at once when a ciphertext
+names a key it does not hold.
 """
 
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
+import logging
 import os
 import secrets
-import stat
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.clock import now_utc
 from gateway.errors import ConfigurationError
+
+log = logging.getLogger("gateway.crypto")
+
+# What identifies one version of the keyring file: a rename gives a new inode, a rewrite a
+# new mtime or size.
+_FileStamp = tuple[int, int, int]
 
 # Algorithm name → key length in bytes. 国密 SM4 has a 128-bit key by definition.
 DATA_ALGORITHMS = {"AES-256-GCM": 32, "SM4-GCM": 16}
@@ -60,6 +76,9 @@ class Keyring:
         self.data_keys = data_keys
         self.primary_id = primary
         self.index_key = index_key
+        # The file this keyring came from (``load``) and which version of it, for reloading.
+        self.path: Path | None = None
+        self._stamp: _FileStamp | None = None
 
     @property
     def primary(self) -> DataKey:
@@ -85,11 +104,63 @@ class Keyring:
         self.primary_id = key.key_id
         return key
 
+    def retire(self, key_id: str) -> DataKey:
+        """Remove a data key that no longer protects anything (the caller checks the data:
+        ``gateway.storage.reencrypt``). Never the primary: new values are sealed with it."""
+        if key_id not in self.data_keys:
+            raise ConfigurationError(f"密钥环中没有数据密钥 {key_id}")
+        if key_id == self.primary_id:
+            raise ConfigurationError(
+                f"{key_id} 是当前主密钥, 不能停用; 请先 relief-gateway keys rotate"
+            )
+        return self.data_keys.pop(key_id)
+
+    def reload_if_changed(self) -> bool:
+        """Re-read the keyring file if another process rewrote it; True when keys changed.
+
+        Never raises: a file that cannot be read (being edited by hand, removed) leaves the keys
+        in memory as they are and is logged once, so reads keep working. A file whose blind-index
+        key differs is refused the same way: every lookup index was computed with the old one.
+        """
+        if self.path is None:
+            return False
+        try:
+            stamp = _file_stamp(os.stat(self.path))
+        except OSError:
+            return False
+        if stamp == self._stamp:
+            return False
+        try:
+            fresh = Keyring.load(self.path)
+        except ConfigurationError as exc:
+            self._stamp = stamp  # once per version of the file, not once per request
+            log.warning("密钥环文件未重新载入, 继续使用内存中的密钥: %s", exc.message)
+            return False
+        if (fresh.index_key.key_id, fresh.index_key.material) != (
+            self.index_key.key_id,
+            self.index_key.material,
+        ):
+            self._stamp = stamp
+            log.error("密钥环文件的盲索引密钥与运行中的不同, 拒绝载入 (盲索引密钥不能在线轮换)")
+            return False
+        # New dict first, then the primary: a concurrent reader never sees a primary that is
+        # missing from data_keys.
+        self.data_keys = fresh.data_keys
+        self.primary_id = fresh.primary_id
+        self._stamp = fresh._stamp
+        log.info(
+            "密钥环已重新载入: 主密钥 %s, 共 %d 个数据密钥", self.primary_id, len(self.data_keys)
+        )
+        return True
+
     # ---------------------------------------------------------------- file
     @classmethod
     def load(cls, path: Path) -> Keyring:
         try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
+            # Stat the descriptor that is read: the stamp then names exactly this content.
+            with path.open("rb") as handle:
+                stamp = _file_stamp(os.fstat(handle.fileno()))
+                raw = json.loads(handle.read().decode("utf-8"))
             data_keys = {
                 key_id: DataKey(
                     key_id=key_id,
@@ -112,10 +183,34 @@ class Keyring:
         for key in data_keys.values():
             _check_length(key.key_id, key.algorithm, key.material, DATA_ALGORITHMS)
         _check_length(index_key.key_id, index_key.algorithm, index_key.material, INDEX_ALGORITHMS)
-        return cls(data_keys, primary, index_key)
+        keyring = cls(data_keys, primary, index_key)
+        keyring.path, keyring._stamp = path, stamp
+        return keyring
+
+    @classmethod
+    @contextmanager
+    def editing(cls, path: Path) -> Iterator[Keyring]:
+        """Load, change and save the keyring file under an exclusive lock, so two operators
+        rotating at once cannot lose each other's key. Nothing is saved if the block raises::
+
+            with Keyring.editing(settings.keyring_path) as keyring:
+                keyring.rotate()
+        """
+        if not path.exists():
+            raise ConfigurationError(f"找不到密钥环文件 {path}")
+        lock = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            keyring = cls.load(path)
+            yield keyring
+            keyring.save(path)
+        finally:
+            os.close(lock)  # releases the lock
 
     def save(self, path: Path) -> None:
-        """Write atomically with mode 0600 (the file is created private, never chmod'ed later)."""
+        """Write atomically with mode 0600 (the file is created private, never chmod'ed later):
+        a temporary file beside it, fsync, rename, fsync of the directory. A reader (a running
+        gateway reloading) sees the old file or the new one, never half of one."""
         path.parent.mkdir(parents=True, exist_ok=True)
         document = {
             "format": 1,
@@ -134,11 +229,24 @@ class Keyring:
                 "key": base64.b64encode(self.index_key.material).decode(),
             },
         }
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, stat.S_IRUSR | stat.S_IWUSR)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(document, handle, indent=2)
-        os.replace(tmp, path)
+        # mkstemp creates the file with mode 0600 and a name no other writer uses.
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(document, handle, indent=2)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)  # the rename itself survives a crash
+        finally:
+            os.close(directory)
+        if self.path is None or self.path == path:
+            self.path, self._stamp = path, _file_stamp(os.stat(path))
 
     @classmethod
     def load_or_create(cls, path: Path, suite: str) -> Keyring:
@@ -159,6 +267,10 @@ def _new_data_key(algorithm: str) -> DataKey:
         material=os.urandom(DATA_ALGORITHMS[algorithm]),
         created_at=now_utc().isoformat(timespec="seconds"),
     )
+
+
+def _file_stamp(status: os.stat_result) -> _FileStamp:
+    return (status.st_ino, status.st_mtime_ns, status.st_size)
 
 
 def _check_length(key_id: str, algorithm: str, material: bytes, table: dict[str, int]) -> None:

@@ -3,13 +3,17 @@ the way in and opens them, one field at a time, only when the field guard releas
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
 from gateway.crypto import FieldCipher
+from gateway.errors import DecryptionError
 from gateway.records import PersonRecord
 
 TABLE = "person"
+
+log = logging.getLogger(__name__)
 
 
 class PersonVault:
@@ -40,7 +44,22 @@ class PersonVault:
         sealed: bytes | None = getattr(row, f"{column}_ct")
         if sealed is None:
             return None
-        return self.cipher.open(sealed, table=TABLE, column=column, row_id=str(row.id))
+        try:
+            return self.cipher.open(sealed, table=TABLE, column=column, row_id=str(row.id))
+        except DecryptionError:
+            # Tampered, moved to another row, or sealed with a key this keyring lacks: an event
+            # for the security officer. The record names the row, field and key, never a value.
+            named = self.cipher.key_id_of(sealed) if len(sealed) > 1 else ""
+            # The key id comes from the (possibly tampered) bytes: printable characters only.
+            key_id = "".join(c if c.isalnum() or c in "-_.:" else "?" for c in named[:64])
+            log.warning(
+                "ciphertext failed to open: person %s field %s key %s",
+                row.id,
+                column,
+                key_id,
+                extra={"person_id": str(row.id), "column": column, "key_id": key_id},
+            )
+            raise
 
     def person_values(self, record: PersonRecord) -> dict[str, Any]:
         """Column values for a person row: ciphertexts and blind indexes, no plaintext."""
