@@ -12,6 +12,7 @@ No row condition granted → ``false``: deny by default.
 from __future__ import annotations
 
 from datetime import date
+from functools import lru_cache
 
 from sqlalchemy import ColumnElement, and_, exists, false, or_, select, true
 
@@ -30,10 +31,23 @@ _JURISDICTION_COLUMN = {
 def row_predicate(
     decision: AccessDecision, *, department: str, level: Level, region: str, today: date
 ) -> ColumnElement[bool]:
-    if not decision.row_conditions:
+    return _row_predicate(decision.row_conditions, department, level, region, today)
+
+
+@lru_cache(maxsize=1024)
+def _row_predicate(
+    row_conditions: tuple[RowCondition, ...],
+    department: str,
+    level: Level,
+    region: str,
+    today: date,
+) -> ColumnElement[bool]:
+    """One predicate object per caller scope: the statements built on it are cached
+    (``gateway.storage.people``) and SQLAlchemy memoises its cache key."""
+    if not row_conditions:
         return false()
     jurisdiction = _JURISDICTION_COLUMN[level] == region
-    conditions = [_condition(condition, department, today) for condition in decision.row_conditions]
+    conditions = [_condition(condition, department, today) for condition in row_conditions]
     return and_(jurisdiction, or_(*conditions))
 
 

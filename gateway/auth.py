@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 import stat
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,12 +79,19 @@ def check_claims(dept: str, level: str, region: str, roles: list[str]) -> Princi
     return Principal("", department, lvl, region, frozenset(roles))
 
 
+VERIFIED_CACHE_SIZE = 4096
+
+
 class TokenService:
     def __init__(self, key: bytes, issuer: str) -> None:
         if len(key) < MIN_KEY_BYTES:
             raise ConfigurationError("令牌签名密钥太短 (至少 32 字节)")
         self._key = key
         self._issuer = issuer
+        # Tokens already verified: token → (principal, exp). A department's system sends the
+        # same token with every request; its signature and claims are checked once, its expiry
+        # every time. Only valid tokens enter; the cache is emptied when full.
+        self._verified: dict[str, tuple[Principal, float]] = {}
 
     @classmethod
     def from_file(cls, path: Path, issuer: str, *, create: bool) -> TokenService:
@@ -123,6 +131,16 @@ class TokenService:
         return jwt.encode(claims, self._key, algorithm=ALGORITHM)
 
     def verify(self, token: str) -> Principal:
+        cached = self._verified.get(token)
+        if cached is not None:
+            principal, expires = cached
+            if time.time() < expires:  # PyJWT's rule: expired once exp <= now
+                return principal
+            del self._verified[token]
+            raise Unauthenticated("令牌已过期, 请重新获取")
+        return self._verify(token)
+
+    def _verify(self, token: str) -> Principal:
         try:
             claims = jwt.decode(
                 token,
@@ -147,4 +165,10 @@ class TokenService:
         subject = str(claims["sub"]).strip()
         if not subject:
             raise Unauthenticated("令牌缺少主体 (sub)")
-        return Principal(subject, checked.department, checked.level, checked.region, checked.roles)
+        principal = Principal(
+            subject, checked.department, checked.level, checked.region, checked.roles
+        )
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            self._verified.clear()
+        self._verified[token] = (principal, float(claims["exp"]))
+        return principal

@@ -17,7 +17,7 @@ from authz.guard import FieldGuard
 from gateway.auth import Principal
 from gateway.rules.config import ProvinceRules
 from gateway.storage.exchange import DepartmentExchange
-from gateway.storage.people import PersonRow, ScopedPeople
+from gateway.storage.people import PersonRow, Relation, ScopedPeople
 from gateway.storage.vault import PersonVault
 
 BatchFn = Callable[[Sequence[uuid.UUID]], Awaitable[dict[uuid.UUID, list[Any]]]]
@@ -80,18 +80,44 @@ class RequestContext:
     def household_members(self, household_id: uuid.UUID) -> Related:
         return self._related("members", None, household_id)
 
-    async def prefetch(self, people: Sequence[PersonRow], requests: set[tuple[str, Any]]) -> None:
-        """Load the requested relations of ``people`` now, each in one query. Relations the
-        caller may not follow are skipped (their fields are refused by the guard anyway)."""
+    def may_load(self, key: str, argument: Any) -> bool:
+        """Whether the caller may follow this relation with this argument (otherwise its field
+        is refused by the guard, and nothing is loaded for it)."""
+        field, needs_argument = _RELATION_FIELDS[key]
+        if not self.guard.permits(field):
+            return False
+        return (
+            argument is None
+            or needs_argument is None
+            or self.guard.permits_argument(needs_argument)
+        )
+
+    def embeddable(self, requests: set[Relation]) -> list[Relation]:
+        """The requested relations the person query itself can carry (PostgreSQL), in a stable
+        order; ``prefetch`` takes them from the rows instead of querying."""
+        if not self.people.embeds:
+            return []
+        return [
+            (key, argument)
+            for key, argument in sorted(requests, key=repr)
+            if key != "members" and self.may_load(key, argument)
+        ]
+
+    async def prefetch(
+        self,
+        people: Sequence[PersonRow],
+        requests: set[Relation],
+        embedded: Sequence[Relation] = (),
+    ) -> None:
+        """Load the requested relations of ``people`` now, each in one query, except those
+        the person query carried (``embedded``). Relations the caller may not follow are
+        skipped (their fields are refused by the guard anyway)."""
+        for index, relation in enumerate(embedded):
+            rows, loaded = self._prefetched.setdefault(relation, ({}, set()))
+            rows.update(self.people.embedded(people, index, relation))
+            loaded.update(p.id for p in people)
         for key, argument in sorted(requests, key=repr):
-            field, needs_argument = _RELATION_FIELDS[key]
-            if not self.guard.permits(field):
-                continue
-            if (
-                argument is not None
-                and needs_argument
-                and not self.guard.permits_argument(needs_argument)
-            ):
+            if (key, argument) in embedded or not self.may_load(key, argument):
                 continue
             if key == "members":
                 owners = sorted({p.household_id for p in people if p.household_id is not None})

@@ -22,7 +22,7 @@ from schema import tasks as task_fields
 from schema import warnings as warning_fields
 from schema.enums import Department, FieldEffect, Level, ReliefCategory
 from schema.paging import PageInfo
-from schema.prefetch import prefetch_people
+from schema.prefetch import requested_relations
 from schema.types import Ctx, Person, as_person
 
 _CURSOR_PREFIX = "person:"
@@ -147,10 +147,15 @@ class Query:
         context.guard.require_argument("person.idNumber")
         normalized = validate_id_number(id_number, today=context.today)
         context.guard.touched_person_data = True
-        row = await context.people.by_id_number_index(context.vault.id_number_index(normalized))
+        # The relations the query selects come with the person in one statement (PostgreSQL).
+        requests = requested_relations(info._raw_info)
+        embed = context.embeddable(requests)
+        row = await context.people.by_id_number_index(
+            context.vault.id_number_index(normalized), embed
+        )
         if row is None:
             return None
-        await prefetch_people(context, info._raw_info, [row])
+        await context.prefetch([row], requests, embed)
         return as_person(row)
 
     @strawberry.field(description="调用方范围内的人员, 按游标分页 (first 最大 200)")
@@ -167,8 +172,13 @@ class Query:
         criteria = _criteria(info, filter)
         after_id = decode_cursor(after) if after else None
         context.guard.touched_person_data = True
-        rows, has_next = await context.people.page(criteria, first=first, after=after_id)
-        await prefetch_people(context, info._raw_info, rows, path=("edges", "node"))
+        requests = requested_relations(info._raw_info, ("edges", "node"))
+        embed = context.embeddable(requests)
+        rows, has_next = await context.people.page(
+            criteria, first=first, after=after_id, embed=embed
+        )
+        if rows:
+            await context.prefetch(rows, requests, embed)
         edges = [PersonEdge(cursor=encode_cursor(row.id), node=as_person(row)) for row in rows]
         return PersonConnection(
             edges=edges,

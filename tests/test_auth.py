@@ -315,3 +315,37 @@ def test_minted_token_claims(harness: Harness) -> None:
 def test_short_signing_key_is_refused() -> None:
     with pytest.raises(ConfigurationError):
         TokenService(b"short", "relief-gateway")
+
+
+def test_a_verified_token_still_expires() -> None:
+    """Verified tokens are cached (signature checked once); their expiry is checked on every
+    use, so a cached token is refused from the second it expires."""
+    from gateway.errors import Unauthenticated
+
+    service = TokenService(b"k" * 32, "relief-gateway")
+    token = service.mint(
+        subject="clerk", dept="civil_affairs", level="county", region="370102", ttl_seconds=2
+    )
+    first = service.verify(token)
+    assert service.verify(token) is first  # the second use comes from the cache
+    time.sleep(2.1)  # exp = int(mint time) + 2 <= now
+    with pytest.raises(Unauthenticated, match="过期"):
+        service.verify(token)
+    with pytest.raises(Unauthenticated):
+        service.verify(token)
+
+
+def test_a_cached_token_is_not_a_forgery_oracle() -> None:
+    """Only tokens that verified enter the cache: a token with a changed payload and the old
+    signature is refused even after the original was used."""
+    from gateway.errors import Unauthenticated
+
+    service = TokenService(b"k" * 32, "relief-gateway")
+    token = service.mint(subject="clerk", dept="civil_affairs", level="county", region="370102")
+    service.verify(token)
+    header, payload, signature = token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims["region"] = "370103"
+    forged_payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    with pytest.raises(Unauthenticated):
+        service.verify(f"{header}.{forged_payload}.{signature}")

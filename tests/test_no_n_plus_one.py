@@ -87,6 +87,10 @@ def _table(statement: str) -> str:
     # Person queries carry Person.underVerification as an EXISTS over anomaly in their column
     # list: that subquery's FROM comes first, the statement is still one person query.
     statement = re.sub(r"EXISTS \(SELECT anomaly\.id\s+FROM anomaly[^)]*\)", "", statement)
+    # On PostgreSQL the relations ride along as array((SELECT row(...) FROM child ...)) columns.
+    statement = re.sub(
+        r"array\(\(SELECT row\(.*?FROM \w+.*?\)\) AS embedded_\d+", "", statement, flags=re.S
+    )
     match = re.search(r"\bFROM\s+\"?(\w+)", statement, re.I) or re.search(
         r"\bINTO\s+\"?(\w+)", statement, re.I
     )
@@ -123,9 +127,13 @@ async def test_county_page_costs_a_small_constant(harness: Harness) -> None:
         Counter(map(_table, big)),
     )
     # One statement per person query and per relation: the page, the count, the members.
+    # On PostgreSQL the page itself carries the people's relations (arrays of rows).
     tables = Counter(map(_table, _data_statements(big)))
     assert tables["person"] == 3
-    assert tables["relief_status"] == tables["enrollment"] == tables["cost_burden"] == 1
+    separate = 0 if harness.runtime.engine.dialect.name == "postgresql" else 1
+    assert tables["relief_status"] == tables["enrollment"] == tables["cost_burden"] == separate
+    embedded = [s for s in _data_statements(big) if "AS embedded_" in s]
+    assert len(embedded) == (1 if separate == 0 else 0)
 
 
 async def test_deep_page_does_not_grow_with_page_size(harness: Harness) -> None:

@@ -10,18 +10,33 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections import defaultdict
-from collections.abc import Sequence
+from collections import OrderedDict, defaultdict, namedtuple
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Result, Row, Select, and_, exists, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Result,
+    Row,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    exists,
+    func,
+    or_,
+    select,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.storage.models import Anomaly, CostBurden, Enrollment, Person, ReliefStatus
 
 PersonRow = Row[Any]
+# A relation of Person a query selects, with its argument: ("relief", active_on),
+# ("enrollment", year) or ("cost", year).
+Relation = tuple[str, Any]
 
 _PERSON_COLUMNS = (
     Person.id,
@@ -38,6 +53,26 @@ _PERSON_COLUMNS = (
         select(Anomaly.id).where(Anomaly.person_id == Person.id, Anomaly.status == "OPEN")
     ).label("under_verification"),
 )
+
+
+_PLAIN_TYPES: dict[tuple[str, ...], Callable[..., Any]] = {}
+
+
+def _plain(rows: Iterable[Row[Any]]) -> list[Any]:
+    """Rows as named tuples (same attributes). SQLAlchemy's Row resolves every attribute in
+    Python and builds an exception for each absent one, and GraphQL execution probes every
+    object it completes (``__await__``): on a page that was a tenth of the time."""
+    plain: list[Any] = []
+    make: Callable[..., Any] | None = None
+    for row in rows:
+        if make is None:
+            fields = tuple(row._fields)
+            record = _PLAIN_TYPES.get(fields)
+            if record is None:
+                record = _PLAIN_TYPES.setdefault(fields, namedtuple("Record", fields))
+            make = record._make  # type: ignore[attr-defined]
+        plain.append(make(row))
+    return plain
 
 
 def _select_people() -> Select[Any]:
@@ -62,6 +97,58 @@ def _active_on(day: date) -> ColumnElement[bool]:
     )
 
 
+def _child_table(key: str) -> tuple[Table, tuple[Any, ...]]:
+    """The table of a relation and its order (the order every read of it uses)."""
+    if key == "relief":
+        return ReliefStatus.__table__, (ReliefStatus.valid_from, ReliefStatus.id)  # type: ignore[return-value]
+    if key == "enrollment":
+        return Enrollment.__table__, (Enrollment.year, Enrollment.id)  # type: ignore[return-value]
+    if key == "cost":
+        return CostBurden.__table__, (CostBurden.year, CostBurden.id)  # type: ignore[return-value]
+    raise ValueError(f"not an embeddable relation: {key}")
+
+
+# Records of embedded relations: the same attribute names as the rows of the batch queries.
+_RECORD_TYPES: dict[str, Callable[..., Any]] = {
+    key: namedtuple(f"{key.title()}Record", [c.name for c in _child_table(key)[0].c])
+    for key in ("relief", "enrollment", "cost")
+}
+
+
+def _relation_condition(key: str, argument: Any) -> ColumnElement[bool] | None:
+    if argument is None:
+        return None
+    if key == "relief":
+        return _active_on(argument)
+    year = Enrollment.year if key == "enrollment" else CostBurden.year
+    condition: ColumnElement[bool] = year == argument
+    return condition
+
+
+# Built statements, per caller scope (the row predicate object, one per scope: see
+# authz.compiler) and shape; values vary through bound parameters. Building a Select and its
+# cache key costs more than a lookup by index takes in PostgreSQL.
+_STATEMENTS: OrderedDict[tuple[int, Hashable], tuple[ColumnElement[bool], Select[Any]]] = (
+    OrderedDict()
+)
+_STATEMENTS_MAX = 512
+
+
+def _cached(
+    predicate: ColumnElement[bool], shape: Hashable, build: Callable[[], Select[Any]]
+) -> Select[Any]:
+    key = (id(predicate), shape)
+    entry = _STATEMENTS.get(key)
+    if entry is not None and entry[0] is predicate:  # the entry keeps its predicate alive
+        _STATEMENTS.move_to_end(key)
+        return entry[1]
+    stmt = build()
+    _STATEMENTS[key] = (predicate, stmt)
+    if len(_STATEMENTS) > _STATEMENTS_MAX:
+        _STATEMENTS.popitem(last=False)
+    return stmt
+
+
 class ScopedPeople:
     def __init__(
         self, connection: AsyncConnection, predicate: ColumnElement[bool], today: date
@@ -69,6 +156,9 @@ class ScopedPeople:
         self._connection = connection
         self._predicate = predicate
         self._today = today
+        # On PostgreSQL a person query carries the relations the request selects as arrays of
+        # rows (one statement instead of one per relation); SQLite has no arrays.
+        self.embeds = connection.dialect.name == "postgresql"
         # GraphQL resolves sibling root fields and batch loaders concurrently; one connection
         # (one connection, one transaction) runs one statement at a time.
         self._lock = asyncio.Lock()
@@ -83,31 +173,55 @@ class ScopedPeople:
         """Run one statement on the request's connection (shared with ``DepartmentExchange``)."""
         return await self._execute(stmt)
 
-    async def _execute(self, stmt: Any) -> Result[Any]:
+    async def _execute(self, stmt: Any, params: dict[str, Any] | None = None) -> Result[Any]:
         async with self._lock:
-            result: Result[Any] = await self._connection.execute(stmt)
+            result: Result[Any] = await self._connection.execute(stmt, params)
             return result
 
     # ---------------------------------------------------------------- people
-    async def by_id_number_index(self, index: bytes) -> PersonRow | None:
-        stmt = _select_people().where(Person.id_number_bidx == index, self._predicate)
-        row: PersonRow | None = (await self._execute(stmt)).first()
-        return row
+    async def by_id_number_index(
+        self, index: bytes, embed: Sequence[Relation] = ()
+    ) -> PersonRow | None:
+        embed = tuple(embed)
+
+        def build() -> Select[Any]:
+            stmt = _select_people().where(
+                Person.id_number_bidx == bindparam("bidx", type_=Person.id_number_bidx.type),
+                self._predicate,
+            )
+            return self._embedding(stmt, embed)
+
+        stmt = _cached(self._predicate, ("by_index", embed), build)
+        rows = _plain((await self._execute(stmt, {"bidx": index})).all())
+        return rows[0] if rows else None
 
     async def by_ids(self, person_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[PersonRow]]:
         """People by id, inside the caller's scope (anomalies point at people by id)."""
         stmt = _select_people().where(Person.id.in_(person_ids), self._predicate)
-        return {row.id: [row] for row in await self._execute(stmt)}
+        return {row.id: [row] for row in _plain(await self._execute(stmt))}
 
     async def page(
-        self, criteria: PersonCriteria, *, first: int, after: uuid.UUID | None
+        self,
+        criteria: PersonCriteria,
+        *,
+        first: int,
+        after: uuid.UUID | None,
+        embed: Sequence[Relation] = (),
     ) -> tuple[list[PersonRow], bool]:
         """Keyset page ordered by id: ``first`` rows after ``after``, and whether more follow."""
-        stmt = self._filtered(_select_people(), criteria)
+        embed = tuple(embed)
+
+        def build() -> Select[Any]:
+            stmt = self._embedding(self._filtered(_select_people(), criteria), embed)
+            if after is not None:
+                stmt = stmt.where(Person.id > bindparam("after", type_=Person.id.type))
+            return stmt.order_by(Person.id).limit(bindparam("limit"))
+
+        stmt = _cached(self._predicate, ("page", criteria, after is None, embed), build)
+        params: dict[str, Any] = {"limit": first + 1}
         if after is not None:
-            stmt = stmt.where(Person.id > after)
-        stmt = stmt.order_by(Person.id).limit(first + 1)
-        rows = list((await self._execute(stmt)).all())
+            params["after"] = after
+        rows = _plain(await self._execute(stmt, params))
         return rows[:first], len(rows) > first
 
     async def count(self, criteria: PersonCriteria) -> int:
@@ -123,7 +237,7 @@ class ScopedPeople:
             .order_by(Person.id)
         )
         members: dict[uuid.UUID, list[PersonRow]] = defaultdict(list)
-        for row in await self._execute(stmt):
+        for row in _plain(await self._execute(stmt)):
             members[row.household_id].append(row)
         return members
 
@@ -158,6 +272,35 @@ class ScopedPeople:
             )
         return stmt
 
+    # ---------------------------------------------------------------- embedded relations
+    def _embedding(self, stmt: Select[Any], embed: Sequence[Relation]) -> Select[Any]:
+        """Add ``embedded_<i>``: ARRAY(SELECT ROW(child columns) … ORDER BY …) per relation,
+        correlated to the person row (PostgreSQL only; the rows come from the scoped query, so
+        nothing out of scope is reachable)."""
+        if not embed:
+            return stmt
+        if not self.embeds:
+            raise ValueError("relations are embedded only on PostgreSQL")
+        for i, (key, argument) in enumerate(embed):
+            table, order = _child_table(key)
+            children = select(func.row(*table.c)).where(table.c.person_id == Person.id)
+            condition = _relation_condition(key, argument)
+            if condition is not None:
+                children = children.where(condition)
+            stmt = stmt.add_columns(
+                func.array(children.order_by(*order).scalar_subquery()).label(f"embedded_{i}")
+            )
+        return stmt
+
+    @staticmethod
+    def embedded(
+        rows: Sequence[PersonRow], index: int, relation: Relation
+    ) -> dict[uuid.UUID, list[Any]]:
+        """The records of the ``index``-th embedded relation of each row, by person id."""
+        record = _RECORD_TYPES[relation[0]]
+        label = f"embedded_{index}"
+        return {row.id: [record(*r) for r in getattr(row, label)] for row in rows}
+
     # ---------------------------------------------------------------- child records
     # Callers pass ids of people that came out of the scoped queries above.
 
@@ -190,6 +333,6 @@ class ScopedPeople:
 
     async def _grouped(self, stmt: Select[Any]) -> dict[uuid.UUID, list[Any]]:
         grouped: dict[uuid.UUID, list[Any]] = defaultdict(list)
-        for record in await self._execute(stmt):  # plain rows: no ORM identity map
+        for record in _plain(await self._execute(stmt)):  # no ORM identity map
             grouped[record.person_id].append(record)
         return grouped
