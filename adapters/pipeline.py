@@ -37,6 +37,7 @@ from adapters.apply import BatchContext, ChunkApplier, Outcome
 from adapters.mapping import Feed
 from adapters.readers import SourceRow, open_source, read_records
 from adapters.rows import CanonicalRow, Rejection, RowParser
+from gateway import metrics
 from gateway.clock import now_utc
 from gateway.errors import GatewayError
 from gateway.regions import narrowest_jurisdiction
@@ -346,6 +347,7 @@ class Ingestor:
                 f"导入未开始（{cause}）：未写入任何数据；{advice}恢复后重新执行同一命令即可"
             ) from None
         result.batch_id = batch_id
+        feed_label = f"{self.feed.department.value}/{self.feed.name}"
         try:
             chunks = self._parsed_ahead(rows, parser, progress)
             async with contextlib.aclosing(chunks):
@@ -367,6 +369,7 @@ class Ingestor:
                             )
                     keep(rejected)
                     result.counts.add(counts)
+                    metrics.observe_ingest(feed_label, counts)  # committed rows only
         except DATABASE_ERRORS as exc:
             # A database that refuses writes (read-only, disk full) refuses this too: the batch
             # then stays RUNNING, and the run that completes the file closes it (_finish).

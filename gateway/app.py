@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -15,10 +15,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from gateway import metrics
 from gateway.console import console_routes
 from gateway.graphiql import ASSETS_PATH, assets_directory
 from gateway.graphql_http import graphql_endpoint
+from gateway.ops_http import metrics_endpoint, start_when_possible
 from gateway.runtime import Runtime
 
 
@@ -36,10 +36,6 @@ async def readyz(request: Request) -> Response:
     if not runtime.authorizer.loaded:
         return JSONResponse({"ready": False, "reason": "策略未加载"}, status_code=503)
     return JSONResponse({"ready": True, "policyVersion": runtime.authorizer.version})
-
-
-async def metrics_endpoint(_request: Request) -> Response:
-    return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
 def _cors(runtime: Runtime) -> list[Middleware]:
@@ -63,8 +59,13 @@ def _cors(runtime: Runtime) -> list[Middleware]:
 def create_app(runtime: Runtime) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await runtime.start()
+        # Database not there yet: serve /healthz, 503 on /readyz, keep trying (ops_http).
+        starting = await start_when_possible(runtime)
         yield
+        if starting is not None:
+            starting.cancel()
+            with suppress(asyncio.CancelledError):
+                await starting
         await runtime.close()
 
     routes: list[BaseRoute] = [

@@ -11,12 +11,14 @@ import asyncio
 import json
 import re
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from pydantic import ValidationError
 from sqlalchemy import case, func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -56,6 +58,7 @@ DEMO_SUBJECTS = (
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    threading.excepthook = _quiet_aiosqlite_race
     parser = _parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "handler"):
@@ -66,6 +69,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             data_dir=getattr(args, "data_dir", None),
             database_url=getattr(args, "database_url", None),
         )
+        if settings.log_file is not None and args.handler is not _serve:
+            # RELIEF_LOG_FILE: every command's log records go there too (the console is
+            # unchanged); serve configures its own, see gateway.logging_setup.
+            from gateway.logging_setup import configure_from_settings
+
+            configure_from_settings(settings, stderr=False)
         result: int = args.handler(settings, args)
     except GatewayError as exc:
         print(f"错误: {exc.message}", file=sys.stderr)
@@ -78,12 +87,34 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    except ValidationError as exc:  # a RELIEF_* variable with a bad value: named, in Chinese
+        for error in exc.errors():
+            message = str(error["msg"]).removeprefix("Value error, ")
+            if "RELIEF_" not in message:
+                name = "_".join(str(part) for part in error["loc"]).upper()
+                message = f"RELIEF_{name}: {message}"
+            print(f"配置错误: {message}", file=sys.stderr)
+        return 2
     except ValueError as exc:  # pydantic: a RELIEF_* variable with a bad value
         print(f"配置错误: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
     return result
+
+
+def _quiet_aiosqlite_race(args: threading.ExceptHookArgs) -> None:
+    """aiosqlite does not await the worker thread's stop after a failed connect (a missing
+    SQLite directory): when the command has already printed its error and closed its event
+    loop, the thread's "Event loop is closed" would follow as a traceback. Only that one."""
+    thread = args.thread.name if args.thread is not None else ""
+    if (
+        args.exc_type is RuntimeError
+        and "_connection_worker_thread" in thread
+        and str(args.exc_value) == "Event loop is closed"
+    ):
+        return
+    threading.__excepthook__(args)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -121,6 +152,11 @@ def _parser() -> argparse.ArgumentParser:
     seed.add_argument(
         "--province", action="append", choices=["shandong", "shanxi", "anhui"], help="只生成某省"
     )
+    seed.add_argument(
+        "--copy",
+        action="store_true",
+        help="PostgreSQL 快速批量生成 (COPY, 适合百万级以上; 仅限没有人员数据的数据库)",
+    )
     seed.set_defaults(handler=_seed)
 
     token = command("token", "签发一个访问令牌 (打印到标准输出)")
@@ -147,6 +183,10 @@ def _parser() -> argparse.ArgumentParser:
     from gateway.cli_keys import add_keys_command
 
     add_keys_command(command)
+
+    from gateway.cli_partitions import add_partitions_command
+
+    add_partitions_command(command)
 
     audit = command("audit", "审计: verify 校验审计日志的哈希链")
     audit.add_argument("action", choices=["verify"])
@@ -188,6 +228,10 @@ def _seed(settings: Settings, args: argparse.Namespace) -> int:
         print("错误: --persons 必须为正整数", file=sys.stderr)
         return 2
     _migrate(settings, args)
+    if args.copy:
+        from gateway.cli_seed_copy import seed_copy
+
+        return seed_copy(settings, args.persons, args.seed, args.province)
     counts = asyncio.run(_seed_async(settings, args.persons, args.seed, args.province))
     print(
         f"已生成 {counts.persons} 人、{counts.households} 户、{counts.relief_statuses} 条救助身份、"
@@ -237,27 +281,36 @@ def _token(settings: Settings, args: argparse.Namespace) -> int:
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
-    host = args.host or settings.host
-    port = args.port or settings.port
-    if args.workers > 1:
-        if settings.resolved_database_url.startswith("sqlite"):
-            # One chain of audit entries needs one writer: several processes share it only
-            # through PostgreSQL's advisory lock.
-            print(
-                "错误: 多进程 (--workers > 1) 需要 PostgreSQL; SQLite 只支持单进程", file=sys.stderr
-            )
-            return 2
-        from gateway.serving import serve_workers
-
-        serve_workers(
-            "gateway.asgi:app", host=host, port=port, workers=args.workers, log_level="info"
-        )
-        return 0
     from gateway.app import create_app
+    from gateway.logging_setup import configure_from_settings, uvicorn_log_config
     from gateway.runtime import Runtime
 
-    app = create_app(Runtime.create(settings))
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    host = args.host or settings.host
+    port = args.port or settings.port
+    if args.workers > 1 and settings.resolved_database_url.startswith("sqlite"):
+        # One chain of audit entries needs one writer: several processes share it only
+        # through PostgreSQL's advisory lock.
+        print("错误: 多进程 (--workers > 1) 需要 PostgreSQL; SQLite 只支持单进程", file=sys.stderr)
+        return 2
+    # Refusals (production checks, keys, rules, mappings) before anything is served or forked.
+    runtime = Runtime.create(settings)
+    configure_from_settings(settings)
+    from gateway.cli_partitions import ensure_at_start
+
+    # Once, before the workers start: this and the coming periods' partitions (PostgreSQL).
+    ensure_at_start(settings.resolved_database_url)
+    if args.workers > 1:
+        from gateway.serving import serve_workers
+
+        serve_workers("gateway.asgi:app", settings, host=host, port=port, workers=args.workers)
+        return 0
+    uvicorn.run(
+        create_app(runtime),
+        host=host,
+        port=port,
+        log_config=uvicorn_log_config(),
+        access_log=False,  # the gateway's request log instead (no query strings in it)
+    )
     return 0
 
 

@@ -76,6 +76,11 @@ def _ingest(settings: Settings, args: argparse.Namespace) -> int:
     for path in args.files:
         if not path.is_file():
             raise BadUserInput(f"找不到文件 {path}")
+    if not args.dry_run:
+        from gateway.cli_partitions import ensure_at_start
+
+        # Settlements of a new year get their partition before the batch (PostgreSQL).
+        ensure_at_start(settings.resolved_database_url)
     results = asyncio.run(_run(settings, args, feed, region))
     if args.json:
         print(json.dumps(results, ensure_ascii=False, indent=2))

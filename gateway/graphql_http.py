@@ -51,6 +51,7 @@ from gateway.graphql_over_http import (
     is_request_error,
     response_media_type,
 )
+from gateway.ops_http import observed, set_outcome
 from gateway.purpose import reads_person_data
 from gateway.request_scope import scoped_context
 from gateway.runtime import Runtime
@@ -86,7 +87,7 @@ def _operation_name(query: str, operation_name: str | None) -> str:
 
 
 async def graphql_endpoint(request: Request) -> Response:
-    response = await _serve(request)
+    response = await observed(request, _serve)  # counted and logged (gateway.ops_http)
     if isinstance(response, JSONResponse) and _negotiated(request) == GRAPHQL_RESPONSE_JSON:
         # The same JSON under the media type the client asked for (GraphQL over HTTP).
         response.headers["content-type"] = f"{GRAPHQL_RESPONSE_JSON}; charset=utf-8"
@@ -100,6 +101,7 @@ def _negotiated(request: Request) -> str | None:
 async def _serve(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
     request_id = str(uuid.uuid4())
+    request.state.request_id = request_id
     started = time.perf_counter()
     if request.method == "GET" and _wants_ide(request):
         if runtime.settings.is_production:
@@ -110,24 +112,26 @@ async def _serve(request: Request) -> Response:
         return _error_response(refusal, refusal.http_status, request_id)
     try:
         principal = _authenticate(runtime, request)
+        request.state.principal = principal
         runtime.rate_limiter.check(principal)
         purpose = _purpose(runtime, request)
         query, variables, operation_name, document_hash = await _parse(request)
         # A department pinned to trusted documents runs only those (before parsing anything).
         query = runtime.trusted_documents.admit(principal.department.value, query, document_hash)
+        request.state.operation = _operation_name(query, operation_name)
     except Unauthenticated as exc:
-        metrics.REQUESTS.labels(outcome="unauthenticated").inc()
+        set_outcome(request, "unauthenticated")
         return _error_response(exc, 401, request_id)
     except RateLimited as exc:
-        metrics.REQUESTS.labels(outcome="rate_limited").inc()
+        set_outcome(request, "rate_limited")
         response = _error_response(exc, exc.http_status, request_id)
         response.headers["Retry-After"] = str(exc.retry_after)
         return response
     except PersistedQueryNotAllowed as exc:
-        metrics.REQUESTS.labels(outcome="forbidden").inc()
+        set_outcome(request, "forbidden")
         return _error_response(exc, exc.http_status, request_id)
     except BadUserInput as exc:
-        metrics.REQUESTS.labels(outcome="bad_request").inc()
+        set_outcome(request, "bad_request")
         return _error_response(exc, exc.http_status, request_id)
 
     for attempt in (1, 2):
@@ -152,7 +156,7 @@ async def _serve(request: Request) -> Response:
             # The database is unreachable (restarting, network): say so. The log names the
             # kind of failure only: the exception's text carries SQL and its parameters.
             log.warning("request %s: database unavailable (%s)", request_id, type(exc).__name__)
-            metrics.REQUESTS.labels(outcome="unavailable").inc()
+            set_outcome(request, "unavailable")
             outage = ServiceUnavailable("数据库暂时不可用, 请稍后重试")
             return _error_response(outage, 503, request_id)
     raise AssertionError("unreachable")  # pragma: no cover
@@ -185,13 +189,18 @@ async def _execute(
     allowed = {OperationType.QUERY} if request.method == "GET" else None
     # A Core connection, not an ORM session: reads return plain rows, nothing to track.
     async with runtime.engine.connect() as connection:
+        if _is_query(query, operation_name):
+            # A query's statements run without BEGIN/ROLLBACK round trips: under READ
+            # COMMITTED a transaction gives them no common snapshot anyway, and a read
+            # writes nothing (the audit entry has its own connection).
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
         await runtime.authorizer.refresh(connection)
         decision = runtime.authorizer.decision_for(principal, purpose)
         purpose_denied = _purpose_refusal(runtime, principal, decision, query, operation_name)
         if purpose_denied is not None:
             # Nothing executed, nothing read: not an audit entry (a read), only a denial.
-            metrics.DENIALS.inc()
-            metrics.REQUESTS.labels(outcome="forbidden").inc()
+            metrics.DENIALS.labels(department=principal.department.value, kind="purpose").inc()
+            set_outcome(request, "forbidden")
             return _error_response(purpose_denied, 403, request_id)
         context = scoped_context(
             connection,
@@ -218,14 +227,14 @@ async def _execute(
             )
         except InvalidOperationTypeError:
             # GraphQL over HTTP: a mutation over GET is 405, never executed.
-            metrics.REQUESTS.labels(outcome="bad_request").inc()
+            set_outcome(request, "bad_request")
             refusal = BadUserInput("GET 请求只能执行查询; 变更操作请使用 POST")
             response = _error_response(refusal, 405, request_id)
             response.headers["Allow"] = "POST"
             return response
         except CannotGetOperationTypeError:
             # No operation by that operationName (or none at all): the caller's document.
-            metrics.REQUESTS.labels(outcome="bad_request").inc()
+            set_outcome(request, "bad_request")
             missing = BadUserInput(f"文档中没有可执行的操作 (operationName: {operation_name!r})")
             return _error_response(missing, 400, request_id)
     for error in result.errors or []:
@@ -234,6 +243,7 @@ async def _execute(
             # retried by the caller (handled as an outage by graphql_endpoint).
             raise error.original_error
     # The read transaction is over; the response leaves only once its audit entry is durable.
+    request.state.people = len(guard.people)
     if guard.touched_person_data or guard.people:
         entry = audit.read_entry(
             principal=principal,
@@ -248,14 +258,14 @@ async def _execute(
             await runtime.audit.append(entry)
         except Exception:
             log.exception("request %s: audit entry could not be written", request_id)
-            metrics.REQUESTS.labels(outcome="audit_failed").inc()
+            set_outcome(request, "audit_failed")
             withheld = AuditUnavailable(
                 "审计日志暂时无法写入, 为保证可追溯, 本次查询结果未返回; 请稍后重试"
             )
             return _error_response(withheld, 503, request_id)
     body = _format_result(result, request_id)
-    metrics.REQUESTS.labels(outcome="ok" if not result.errors else "errors").inc()
-    metrics.LATENCY.observe(time.perf_counter() - started)
+    set_outcome(request, "ok" if not result.errors else "errors")
+    _count_denials(principal, body)
     status = 200
     if _negotiated(request) == GRAPHQL_RESPONSE_JSON and is_request_error(body):
         # GraphQL over HTTP: nothing executed (parse, validation, variables, query limits):
@@ -263,6 +273,12 @@ async def _execute(
         del body["data"]
         status = 400
     return JSONResponse(body, status_code=status, headers={"X-Request-Id": request_id})
+
+
+def _count_denials(principal: Principal, body: dict[str, Any]) -> None:
+    denied = sum(1 for e in body.get("errors", ()) if e["extensions"]["code"] == "FORBIDDEN")
+    if denied:
+        metrics.DENIALS.labels(department=principal.department.value, kind="field").inc(denied)
 
 
 def _wants_ide(request: Request) -> bool:
@@ -406,8 +422,6 @@ def _format_error(error: GraphQLError, request_id: str) -> dict[str, Any]:
     if isinstance(original, GatewayError):
         formatted["message"] = original.message
         code = original.code
-        if code == "FORBIDDEN":
-            metrics.DENIALS.inc()
     elif original is None or isinstance(original, GraphQLError):
         # Parse, validation and variable-coercion errors: the caller's query is at fault.
         formatted["message"] = error.message

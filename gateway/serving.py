@@ -9,10 +9,16 @@ with the protocol set and hands it to uvicorn's supervisor unchanged otherwise.
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
+import tempfile
 
 import uvicorn
 from uvicorn.supervisors import Multiprocess
+
+from gateway.logging_setup import uvicorn_log_config
+from gateway.settings import Settings
 
 
 def tcp_listener(host: str, port: int) -> socket.socket:
@@ -24,6 +30,29 @@ def tcp_listener(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve_workers(app: str, *, host: str, port: int, workers: int, log_level: str) -> None:
-    config = uvicorn.Config(app, host=host, port=port, workers=workers, log_level=log_level)
-    Multiprocess(config, sockets=[tcp_listener(host, port)]).run()
+def serve_workers(app: str, settings: Settings, *, host: str, port: int, workers: int) -> None:
+    """Run ``workers`` processes of ``app``; each builds its runtime from the environment, so
+    the options given to ``serve`` (data dir, database) are handed over through it.
+
+    Metrics: each worker counts on its own; PROMETHEUS_MULTIPROC_DIR (a fresh directory
+    unless the operator set one) lets ``/metrics`` in any worker report the sum.
+    """
+    os.environ["RELIEF_DATA_DIR"] = str(settings.data_dir.resolve())
+    os.environ["RELIEF_DATABASE_URL"] = settings.resolved_database_url
+    own_dir = None
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        own_dir = tempfile.mkdtemp(prefix="relief-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_dir
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=uvicorn_log_config(),
+        access_log=False,  # the gateway's request log instead (no query strings in it)
+    )
+    try:
+        Multiprocess(config, sockets=[tcp_listener(host, port)]).run()
+    finally:
+        if own_dir is not None:
+            shutil.rmtree(own_dir, ignore_errors=True)

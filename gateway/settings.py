@@ -91,6 +91,16 @@ class Settings(BaseSettings):
     # One JSON file per pinned department: sha256 → document (gateway.trusted_documents).
     trusted_documents_dir: Path | None = None
 
+    # Operations (README "运维 / Operations", gateway.logging_setup): JSON lines in production,
+    # text in development; the gateway's loggers at log_level; log_file receives them as well.
+    log_format: str | None = None
+    log_level: str = "INFO"
+    log_file: Path | None = None
+    # GET /metrics: served to loopback and these networks only (comma-separated CIDRs, e.g.
+    # "10.20.0.0/16"); "*" serves it to anyone. Metrics carry no personal data, but they do
+    # show who calls what and how much.
+    metrics_allow: str = ""
+
     @field_validator("cors_origins")
     @classmethod
     def _origins_are_exact(cls, value: str) -> str:
@@ -100,6 +110,16 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"RELIEF_CORS_ORIGINS 应为逗号分隔的 http(s)://主机[:端口], 收到 {origin!r}"
                 )
+        return value
+
+    @field_validator("province", mode="before")
+    @classmethod
+    def _province_is_known(cls, value: object) -> object:
+        known = [p.value for p in Province]
+        if isinstance(value, str) and value not in known:
+            raise ValueError(
+                f"RELIEF_PROVINCE 应为 {'、'.join(known)} 之一, 收到 {value!r}: 未知省份"
+            )
         return value
 
     @field_validator("today")
@@ -189,15 +209,9 @@ class Settings(BaseSettings):
             raise ConfigurationError("生产环境不允许设置 RELIEF_TODAY (测试用的日期)")
         if not self.database_url:
             raise ConfigurationError("生产环境必须显式设置 RELIEF_DATABASE_URL")
-        for path, what in (
-            (self.keyring_path, "密钥环文件"),
-            (self.token_key_path, "令牌签名密钥文件"),
-        ):
-            if not path.exists():
-                raise ConfigurationError(f"生产环境缺少{what} {path}")
-            if path.stat().st_mode & 0o077:
-                # Keys readable by other users are keys already shared: refuse, do not chmod.
-                raise ConfigurationError(f"{what} {path} 权限过宽, 应仅属主可读写 (chmod 600)")
+        from gateway import production  # keys, token key strength, province, ops settings
+
+        production.check(self)
 
 
 def _split(origins: str) -> list[str]:

@@ -3,16 +3,27 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import strawberry
+from graphql import GraphQLError
 from strawberry.extensions import (
     DisableIntrospection,
     SchemaExtension,
     ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
+from strawberry.types import ExecutionContext
 
 from schema.fields import bind_field_resolvers
 from schema.limits import QueryLimits, query_limits
 from schema.query import Mutation, Query
+
+
+class _Schema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        """Not strawberry's default, which logs every error as the printed GraphQL error: the
+        query source with its literal arguments (an ID number typed into the query) plus a
+        traceback. ``gateway.graphql_http`` logs what is unexpected, without either."""
 
 
 def build_schema(
@@ -31,7 +42,7 @@ def build_schema(
     ]
     if production:
         extensions.append(DisableIntrospection)
-    schema = strawberry.Schema(
+    schema = _Schema(
         query=Query,
         mutation=Mutation,
         extensions=extensions,

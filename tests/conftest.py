@@ -13,6 +13,9 @@ from tests._pg_fixture import postgres_cluster  # noqa: F401
 from tests.harness import Harness, build_harness
 from tests.pgcluster import ThrowawayCluster
 
+# The log scan (issue 6 §2): every log record of the run is scanned for seeded plaintext.
+pytest_plugins = ("tests.logscan",)
+
 # Tests must not depend on the day they run: pin the one clock (RELIEF_TODAY).
 os.environ.setdefault("RELIEF_TODAY", "2026-11-23")
 os.environ.pop("RELIEF_ENV", None)

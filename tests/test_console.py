@@ -38,6 +38,7 @@ async def client(
     try:
         settings = load_settings(
             env=request.param,
+            province="shandong",
             data_dir=data_dir,
             database_url=f"sqlite+aiosqlite:///{data_dir / 'relief.db'}",
         )

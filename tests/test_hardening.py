@@ -370,7 +370,10 @@ async def production(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[
     today = os.environ.pop("RELIEF_TODAY")  # production refuses a pinned clock
     try:
         settings = load_settings(
-            env="production", data_dir=root / "data", database_url=database_url
+            env="production",
+            province="shandong",
+            data_dir=root / "data",
+            database_url=database_url,
         )
         runtime = Runtime.create(settings)
     finally:

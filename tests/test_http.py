@@ -373,11 +373,14 @@ async def test_metrics(harness: Harness) -> None:
     assert response.headers["content-type"].startswith("text/plain")
     text = response.text
     assert "# TYPE relief_graphql_requests" in text
-    assert re.search(r'^relief_graphql_requests_total\{outcome="ok"\} [0-9.e+]+$', text, re.M)
-    assert re.search(
-        r'^relief_graphql_requests_total\{outcome="unauthenticated"\} [0-9.e+]+$', text, re.M
+    # By operation (ME is unnamed: "anonymous") and outcome; tests/test_operations.py has more.
+    ok = r'^relief_graphql_requests_total\{operation="anonymous",outcome="ok"\} [0-9.e+]+$'
+    assert re.search(ok, text, re.M)
+    unauthenticated = (
+        r'^relief_graphql_requests_total\{operation="anonymous",outcome="unauthenticated"\} '
     )
-    assert "relief_graphql_seconds_bucket" in text
+    assert re.search(unauthenticated, text, re.M)
+    assert "relief_graphql_request_seconds_bucket" in text
     for line in text.splitlines():
         assert line.startswith("#") or re.match(r"^[a-zA-Z_:][a-zA-Z0-9_:]*(\{.*\})? \S+$", line)
 

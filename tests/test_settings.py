@@ -52,6 +52,7 @@ def test_production_refuses_to_start(
     monkeypatch.delenv("RELIEF_TODAY", raising=False)
     _keys(tmp_path)
     overrides: dict[str, object] = {"env": "production", "data_dir": tmp_path}
+    overrides["province"] = "shandong"  # production needs it explicit
     overrides["database_url"] = None if case == "no_database_url" else SQLITE
     if case == "pinned_today":
         overrides["today"] = "2026-12-28"
@@ -74,6 +75,7 @@ async def test_production_starts_with_private_keys_and_hides_the_schema(tmp_path
     try:
         settings = load_settings(
             env="production",
+            province="shandong",
             data_dir=tmp_path,
             database_url=f"sqlite+aiosqlite:///{tmp_path / 'r.db'}",
         )

@@ -590,3 +590,19 @@ __all__ = [
     "task_state",
     "working_days_left",
 ]
+
+
+# ============================================================================ operations
+async def backlog_by_department(
+    connection: AsyncConnection, today: date
+) -> list[tuple[str, int, int]]:
+    """``(department, open, overdue)`` for tasks not answered yet: one grouped query, for the
+    ``relief_task_backlog`` gauge (GET /metrics). WAITING counts as open: an answer is owed."""
+    overdue = func.sum(case((Task.due_on < today, 1), else_=0))
+    rows = await connection.execute(
+        select(Task.department, func.count(), overdue)
+        .where(Task.status != TaskStatus.ANSWERED.value)
+        .group_by(Task.department)
+        .order_by(Task.department)
+    )
+    return [(str(dept), int(count), int(late or 0)) for dept, count, late in rows]

@@ -63,6 +63,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from gateway import metrics
 from gateway.clock import now_utc
 from gateway.errors import BadUserInput
 from gateway.rules.config import Measure, Population, ProvinceRules, WarningRule
@@ -235,11 +236,20 @@ async def run_warnings(
             )
     except Exception:
         # Nothing of the run was kept; leave a FAILED row so the operator sees it was tried.
+        metrics.observe_warning_run(
+            rules.province.value, warnings=0, seconds=time.monotonic() - started, failed=True
+        )
         await _record_failure(engine, rules, month, run_id, thresholds, triggered_by)
         raise
     finally:
         if not postgres:
             _SQLITE_LOCK.release()
+    metrics.observe_warning_run(
+        rules.province.value,
+        warnings=sum(o.new_warnings for o in outcomes),
+        seconds=time.monotonic() - started,
+        failed=False,
+    )
     return WarningRunResult(
         run_id=run_id,
         province=rules.province.value,

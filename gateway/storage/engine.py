@@ -11,13 +11,17 @@ from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
 
 
 def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    """``hide_parameters``: a statement's bound values (ciphertexts, blind indexes, and in
+    some driver errors a plaintext) never appear in an exception's text, hence in a log."""
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
         _configure_sqlite(engine.sync_engine)
         return engine
     # No pre-ping: it costs three round trips per checkout. A connection broken by a database
     # restart fails its statement, is invalidated, and the next request gets a fresh one.
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
+    return create_async_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, hide_parameters=True
+    )
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

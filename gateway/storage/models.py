@@ -23,6 +23,7 @@ from sqlalchemy import (
     Numeric,
     String,
     Text,
+    UniqueConstraint,
     Uuid,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
@@ -242,7 +243,7 @@ class Settlement(SourcedMixin, Base):
     __tablename__ = "settlement"
 
     id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
-    settlement_number: Mapped[str] = mapped_column(String(64), unique=True)  # 结算流水号
+    settlement_number: Mapped[str] = mapped_column(String(64))  # 结算流水号
     person_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("person.id", ondelete="CASCADE"))
     settled_on: Mapped[date] = mapped_column(Date)
     year: Mapped[int] = mapped_column(Integer)
@@ -253,7 +254,13 @@ class Settlement(SourcedMixin, Base):
     medical_assistance_paid: Mapped[Decimal] = mapped_column(Money)
     personal_burden: Mapped[Decimal] = mapped_column(Money)
 
-    __table_args__ = (Index("ix_settlement_person_year", "person_id", "year"),)
+    # On PostgreSQL the table is partitioned by year (migration 0005), whose keys must hold the
+    # year: the primary key there is (id, year), and a settlement number is unique per year in
+    # the database and across years by ingest (looked up under the ingest lock).
+    __table_args__ = (
+        Index("ix_settlement_person_year", "person_id", "year"),
+        UniqueConstraint("settlement_number", "year", name="ux_settlement_number_year"),
+    )
 
 
 class VitalEvent(SourcedMixin, Base):
@@ -474,6 +481,11 @@ class AuditEntry(Base):
     person_ids: Mapped[str] = mapped_column(Text)  # JSON array of person ids touched
     fields: Mapped[str] = mapped_column(Text)  # JSON object: field -> "read" | "mask"
     prev_hash: Mapped[str] = mapped_column(String(64))
-    entry_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    entry_hash: Mapped[str] = mapped_column(String(64))
 
-    __table_args__ = (Index("ix_audit_log_occurred", "occurred_at"),)
+    # Partitioned by month of occurred_at on PostgreSQL (migration 0005): the primary key there
+    # is (id, occurred_at); ids come from one sequence, and the chain links every hash.
+    __table_args__ = (
+        Index("ix_audit_log_occurred", "occurred_at"),
+        UniqueConstraint("entry_hash", "occurred_at", name="ux_audit_log_entry_hash"),
+    )
