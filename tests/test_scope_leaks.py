@@ -931,3 +931,42 @@ async def test_get_requests_are_scoped_the_same_way(
     assert bodies[0]["data"] == {"a": {"id": str(inside.person_id), "phone": None}}
     assert codes(bodies[0]) == {("a", "phone"): "FORBIDDEN"}
     assert bodies[1] == {"data": {"b": None}}
+
+
+async def test_cached_statements_never_cross_caller_scopes(harness: Harness) -> None:
+    """Statements are built once per caller scope and shape, then reused with new parameters
+    (gateway.storage.people). Two counties' callers asking the same questions in turn, many
+    times, each see exactly their own county: the same person lookup is found by its county
+    and null for the other, and pages hold only the caller's people."""
+    from gateway.storage import people as people_storage
+
+    before = set(people_storage._STATEMENTS)
+    by_county: dict[str, list[str]] = {}
+    for record in harness.persons:
+        by_county.setdefault(record.region_code[:6], []).append(record.id_number)
+    first, second = sorted(by_county, key=lambda c: -len(by_county[c]))[:2]
+    tokens = {c: harness.token("medical_insurance", "county", c) for c in (first, second)}
+    lookup = (
+        "query L($id: String!) { person(idNumber: $id) { regionCode "
+        "reliefStatuses { category } enrollments { year } costBurdens { year } } }"
+    )
+    page = "{ persons(first: 20) { edges { node { regionCode reliefStatuses { category } } } } }"
+    for _ in range(3):
+        for caller, other in ((first, second), (second, first)):
+            for owner in (caller, other):
+                for id_number in by_county[owner][:3]:
+                    body = await harness.query(tokens[caller], lookup, {"id": id_number})
+                    assert "errors" not in body, body["errors"]
+                    person = body["data"]["person"]
+                    if owner == caller:
+                        assert person is not None
+                        assert person["regionCode"].startswith(caller)
+                    else:
+                        assert person is None
+            body = await harness.query(tokens[caller], page)
+            nodes = [edge["node"] for edge in body["data"]["persons"]["edges"]]
+            assert nodes
+            assert all(n["regionCode"].startswith(caller) for n in nodes)
+    # The statements were reused: a lookup and a page shape per scope, not one per request.
+    built = set(people_storage._STATEMENTS) - before
+    assert len(built) <= 4, built  # (fewer when an earlier test built them already)
