@@ -1,2 +1,2 @@
 """Department adapters: read department files and pushes, map and validate them into
-``gateway.records``. Filled by the ingest work; adapters know nothing of GraphQL."""
+``gateway.domain.records``. Filled by the ingest work; adapters know nothing of GraphQL."""

@@ -42,8 +42,9 @@ from adapters.rows import (
     SettlementRow,
     VitalEventRow,
 )
-from gateway.domain import CATEGORY_NAMES_ZH, DEPARTMENT_NAMES_ZH, Department
-from gateway.records import PersonRecord
+from gateway.domain.departments import CATEGORY_NAMES_ZH, DEPARTMENT_NAMES_ZH, Department
+from gateway.domain.records import PersonRecord
+from gateway.domain.workdays import add_working_days
 from gateway.storage.models import (
     Anomaly,
     CostBurden,
@@ -56,7 +57,6 @@ from gateway.storage.models import (
     VitalEvent,
 )
 from gateway.storage.vault import PersonVault
-from gateway.workdays import add_working_days
 
 # 003 §2: data that disagree are sent back to the source, which confirms within 10 working days.
 ANOMALY_DUE_WORKING_DAYS = 10

@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from adapters.readers import ColumnSpec, normalize_header
-from gateway.domain import RELIEF_CATEGORIES, Department
-from gateway.errors import ConfigurationError
+from gateway.domain.departments import RELIEF_CATEGORIES, Department
+from gateway.domain.errors import ConfigurationError
 
 # A label mapped to this is "known, but not a relief identity" (e.g. 残疾等级 三级): the
 # person is recorded, no relief status is created.

@@ -37,12 +37,12 @@ from adapters.apply import BatchContext, ChunkApplier, Outcome
 from adapters.mapping import Feed
 from adapters.readers import SourceRow, open_source, read_records
 from adapters.rows import CanonicalRow, Rejection, RowParser
-from gateway import metrics
-from gateway.clock import now_utc
-from gateway.errors import GatewayError
-from gateway.regions import narrowest_jurisdiction
-from gateway.rules.config import ProvinceRules
-from gateway.rules.tasks import open_verification_tasks, opens_verification
+from gateway.domain.clock import now_utc
+from gateway.domain.errors import GatewayError
+from gateway.domain.regions import narrowest_jurisdiction
+from gateway.http import metrics
+from gateway.loop.config import ProvinceRules
+from gateway.loop.tasks import open_verification_tasks, opens_verification
 from gateway.storage.models import IngestBatch
 from gateway.storage.vault import PersonVault
 
@@ -198,7 +198,7 @@ class Ingestor:
 
     With the province's ``rules``, a completed identities batch of civil affairs or rural
     revitalisation opens the verification tasks of medical insurance in the transaction that
-    completes it (rule 3, 004 §1; ``gateway.rules.tasks``); without them (tools, tests of the
+    completes it (rule 3, 004 §1; ``gateway.loop.tasks``); without them (tools, tests of the
     pipeline alone) it opens none."""
 
     def __init__(

@@ -54,7 +54,7 @@ from typing import IO, TYPE_CHECKING, Any, Self
 
 from openpyxl import load_workbook
 
-from gateway.errors import BadUserInput
+from gateway.domain.errors import BadUserInput
 
 if TYPE_CHECKING:
     from _csv import Reader as CsvReader

@@ -17,7 +17,7 @@ from adapters import values
 from adapters.mapping import FIELD_NAMES_ZH, NOT_A_CATEGORY, Feed
 from adapters.readers import SourceRow
 from adapters.values import ValueProblem
-from gateway.identity import birth_date_of, gender_of
+from gateway.domain.id_numbers import birth_date_of, gender_of
 
 MAX_ADDRESS = 200
 MAX_HOUSEHOLD_NUMBER = 64

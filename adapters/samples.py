@@ -1,4 +1,4 @@
-"""Department files made from the synthetic population (``gateway.synthetic``): what a civil
+"""Department files made from the synthetic population (``gateway.domain.synthetic``): what a civil
 affairs bureau's monthly export or MIB's enrollment file looks like, for the demo, the tests
 and ``bench/ingest_bench.py``. Never real people.
 
@@ -15,10 +15,10 @@ from collections.abc import Iterable, Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
-from gateway.domain import CATEGORY_NAMES_ZH
-from gateway.identity import make_id_number
-from gateway.records import HouseholdBundle
-from gateway.synthetic import household_number
+from gateway.domain.departments import CATEGORY_NAMES_ZH
+from gateway.domain.id_numbers import make_id_number
+from gateway.domain.records import HouseholdBundle
+from gateway.domain.synthetic import household_number
 
 CIVIL_AFFAIRS_CATEGORIES = frozenset(
     {

@@ -48,8 +48,8 @@ from typing import TypeGuard
 
 from stdnum import numdb
 
-from gateway import regions
-from gateway.identity import InvalidIdNumber, validate_id_number
+from gateway.domain import regions
+from gateway.domain.id_numbers import InvalidIdNumber, validate_id_number
 
 __all__ = [
     "ValueProblem",
@@ -175,10 +175,11 @@ _SCIENTIFIC = re.compile(r"\d+(?:\.\d+)?[eE]\+?\d+", re.ASCII)
 
 
 def parse_id_number(raw: object, *, today: date) -> str:
-    """A resident ID number, normalised and checked by :func:`gateway.identity.validate_id_number`.
+    """A resident ID number, normalised and checked by
+    :func:`gateway.domain.id_numbers.validate_id_number`.
 
-    ``today`` comes from the one clock (:func:`gateway.clock.today`): a birth date after it is
-    refused. A number cell is refused outright because Excel has already destroyed its last
+    ``today`` comes from the one clock (:func:`gateway.domain.clock.today`): a birth date after
+    it is refused. A number cell is refused outright because Excel has already destroyed its last
     digits (it keeps 15 significant digits); the clerk has to re-export the column as text.
     """
     if _is_number(raw):

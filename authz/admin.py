@@ -36,12 +36,12 @@ from sqlalchemy import Result, and_, delete, func, insert, or_, select, text, up
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from authz.store import PolicyLine, current_version, lines_json, subject_region, validate_line
-from gateway.auth import Principal
-from gateway.clock import as_utc, now_utc
-from gateway.domain import LEVEL_NAMES_ZH, Level
-from gateway.errors import BadUserInput, ConfigurationError, Forbidden
-from gateway.policy_listener import announce_policy_version
+from gateway.domain.clock import as_utc, now_utc
+from gateway.domain.departments import LEVEL_NAMES_ZH, Level
+from gateway.domain.errors import BadUserInput, ConfigurationError, Forbidden
+from gateway.domain.principal import Principal
 from gateway.storage.models import CasbinRule, PolicyProposal, PolicyVersion
+from gateway.storage.policy_listener import announce_policy_version
 
 Execute = Callable[[Any], Awaitable[Result[Any]]]
 

@@ -18,7 +18,7 @@ from sqlalchemy import ColumnElement, and_, exists, false, or_, select, true
 
 from authz.conditions import AllRows, HoldsCategory, PushedToDepartment, RowCondition
 from authz.decision import AccessDecision
-from gateway.domain import Level
+from gateway.domain.departments import Level
 from gateway.storage.models import Person, ReliefStatus, Task
 
 _JURISDICTION_COLUMN = {

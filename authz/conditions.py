@@ -15,8 +15,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from gateway.domain import RELIEF_CATEGORIES
-from gateway.errors import ConfigurationError
+from gateway.domain.departments import RELIEF_CATEGORIES
+from gateway.domain.errors import ConfigurationError
 
 _ROW_OBJECT = re.compile(r"^Person\((?P<body>[^()]*)\)$")
 

@@ -31,8 +31,8 @@ from authz.decision import Effect
 from authz.offline import OfflinePolicy
 from authz.resources import GUARDED_FIELDS, OPERATIONS
 from authz.store import PolicyLine
-from gateway.auth import Principal
-from gateway.domain import Department, Level
+from gateway.domain.departments import Department, Level
+from gateway.domain.principal import Principal
 
 _STRENGTH = {Effect.DENY: 0, Effect.MASK: 1, Effect.READ: 2}
 

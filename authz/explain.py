@@ -22,7 +22,7 @@ from authz.offline import OfflinePolicy
 from authz.purpose import named_purposes
 from authz.resources import DERIVED_FROM, GUARDED_FIELDS, MASKABLE_FIELDS, PARENT_RELATION
 from authz.store import PolicyLine, subject_region
-from gateway.auth import Principal
+from gateway.domain.principal import Principal
 
 _ACT_NAMES = {"read": "明文读取", "mask": "脱敏读取", "rows": "行范围"}
 

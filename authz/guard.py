@@ -14,7 +14,7 @@ from typing import TypeVar
 from authz.decision import AccessDecision, Effect
 from authz.masking import MASKS
 from authz.resources import ARGUMENT_REQUIRES
-from gateway.errors import Forbidden
+from gateway.domain.errors import Forbidden
 
 T = TypeVar("T")
 

@@ -15,7 +15,7 @@ import casbin
 from authz.conditions import is_row_object
 from authz.decision import AccessDecision, decide
 from authz.store import PolicyLine, model_path, validate_line
-from gateway.auth import Principal
+from gateway.domain.principal import Principal
 
 
 class OfflinePolicy:

@@ -14,7 +14,7 @@ from typing import Any
 from authz.admin import VersionRecord, format_line
 from authz.resources import GUARDED_FIELDS, OPERATIONS
 from authz.store import PolicyLine
-from gateway.domain import DEPARTMENT_NAMES_ZH, Department
+from gateway.domain.departments import DEPARTMENT_NAMES_ZH, Department
 
 _ACTION_ORDER = ("rows", "read", "mask", "call")
 _LEVEL_ORDER = ("*", "province", "city", "county")

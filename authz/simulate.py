@@ -1,7 +1,7 @@
 """Comparing one query run under two policies (``simulateAccess``, issue 5): the pure half.
 
 An officer reviewing a proposal runs a query "as" a subject twice, under the version in force
-and under the proposal (``gateway.simulate`` executes). What the officer gets back is the
+and under the proposal (``schema.simulator`` executes). What the officer gets back is the
 *shape* of each answer, never a person's values: every non-null leaf becomes ``已读取`` (released
 in clear) or ``已脱敏`` (released masked); nulls and errors keep their paths. This module holds
 what is decided on those shapes: the mark of a leaf, the cells whose effect differs for the

@@ -25,10 +25,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from authz.conditions import is_row_object, parse_row_object
 from authz.decision import AccessDecision, decide
 from authz.resources import GUARDED_FIELDS, OPERATIONS
-from gateway.auth import Principal
-from gateway.clock import now_utc
-from gateway.domain import Department, Level
-from gateway.errors import ConfigurationError
+from gateway.domain.clock import now_utc
+from gateway.domain.departments import Department, Level
+from gateway.domain.errors import ConfigurationError
+from gateway.domain.principal import Principal
 from gateway.storage.models import CasbinRule, PolicyVersion
 
 log = logging.getLogger(__name__)
@@ -189,7 +189,7 @@ class Authorizer:
 
     def invalidate(self) -> None:
         """Check the version at the next ``refresh`` instead of waiting for the poll interval
-        (a ``NOTIFY relief_policy`` arrived: see ``gateway.policy_listener``)."""
+        (a ``NOTIFY relief_policy`` arrived: see ``gateway.storage.policy_listener``)."""
         self._checked_at = float("-inf")  # not 0: monotonic() may be small after a boot
 
     async def refresh(self, db: AsyncSession | AsyncConnection) -> None:

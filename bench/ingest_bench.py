@@ -11,7 +11,7 @@ SQLite. The target is 20,000 rows/s into PostgreSQL on a 2-core machine.
 What one run does:
 
 1. **The file.** A 民政救助对象名单 as ``adapters.samples.identity_rows`` writes it from the
-   synthetic population (``gateway.synthetic``, seed 42, as of 2026-11-23): 姓名, 身份证号码,
+   synthetic population (``gateway.domain.synthetic``, seed 42, as of 2026-11-23): 姓名, 身份证号码,
    行政区划代码, 人员类别, 认定日期, 退出日期, 联系电话, 家庭住址, 户编号, 与户主关系; a person
    with two identities has two rows, about a third of the rows are exits. It is GBK-encoded,
    as Excel on Chinese Windows saves CSV. About 3.3 people are generated per roster row, which
@@ -105,7 +105,7 @@ def roster_files(rows: int) -> tuple[Path, Path]:
 
 def _write_roster(path: Path, rows: int) -> None:
     from adapters.samples import IDENTITY_HEADERS, identity_rows, write_csv
-    from gateway.synthetic import generate_population
+    from gateway.domain.synthetic import generate_population
 
     population = generate_population(rows * PEOPLE_PER_ROW_BOUND, seed=SEED, today=TODAY)
     roster = itertools.islice(identity_rows(population), rows)
@@ -266,7 +266,7 @@ def measure_copy(dsn: str, keyring: Keyring, path: Path) -> Measurement:
 async def _copy_baseline(dsn: str, keyring: Keyring, path: Path) -> Measurement:
     import asyncpg  # type: ignore[import-untyped]
 
-    from gateway.records import PersonRecord
+    from gateway.domain.records import PersonRecord
     from gateway.storage.vault import PersonVault
 
     vault = PersonVault(FieldCipher(keyring))

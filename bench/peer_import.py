@@ -81,7 +81,7 @@ async def read_peer(dsn: str) -> dict[str, list[Any]]:
 
 
 def bundles(rows: dict[str, list[Any]]) -> Iterator[Any]:
-    from gateway.records import (
+    from gateway.domain.records import (
         CostBurdenRecord,
         EnrollmentRecord,
         HouseholdBundle,
@@ -155,8 +155,8 @@ def bundles(rows: dict[str, list[Any]]) -> Iterator[Any]:
 
 
 async def import_peer(peer_dsn: str) -> dict[str, Any]:
-    from gateway.runtime import Runtime
-    from gateway.settings import load_settings
+    from gateway.domain.settings import load_settings
+    from gateway.runtime.parts import Runtime
     from gateway.storage.writer import write_bundles
 
     started = time.monotonic()

@@ -10,7 +10,7 @@ What it does, all on loopback, everything torn down at the end (also on failure 
    server), sets ``random_page_cost = 1.1`` (ALTER SYSTEM + reload, as the peer rig does),
    runs ``relief-gateway migrate`` and ``relief-gateway seed --persons N --seed 42`` with
    ``RELIEF_TODAY=2026-11-23``, then ``ANALYZE``;
-2. regenerates the same population in-process (``gateway.synthetic.generate_population`` is
+2. regenerates the same population in-process (``gateway.domain.synthetic.generate_population`` is
    deterministic) and writes the pool of plaintext ID numbers of the benchmark county (the
    county with most people unless ``--county``); checks every one is in the database;
 3. starts ``relief-gateway serve`` (one worker), mints a medical_insurance county token for
@@ -654,7 +654,7 @@ def gateway_env(data_dir: Path, database_url: str, cipher_suite: str | None) -> 
 
 def gateway_cmd() -> list[str]:
     script = Path(sys.executable).parent / "relief-gateway"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "gateway.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "gateway.cli.main"]
 
 
 def run_cli(
@@ -753,7 +753,7 @@ def set_random_page_cost(dsn: str) -> str:
 def build_pools(
     persons: int, seed: int, county_arg: str
 ) -> tuple[str, list[str], dict[str, int], float]:
-    from gateway.synthetic import generate_population
+    from gateway.domain.synthetic import generate_population
 
     started = time.monotonic()
     by_county: dict[str, list[str]] = defaultdict(list)

@@ -16,7 +16,7 @@ What one run does:
    generated inside PostgreSQL with ``INSERT … SELECT … FROM generate_series`` (a minute for
    1 M, instead of an hour through the seed writer). The ciphertext columns (ID number, name)
    hold random bytes: the warning run never decrypts anything, it reads region codes,
-   identities, deaths and cost figures. The shape follows ``gateway.synthetic``: real county
+   identities, deaths and cost figures. The shape follows ``gateway.domain.synthetic``: real county
    codes of the province, about 30% holding an identity (some exited around the month's last
    day, a few holding two), a few deaths before and within the month, about 40% with a cost
    burden per year (lognormal total, median about 1,500 yuan, a long tail), hospital stays
@@ -58,10 +58,10 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from gateway import regions  # noqa: E402
-from gateway.rules.config import Measure, Population, ProvinceRules, load_rules  # noqa: E402
-from gateway.rules.warnings import Month, parse_month  # noqa: E402
-from gateway.settings import Province  # noqa: E402
+from gateway.domain import regions  # noqa: E402
+from gateway.domain.settings import Province  # noqa: E402
+from gateway.loop.config import Measure, Population, ProvinceRules, load_rules  # noqa: E402
+from gateway.loop.warnings import Month, parse_month  # noqa: E402
 
 RESULTS_DIR = REPO / "bench" / "results"
 PROVINCE_CODES = {"shandong": "37", "shanxi": "14", "anhui": "34"}
@@ -117,7 +117,7 @@ def postgres_cpu_s(postmaster: int) -> float:
 def run_command(env: dict[str, str], argv: list[str]) -> dict[str, Any]:
     """``relief-gateway <argv>`` in this (fresh) process: exit code, output, wall, CPU, RSS."""
     os.environ.update(env)
-    from gateway.cli import main
+    from gateway.cli.main import main
 
     out = io.StringIO()
     started_wall, usage = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)

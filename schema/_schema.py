@@ -23,7 +23,7 @@ class _Schema(strawberry.Schema):
     ) -> None:
         """Not strawberry's default, which logs every error as the printed GraphQL error: the
         query source with its literal arguments (an ID number typed into the query) plus a
-        traceback. ``gateway.graphql_http`` logs what is unexpected, without either."""
+        traceback. ``gateway.http.graphql`` logs what is unexpected, without either."""
 
 
 def build_schema(
@@ -31,7 +31,8 @@ def build_schema(
 ) -> strawberry.Schema:
     """The gateway's schema. Production hides the schema's shape: no introspection and no
     "Did you mean …" suggestions (CONTRACT.md, RELIEF_ENV). ``limits`` (depth, aliases, tokens,
-    directives, operations, cost: ``Settings.query_limits``) default to the Settings defaults."""
+    directives, operations, cost: ``QueryLimits.from_settings``) default to the Settings
+    defaults."""
     # Factories: strawberry builds fresh extension instances per request (the parse and
     # validation caches themselves are shared across requests).
     cached_parse, shape_limits = query_limits(limits or QueryLimits())

@@ -3,7 +3,7 @@ person, department, subject and period) and ``auditChain`` (verification of the 
 
 Officer-only (role ``security_officer``), refused with FORBIDDEN for anyone else. Reading the
 log is itself a read of who-read-whom: the request is audited through the one path every read
-takes (the field guard notes it, ``gateway.graphql_http`` appends the entry), naming the person
+takes (the field guard notes it, ``gateway.http.graphql`` appends the entry), naming the person
 of an ID-number filter.
 """
 
@@ -17,9 +17,9 @@ from typing import Any
 
 import strawberry
 
-from gateway.clock import as_utc
-from gateway.errors import BadUserInput, Forbidden
-from gateway.identity import validate_id_number
+from gateway.domain.clock import as_utc
+from gateway.domain.errors import BadUserInput, Forbidden
+from gateway.domain.id_numbers import validate_id_number
 from gateway.storage.audit_log import AuditCriteria, AuditLogReader
 from schema.enums import Department, Level
 from schema.paging import PageInfo
@@ -163,7 +163,7 @@ async def audit_log(
         occurred_from=wanted.from_,
         occurred_to=wanted.to,
     )
-    # This query is audited like a read of the person it names (gateway.graphql_http), under
+    # This query is audited like a read of the person it names (gateway.http.graphql), under
     # the field's name whatever the client called its operation.
     context.guard.note_read(AUDIT_ENTRIES, [person_id] if person_id else [])
     context.audit_operation = "auditLog"

@@ -2,7 +2,7 @@
 
 Granted by ``Loop.reliefChain``; the person is looked up exactly like ``person`` (a lookup by
 ID number needs ``Person.idNumber`` in clear; absent and out of scope are both ``null``). Which
-events the caller sees is decided once per request (``gateway.rules.chain.ChainVisibility``)
+events the caller sees is decided once per request (``gateway.loop.chain.ChainVisibility``)
 and filtered in SQL, a constant number of queries per chain.
 """
 
@@ -13,8 +13,8 @@ from enum import Enum
 
 import strawberry
 
-from gateway.identity import validate_id_number
-from gateway.rules import chain as rules
+from gateway.domain.id_numbers import validate_id_number
+from gateway.loop import chain as rules
 from schema.enums import Department, ReliefCategory
 from schema.prefetch import prefetch_people
 from schema.types import Ctx, Person, as_person

@@ -14,8 +14,8 @@ from strawberry.dataloader import DataLoader
 
 from adapters.mapping import Feed
 from authz.guard import FieldGuard
-from gateway.auth import Principal
-from gateway.rules.config import ProvinceRules
+from gateway.domain.principal import Principal
+from gateway.loop.config import ProvinceRules
 from gateway.storage.exchange import DepartmentExchange
 from gateway.storage.people import PersonRow, Relation, ScopedPeople
 from gateway.storage.vault import PersonVault

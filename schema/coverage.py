@@ -4,7 +4,7 @@ lifted-from-poverty people against the 99% target, and the suspected non-enrolle
 
 Granted by ``Loop.coverage``; counts only people inside the caller's row scope (the predicate
 ``ScopedPeople`` applies) and a region inside its jurisdiction. Figures are computed in SQL by
-``gateway.rules.coverage``, each only when selected; the non-enrolled are people, paged and
+``gateway.loop.coverage``, each only when selected; the non-enrolled are people, paged and
 resolved like ``persons``.
 """
 
@@ -19,8 +19,8 @@ from enum import Enum
 
 import strawberry
 
-from gateway.errors import BadUserInput
-from gateway.rules import coverage as rules
+from gateway.domain.errors import BadUserInput
+from gateway.loop import coverage as rules
 from schema.enums import ReliefCategory
 from schema.paging import PageInfo
 from schema.prefetch import prefetch_people

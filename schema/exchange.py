@@ -20,8 +20,8 @@ from strawberry.scalars import JSON
 
 from adapters.pipeline import IngestCounts as StoredCounts
 from adapters.pipeline import Ingestor, IngestResult
-from gateway.clock import as_utc
-from gateway.errors import BadUserInput
+from gateway.domain.clock import as_utc
+from gateway.domain.errors import BadUserInput
 from gateway.storage.exchange import AnomalyCriteria, BatchCriteria
 from schema.enums import Department
 from schema.paging import PageInfo

@@ -43,7 +43,8 @@ from graphql import (
 from graphql.language import DirectiveNode
 from strawberry.extensions import SchemaExtension
 
-from gateway.errors import BadUserInput, QueryTooComplex
+from gateway.domain.errors import BadUserInput, QueryTooComplex
+from gateway.domain.settings import Settings
 from schema.cost import DEFAULT_LIST_ESTIMATE, DEFAULT_LIST_ESTIMATES, CostModel, estimate_cost
 from schema.cost import page_variables as find_page_variables
 
@@ -53,7 +54,7 @@ TOKEN_LIMIT_MESSAGE = "Document contains more than"  # noqa: S105 - an error tex
 
 @dataclass(frozen=True)
 class QueryLimits:
-    """The limits one schema enforces (from Settings: ``Settings.query_limits``)."""
+    """The limits one schema enforces (``QueryLimits.from_settings``)."""
 
     max_depth: int = 10
     max_aliases: int = 50
@@ -64,6 +65,20 @@ class QueryLimits:
     max_page_size: int = 200
     list_estimates: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_LIST_ESTIMATES))
     default_list_estimate: int = DEFAULT_LIST_ESTIMATE
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> QueryLimits:
+        """RELIEF_MAX_QUERY_* and friends; cost estimates on top of the defaults."""
+        return cls(
+            max_depth=settings.max_query_depth,
+            max_aliases=settings.max_query_aliases,
+            max_tokens=settings.max_query_tokens,
+            max_directives=settings.max_query_directives,
+            max_operations=settings.max_operations,
+            max_cost=settings.max_query_cost,
+            max_page_size=settings.max_page_size,
+            list_estimates={**DEFAULT_LIST_ESTIMATES, **settings.query_cost_estimates},
+        )
 
     @property
     def cost_model(self) -> CostModel:

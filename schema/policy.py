@@ -27,7 +27,7 @@ from authz.decision import Effect
 from authz.effects import cells_of, effect_changes, grid_cells, grid_rows
 from authz.store import PolicyLine as StoredLine
 from authz.store import subject_region
-from gateway.errors import BadUserInput
+from gateway.domain.errors import BadUserInput
 from schema.enums import FieldEffect
 from schema.paging import PageInfo
 from schema.types import Ctx

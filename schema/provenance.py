@@ -9,7 +9,7 @@ from typing import Any
 
 import strawberry
 
-from gateway.clock import as_utc
+from gateway.domain.clock import as_utc
 from schema.enums import Department
 
 

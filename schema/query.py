@@ -10,8 +10,8 @@ from datetime import date
 import strawberry
 
 from authz.decision import Effect
-from gateway.errors import BadUserInput
-from gateway.identity import validate_id_number
+from gateway.domain.errors import BadUserInput
+from gateway.domain.id_numbers import validate_id_number
 from gateway.storage.people import PersonCriteria
 from schema import audit as audit_fields
 from schema import chain, exchange, policy

@@ -1,7 +1,7 @@
 """``Person.effectiveRelief(on, dischargedOn)``: the relief identity on a date and the benefit
 level that applies, under the configured province's rule (DOMAIN.md rules 5 and 6).
 
-The rules are in ``gateway.rules.relief``; this module loads the person's relief statuses
+The rules are in ``gateway.loop.relief``; this module loads the person's relief statuses
 (and, when asked, the year's enrollments) through the request's batch loaders, so a page of
 people costs one query per relation, and shapes the answer for a settlement clerk.
 
@@ -24,8 +24,8 @@ from typing import Any
 import strawberry
 from strawberry.types import Info
 
-from gateway.errors import Forbidden
-from gateway.rules.relief import (
+from gateway.domain.errors import Forbidden
+from gateway.loop.relief import (
     STAY_TEXT,
     SUBSIDY_TEXT,
     TIES_TEXT,

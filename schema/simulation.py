@@ -2,7 +2,7 @@
 as a subject under the version in force and under a proposal and shows the difference (shapes,
 never values); ``explainAccess`` says, for one audited request, which policy lines granted or
 denied each field and row scope. Officer-only (FORBIDDEN for anyone else), within the officer's
-jurisdiction. Thin resolvers over ``gateway.simulate`` and ``authz.explain``.
+jurisdiction. Thin resolvers over ``schema.simulator`` and ``authz.explain``.
 """
 
 from __future__ import annotations
@@ -21,16 +21,16 @@ from authz.decision import Effect
 from authz.explain import Explanation, NumberedLine, explain_access
 from authz.offline import OfflinePolicy
 from authz.store import subject_region
-from gateway.auth import Principal as Caller
-from gateway.clock import as_utc
-from gateway.domain import Department as DepartmentCode
-from gateway.domain import Level as LevelCode
-from gateway.errors import BadUserInput, Forbidden
-from gateway.purpose import purpose_labels
-from gateway.simulate import is_simulated, simulate, simulated_principal
+from gateway.domain.clock import as_utc
+from gateway.domain.departments import Department as DepartmentCode
+from gateway.domain.departments import Level as LevelCode
+from gateway.domain.errors import BadUserInput, Forbidden
+from gateway.domain.principal import Principal as Caller
+from gateway.domain.purposes import purpose_labels
 from gateway.storage.audit_log import AuditCriteria, AuditLogReader
 from schema.enums import Department, FieldEffect, Level
 from schema.policy import FieldEffectChange, PolicyAction, PolicyLine
+from schema.simulator import is_simulated, simulate, simulated_principal
 from schema.types import Ctx
 
 if TYPE_CHECKING:

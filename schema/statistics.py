@@ -4,7 +4,7 @@ Granted by the operation ``Statistics.read`` alone: a subject with no person-lev
 (big_data) may use it. The figures cover the caller's jurisdiction (``regionPrefix`` narrows
 it), every count of people from 1 to 4 is published as null with ``suppressed: true``, and
 secondary suppression keeps totals from giving a suppressed cell away; see
-``gateway.rules.statistics``. Reading statistics touches no person, so it writes no audit entry.
+``gateway.loop.statistics``. Reading statistics touches no person, so it writes no audit entry.
 
     query {
       statistics(groupBy: COUNTY) {
@@ -25,8 +25,8 @@ from typing import Annotated
 
 import strawberry
 
-from gateway.domain import Level
-from gateway.rules import statistics as aggregates
+from gateway.domain.departments import Level
+from gateway.loop import statistics as aggregates
 from schema.enums import Department, ReliefCategory, TaskKind
 from schema.types import Ctx
 

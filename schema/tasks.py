@@ -1,6 +1,6 @@
 """The closed loop's tasks in GraphQL: ``tasks`` (what is pushed to my department, most urgent
 first) and ``answerTask`` (answer one within its deadline; a recognition creates the relief
-status). Rules, scoping and writes are in ``gateway.rules.tasks``; these are thin resolvers.
+status). Rules, scoping and writes are in ``gateway.loop.tasks``; these are thin resolvers.
 
 Granted by policy (``Loop.tasks``, ``Loop.answerTask``, action ``call``), then narrowed in SQL to
 the caller's department and jurisdiction; ``Loop.otherDepartments`` (the hub, medical
@@ -18,9 +18,9 @@ from typing import Any
 
 import strawberry
 
-from gateway.errors import BadUserInput, Forbidden
-from gateway.rules import tasks as rules
-from gateway.rules.tasks import DepartmentTasks, TaskCriteria
+from gateway.domain.errors import BadUserInput, Forbidden
+from gateway.loop import tasks as rules
+from gateway.loop.tasks import DepartmentTasks, TaskCriteria
 from schema.enums import Department, ReliefCategory, TaskKind
 from schema.paging import PageInfo
 from schema.types import Ctx, Person, as_person

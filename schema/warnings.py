@@ -1,7 +1,7 @@
 """High-cost warnings in GraphQL (``warnings``): who crossed which rule, with which figure,
 and what was pushed to whom (DOMAIN.md rule 7, 001 §4, 002 §3, 004 §2).
 
-Granted by policy (``Loop.warnings``) and narrowed in SQL by ``gateway.rules.warnings``: the
+Granted by policy (``Loop.warnings``) and narrowed in SQL by ``gateway.loop.warnings``: the
 caller's jurisdiction, and only the warnings pushed to its own department unless it may see
 other departments' work (``Loop.otherDepartments``: medical insurance, the hub). The person
 goes through the caller's row scope (``ScopedPeople``); the figure is cost data and is released
@@ -20,8 +20,8 @@ from typing import Any
 
 import strawberry
 
-from gateway.errors import BadUserInput
-from gateway.rules.warnings import WarningCriteria, WarningReader
+from gateway.domain.errors import BadUserInput
+from gateway.loop.warnings import WarningCriteria, WarningReader
 from schema.enums import Level
 from schema.paging import PageInfo
 from schema.tasks import Task

@@ -10,7 +10,7 @@ Test modules import the fixture they use::
     from tests.exchange_support import exchange_gateway  # noqa: F401
 
 People are synthetic: invented names (测试甲 …), ID numbers from
-:func:`gateway.identity.make_id_number` with real county codes.
+:func:`gateway.domain.id_numbers.make_id_number` with real county codes.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from typing import Any
 import pytest
 from sqlalchemy import delete, func, insert, select
 
-from gateway import clock
-from gateway.clock import now_utc
-from gateway.identity import make_id_number
+from gateway.domain import clock
+from gateway.domain.clock import now_utc
+from gateway.domain.id_numbers import make_id_number
 from gateway.storage.models import (
     Anomaly,
     AuditEntry,

@@ -26,7 +26,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from gateway.records import (
+from gateway.domain.records import (
     CostBurdenRecord,
     EnrollmentRecord,
     HouseholdBundle,

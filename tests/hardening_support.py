@@ -15,9 +15,11 @@ from typing import Any
 
 import httpx
 
-from gateway.app import create_app
-from gateway.trusted_documents import TrustedDocuments
+from gateway.http.app import create_app
+from gateway.runtime.rate_limit import RateLimiter
+from gateway.runtime.trusted_documents import TrustedDocuments
 from schema import build_schema
+from schema.limits import QueryLimits
 from tests.harness import Harness
 
 CHINESE = re.compile(r"[\u4e00-\u9fff]")
@@ -30,8 +32,10 @@ async def variant(harness: Harness, **overrides: Any) -> AsyncIterator[httpx.Asy
     runtime = dataclasses.replace(
         harness.runtime,
         settings=settings,
-        schema=build_schema(production=settings.is_production, limits=settings.query_limits),
-        rate_limiter=settings.rate_limiter(),
+        schema=build_schema(
+            production=settings.is_production, limits=QueryLimits.from_settings(settings)
+        ),
+        rate_limiter=RateLimiter.from_settings(settings),
         trusted_documents=TrustedDocuments.load(settings.trusted_documents_dir),
     )
     transport = httpx.ASGITransport(app=create_app(runtime))

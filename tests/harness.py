@@ -16,14 +16,14 @@ from typing import Any
 
 import httpx
 
-from gateway import clock
-from gateway.app import create_app
-from gateway.records import HouseholdBundle, PersonRecord
-from gateway.runtime import Runtime
-from gateway.settings import load_settings
+from gateway.domain import clock
+from gateway.domain.records import HouseholdBundle, PersonRecord
+from gateway.domain.settings import load_settings
+from gateway.domain.synthetic import generate_population
+from gateway.http.app import create_app
+from gateway.runtime.parts import Runtime
 from gateway.storage.migrate import upgrade_to_head
 from gateway.storage.writer import write_bundles
-from gateway.synthetic import generate_population
 
 SEED_PERSONS = 900
 SEED = 20261123

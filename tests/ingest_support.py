@@ -1,19 +1,19 @@
 """Fixtures and builders for the ingest tests (``tests/test_ingest_*.py``, ``test_mapping.py``).
 
-Every test gets an empty, migrated database on each backend (SQLite and a throw-away
-PostgreSQL) and a vault with a fresh keyring. The database is migrated once per test module and
-emptied before each test, which is what a new database is, at a fraction of the cost.
+Every test gets an empty, migrated database on each backend (SQLite and a throw-away PostgreSQL) and
+a vault with a fresh keyring. The database is migrated once per test module and emptied before each
+test, which is what a new database is, at a fraction of the cost.
 
-People are synthetic: names such as 测试甲, ID numbers from :func:`gateway.identity.make_id_number`
-with real county codes from ``gateway/data/regions.json``. Department files are written the way
-departments send them (CSV in any encoding, XLSX with a title row, JSON Lines) by the writers in
-:mod:`adapters.samples`, and loaded through :class:`adapters.pipeline.Ingestor`, the public
-entry point the CLI and the GraphQL push use.
+People are synthetic: names such as 测试甲, ID numbers from
+:func:`gateway.domain.id_numbers.make_id_number` with real county codes from
+``gateway/data/regions.json``. Department files are written the way departments send them (CSV in
+any encoding, XLSX with a title row, JSON Lines) by the writers in :mod:`adapters.samples`, and
+loaded through :class:`adapters.pipeline.Ingestor`, the public entry point the CLI and the GraphQL
+push use.
 
 Test modules import the fixtures they use::
 
-    from tests.ingest_support import db_fixture, ingest_database_fixture  # noqa: F401
-"""
+from tests.ingest_support import db_fixture, ingest_database_fixture # noqa: F401"""
 
 from __future__ import annotations
 
@@ -35,9 +35,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from adapters.mapping import Feed, load_feeds
 from adapters.pipeline import CHUNK_ROWS, REPORT_HEADER, Ingestor, IngestResult, RejectionReport
 from adapters.samples import write_csv, write_jsonl, write_xlsx
-from gateway import clock, regions
 from gateway.crypto import FieldCipher, Keyring
-from gateway.identity import make_id_number
+from gateway.domain import clock, regions
+from gateway.domain.id_numbers import make_id_number
 from gateway.storage.engine import make_engine
 from gateway.storage.migrate import upgrade_to_head
 from gateway.storage.models import (

@@ -7,7 +7,7 @@ A pytest plugin (loaded by ``tests/conftest.py``) that, for the whole session:
   files, pushed records, fixtures: whatever entered storage through the one cipher), plus the
   people of the default synthetic populations that CLI subprocesses seed themselves;
 * sends **every log record of every logger** to ``<run dir>/pytest.jsonl`` through the
-  gateway's production formatter (``gateway.logging_setup.JsonFormatter``), with the
+  gateway's production formatter (``gateway.http.logs.JsonFormatter``), with the
   gateway's own loggers at DEBUG and the rest at INFO (the test's HTTP client, ``httpx`` and
   ``httpcore``, is not the gateway and stays at WARNING: its lines are the caller's URLs);
 * gives every ``relief-gateway`` subprocess a ``RELIEF_LOG_FILE`` in the same run directory
@@ -167,7 +167,7 @@ class LogScan:
 
     def install(self) -> None:
         from gateway.crypto import FieldCipher
-        from gateway.logging_setup import JsonFormatter
+        from gateway.http.logs import JsonFormatter
 
         handler = logging.FileHandler(self.session_log, encoding="utf-8")
         handler.setFormatter(JsonFormatter())
@@ -235,7 +235,7 @@ class LogScan:
         seed (their sealing happens in another process): the same generator, regenerated."""
         from datetime import date
 
-        from gateway.synthetic import generate_population
+        from gateway.domain.synthetic import generate_population
 
         today = date.fromisoformat(os.environ.get("RELIEF_TODAY", "2026-11-23"))
         for persons, provinces in ((2000, None), (200, ["shandong"])):

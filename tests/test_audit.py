@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 from sqlalchemy import delete, func, select, update
 
-from gateway import audit, cli
-from gateway.identity import make_id_number
+from gateway.cli.main import main as cli
+from gateway.domain.id_numbers import make_id_number
+from gateway.storage import audit_chain as audit
 from gateway.storage.models import AuditEntry
 from tests.harness import Harness, build_harness
 from tests.pgcluster import ThrowawayCluster

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
-from gateway.clock import CHINA_TZ, as_utc
-from gateway.identity import make_id_number
+from gateway.domain.clock import CHINA_TZ, as_utc
+from gateway.domain.id_numbers import make_id_number
 from gateway.storage.models import AuditEntry
 from tests.exchange_support import (
     audit_entries,

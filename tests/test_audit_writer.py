@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from gateway import audit
+from gateway.storage import audit_chain as audit
 from gateway.storage.models import AuditEntry
 from tests.harness import Harness, build_harness
 

@@ -13,8 +13,8 @@ import httpx
 import jwt
 import pytest
 
-from gateway.auth import TokenService
-from gateway.errors import BadUserInput, ConfigurationError
+from gateway.domain.errors import BadUserInput, ConfigurationError
+from gateway.runtime.tokens import TokenService
 from tests.harness import Harness
 
 CHINESE = re.compile(r"[\u4e00-\u9fff]")
@@ -320,7 +320,7 @@ def test_short_signing_key_is_refused() -> None:
 def test_a_verified_token_still_expires() -> None:
     """Verified tokens are cached (signature checked once); their expiry is checked on every
     use, so a cached token is refused from the second it expires."""
-    from gateway.errors import Unauthenticated
+    from gateway.domain.errors import Unauthenticated
 
     service = TokenService(b"k" * 32, "relief-gateway")
     token = service.mint(
@@ -338,7 +338,7 @@ def test_a_verified_token_still_expires() -> None:
 def test_a_cached_token_is_not_a_forgery_oracle() -> None:
     """Only tokens that verified enter the cache: a token with a changed payload and the old
     signature is refused even after the original was used."""
-    from gateway.errors import Unauthenticated
+    from gateway.domain.errors import Unauthenticated
 
     service = TokenService(b"k" * 32, "relief-gateway")
     token = service.mint(subject="clerk", dept="civil_affairs", level="county", region="370102")

@@ -17,9 +17,9 @@ import jwt
 import pytest
 
 from authz.store import default_policy_lines, parse_policy_text
-from gateway.app import create_app
-from gateway.runtime import Runtime
-from gateway.settings import Settings, load_settings
+from gateway.domain.settings import Settings, load_settings
+from gateway.http.app import create_app
+from gateway.runtime.parts import Runtime
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / ".venv" / "bin" / "relief-gateway"

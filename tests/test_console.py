@@ -13,12 +13,12 @@ import httpx
 import pytest
 from graphql import parse, validate
 
-from gateway.app import create_app
-from gateway.auth import TokenService
-from gateway.console import console_directory
 from gateway.crypto import Keyring
-from gateway.runtime import Runtime
-from gateway.settings import load_settings
+from gateway.domain.settings import load_settings
+from gateway.http.app import create_app
+from gateway.http.console import console_directory
+from gateway.runtime.parts import Runtime
+from gateway.runtime.tokens import TokenService
 from schema import build_schema
 
 CHINESE = re.compile(r"[\u4e00-\u9fff]")

@@ -31,8 +31,8 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from gateway.auth import TokenService
-from gateway.settings import load_settings
+from gateway.domain.settings import load_settings
+from gateway.runtime.tokens import TokenService
 
 pytestmark = pytest.mark.slow
 

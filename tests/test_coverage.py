@@ -32,8 +32,8 @@ from typing import Any
 import pytest
 
 from adapters.pipeline import Ingestor
-from gateway.records import PersonRecord
-from gateway.rules.coverage import Tally
+from gateway.domain.records import PersonRecord
+from gateway.loop.coverage import Tally
 from tests.harness import Harness, build_harness
 from tests.ingest_support import (
     Someone,

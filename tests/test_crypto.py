@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from gateway.crypto import DataKey, FieldCipher, IndexKey, Keyring
-from gateway.errors import ConfigurationError, DecryptionError
+from gateway.domain.errors import ConfigurationError, DecryptionError
 
 SUITES = ("aes-256-gcm+hmac-sha256", "sm4-gcm+hmac-sm3")
 EXPECTED_ALGORITHMS = {

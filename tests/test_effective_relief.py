@@ -1,4 +1,4 @@
-"""Relief identity on a date, the rules alone (``gateway.rules.relief``, DOMAIN.md rules 5, 6).
+"""Relief identity on a date, the rules alone (``gateway.loop.relief``, DOMAIN.md rules 5, 6).
 
 Held (the source department's dates) and entitled (the province's benefit dates) are different
 questions: Anhui entitles from the month after recognition (004 §3), Shanxi from the day the
@@ -16,10 +16,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.domain import RELIEF_CATEGORIES
-from gateway.errors import BadUserInput
-from gateway.rules.config import BenefitDates, ProvinceRules, load_rules
-from gateway.rules.relief import (
+from gateway.domain.departments import RELIEF_CATEGORIES
+from gateway.domain.errors import BadUserInput
+from gateway.domain.settings import Province
+from gateway.loop.config import BenefitDates, ProvinceRules, load_rules
+from gateway.loop.relief import (
     MAX_STAY_DAYS,
     Identity,
     add_months,
@@ -30,7 +31,6 @@ from gateway.rules.relief import (
     subsidised_category,
     subsidy_for_year,
 )
-from gateway.settings import Province
 
 SHANDONG = load_rules(Province.SHANDONG)
 SHANXI = load_rules(Province.SHANXI)

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
-from gateway.rules.config import load_rules
-from gateway.runtime import Runtime
-from gateway.settings import Province, load_settings
+from gateway.domain.settings import Province, load_settings
+from gateway.loop.config import load_rules
+from gateway.runtime.parts import Runtime
 from tests.exchange_support import (
     COUNTY,
     Someone,

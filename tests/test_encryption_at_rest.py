@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select, update
 
 from gateway.crypto import Keyring
-from gateway.records import PersonRecord
+from gateway.domain.records import PersonRecord
 from gateway.storage.models import Person
 from tests.harness import Harness, build_harness
 from tests.pgcluster import ThrowawayCluster

@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 from sqlalchemy import insert, update
 
+from gateway.domain.workdays import add_working_days
 from gateway.storage.models import IngestBatch
-from gateway.workdays import add_working_days
 from schema.exchange import MAX_PUSH_RECORDS
 from tests.exchange_support import (
     ANOMALIES,

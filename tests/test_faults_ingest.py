@@ -49,9 +49,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.pipeline import CHUNK_ROWS, database_problem
 from adapters.samples import IDENTITY_HEADERS, identity_rows, write_csv
-from gateway import clock
-from gateway.cli import main
+from gateway.cli.main import main
 from gateway.crypto import Keyring
+from gateway.domain import clock
+from gateway.domain.synthetic import generate_population
 from gateway.storage.engine import make_engine
 from gateway.storage.migrate import upgrade_to_head
 from gateway.storage.models import (
@@ -63,7 +64,6 @@ from gateway.storage.models import (
     ReliefStatus,
     Task,
 )
-from gateway.synthetic import generate_population
 from tests._pg_fixture import postgres_required
 from tests.pgcluster import ThrowawayCluster, find_postgres_bindir
 
@@ -155,7 +155,7 @@ async def ingest_in_process(
     *,
     as_json: bool = True,
 ) -> Ran:
-    """The same command through ``gateway.cli.main`` (in a thread: it runs its own loop)."""
+    """The same command through ``gateway.cli.main.main`` (in a thread: it runs its own loop)."""
     argv = [*_argv(path)[1:], "--data-dir", str(data_dir), "--database-url", url]
     if not as_json:
         argv.remove("--json")
@@ -561,7 +561,7 @@ async def test_sqlite_disk_full_keeps_nothing_half_written(
         pages = int((await connection.execute(text("PRAGMA page_count"))).scalar() or 0)
     await probe.dispose()
 
-    import gateway.runtime
+    import gateway.runtime.parts
 
     def full_disk_engine(database_url: str, **kwargs: Any) -> AsyncEngine:
         engine = make_engine(database_url, **kwargs)
@@ -575,7 +575,7 @@ async def test_sqlite_disk_full_keeps_nothing_half_written(
 
         return engine
 
-    monkeypatch.setattr(gateway.runtime, "make_engine", full_disk_engine)
+    monkeypatch.setattr(gateway.runtime.parts, "make_engine", full_disk_engine)
     refused = await ingest_in_process(data_dir, url, small, capsys)
     monkeypatch.undo()
 

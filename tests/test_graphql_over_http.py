@@ -1,4 +1,4 @@
-"""Conformance with the GraphQL over HTTP specification (gateway.graphql_over_http): media-type
+"""Conformance with the GraphQL over HTTP specification (gateway.http.graphql_over_http): media-type
 negotiation, ``application/graphql-response+json`` with its status codes, the legacy
 ``application/json`` behaviour, 406 for an unsupported Accept, 400 for a missing document."""
 
@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.graphql_over_http import GRAPHQL_RESPONSE_JSON, JSON, response_media_type
+from gateway.http.graphql_over_http import GRAPHQL_RESPONSE_JSON, JSON, response_media_type
 from tests.hardening_support import ME, codes, headers
 from tests.harness import Harness
 

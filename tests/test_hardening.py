@@ -17,8 +17,8 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from gateway.runtime import Runtime
-from gateway.settings import load_settings
+from gateway.domain.settings import load_settings
+from gateway.runtime.parts import Runtime
 from gateway.storage import people
 from schema.limits import QueryLimits
 from tests.hardening_support import (
@@ -387,7 +387,9 @@ async def production(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[
 async def test_production_turns_every_limit_on(production: Harness) -> None:
     settings = production.runtime.settings
     assert settings.is_production
-    assert settings.query_limits == QueryLimits()  # depth, aliases, tokens, directives, cost
+    assert (
+        QueryLimits.from_settings(settings) == QueryLimits()
+    )  # depth, aliases, tokens, directives, cost
     limiter = production.runtime.rate_limiter
     assert limiter.subjects is not None
     assert limiter.departments is not None

@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.app import create_app
-from gateway.graphql_http import MAX_BODY_BYTES
-from gateway.runtime import load_purposes
+from gateway.domain.purposes import purpose_labels
+from gateway.http.app import create_app
+from gateway.http.graphql import MAX_BODY_BYTES
 from tests.harness import Harness, build_harness
 
 CHINESE = re.compile(r"[\u4e00-\u9fff]")
@@ -135,7 +135,7 @@ async def test_unknown_purpose_lists_known_purposes(harness: Harness) -> None:
     body = _bad_request(response)
     message = body["errors"][0]["message"]
     assert "curiosity" in message
-    for code in load_purposes():
+    for code in purpose_labels():
         assert code in message
     for code in (
         "relief_recognition",
@@ -147,7 +147,7 @@ async def test_unknown_purpose_lists_known_purposes(harness: Harness) -> None:
         assert code in message
 
 
-@pytest.mark.parametrize("purpose", sorted(load_purposes()))
+@pytest.mark.parametrize("purpose", sorted(purpose_labels()))
 async def test_known_purposes_are_accepted(harness: Harness, purpose: str) -> None:
     body = await harness.query(_auth(harness), "{ me { purpose } }", purpose=purpose)
     assert body["data"]["me"]["purpose"] == purpose

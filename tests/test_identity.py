@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from stdnum.cn import ric
 from stdnum.exceptions import ValidationError
 
-from gateway.errors import BadUserInput
-from gateway.identity import (
+from gateway.domain.errors import BadUserInput
+from gateway.domain.id_numbers import (
     PROVINCE_CODES,
     InvalidIdNumber,
     birth_date_of,

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from adapters.apply import ANOMALY_DUE_WORKING_DAYS, AnomalyKind
+from gateway.domain.workdays import add_working_days
 from gateway.storage.models import Anomaly
-from gateway.workdays import add_working_days
 from tests.ingest_support import (
     COUNTY,
     NEIGHBOUR_COUNTY,

@@ -2,7 +2,7 @@
 scripts, ``--dry-run`` that stores nothing, the rejection report next to the file, and one clear
 line with exit code 2 (never a traceback) when the command or the file cannot be used.
 
-The command runs in-process (``gateway.cli.main``, in a thread, since it runs its own event
+The command runs in-process (``gateway.cli.main.main``, in a thread, since it runs its own event
 loop) against this module's database, with the test's keyring in the data directory so the
 stored rows can be decrypted and checked.
 """
@@ -21,7 +21,7 @@ import pytest
 import sqlalchemy.exc
 
 from adapters.apply import ChunkApplier
-from gateway.cli import main
+from gateway.cli.main import main
 from gateway.storage.models import IngestBatch, Person, ReliefStatus
 from tests.ingest_support import (
     COUNTY,
@@ -298,8 +298,8 @@ async def test_unusable_command_exits_2_naming_what_is_available(
 
 
 def _with_department_names(message: str) -> str:
-    """The message with the department names the gateway uses (gateway.domain)."""
-    from gateway.domain import DEPARTMENT_NAMES_ZH, Department
+    """The message with the department names the gateway uses (gateway.domain.departments)."""
+    from gateway.domain.departments import DEPARTMENT_NAMES_ZH, Department
 
     for short, department in (
         ("民政", Department.CIVIL_AFFAIRS),

@@ -12,7 +12,7 @@ import textwrap
 import uuid
 from pathlib import Path
 
-from gateway.logging_setup import JsonFormatter
+from gateway.http.logs import JsonFormatter
 from tests import logscan
 from tests.harness import Harness
 from tests.logscan import SeededValues, scan_files

@@ -16,14 +16,14 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from authz.store import Authorizer, PolicyLine, default_policy_lines
-from gateway import clock
-from gateway.clock import now_utc
 from gateway.crypto import FieldCipher, Keyring
+from gateway.domain import clock
+from gateway.domain.clock import now_utc
+from gateway.domain.synthetic import generate_population
 from gateway.storage.engine import make_sessionmaker
 from gateway.storage.models import CasbinRule, Person, PolicyVersion
 from gateway.storage.vault import PersonVault
 from gateway.storage.writer import write_bundles
-from gateway.synthetic import generate_population
 from tests.migration_support import (  # noqa: F401
     engine,
     migrate,

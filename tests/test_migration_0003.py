@@ -18,7 +18,7 @@ from sqlalchemy import Connection, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from authz.store import Authorizer, PolicyLine, default_policy_lines, install_default_policies
-from gateway.clock import now_utc
+from gateway.domain.clock import now_utc
 from gateway.storage.engine import make_sessionmaker
 from gateway.storage.models import Base, CasbinRule, PolicyVersion
 from tests.migration_support import (  # noqa: F401

@@ -32,12 +32,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
-from gateway import metrics
-from gateway.app import create_app
-from gateway.auth import TokenService
 from gateway.crypto import Keyring
-from gateway.logging_setup import JsonFormatter
-from gateway.rules.warnings import Month, run_warnings
+from gateway.http import metrics
+from gateway.http.app import create_app
+from gateway.http.logs import JsonFormatter
+from gateway.loop.warnings import Month, run_warnings
+from gateway.runtime.tokens import TokenService
 from gateway.storage.engine import make_engine
 from tests._pg_fixture import postgres_required
 from tests.harness import Harness
@@ -240,7 +240,7 @@ async def test_unexpected_database_error_is_logged_without_parameters(
             await connection.execute(text("SELECT :v FROM no_such_table"), {"v": secret})
     except Exception:
         record = logging.LogRecord(
-            "gateway.graphql_http", logging.ERROR, __file__, 1, "unexpected", None, sys.exc_info()
+            "gateway.http.graphql", logging.ERROR, __file__, 1, "unexpected", None, sys.exc_info()
         )
     finally:
         await engine.dispose()

@@ -29,8 +29,8 @@ from sqlalchemy import func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from gateway.audit import append_entries, verify_chain
-from gateway.clock import today
+from gateway.domain.clock import today
+from gateway.storage.audit_chain import append_entries, verify_chain
 from gateway.storage.engine import make_engine
 from gateway.storage.models import AuditEntry, Person, Settlement
 from gateway.storage.partitions import SCHEMA, ensure_partitions

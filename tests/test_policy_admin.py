@@ -27,10 +27,10 @@ from authz.decision import Effect
 from authz.effects import EffectChange, effect_changes, grid_cells, grid_rows
 from authz.policy_text import policy_text
 from authz.store import PolicyLine, default_policy_lines, parse_policy_text
-from gateway.auth import Principal
-from gateway.clock import now_utc
-from gateway.domain import Department, Level
-from gateway.errors import BadUserInput, Forbidden
+from gateway.domain.clock import now_utc
+from gateway.domain.departments import Department, Level
+from gateway.domain.errors import BadUserInput, Forbidden
+from gateway.domain.principal import Principal
 from gateway.storage.models import CasbinRule, PolicyVersion
 from tests.exchange_support import exchange_gateway  # noqa: F401
 from tests.harness import Harness
@@ -282,7 +282,7 @@ async def test_an_approval_is_announced_on_postgresql(
     """``NOTIFY relief_policy, '<version>'`` at commit: what other processes reload on. SQLite
     has one process, which polls: there is no listener, and announcing is a no-op."""
     if exchange_gateway.backend != "postgres":
-        from gateway.policy_listener import announce_policy_version, listener_dsn
+        from gateway.storage.policy_listener import announce_policy_version, listener_dsn
 
         url = exchange_gateway.runtime.settings.resolved_database_url
         assert listener_dsn(url) is None
@@ -291,7 +291,7 @@ async def test_an_approval_is_announced_on_postgresql(
         return
     import asyncpg  # type: ignore[import-untyped]
 
-    from gateway.policy_listener import listener_dsn
+    from gateway.storage.policy_listener import listener_dsn
 
     dsn = listener_dsn(exchange_gateway.runtime.settings.resolved_database_url)
     assert dsn is not None

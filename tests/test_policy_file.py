@@ -22,9 +22,9 @@ from authz.store import (
     read_policy_file,
     subject_region,
 )
-from gateway.auth import Principal
-from gateway.domain import Department, Level
-from gateway.errors import ConfigurationError
+from gateway.domain.departments import Department, Level
+from gateway.domain.errors import ConfigurationError
+from gateway.domain.principal import Principal
 
 CHINESE = re.compile(r"[\u4e00-\u9fff]")
 HEADER = "# 测试策略\np, civil_affairs:*, Person.name, read, *\n"  # lines 1-2 are fine

@@ -30,17 +30,17 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from authz.store import Authorizer
-from gateway.auth import TokenService
-from gateway.clock import now_utc
-from gateway.policy_listener import (
+from gateway.domain.clock import now_utc
+from gateway.domain.settings import load_settings
+from gateway.runtime.tokens import TokenService
+from gateway.storage.engine import make_engine
+from gateway.storage.models import PolicyVersion
+from gateway.storage.policy_listener import (
     APPLICATION_NAME,
     PolicyListener,
     announce_policy_version,
     listener_dsn,
 )
-from gateway.settings import load_settings
-from gateway.storage.engine import make_engine
-from gateway.storage.models import PolicyVersion
 from tests.pgcluster import ThrowawayCluster
 
 ROOT = Path(__file__).resolve().parent.parent

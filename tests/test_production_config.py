@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.auth import TokenService
 from gateway.crypto import Keyring
+from gateway.runtime import production
+from gateway.runtime.tokens import TokenService
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / ".venv" / "bin" / "relief-gateway"
@@ -139,7 +140,7 @@ def test_serve_refuses_bad_operations_settings(data_dir: Path) -> None:
 def test_sound_production_settings_pass_the_checks(data_dir: Path) -> None:
     """The same settings with nothing wrong: the checks pass (``migrate`` runs them too via
     ``Runtime``-free paths, so ask the settings directly, as ``serve`` does first)."""
-    from gateway.settings import load_settings
+    from gateway.domain.settings import load_settings
 
     previous = os.environ.pop("RELIEF_TODAY", None)
     try:
@@ -150,7 +151,7 @@ def test_sound_production_settings_pass_the_checks(data_dir: Path) -> None:
             database_url=f"sqlite+aiosqlite:///{data_dir / 'relief.db'}",
             metrics_allow="10.20.0.0/16, fd00::/8",
         )
-        settings.check_production()
+        production.check(settings)
     finally:
         if previous is not None:
             os.environ["RELIEF_TODAY"] = previous

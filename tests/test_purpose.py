@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import delete, insert, select, update
 
 from authz.store import lines_json
-from gateway.clock import now_utc
+from gateway.domain.clock import now_utc
 from gateway.storage.models import CasbinRule, PolicyVersion
 from tests.exchange_support import (
     exchange_gateway,  # noqa: F401 - the module's own gateway (fixture)

@@ -1,4 +1,4 @@
-"""Rate limits per subject and per department (gateway.rate_limit): over the limit HTTP 429,
+"""Rate limits per subject and per department (gateway.runtime.rate_limit): over the limit HTTP 429,
 ``RATE_LIMITED`` and ``Retry-After``; other callers still served; on in production only by
 default; each process counts its own requests (README "Hardening")."""
 
@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.auth import Principal
-from gateway.domain import Department, Level
-from gateway.errors import RateLimited
-from gateway.rate_limit import PRODUCTION_DEPARTMENT, PRODUCTION_SUBJECT, Rate, RateLimiter
-from gateway.settings import load_settings
+from gateway.domain.departments import Department, Level
+from gateway.domain.errors import RateLimited
+from gateway.domain.principal import Principal
+from gateway.domain.settings import load_settings
+from gateway.runtime.rate_limit import PRODUCTION_DEPARTMENT, PRODUCTION_SUBJECT, Rate, RateLimiter
 from tests.hardening_support import ME, post, refused, served, variant
 from tests.harness import Harness
 
@@ -89,16 +89,16 @@ def test_rates_must_be_positive(per_second: float, burst: int) -> None:
 def test_off_in_development_on_in_production_zero_turns_off(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    development = load_settings().rate_limiter()
+    development = RateLimiter.from_settings(load_settings())
     assert not development.enabled
-    production = load_settings(env="production").rate_limiter()
+    production = RateLimiter.from_settings(load_settings(env="production"))
     assert production.subjects is not None
     assert production.subjects.rate == PRODUCTION_SUBJECT
     assert production.departments is not None
     assert production.departments.rate == PRODUCTION_DEPARTMENT
     monkeypatch.setenv("RELIEF_RATE_LIMIT_SUBJECT", "0")
     monkeypatch.setenv("RELIEF_RATE_LIMIT_DEPARTMENT", "50")
-    configured = load_settings(env="production").rate_limiter()
+    configured = RateLimiter.from_settings(load_settings(env="production"))
     assert configured.subjects is None
     assert configured.departments is not None
     assert configured.departments.rate == Rate(50, 100)  # burst: twice the rate

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from gateway.domain import RELIEF_CATEGORIES, Department, Level
-from gateway.errors import ConfigurationError
-from gateway.rules.config import BenefitDates, Measure, Population, load_rules
-from gateway.runtime import Runtime
-from gateway.settings import Province, load_settings
+from gateway.domain.departments import RELIEF_CATEGORIES, Department, Level
+from gateway.domain.errors import ConfigurationError
+from gateway.domain.settings import Province, load_settings
+from gateway.loop.config import BenefitDates, Measure, Population, load_rules
+from gateway.runtime.parts import Runtime
 
 # --------------------------------------------------------------------------- shipped rules
 

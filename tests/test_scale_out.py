@@ -20,8 +20,8 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from gateway.auth import TokenService
-from gateway.settings import load_settings
+from gateway.domain.settings import load_settings
+from gateway.runtime.tokens import TokenService
 from gateway.storage.engine import make_engine
 from gateway.storage.models import AuditEntry
 from tests.pgcluster import ThrowawayCluster

@@ -11,7 +11,7 @@ from graphql import (
 )
 
 from authz.resources import GUARDED_FIELDS
-from gateway.domain import RELIEF_CATEGORIES, Department
+from gateway.domain.departments import RELIEF_CATEGORIES, Department
 from schema import build_schema
 from schema.fields import FIELDS
 from tests.expectations import ALWAYS_READABLE

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import delete, insert
 
-from gateway.clock import now_utc
-from gateway.identity import make_id_number
-from gateway.records import HouseholdBundle, HouseholdRecord, PersonRecord
+from gateway.domain.clock import now_utc
+from gateway.domain.id_numbers import make_id_number
+from gateway.domain.records import HouseholdBundle, HouseholdRecord, PersonRecord
 from gateway.storage.models import CasbinRule, PolicyVersion
 from gateway.storage.writer import write_bundles
 from tests.harness import Harness, build_harness

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from gateway.serving import tcp_listener
+from gateway.http.serving import tcp_listener
 
 
 async def _accepted_nodelay(listener: socket.socket) -> int:

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from gateway import clock
-from gateway.auth import TokenService
 from gateway.crypto import Keyring
-from gateway.errors import ConfigurationError
-from gateway.runtime import Runtime
-from gateway.settings import Settings, load_settings
+from gateway.domain import clock
+from gateway.domain.errors import ConfigurationError
+from gateway.domain.settings import Settings, load_settings
+from gateway.runtime.parts import Runtime
+from gateway.runtime.tokens import TokenService
 from tests.harness import Harness
 
 SQLITE = "sqlite+aiosqlite:////tmp/unused.db"

@@ -46,10 +46,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import insert, select
 
-from gateway.clock import CHINA_TZ, as_utc, now_utc
-from gateway.domain import Level
-from gateway.errors import BadUserInput, Forbidden
-from gateway.rules.statistics import Group, Key, column_groups, statistics_scope, suppress
+from gateway.domain.clock import CHINA_TZ, as_utc, now_utc
+from gateway.domain.departments import Level
+from gateway.domain.errors import BadUserInput, Forbidden
+from gateway.domain.synthetic import generate_population
+from gateway.loop.statistics import Group, Key, column_groups, statistics_scope, suppress
 from gateway.storage.models import (
     AuditEntry,
     CostWarning,
@@ -61,7 +62,6 @@ from gateway.storage.models import (
     WarningRun,
 )
 from gateway.storage.writer import write_bundles
-from gateway.synthetic import generate_population
 from tests.exchange_support import (
     TODAY,
     Someone,

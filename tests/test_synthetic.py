@@ -13,10 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from stdnum.cn import ric
 
-from gateway import regions
-from gateway.identity import birth_date_of, gender_of, make_id_number, validate_id_number
-from gateway.records import HouseholdBundle, PersonRecord, ReliefStatusRecord
-from gateway.synthetic import generate_population
+from gateway.domain import regions
+from gateway.domain.id_numbers import birth_date_of, gender_of, make_id_number, validate_id_number
+from gateway.domain.records import HouseholdBundle, PersonRecord, ReliefStatusRecord
+from gateway.domain.synthetic import generate_population
 
 TODAY = date(2026, 3, 15)
 YEARS = (2025, 2026)

@@ -1,4 +1,4 @@
-"""Verification tasks and deadlines (DOMAIN.md rule 3; ``gateway.rules.tasks``).
+"""Verification tasks and deadlines (DOMAIN.md rule 3; ``gateway.loop.tasks``).
 
 004 §1: medical insurance checks enrollment and marks the identities of a list within 5
 working days of receiving it. So a completed identities batch of civil affairs or rural
@@ -25,9 +25,11 @@ from sqlalchemy import select
 
 from adapters.mapping import load_feeds
 from adapters.pipeline import Ingestor, IngestResult
-from gateway import clock
-from gateway.rules.config import load_rules
-from gateway.rules.tasks import (
+from gateway.domain import clock
+from gateway.domain.settings import Province
+from gateway.domain.workdays import add_working_days, is_working_day
+from gateway.loop.config import load_rules
+from gateway.loop.tasks import (
     TaskKind,
     TaskState,
     due_soon_until,
@@ -36,9 +38,7 @@ from gateway.rules.tasks import (
     task_state,
     working_days_left,
 )
-from gateway.settings import Province
 from gateway.storage.models import Task
-from gateway.workdays import add_working_days, is_working_day
 from tests.exchange_support import (
     Someone,
     exchange_gateway,  # noqa: F401  (the module's own gateway)

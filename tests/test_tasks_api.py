@@ -25,9 +25,9 @@ from typing import Any
 import pytest
 from sqlalchemy import insert, select
 
-from gateway.clock import now_utc
+from gateway.domain.clock import now_utc
+from gateway.domain.workdays import add_working_days
 from gateway.storage.models import CostWarning, ReliefStatus, Task, WarningRun
-from gateway.workdays import add_working_days
 from tests.exchange_support import (
     COUNTY,
     NEIGHBOUR,

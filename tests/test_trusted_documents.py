@@ -1,6 +1,6 @@
-"""Trusted documents (gateway.trusted_documents): a pinned department runs only the documents it
-registered, by hash or by identical text; anything else is refused before it is parsed; other
-departments are unaffected; bad registration files stop the gateway."""
+"""Trusted documents (gateway.runtime.trusted_documents): a pinned department runs only the
+documents it registered, by hash or by identical text; anything else is refused before it is
+parsed; other departments are unaffected; bad registration files stop the gateway."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.errors import ConfigurationError
-from gateway.trusted_documents import TrustedDocuments, document_hash
+from gateway.domain.errors import ConfigurationError
+from gateway.runtime.trusted_documents import TrustedDocuments, document_hash
 from tests.hardening_support import codes, headers, post, refused, served, variant
 from tests.harness import Harness
 

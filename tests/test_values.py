@@ -30,8 +30,8 @@ from adapters.values import (
     parse_year,
     text,
 )
-from gateway import regions
-from gateway.identity import make_id_number
+from gateway.domain import regions
+from gateway.domain.id_numbers import make_id_number
 
 TODAY = date(2026, 3, 15)
 ID_NUMBER = make_id_number("370102", date(1990, 3, 7), 12)  # 370102199003070120

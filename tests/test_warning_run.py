@@ -35,19 +35,21 @@ from typing import Any
 import pytest
 from sqlalchemy import delete, func, select, update
 
-from gateway.cli import main
-from gateway.errors import BadUserInput, ConfigurationError
-from gateway.identity import make_id_number
-from gateway.records import (
+from gateway.cli.main import main
+from gateway.domain.errors import BadUserInput, ConfigurationError
+from gateway.domain.id_numbers import make_id_number
+from gateway.domain.records import (
     CostBurdenRecord,
     HouseholdBundle,
     HouseholdRecord,
     PersonRecord,
     ReliefStatusRecord,
 )
-from gateway.rules.config import Population, ProvinceRules, WarningRule, load_rules
-from gateway.rules.warnings import Month, parse_month, previous_month, run_warnings
-from gateway.settings import Province
+from gateway.domain.settings import Province
+from gateway.domain.synthetic import generate_population
+from gateway.domain.workdays import add_working_days
+from gateway.loop.config import Population, ProvinceRules, WarningRule, load_rules
+from gateway.loop.warnings import Month, parse_month, previous_month, run_warnings
 from gateway.storage.models import (
     CostBurden,
     CostWarning,
@@ -61,8 +63,6 @@ from gateway.storage.models import (
     WarningRun,
 )
 from gateway.storage.writer import write_bundles
-from gateway.synthetic import generate_population
-from gateway.workdays import add_working_days
 from tests.harness import Harness, build_harness
 from tests.pgcluster import ThrowawayCluster
 

@@ -25,8 +25,8 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-from gateway.domain import Department
-from gateway.rules.warnings import Month, run_warnings
+from gateway.domain.departments import Department
+from gateway.loop.warnings import Month, run_warnings
 from gateway.storage.models import Person
 from tests.exchange_support import audit_entries, codes, extra_policy, last_audit_id, nodes
 from tests.harness import Harness

@@ -17,10 +17,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway import workdays
-from gateway.workdays import add_working_days, calendar_covers, is_working_day
+from gateway.domain import workdays
+from gateway.domain.workdays import add_working_days, calendar_covers, is_working_day
 
-LOGGER = "gateway.workdays"
+LOGGER = "gateway.domain.workdays"
 
 
 @pytest.fixture(autouse=True)

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from gateway.crypto._keys import DataKey, Keyring
-from gateway.errors import DecryptionError
+from gateway.domain.errors import DecryptionError
 
 FORMAT_VERSION = 1
 NONCE_BYTES = 12

@@ -30,8 +30,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.clock import now_utc
-from gateway.errors import ConfigurationError
+from gateway.domain.clock import now_utc
+from gateway.domain.errors import ConfigurationError
 
 log = logging.getLogger("gateway.crypto")
 

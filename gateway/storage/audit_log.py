@@ -16,8 +16,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from gateway.audit import ChainReport, verify_chain
-from gateway.clock import beijing_day_start
+from gateway.domain.clock import beijing_day_start
+from gateway.storage.audit_chain import ChainReport, verify_chain
 from gateway.storage.models import AuditEntry, Person
 
 
@@ -33,7 +33,8 @@ class AuditCriteria:
 
 
 class AuditLogReader:
-    """Reads the audit log; never writes it (entries are appended by ``gateway.audit`` only)."""
+    """Reads the audit log; never writes it (entries are appended by
+    ``gateway.storage.audit_chain`` only)."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine

@@ -39,12 +39,12 @@ from typing import Any
 from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from gateway.clock import now_utc
-from gateway.regions import narrowest_jurisdiction
+from gateway.domain.clock import now_utc
+from gateway.domain.regions import narrowest_jurisdiction
+from gateway.domain.synthetic import household_number
 from gateway.storage.models import IngestBatch
 from gateway.storage.vault import PersonVault
 from gateway.storage.writer import MEDICAL_INSURANCE, WriteCounts
-from gateway.synthetic import household_number
 
 __all__ = ["COPY_TABLES", "CopySeedError", "copy_seed"]
 
@@ -185,7 +185,7 @@ def _chunks(
     batch_ids: dict[str, str],
     received_at: str,
 ) -> Iterator[_Chunk | _Finished]:
-    from gateway.synthetic import generate_population
+    from gateway.domain.synthetic import generate_population
 
     rows: dict[str, int] = {}
     counties: dict[str, set[str]] = {}

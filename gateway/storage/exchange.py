@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Result, Select, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.clock import beijing_day_start
+from gateway.domain.clock import beijing_day_start
 from gateway.storage.models import Anomaly, IngestBatch, PersonSource
 
 Execute = Callable[[Any], Awaitable[Result[Any]]]

@@ -40,7 +40,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.crypto import FieldCipher
-from gateway.errors import DecryptionError
+from gateway.domain.errors import DecryptionError
 from gateway.storage.models import Person
 from gateway.storage.vault import TABLE
 

@@ -8,8 +8,8 @@ import uuid
 from typing import Any
 
 from gateway.crypto import FieldCipher
-from gateway.errors import DecryptionError
-from gateway.records import PersonRecord
+from gateway.domain.errors import DecryptionError
+from gateway.domain.records import PersonRecord
 
 TABLE = "person"
 

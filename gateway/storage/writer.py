@@ -17,9 +17,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import insert, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.clock import now_utc
-from gateway.records import HouseholdBundle
-from gateway.regions import narrowest_jurisdiction
+from gateway.domain.clock import now_utc
+from gateway.domain.records import HouseholdBundle
+from gateway.domain.regions import narrowest_jurisdiction
+from gateway.domain.synthetic import household_number
 from gateway.storage.models import (
     CostBurden,
     Enrollment,
@@ -30,7 +31,6 @@ from gateway.storage.models import (
     ReliefStatus,
 )
 from gateway.storage.vault import PersonVault
-from gateway.synthetic import household_number
 
 MEDICAL_INSURANCE = "medical_insurance"  # sends enrollments and cost burdens
 

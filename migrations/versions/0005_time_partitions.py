@@ -28,7 +28,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from gateway.clock import today
+from gateway.domain.clock import today
 from gateway.storage.partitions import (
     AUDIT_LOG,
     SCHEMA,

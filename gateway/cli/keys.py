@@ -1,0 +1,227 @@
+"""``relief-gateway keys``: online rotation of the data keys (issue 6 §3).
+
+The operator's sequence, with the gateway serving throughout::
+
+    relief-gateway keys rotate              # new primary; running gateways load it within
+                                            # RELIEF_KEYRING_RELOAD_SECONDS (default 1 s)
+    relief-gateway keys reencrypt           # old ciphertexts re-sealed in batches (resumable)
+    relief-gateway keys status              # ciphertexts per key: the old key should show 0
+    relief-gateway keys retire dk-…         # refused while any ciphertext still uses the key
+
+Only key ids are printed, never key material. The blind-index key (``ik-…``) is separate and
+is not rotated by these commands: rotating it means recomputing every lookup index.
+
+Exit codes: 0 done; 1 re-encryption finished with values it could not open; 2 refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import Callable
+
+from gateway.crypto import FieldCipher, Keyring
+from gateway.domain.settings import Settings
+
+ACTIONS = ("rotate", "reencrypt", "status", "retire")
+
+
+def add_keys_command(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    keys = command(
+        "keys",
+        "数据密钥轮换: rotate 新建主密钥; reencrypt 用主密钥重新加密旧密文; "
+        "status 各密钥保护的密文数; retire 密钥ID 停用不再使用的旧密钥",
+    )
+    keys.add_argument("action", choices=ACTIONS)
+    keys.add_argument("key_id", nargs="?", help="retire: 要停用的数据密钥 ID (dk-…)")
+    keys.add_argument(
+        "--algorithm",
+        default=None,
+        help="rotate: 新密钥的算法 AES-256-GCM 或 SM4-GCM (国密); 默认沿用当前主密钥的算法",
+    )
+    keys.add_argument(
+        "--batch", type=int, default=500, help="reencrypt: 每批行数, 每批一个短事务 (默认 500)"
+    )
+    keys.add_argument(
+        "--pause",
+        type=float,
+        default=0.0,
+        help="reencrypt: 每批之间暂停的秒数, 减轻对在线服务的压力 (默认 0)",
+    )
+    keys.add_argument(
+        "--dry-run", action="store_true", help="reencrypt: 只统计需要重新加密的数量, 不写入"
+    )
+    keys.set_defaults(handler=_keys)
+
+
+def _keys(settings: Settings, args: argparse.Namespace) -> int:
+    if args.action != "retire" and args.key_id is not None:
+        print(f"错误: keys {args.action} 不接受密钥 ID 参数", file=sys.stderr)
+        return 2
+    if args.action == "rotate":
+        return _rotate(settings, args.algorithm)
+    if args.action == "reencrypt":
+        if args.batch <= 0 or args.pause < 0:
+            print("错误: --batch 必须为正整数, --pause 不能为负数", file=sys.stderr)
+            return 2
+        return asyncio.run(_reencrypt(settings, args.batch, args.pause, dry_run=args.dry_run))
+    if args.action == "status":
+        return asyncio.run(_status(settings))
+    if not args.key_id:
+        print("错误: 用法 relief-gateway keys retire 密钥ID (见 keys status)", file=sys.stderr)
+        return 2
+    return _retire(settings, args.key_id.strip())
+
+
+def _rotate(settings: Settings, algorithm: str | None) -> int:
+    with Keyring.editing(settings.keyring_path) as keyring:
+        previous = keyring.primary_id
+        key = keyring.rotate(algorithm)
+    print(f"新数据密钥 {key.key_id} ({key.algorithm}) 已设为主密钥 (原主密钥 {previous} 保留)")
+    print(
+        f"运行中的网关将在 {settings.keyring_reload_seconds:g} 秒内自动载入, 此后新写入的数据"
+        "使用新密钥; 旧密文照常可读"
+    )
+    print("下一步: relief-gateway keys reencrypt 用新密钥重新加密旧密文")
+    return 0
+
+
+def _cipher(settings: Settings) -> FieldCipher:
+    # Reloads like a gateway does: a rotation during a long re-encryption is followed.
+    keyring = Keyring.load(settings.keyring_path)
+    return FieldCipher(keyring, reload_seconds=settings.keyring_reload_seconds)
+
+
+async def _reencrypt(settings: Settings, batch: int, pause: float, *, dry_run: bool) -> int:
+    from gateway.storage.engine import make_engine
+    from gateway.storage.reencrypt import Progress, reencrypt, stale_counts
+
+    cipher = _cipher(settings)
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        if dry_run:
+            async with engine.connect() as connection:
+                rows, values = await stale_counts(connection, cipher)
+            batches = -(-rows // batch)
+            print(
+                f"演练 (未写入): 主密钥 {cipher.primary_key_id}; 需要重新加密 {values} 个字段, "
+                f"涉及 {rows} 行, 每批 {batch} 行约 {batches} 批"
+            )
+            return 0
+
+        started = time.monotonic()
+
+        def report(progress: Progress) -> None:
+            share = progress.rows_seen / progress.rows_total if progress.rows_total else 1.0
+            print(
+                f"第 {progress.batches} 批: 已检查 {progress.rows_seen}/{progress.rows_total} 行"
+                f" ({min(share, 1.0):.0%}), 已重新加密 {progress.resealed} 个字段"
+                f", 用时 {time.monotonic() - started:.1f} 秒",
+                flush=True,
+            )
+
+        async def on_batch(progress: Progress) -> None:
+            report(progress)
+            if pause:
+                await asyncio.sleep(pause)  # between transactions: no lock held meanwhile
+
+        print(f"开始重新加密: 主密钥 {cipher.primary_key_id}, 每批 {batch} 行", flush=True)
+        done = await reencrypt(engine, cipher, batch_size=batch, on_batch=on_batch)
+        async with engine.connect() as connection:
+            rows_left, values_left = await stale_counts(connection, cipher)
+    finally:
+        await engine.dispose()
+    print(
+        f"完成: 共检查 {done.rows_seen} 行, 重新加密 {done.resealed} 个字段"
+        f" ({time.monotonic() - started:.1f} 秒)"
+    )
+    if done.superseded:
+        print(f"其中 {done.superseded} 个字段在此期间已被其他写入更新 (保留新值, 未覆盖)")
+    if done.unreadable:
+        listed = ", ".join(f"{u.person_id}.{u.column}" for u in done.unreadable[:20])
+        more = " …" if len(done.unreadable) > 20 else ""
+        print(
+            f"错误: {len(done.unreadable)} 个字段无法解密 (密文损坏或密钥已不在密钥环中), "
+            f"保持原样: {listed}{more}",
+            file=sys.stderr,
+        )
+        return 1
+    if values_left:
+        print(
+            f"仍有 {values_left} 个字段 ({rows_left} 行) 不在主密钥下"
+            " (运行期间由尚未载入新密钥环的进程写入), 请再次运行"
+        )
+        return 0
+    print("所有密文均已使用主密钥; 可用 relief-gateway keys status 核对后 keys retire 旧密钥")
+    return 0
+
+
+async def _status(settings: Settings) -> int:
+    from gateway.storage.engine import make_engine
+    from gateway.storage.reencrypt import SEALED_COLUMNS, key_usage
+
+    keyring = Keyring.load(settings.keyring_path)
+    cipher = FieldCipher(keyring)
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        async with engine.connect() as connection:
+            usage = await key_usage(connection, cipher)
+    finally:
+        await engine.dispose()
+    print(f"数据密钥 ({len(keyring.data_keys)} 个, 主密钥 {keyring.primary_id}):")
+    for key_id in cipher.data_key_ids:
+        key = keyring.data_keys[key_id]
+        per_column = usage.by_key[key_id]
+        detail = ", ".join(f"{SEALED_COLUMNS[c]} {n}" for c, n in per_column.items())
+        marker = "  [主密钥]" if key_id == keyring.primary_id else ""
+        print(
+            f"  {key_id}  {key.algorithm}  创建于 {key.created_at or '未知'}  "
+            f"密文 {usage.count(key_id)} 个 ({detail}){marker}"
+        )
+    if usage.unknown_total:
+        print(f"  另有 {usage.unknown_total} 个密文的密钥不在密钥环中 (无法解密, 请检查)")
+    index = keyring.index_key
+    print(
+        f"盲索引密钥 {index.key_id} ({index.algorithm}): 独立于数据密钥, 不随 keys rotate 轮换"
+        " (轮换需要重算全部盲索引)"
+    )
+    return 0
+
+
+def _retire(settings: Settings, key_id: str) -> int:
+    from gateway.domain.errors import ConfigurationError
+    from gateway.storage.engine import make_engine
+    from gateway.storage.reencrypt import key_usage
+
+    async def in_use(keyring: Keyring) -> int:
+        engine = make_engine(settings.resolved_database_url)
+        try:
+            async with engine.connect() as connection:
+                return (await key_usage(connection, FieldCipher(keyring))).count(key_id)
+        finally:
+            await engine.dispose()
+
+    # Counted under the keyring lock: no rotation can slip in between the count and the save.
+    with Keyring.editing(settings.keyring_path) as keyring:
+        if key_id not in keyring.data_keys:
+            raise ConfigurationError(
+                f"密钥环中没有数据密钥 {key_id} (见 relief-gateway keys status)"
+            )
+        if key_id == keyring.primary_id:
+            raise ConfigurationError(
+                f"{key_id} 是当前主密钥, 不能停用; 请先 relief-gateway keys rotate"
+            )
+        count = asyncio.run(in_use(keyring))
+        if count:
+            raise ConfigurationError(
+                f"拒绝停用密钥 {key_id}: 仍有 {count} 个密文使用它, 停用后将无法解密; "
+                "请先运行 relief-gateway keys reencrypt"
+            )
+        keyring.retire(key_id)
+    print(
+        f"数据密钥 {key_id} 已从密钥环中移除; "
+        f"运行中的网关将在 {settings.keyring_reload_seconds:g} 秒内载入"
+    )
+    return 0

@@ -1,0 +1,189 @@
+"""Configuration from ``RELIEF_*`` environment variables (and matching CLI options).
+
+What production refuses to start with is checked by ``gateway.runtime.production``; settings
+know nothing of HTTP, the database or the schema.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from enum import StrEnum
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# A request body of 1,000 full records (submitRecords) is about 1.2 MB of JSON.
+MAX_BODY_BYTES = 4_000_000
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class Province(StrEnum):
+    SHANDONG = "shandong"
+    SHANXI = "shanxi"
+    ANHUI = "anhui"
+
+
+class CipherSuite(StrEnum):
+    """Which algorithms new keys use (existing keys keep the algorithm they record)."""
+
+    AES = "aes-256-gcm+hmac-sha256"
+    SM = "sm4-gcm+hmac-sm3"  # 国密, for 商用密码应用安全性评估
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RELIEF_", extra="ignore")
+
+    data_dir: Path = Path(".relief")
+    database_url: str | None = None
+    env: Environment = Environment.DEVELOPMENT
+    today: str | None = Field(default=None, description="开发环境下视为今天的日期, YYYY-MM-DD")
+    province: Province = Province.SHANDONG
+    cipher_suite: CipherSuite = CipherSuite.AES
+    token_issuer: str = "relief-gateway"  # noqa: S105 - the issuer name, not a secret
+    token_ttl_seconds: int = 8 * 3600
+    max_page_size: int = 200
+    # How often a process checks for a new policy version when no NOTIFY arrives (PostgreSQL
+    # announces approvals at once: gateway.storage.policy_listener; SQLite relies on this poll).
+    policy_refresh_seconds: float = Field(default=2.0, gt=0)
+    # How often a process checks the keyring file for a rotation made by `keys rotate` in
+    # another process (a ciphertext under a key not yet loaded triggers the check at once).
+    keyring_reload_seconds: float = Field(default=1.0, gt=0)
+    # A directory of extra feed mappings (*.toml, see adapters/mapping.py) for this deployment.
+    mappings_dir: Path | None = None
+    # Province rules overriding gateway/data/rules.toml key by key (see gateway.loop.config).
+    rules_file: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    # Hardening (README "Hardening"): every limit on by default, in production and development.
+    # Query shape, checked before execution (schema.limits, schema.cost):
+    max_query_depth: int = Field(default=10, gt=0)
+    max_query_aliases: int = Field(default=50, gt=0)
+    max_query_tokens: int = Field(default=5000, gt=0)
+    max_query_directives: int = Field(default=50, gt=0)
+    max_operations: int = Field(default=5, gt=0, description="一个文档中的操作定义数上限")
+    max_query_cost: int = Field(default=50_000, gt=0, description="一次查询预计返回对象数上限")
+    # "Type.field": expected list length, on top of schema.cost.DEFAULT_LIST_ESTIMATES (JSON).
+    query_cost_estimates: dict[str, int] = Field(default_factory=dict)
+    max_body_bytes: int = Field(default=MAX_BODY_BYTES, gt=0)
+    # Requests per second and burst, per subject and per department, in EACH gateway process
+    # (gateway.runtime.rate_limit). Unset: its PRODUCTION_* rates in production, off in
+    # development; 0: off. Burst unset: twice the rate.
+    rate_limit_subject: float | None = Field(default=None, ge=0)
+    rate_limit_subject_burst: int | None = Field(default=None, gt=0)
+    rate_limit_department: float | None = Field(default=None, ge=0)
+    rate_limit_department_burst: int | None = Field(default=None, gt=0)
+    # Frontend origins allowed to call /graphql from a browser, comma-separated; none by default.
+    cors_origins: str = ""
+    # One JSON file per pinned department: sha256 → document (gateway.runtime.trusted_documents).
+    trusted_documents_dir: Path | None = None
+
+    # Operations (README "运维 / Operations", gateway.http.logs): JSON lines in production,
+    # text in development; the gateway's loggers at log_level; log_file receives them as well.
+    log_format: str | None = None
+    log_level: str = "INFO"
+    log_file: Path | None = None
+    # GET /metrics: served to loopback and these networks only (comma-separated CIDRs, e.g.
+    # "10.20.0.0/16"); "*" serves it to anyone. Metrics carry no personal data, but they do
+    # show who calls what and how much.
+    metrics_allow: str = ""
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins_are_exact(cls, value: str) -> str:
+        for origin in _split(value):
+            # An origin is scheme://host[:port]; "*" would let any web page call the gateway.
+            if not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?", origin):
+                raise ValueError(
+                    f"RELIEF_CORS_ORIGINS 应为逗号分隔的 http(s)://主机[:端口], 收到 {origin!r}"
+                )
+        return value
+
+    @field_validator("province", mode="before")
+    @classmethod
+    def _province_is_known(cls, value: object) -> object:
+        known = [p.value for p in Province]
+        if isinstance(value, str) and value not in known:
+            raise ValueError(
+                f"RELIEF_PROVINCE 应为 {'、'.join(known)} 之一, 收到 {value!r}: 未知省份"
+            )
+        return value
+
+    @field_validator("today")
+    @classmethod
+    def _today_is_iso(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        from datetime import date
+
+        try:
+            date.fromisoformat(value)
+        except ValueError as exc:
+            raise ValueError(f"RELIEF_TODAY 必须是 YYYY-MM-DD 格式的日期, 收到 {value!r}") from exc
+        return value
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'relief.db').resolve()}"
+
+    @property
+    def resolved_rules_file(self) -> Path | None:
+        """RELIEF_RULES_FILE, else ``rules.toml`` in the data directory when there is one (the
+        deployment's own figures, e.g. this year's per-capita income, kept beside its keys)."""
+        if self.rules_file is not None:
+            return self.rules_file
+        beside = self.data_dir / "rules.toml"
+        return beside if beside.exists() else None
+
+    @property
+    def keyring_path(self) -> Path:
+        return self.data_dir / "keyring.json"
+
+    @property
+    def token_key_path(self) -> Path:
+        return self.data_dir / "token.key"
+
+    @property
+    def is_production(self) -> bool:
+        return self.env is Environment.PRODUCTION
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return _split(self.cors_origins)
+
+    @property
+    def metrics_networks(self) -> list[Network] | None:
+        """RELIEF_METRICS_ALLOW as networks (loopback always included); None means anyone
+        ("*"). Raises ValueError for a malformed network."""
+        networks: list[Network] = [
+            ipaddress.ip_network("127.0.0.0/8"),
+            ipaddress.ip_network("::1/128"),
+        ]
+        for item in (part.strip() for part in self.metrics_allow.split(",")):
+            if not item:
+                continue
+            if item == "*":
+                return None
+            networks.append(ipaddress.ip_network(item, strict=False))
+        return networks
+
+
+def _split(origins: str) -> list[str]:
+    return [origin.strip() for origin in origins.split(",") if origin.strip()]
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with explicit (CLI) overrides taking precedence."""
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    return Settings(**clean)  # type: ignore[arg-type]

@@ -1,0 +1,82 @@
+"""The Starlette application: routes and lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+
+from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from gateway.http.console import console_routes
+from gateway.http.graphiql import ASSETS_PATH, assets_directory
+from gateway.http.graphql import graphql_endpoint
+from gateway.http.ops import metrics_endpoint, start_when_possible
+from gateway.runtime.parts import Runtime
+
+
+async def healthz(_request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    try:
+        async with runtime.sessions() as session:
+            await session.execute(text("SELECT 1"))
+    except Exception:  # any database failure means not ready; the detail stays in the log
+        return JSONResponse({"ready": False, "reason": "数据库不可用"}, status_code=503)
+    if not runtime.authorizer.loaded:
+        return JSONResponse({"ready": False, "reason": "策略未加载"}, status_code=503)
+    return JSONResponse({"ready": True, "policyVersion": runtime.authorizer.version})
+
+
+def _cors(runtime: Runtime) -> list[Middleware]:
+    """Browsers may call /graphql only from the frontends named in RELIEF_CORS_ORIGINS (none by
+    default). Bearer tokens, not cookies: no credentials mode."""
+    origins = runtime.settings.cors_origin_list
+    if not origins:
+        return []
+    return [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "Accept", "X-Purpose"],
+            expose_headers=["X-Request-Id", "Retry-After"],
+            max_age=600,
+        )
+    ]
+
+
+def create_app(runtime: Runtime) -> Starlette:
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # Database not there yet: serve /healthz, 503 on /readyz, keep trying (ops_http).
+        starting = await start_when_possible(runtime)
+        yield
+        if starting is not None:
+            starting.cancel()
+            with suppress(asyncio.CancelledError):
+                await starting
+        await runtime.close()
+
+    routes: list[BaseRoute] = [
+        Route("/graphql", graphql_endpoint, methods=["GET", "POST"]),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", metrics_endpoint),
+        *console_routes(),  # security officers' console, in production too
+    ]
+    if not runtime.settings.is_production:
+        routes.append(Mount(ASSETS_PATH, StaticFiles(directory=assets_directory())))
+    app = Starlette(routes=routes, middleware=_cors(runtime), lifespan=lifespan)
+    app.state.runtime = runtime
+    return app

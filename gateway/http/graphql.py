@@ -1,0 +1,451 @@
+"""``/graphql``: GraphQL over HTTP, authenticated, one access decision per request, audited.
+
+    POST application/json      queries and (later) mutations
+    GET  ?query=…              queries only, never mutations
+    GET  (browser, dev)        GraphiQL
+
+Every data request walks: token → purpose → decision (cached) → purpose check → row predicate
+and scoped storage (``schema.scope``) → execute → errors formatted → audit entry appended.
+A request refused for its purpose (``authz.purpose``) is answered 403 before it executes and is
+not audited: it read nothing (the refusal is counted in the denial metric).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from functools import lru_cache
+from typing import Any
+
+from graphql import GraphQLError, get_operation_ast, parse
+from sqlalchemy.exc import DBAPIError
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.types import ExecutionResult
+from strawberry.types.graphql import OperationType
+
+from authz.decision import AccessDecision
+from authz.purpose import purpose_refusal
+from gateway.domain import clock
+from gateway.domain.errors import (
+    AuditUnavailable,
+    BadUserInput,
+    Forbidden,
+    GatewayError,
+    NotAcceptable,
+    PayloadTooLarge,
+    PersistedQueryNotAllowed,
+    RateLimited,
+    ServiceUnavailable,
+    Unauthenticated,
+    UnsupportedMediaType,
+)
+from gateway.domain.principal import Principal
+from gateway.domain.purposes import reads_person_data
+from gateway.domain.settings import (
+    MAX_BODY_BYTES as MAX_BODY_BYTES,  # RELIEF_MAX_BODY_BYTES default
+)
+from gateway.http import metrics
+from gateway.http.graphiql import graphiql_html
+from gateway.http.graphql_over_http import (
+    GRAPHQL_RESPONSE_JSON,
+    REQUEST_MEDIA_TYPE,
+    is_request_error,
+    response_media_type,
+)
+from gateway.http.ops import observed, set_outcome
+from gateway.runtime.parts import Runtime
+from gateway.runtime.trusted_documents import requested_hash
+from gateway.storage import audit_chain as audit
+from schema.scope import scoped_context
+
+log = logging.getLogger(__name__)
+
+NO_PURPOSE = ""
+
+
+def _error_response(error: GatewayError, status: int, request_id: str) -> JSONResponse:
+    body = {
+        "errors": [
+            {"message": error.message, "extensions": {"code": error.code, "requestId": request_id}}
+        ]
+    }
+    return JSONResponse(body, status_code=status, headers={"X-Request-Id": request_id})
+
+
+@lru_cache(maxsize=1024)
+def _operation_name(query: str, operation_name: str | None) -> str:
+    """The name the audit records: the one given, else the executed operation's own name."""
+    if operation_name:
+        return operation_name
+    try:
+        operation = get_operation_ast(parse(query), None)
+    except GraphQLError:
+        return "anonymous"
+    if operation is None or operation.name is None:
+        return "anonymous"
+    return operation.name.value
+
+
+async def graphql_endpoint(request: Request) -> Response:
+    response = await observed(request, _serve)  # counted and logged (gateway.http.ops)
+    if isinstance(response, JSONResponse) and _negotiated(request) == GRAPHQL_RESPONSE_JSON:
+        # The same JSON under the media type the client asked for (GraphQL over HTTP).
+        response.headers["content-type"] = f"{GRAPHQL_RESPONSE_JSON}; charset=utf-8"
+    return response
+
+
+def _negotiated(request: Request) -> str | None:
+    return response_media_type(request.headers.get("accept"))
+
+
+async def _serve(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    request_id = str(uuid.uuid4())
+    request.state.request_id = request_id
+    started = time.perf_counter()
+    if request.method == "GET" and _wants_ide(request):
+        if runtime.settings.is_production:
+            return JSONResponse({"errors": [{"message": "生产环境未开放 GraphiQL"}]}, 404)
+        return HTMLResponse(graphiql_html())
+    if _negotiated(request) is None:
+        refusal = NotAcceptable(f"Accept 须包含 application/json 或 {GRAPHQL_RESPONSE_JSON}")
+        return _error_response(refusal, refusal.http_status, request_id)
+    try:
+        principal = _authenticate(runtime, request)
+        request.state.principal = principal
+        runtime.rate_limiter.check(principal)
+        purpose = _purpose(runtime, request)
+        query, variables, operation_name, document_hash = await _parse(request)
+        # A department pinned to trusted documents runs only those (before parsing anything).
+        query = runtime.trusted_documents.admit(principal.department.value, query, document_hash)
+        request.state.operation = _operation_name(query, operation_name)
+    except Unauthenticated as exc:
+        set_outcome(request, "unauthenticated")
+        return _error_response(exc, 401, request_id)
+    except RateLimited as exc:
+        set_outcome(request, "rate_limited")
+        response = _error_response(exc, exc.http_status, request_id)
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+    except PersistedQueryNotAllowed as exc:
+        set_outcome(request, "forbidden")
+        return _error_response(exc, exc.http_status, request_id)
+    except BadUserInput as exc:
+        set_outcome(request, "bad_request")
+        return _error_response(exc, exc.http_status, request_id)
+
+    for attempt in (1, 2):
+        try:
+            return await _execute(
+                runtime,
+                request,
+                request_id,
+                started,
+                principal,
+                purpose,
+                query,
+                variables,
+                operation_name,
+            )
+        except (DBAPIError, OSError) as exc:
+            if attempt == 1 and _stale_connection(exc) and _is_query(query, operation_name):
+                # A pooled connection that died with a database restart fails its first
+                # statement, and SQLAlchemy then discards the whole pool: a query runs again,
+                # once, on a fresh connection (a mutation may have committed part of its work).
+                continue
+            # The database is unreachable (restarting, network): say so. The log names the
+            # kind of failure only: the exception's text carries SQL and its parameters.
+            log.warning("request %s: database unavailable (%s)", request_id, type(exc).__name__)
+            set_outcome(request, "unavailable")
+            outage = ServiceUnavailable("数据库暂时不可用, 请稍后重试")
+            return _error_response(outage, 503, request_id)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _stale_connection(exc: BaseException) -> bool:
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+@lru_cache(maxsize=256)
+def _is_query(query: str, operation_name: str | None) -> bool:
+    try:
+        operation = get_operation_ast(parse(query), operation_name)
+    except GraphQLError:
+        return False
+    return operation is not None and operation.operation.value == "query"
+
+
+async def _execute(
+    runtime: Runtime,
+    request: Request,
+    request_id: str,
+    started: float,
+    principal: Principal,
+    purpose: str,
+    query: str,
+    variables: dict[str, Any] | None,
+    operation_name: str | None,
+) -> Response:
+    allowed = {OperationType.QUERY} if request.method == "GET" else None
+    # A Core connection, not an ORM session: reads return plain rows, nothing to track.
+    async with runtime.engine.connect() as connection:
+        if _is_query(query, operation_name):
+            # A query's statements run without BEGIN/ROLLBACK round trips: under READ
+            # COMMITTED a transaction gives them no common snapshot anyway, and a read
+            # writes nothing (the audit entry has its own connection).
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
+        await runtime.authorizer.refresh(connection)
+        decision = runtime.authorizer.decision_for(principal, purpose)
+        purpose_denied = _purpose_refusal(runtime, principal, decision, query, operation_name)
+        if purpose_denied is not None:
+            # Nothing executed, nothing read: not an audit entry (a read), only a denial.
+            metrics.DENIALS.labels(department=principal.department.value, kind="purpose").inc()
+            set_outcome(request, "forbidden")
+            return _error_response(purpose_denied, 403, request_id)
+        context = scoped_context(
+            connection,
+            principal=principal,
+            purpose=purpose,
+            decision=decision,
+            request_id=request_id,
+            today=clock.today(),
+            vault=runtime.vault,
+            max_page_size=runtime.settings.max_page_size,
+            feeds=runtime.feeds,
+            engine=runtime.engine,
+            rules=runtime.rules,
+            policy_changed=runtime.authorizer.invalidate,
+        )
+        guard = context.guard
+        try:
+            result = await runtime.schema.execute(
+                query,
+                variable_values=variables,
+                context_value=context,
+                operation_name=operation_name,
+                allowed_operation_types=allowed,
+            )
+        except InvalidOperationTypeError:
+            # GraphQL over HTTP: a mutation over GET is 405, never executed.
+            set_outcome(request, "bad_request")
+            refusal = BadUserInput("GET 请求只能执行查询; 变更操作请使用 POST")
+            response = _error_response(refusal, 405, request_id)
+            response.headers["Allow"] = "POST"
+            return response
+        except CannotGetOperationTypeError:
+            # No operation by that operationName (or none at all): the caller's document.
+            set_outcome(request, "bad_request")
+            missing = BadUserInput(f"文档中没有可执行的操作 (operationName: {operation_name!r})")
+            return _error_response(missing, 400, request_id)
+    for error in result.errors or []:
+        if isinstance(error.original_error, DBAPIError | OSError):
+            # The database failed under a resolver: no partial answer, the whole request is
+            # retried by the caller (handled as an outage by graphql_endpoint).
+            raise error.original_error
+    # The read transaction is over; the response leaves only once its audit entry is durable.
+    request.state.people = len(guard.people)
+    if guard.touched_person_data or guard.people:
+        entry = audit.read_entry(
+            principal=principal,
+            purpose=purpose,
+            request_id=request_id,
+            operation=context.audit_operation or _operation_name(query, operation_name),
+            policy_version=decision.policy_version,
+            person_ids=guard.people,
+            fields={name: effect.value for name, effect in guard.released.items()},
+        )
+        try:
+            await runtime.audit.append(entry)
+        except Exception:
+            log.exception("request %s: audit entry could not be written", request_id)
+            set_outcome(request, "audit_failed")
+            withheld = AuditUnavailable(
+                "审计日志暂时无法写入, 为保证可追溯, 本次查询结果未返回; 请稍后重试"
+            )
+            return _error_response(withheld, 503, request_id)
+    body = _format_result(result, request_id)
+    set_outcome(request, "ok" if not result.errors else "errors")
+    _count_denials(principal, body)
+    status = 200
+    if _negotiated(request) == GRAPHQL_RESPONSE_JSON and is_request_error(body):
+        # GraphQL over HTTP: nothing executed (parse, validation, variables, query limits):
+        # 400 and no data under the new media type; application/json keeps 200.
+        del body["data"]
+        status = 400
+    return JSONResponse(body, status_code=status, headers={"X-Request-Id": request_id})
+
+
+def _count_denials(principal: Principal, body: dict[str, Any]) -> None:
+    denied = sum(1 for e in body.get("errors", ()) if e["extensions"]["code"] == "FORBIDDEN")
+    if denied:
+        metrics.DENIALS.labels(department=principal.department.value, kind="field").inc(denied)
+
+
+def _wants_ide(request: Request) -> bool:
+    return "query" not in request.query_params and "text/html" in request.headers.get("accept", "")
+
+
+def _authenticate(runtime: Runtime, request: Request) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("缺少令牌: 请在 Authorization 头中提供 Bearer 令牌")
+    return runtime.tokens.verify(token.strip())
+
+
+def _purpose_refusal(
+    runtime: Runtime,
+    principal: Principal,
+    decision: AccessDecision,
+    query: str,
+    operation_name: str | None,
+) -> Forbidden | None:
+    """Purpose-bound access (authz.purpose): a read of person data under a purpose that grants
+    the caller none, while another purpose would, is refused before it executes (HTTP 403)."""
+    max_tokens = runtime.settings.max_query_tokens
+    if not runtime.authorizer.purposes or not reads_person_data(query, operation_name, max_tokens):
+        return None
+    message = purpose_refusal(
+        decision,
+        lambda other: runtime.authorizer.decision_for(principal, other),
+        runtime.authorizer.purposes,
+        runtime.purposes,
+    )
+    return Forbidden(message) if message is not None else None
+
+
+def _purpose(runtime: Runtime, request: Request) -> str:
+    purpose = request.headers.get("x-purpose", NO_PURPOSE).strip()
+    if purpose and purpose not in runtime.purposes:
+        known = ", ".join(runtime.purposes)
+        raise BadUserInput(f"未知的用途 X-Purpose: {purpose!r}; 可选: {known}")
+    return purpose
+
+
+Parsed = tuple[str | None, dict[str, Any] | None, str | None, str | None]
+
+
+async def _parse(request: Request) -> Parsed:
+    """(query, variables, operationName, document hash); the query may be absent when a
+    trusted document is named by its hash (gateway.runtime.trusted_documents)."""
+    if request.method == "GET":
+        params = request.query_params
+        variables, extensions = _json_param(params, "variables"), _json_param(params, "extensions")
+        return _checked(
+            params.get("query"),
+            variables,
+            params.get("operationName"),
+            extensions,
+            params.get("documentId"),
+        )
+    content_type, _, parameters = request.headers.get("content-type", "").partition(";")
+    charset = parameters.partition("charset=")[2].strip().strip('"').lower()
+    if content_type.strip().lower() != REQUEST_MEDIA_TYPE or charset not in ("", "utf-8", "utf8"):
+        # CSRF: an HTML form (urlencoded, multipart) or a "simple" text/plain request cannot
+        # send application/json without a CORS preflight, so none of them reaches execution.
+        raise UnsupportedMediaType("请求体必须是 application/json (UTF-8)")
+    runtime: Runtime = request.app.state.runtime
+    body = await _read_body(request, runtime.settings.max_body_bytes)
+    try:
+        payload = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BadUserInput("请求体不是合法的 JSON") from None
+    if not isinstance(payload, dict):
+        # A JSON array would be a batch of operations: one operation per request.
+        raise BadUserInput("请求体应为 JSON 对象 {query, variables, operationName}; 不支持批量")
+    return _checked(
+        payload.get("query"),
+        payload.get("variables"),
+        payload.get("operationName"),
+        payload.get("extensions"),
+        payload.get("documentId"),
+    )
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refused as soon as it exceeds ``limit`` (never buffered whole first)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"请求体过大: 上限 {limit} 字节")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"请求体过大: 上限 {limit} 字节")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _json_param(params: Any, name: str) -> object:
+    raw = params.get(name)
+    try:
+        return json.loads(raw) if raw else None
+    except json.JSONDecodeError:
+        raise BadUserInput(f"{name} 不是合法的 JSON") from None
+
+
+def _checked(
+    query: object,
+    variables: object,
+    operation_name: object,
+    extensions: object = None,
+    document_id: object = None,
+) -> Parsed:
+    document_hash = requested_hash(extensions, document_id)
+    text: str | None = None
+    if isinstance(query, str) and query.strip():
+        text = query
+    elif query is not None or document_hash is None:
+        raise BadUserInput("缺少 query")
+    if variables is not None and not isinstance(variables, dict):
+        raise BadUserInput("variables 应为 JSON 对象")
+    if operation_name is not None and not isinstance(operation_name, str):
+        raise BadUserInput("operationName 应为字符串")
+    return text, variables, operation_name, document_hash
+
+
+def _is_variable_error(error: GraphQLError) -> bool:
+    return error.message.startswith("Variable '$")
+
+
+def _format_result(result: ExecutionResult, request_id: str) -> dict[str, Any]:
+    body: dict[str, Any] = {"data": result.data}
+    if result.errors:
+        body["errors"] = [_format_error(error, request_id) for error in result.errors]
+    return body
+
+
+def _format_error(error: GraphQLError, request_id: str) -> dict[str, Any]:
+    original = error.original_error
+    formatted: dict[str, Any] = {}
+    if isinstance(original, GatewayError):
+        formatted["message"] = original.message
+        code = original.code
+    elif original is None or isinstance(original, GraphQLError):
+        # Parse, validation and variable-coercion errors: the caller's query is at fault.
+        formatted["message"] = error.message
+        code = "BAD_USER_INPUT" if _is_variable_error(error) else "GRAPHQL_VALIDATION_FAILED"
+    else:
+        # Anything unexpected: no detail to the client (it could carry SQL or data).
+        log.error(
+            "request %s: unexpected %s at %s",
+            request_id,
+            type(original).__name__,
+            error.path,
+            exc_info=original,
+        )
+        formatted["message"] = f"服务器内部错误, 请联系管理员并提供请求编号 {request_id}"
+        code = "INTERNAL_SERVER_ERROR"
+    if error.locations:
+        formatted["locations"] = [
+            {"line": loc.line, "column": loc.column} for loc in error.locations
+        ]
+    if error.path:
+        formatted["path"] = error.path
+    formatted["extensions"] = {"code": code, "requestId": request_id}
+    return formatted

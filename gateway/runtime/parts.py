@@ -1,0 +1,100 @@
+"""The gateway's long-lived parts, wired once per process from the settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import strawberry
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from adapters.mapping import Feed, load_feeds
+from authz.store import Authorizer, install_default_policies
+from gateway.crypto import FieldCipher, Keyring
+from gateway.domain.purposes import purpose_labels
+from gateway.domain.settings import Settings
+from gateway.loop.config import ProvinceRules, load_rules
+from gateway.runtime import production
+from gateway.runtime.rate_limit import RateLimiter
+from gateway.runtime.tokens import TokenService
+from gateway.runtime.trusted_documents import TrustedDocuments
+from gateway.storage.audit_chain import AuditWriter
+from gateway.storage.engine import make_engine, make_sessionmaker
+from gateway.storage.policy_listener import PolicyListener, listener_dsn
+from gateway.storage.vault import PersonVault
+from schema import build_schema
+from schema.limits import QueryLimits
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    vault: PersonVault
+    tokens: TokenService
+    authorizer: Authorizer
+    schema: strawberry.Schema
+    purposes: dict[str, str]
+    audit: AuditWriter
+    feeds: dict[tuple[str, str], Feed]
+    rules: ProvinceRules
+    rate_limiter: RateLimiter
+    trusted_documents: TrustedDocuments
+    policy_listener: PolicyListener | None = field(default=None, init=False)
+
+    @classmethod
+    def create(cls, settings: Settings, *, create_keys: bool = False) -> Runtime:
+        """Open keys and database. Keys are created only when asked (``demo``); production
+        refuses to start without them (``gateway.runtime.production``)."""
+        production.check(settings)
+        if create_keys:
+            keyring = Keyring.load_or_create(settings.keyring_path, settings.cipher_suite.value)
+        else:
+            keyring = Keyring.load(settings.keyring_path)
+        tokens = TokenService.from_file(
+            settings.token_key_path, settings.token_issuer, create=create_keys
+        )
+        engine = make_engine(settings.resolved_database_url)
+        sessions = make_sessionmaker(engine)
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessions=sessions,
+            vault=PersonVault(FieldCipher(keyring, reload_seconds=settings.keyring_reload_seconds)),
+            tokens=tokens,
+            authorizer=Authorizer(engine, refresh_seconds=settings.policy_refresh_seconds),
+            schema=build_schema(
+                production=settings.is_production, limits=QueryLimits.from_settings(settings)
+            ),
+            purposes=dict(purpose_labels()),
+            audit=AuditWriter(sessions),
+            # Feed mappings are validated at start-up: a broken one stops the gateway here.
+            feeds=load_feeds([settings.mappings_dir] if settings.mappings_dir else []),
+            # So are the province rules (thresholds, ranking, benefit dates).
+            rules=load_rules(settings.province, settings.resolved_rules_file),
+            rate_limiter=RateLimiter.from_settings(settings),
+            # And the trusted documents: a hash that does not match its text stops it too.
+            trusted_documents=TrustedDocuments.load(settings.trusted_documents_dir),
+        )
+
+    async def start(self) -> None:
+        """Install the default policies on first start and load the policy in force."""
+        async with self.sessions() as session:
+            await install_default_policies(session)
+            await self.authorizer.load(session)
+        # PostgreSQL: an approval in any process reaches this one at once (LISTEN/NOTIFY).
+        dsn = listener_dsn(self.settings.resolved_database_url)
+        if dsn is not None and self.policy_listener is None:
+            self.policy_listener = PolicyListener(dsn, self._policy_announced)
+            await self.policy_listener.start()
+
+    async def _policy_announced(self) -> None:
+        self.authorizer.invalidate()
+        async with self.engine.connect() as connection:
+            await self.authorizer.refresh(connection)
+
+    async def close(self) -> None:
+        if self.policy_listener is not None:
+            await self.policy_listener.close()
+            self.policy_listener = None
+        await self.engine.dispose()
