@@ -23,7 +23,15 @@ import csv
 import hashlib
 import time
 import uuid
-from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -37,12 +45,10 @@ from adapters.apply import BatchContext, ChunkApplier, Outcome
 from adapters.mapping import Feed
 from adapters.readers import SourceRow, open_source, read_records
 from adapters.rows import CanonicalRow, Rejection, RowParser
+from gateway.domain import observers
 from gateway.domain.clock import now_utc
 from gateway.domain.errors import GatewayError
 from gateway.domain.regions import narrowest_jurisdiction
-from gateway.http import metrics
-from gateway.loop.config import ProvinceRules
-from gateway.loop.tasks import open_verification_tasks, opens_verification
 from gateway.storage.models import IngestBatch
 from gateway.storage.vault import PersonVault
 
@@ -193,13 +199,19 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+# Told, inside the transaction that completes a file, which batches now hold the file's rows
+# (the completing run and earlier runs of the same file that never completed): ``(connection,
+# feed, batch ids)``. Ingest knows nothing of what follows; the closed loop, say, opens the
+# verification tasks medical insurance owes for an identities list (gateway.loop.tasks).
+BatchCompleted = Callable[[AsyncConnection, Feed, Sequence[uuid.UUID]], Awaitable[None]]
+
+
 class Ingestor:
     """Runs one feed's batches for one submitter.
 
-    With the province's ``rules``, a completed identities batch of civil affairs or rural
-    revitalisation opens the verification tasks of medical insurance in the transaction that
-    completes it (rule 3, 004 §1; ``gateway.loop.tasks``); without them (tools, tests of the
-    pipeline alone) it opens none."""
+    ``on_completed`` is called in the transaction that completes a file, so what it writes
+    commits with the batch or not at all; without it (tools, tests of the pipeline alone)
+    nothing follows a batch."""
 
     def __init__(
         self,
@@ -211,7 +223,7 @@ class Ingestor:
         today: date,
         scope: str | None = None,
         chunk_rows: int = CHUNK_ROWS,
-        rules: ProvinceRules | None = None,
+        on_completed: BatchCompleted | None = None,
     ) -> None:
         self.engine = engine
         self.vault = vault
@@ -220,7 +232,7 @@ class Ingestor:
         self.today = today
         self.scope = scope or None
         self.chunk_rows = chunk_rows
-        self.rules = rules
+        self.on_completed = on_completed
 
     # ------------------------------------------------------------------ entry points
     async def ingest_file(
@@ -369,7 +381,12 @@ class Ingestor:
                             )
                     keep(rejected)
                     result.counts.add(counts)
-                    metrics.observe_ingest(feed_label, counts)  # committed rows only
+                    observers.ingest_rows(  # committed rows only
+                        feed_label,
+                        accepted=counts.rows_accepted,
+                        rejected=counts.rows_rejected,
+                        unchanged=counts.rows_unchanged,
+                    )
         except DATABASE_ERRORS as exc:
             # A database that refuses writes (read-only, disk full) refuses this too: the batch
             # then stays RUNNING, and the run that completes the file closes it (_finish).
@@ -527,14 +544,10 @@ class Ingestor:
             if status != "COMPLETED":
                 return region, ()
             resumed = await self._close_unfinished(connection, batch_id, sha)
-            if self.rules is not None and opens_verification(self.feed):
-                # Rule 3 (004 §1): the list reaches medical insurance with its deadline. The
-                # rows an unfinished run of this file stored are unchanged for this run, so
-                # their tasks are opened from that run (idempotent per batch and person).
-                for opened_by in (*resumed, batch_id):
-                    await open_verification_tasks(
-                        connection, opened_by, today=self.today, rules=self.rules
-                    )
+            if self.on_completed is not None:
+                # The rows an unfinished run of this file stored are unchanged for this run:
+                # they belong to that run's batch, so it is named too.
+                await self.on_completed(connection, self.feed, (*resumed, batch_id))
         return region, resumed
 
     async def _close_unfinished(

@@ -15,9 +15,10 @@ Rules (DOMAIN.md rule 10: a department pair's data-sharing list is exactly a pol
   another version is in force it can no longer be approved (STALE), because its diff was
   reviewed against lines that no longer hold;
 - an approval writes ``casbin_rule``, a new ``policy_version`` with the complete lines, and the
-  proposal's outcome in ONE transaction (PostgreSQL: under an advisory lock, and announced with
-  ``NOTIFY relief_policy`` at commit), so the two never disagree and two approvals never both
-  build on the same base.
+  proposal's outcome in ONE transaction (PostgreSQL: under an advisory lock), so the two never
+  disagree and two approvals never both build on the same base. The new version row announces
+  itself to every gateway process at commit (a trigger, migration 0006); this module knows
+  nothing of that wiring.
 
 Reads run on the request's connection (``execute``); writes in their own transactions on
 ``engine`` (the request's connection only reads).
@@ -41,7 +42,6 @@ from gateway.domain.departments import LEVEL_NAMES_ZH, Level
 from gateway.domain.errors import BadUserInput, ConfigurationError, Forbidden
 from gateway.domain.principal import Principal
 from gateway.storage.models import CasbinRule, PolicyProposal, PolicyVersion
-from gateway.storage.policy_listener import announce_policy_version
 
 Execute = Callable[[Any], Awaitable[Result[Any]]]
 
@@ -583,8 +583,6 @@ class PolicyAdmin:
                 for other, base in others.all()
             ],
         )
-        # PostgreSQL: delivered at commit to every gateway process listening.
-        await announce_policy_version(connection, version)
 
 
 def text_change(

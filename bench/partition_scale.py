@@ -37,7 +37,8 @@ QUERIES = {
         "SELECT person_id, sum(personal_burden) FROM settlement WHERE year = {year}"
         " GROUP BY person_id"
     ),
-    # The ingest's recompute: (person_id, year) IN (literal pairs), as adapters/apply.py sends.
+    # The ingest's recompute: (person_id, year) IN (literal pairs), as
+    # adapters/apply/settlements.py sends.
     "settlement: cost burden of 500 (person, year)": (
         "SELECT person_id, year, sum(personal_burden) FROM settlement"
         " WHERE (person_id, year) IN ({pairs}) GROUP BY person_id, year"

@@ -654,7 +654,7 @@ def gateway_env(data_dir: Path, database_url: str, cipher_suite: str | None) -> 
 
 def gateway_cmd() -> list[str]:
     script = Path(sys.executable).parent / "relief-gateway"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "gateway.cli.main"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "gateway.cli"]
 
 
 def run_cli(

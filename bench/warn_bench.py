@@ -117,7 +117,7 @@ def postgres_cpu_s(postmaster: int) -> float:
 def run_command(env: dict[str, str], argv: list[str]) -> dict[str, Any]:
     """``relief-gateway <argv>`` in this (fresh) process: exit code, output, wall, CPU, RSS."""
     os.environ.update(env)
-    from gateway.cli.main import main
+    from gateway.cli import main
 
     out = io.StringIO()
     started_wall, usage = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)

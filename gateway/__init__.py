@@ -18,7 +18,7 @@ The wings of ``gateway``, top to bottom; a wing imports only the wings below it 
     storage    tables, engines, scoped queries, the vault, the audit chain, policy notices
     crypto     the only code that touches key material
     domain     the words: departments, categories, ID numbers, regions, working days, the
-               clock, errors, settings, records, purposes, the caller, observers
+               clock, errors, settings, records, the caller, observers
 """
 
 __version__ = "0.1.0"

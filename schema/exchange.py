@@ -22,6 +22,7 @@ from adapters.pipeline import IngestCounts as StoredCounts
 from adapters.pipeline import Ingestor, IngestResult
 from gateway.domain.clock import as_utc
 from gateway.domain.errors import BadUserInput
+from gateway.loop.tasks import verification_opener
 from gateway.storage.exchange import AnomalyCriteria, BatchCriteria
 from schema.enums import Department
 from schema.paging import PageInfo
@@ -354,7 +355,8 @@ async def submit_records(
         submitted_by=principal.subject,
         today=context.today,
         scope=principal.region,
-        rules=context.rules,  # identities lists open verification tasks (004 §1)
+        # identities lists open medical insurance's verification tasks (004 §1)
+        on_completed=verification_opener(context.rules, context.today),
     )
     result: IngestResult = await ingestor.ingest_records(
         cast(list[dict[str, object]], records), dry_run=dry_run

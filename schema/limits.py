@@ -1,5 +1,5 @@
 """Query-shape limits against query-shaped denial of service, all on by default
-(RELIEF_MAX_QUERY_*; README "Hardening"):
+(RELIEF_MAX_QUERY_*; docs/security.md "Hardening"):
 
     limit              refused when                                       checked
     tokens             the document has more lexer tokens                 while parsing (stops)

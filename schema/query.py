@@ -23,7 +23,7 @@ from schema import warnings as warning_fields
 from schema.enums import Department, FieldEffect, Level, ReliefCategory
 from schema.paging import PageInfo
 from schema.prefetch import requested_relations
-from schema.types import Ctx, Person, as_person
+from schema.types import Ctx, FieldAccess, Person, as_person
 
 _CURSOR_PREFIX = "person:"
 
@@ -40,12 +40,6 @@ def decode_cursor(cursor: str) -> uuid.UUID:
         return uuid.UUID(hex=raw[len(_CURSOR_PREFIX) :])
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise BadUserInput("分页游标 after 无效, 请使用上一页返回的 endCursor") from None
-
-
-@strawberry.type(description="字段访问: 调用方对某个字段的权限")
-class FieldAccess:
-    field: str
-    effect: FieldEffect
 
 
 @strawberry.type(description="当前调用方及其在当前策略版本下的权限")

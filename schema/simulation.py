@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 from strawberry.scalars import JSON
@@ -26,22 +25,17 @@ from gateway.domain.departments import Department as DepartmentCode
 from gateway.domain.departments import Level as LevelCode
 from gateway.domain.errors import BadUserInput, Forbidden
 from gateway.domain.principal import Principal as Caller
-from gateway.domain.purposes import purpose_labels
 from gateway.storage.audit_log import AuditCriteria, AuditLogReader
 from schema.enums import Department, FieldEffect, Level
 from schema.policy import FieldEffectChange, PolicyAction, PolicyLine
+from schema.purposes import purpose_labels
 from schema.simulator import is_simulated, simulate, simulated_principal
-from schema.types import Ctx
-
-if TYPE_CHECKING:
-    from schema.query import FieldAccess
+from schema.types import Ctx, FieldAccess
 
 # What an officer's own request releases, as its audit entry records it: the shapes of the
 # simulated answers (no values), an explanation of another request.
 SIMULATION_SHAPES = "Simulation.shapes"
 AUDIT_EXPLANATION = "AuditLog.explanation"
-
-FieldAccessType = Annotated["FieldAccess", strawberry.lazy("schema.query")]
 
 
 @strawberry.input(description="模拟的调用方: 部门、层级、辖区、用途 (及角色)")
@@ -66,7 +60,7 @@ class SimulatedError:
 class SimulatedOutcome:
     policy_version: int = strawberry.field(description="策略版本 (申请一侧为批准后将生成的版本号)")
     row_scope: list[str] = strawberry.field(description="辖区内可见的人员范围 (策略行条件)")
-    field_access: list[FieldAccessType] = strawberry.field(description="可读 (明文或脱敏) 的字段")
+    field_access: list[FieldAccess] = strawberry.field(description="可读 (明文或脱敏) 的字段")
     people: int = strawberry.field(description="查询涉及的不同人数")
     data: JSON | None = strawberry.field(
         description="响应数据: 每个非空值替换为「已读取」或「已脱敏」, 空值保留"
@@ -145,8 +139,6 @@ def _policy_line(numbered: NumberedLine, officer: Officer) -> PolicyLine:
 
 
 def _outcome(run: outcomes.RunOutcome) -> SimulatedOutcome:
-    from schema.query import FieldAccess
-
     decision = run.decision
     return SimulatedOutcome(
         policy_version=run.policy_version,

@@ -54,9 +54,9 @@ from authz.purpose import named_purposes, purpose_refusal
 from authz.simulate import READ_MARK, RunOutcome, SimulatedError, leaf_mark
 from gateway.domain.errors import BadUserInput, Forbidden, GatewayError
 from gateway.domain.principal import Principal, check_claims
-from gateway.domain.purposes import reads_person_data
 from schema import scope as request_scope  # a module: it imports the schema, which imports us
 from schema.context import RequestContext
+from schema.purposes import reads_person_data
 
 log = logging.getLogger(__name__)
 

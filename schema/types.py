@@ -24,7 +24,14 @@ from strawberry.types import Info
 from gateway.storage.people import PersonRow
 from schema import relations
 from schema.context import RequestContext
-from schema.enums import Department, EnrollmentStatus, Gender, InsuranceType, ReliefCategory
+from schema.enums import (
+    Department,
+    EnrollmentStatus,
+    FieldEffect,
+    Gender,
+    InsuranceType,
+    ReliefCategory,
+)
 from schema.provenance import Provenance
 from schema.relief import EffectiveRelief, effective_relief
 
@@ -151,3 +158,9 @@ class Person:
 def as_person(row: PersonRow) -> Person:
     """A person row is what the ``Person`` type resolves from (see ``schema.fields``)."""
     return cast(Person, row)
+
+
+@strawberry.type(description="字段访问: 调用方对某个字段的权限")
+class FieldAccess:
+    field: str
+    effect: FieldEffect

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from sqlalchemy import delete, func, select, update
 
-from gateway.cli.main import main as cli
+from gateway import cli
 from gateway.domain.id_numbers import make_id_number
 from gateway.storage import audit_chain as audit
 from gateway.storage.models import AuditEntry

@@ -189,7 +189,7 @@ async def test_head_requests(client: httpx.AsyncClient) -> None:
 def test_console_is_packaged() -> None:
     """The files ship with the package (pyproject package-data), not only in the checkout."""
     pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text("utf-8")
-    assert '"static/console/*"' in pyproject
+    assert '"http/static/console/*"' in pyproject
 
 
 # --------------------------------------------------------------------------- the page's queries

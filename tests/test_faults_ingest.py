@@ -49,7 +49,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.pipeline import CHUNK_ROWS, database_problem
 from adapters.samples import IDENTITY_HEADERS, identity_rows, write_csv
-from gateway.cli.main import main
+from gateway.cli import main
 from gateway.crypto import Keyring
 from gateway.domain import clock
 from gateway.domain.synthetic import generate_population
@@ -155,7 +155,7 @@ async def ingest_in_process(
     *,
     as_json: bool = True,
 ) -> Ran:
-    """The same command through ``gateway.cli.main.main`` (in a thread: it runs its own loop)."""
+    """The same command through ``gateway.cli.main`` (in a thread: it runs its own loop)."""
     argv = [*_argv(path)[1:], "--data-dir", str(data_dir), "--database-url", url]
     if not as_json:
         argv.remove("--json")

@@ -1,5 +1,5 @@
-"""A hardened GraphQL surface (README "Hardening"): one test per switch, each showing the attack
-refused and the ordinary query still served.
+"""A hardened GraphQL surface (docs/security.md "Hardening"): one test per switch, each showing
+the attack refused and the ordinary query still served.
 
 Elsewhere: rate limits (tests/test_rate_limit.py), trusted documents
 (tests/test_trusted_documents.py), media types and status codes

@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.domain.purposes import purpose_labels
 from gateway.http.app import create_app
 from gateway.http.graphql import MAX_BODY_BYTES
+from schema.purposes import purpose_labels
 from tests.harness import Harness, build_harness
 
 CHINESE = re.compile(r"[\u4e00-\u9fff]")

@@ -2,7 +2,7 @@
 scripts, ``--dry-run`` that stores nothing, the rejection report next to the file, and one clear
 line with exit code 2 (never a traceback) when the command or the file cannot be used.
 
-The command runs in-process (``gateway.cli.main.main``, in a thread, since it runs its own event
+The command runs in-process (``gateway.cli.main``, in a thread, since it runs its own event
 loop) against this module's database, with the test's keyring in the data directory so the
 stored rows can be decrypted and checked.
 """
@@ -21,7 +21,7 @@ import pytest
 import sqlalchemy.exc
 
 from adapters.apply import ChunkApplier
-from gateway.cli.main import main
+from gateway.cli import main
 from gateway.storage.models import IngestBatch, Person, ReliefStatus
 from tests.ingest_support import (
     COUNTY,

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from gateway.cli.main import main
+from gateway.cli import main
 from gateway.crypto import FieldCipher, Keyring
 from gateway.domain.records import PersonRecord
 from gateway.storage.models import Person
@@ -398,7 +398,7 @@ async def _read_loop(
 
 
 async def _subprocess(harness: Harness, *argv: str) -> Ran:
-    """``python -m gateway.cli.main keys …`` in its own process, as an operator would run it."""
+    """``python -m gateway.cli keys …`` in its own process, as an operator would run it."""
     settings = harness.runtime.settings
     env = {
         **os.environ,
@@ -409,7 +409,7 @@ async def _subprocess(harness: Harness, *argv: str) -> Ran:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "gateway.cli.main",
+        "gateway.cli",
         "keys",
         *argv,
         env=env,

@@ -15,7 +15,7 @@ import pytest
 from adapters.mapping import KINDS, NOT_A_CATEGORY, load_feeds, parse_feed
 from adapters.readers import read_records
 from adapters.samples import CIVIL_AFFAIRS_CATEGORIES
-from gateway.cli.main import main
+from gateway.cli import main
 from gateway.domain.departments import CATEGORY_NAMES_ZH, RELIEF_CATEGORIES
 from gateway.domain.errors import ConfigurationError
 from tests.ingest_support import (

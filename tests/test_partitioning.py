@@ -137,7 +137,10 @@ async def _verify(engine: AsyncEngine) -> tuple[bool, int, str]:
 
 def _cli(url: str, data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RELIEF_")}
-    env.update(RELIEF_DATABASE_URL=url, RELIEF_DATA_DIR=str(data_dir))
+    # the one clock: the subprocess must take the same day as the migration in this process
+    env.update(
+        RELIEF_DATABASE_URL=url, RELIEF_DATA_DIR=str(data_dir), RELIEF_TODAY=today().isoformat()
+    )
     return subprocess.run(
         [str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=120, check=False
     )
@@ -146,7 +149,10 @@ def _cli(url: str, data_dir: Path, *args: str) -> subprocess.CompletedProcess[st
 def _at_once(url: str, data_dir: Path, count: int, *args: str) -> list[tuple[int, str, str]]:
     """``count`` CLI processes started together; (exit code, stdout, stderr) of each."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RELIEF_")}
-    env.update(RELIEF_DATABASE_URL=url, RELIEF_DATA_DIR=str(data_dir))
+    # the one clock: the subprocess must take the same day as the migration in this process
+    env.update(
+        RELIEF_DATABASE_URL=url, RELIEF_DATA_DIR=str(data_dir), RELIEF_TODAY=today().isoformat()
+    )
     runs = [
         subprocess.Popen(
             [str(SCRIPT), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE

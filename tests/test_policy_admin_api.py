@@ -23,7 +23,7 @@ import pytest
 from sqlalchemy import select
 
 from authz.store import PolicyLine, parse_policy_text
-from gateway.cli.main import main as cli
+from gateway import cli
 from gateway.storage.models import CasbinRule, PolicyVersion
 from tests.exchange_support import (  # noqa: F401
     exchange_gateway,

@@ -1,6 +1,6 @@
 """Rate limits per subject and per department (gateway.runtime.rate_limit): over the limit HTTP 429,
 ``RATE_LIMITED`` and ``Retry-After``; other callers still served; on in production only by
-default; each process counts its own requests (README "Hardening")."""
+default; each process counts its own requests (docs/security.md "Hardening")."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from schema import build_schema
 from schema.fields import FIELDS
 from tests.expectations import ALWAYS_READABLE
 
-# Fields every reader of a visible row gets (README "Contract notes"), stated once for the
+# Fields every reader of a visible row gets (docs/api.md "Contract notes"), stated once for the
 # tests in tests/expectations.py; everything else is guarded.
 STRUCTURAL = ALWAYS_READABLE
 

@@ -36,6 +36,7 @@ from gateway.loop.tasks import (
     opens_verification,
     recognisable_categories,
     task_state,
+    verification_opener,
     working_days_left,
 )
 from gateway.storage.models import Task
@@ -76,7 +77,9 @@ async def load(
         gateway.runtime.feeds[(source, "identities")],
         submitted_by=f"test:{source}",
         today=clock.today(),
-        rules=gateway.runtime.rules if with_rules else None,
+        on_completed=verification_opener(gateway.runtime.rules, clock.today())
+        if with_rules
+        else None,
     )
     return await ingestor.ingest_file(path)
 

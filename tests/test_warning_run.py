@@ -35,7 +35,7 @@ from typing import Any
 import pytest
 from sqlalchemy import delete, func, select, update
 
-from gateway.cli.main import main
+from gateway.cli import main
 from gateway.domain.errors import BadUserInput, ConfigurationError
 from gateway.domain.id_numbers import make_id_number
 from gateway.domain.records import (

@@ -20,6 +20,7 @@ from gateway.domain import clock
 from gateway.domain.departments import DEPARTMENT_NAMES_ZH, Department
 from gateway.domain.errors import BadUserInput
 from gateway.domain.settings import Settings
+from gateway.loop.tasks import verification_opener
 
 COUNT_LABELS = (
     ("rows_total", "总行数"),
@@ -106,7 +107,8 @@ async def _run(
         submitted_by=submitted_by,
         today=clock.today(),
         scope=region,
-        rules=runtime.rules,  # identities lists open verification tasks (004 §1)
+        # identities lists open medical insurance's verification tasks (004 §1)
+        on_completed=verification_opener(runtime.rules, clock.today()),
     )
     results: list[dict[str, Any]] = []
     try:

@@ -10,7 +10,6 @@ nothing of the gateway's other rooms (only each other).
 - ``settings``: ``RELIEF_*`` configuration (no knowledge of HTTP or the database).
 - ``records``: plain records of people, households and facts, as adapters and the seeder build
   them.
-- ``purposes``: the catalogue of read purposes and which root fields read person data.
 - ``principal``: the authenticated caller.
 - ``observers``: how services report what they did (the shell registers the metrics).
 - ``synthetic``: a synthetic population made of these words (demo, tests, benchmarks).

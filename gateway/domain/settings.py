@@ -64,7 +64,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
 
-    # Hardening (README "Hardening"): every limit on by default, in production and development.
+    # Hardening (docs/security.md "Hardening"): every limit on by default, in production and
+    # development.
     # Query shape, checked before execution (schema.limits, schema.cost):
     max_query_depth: int = Field(default=10, gt=0)
     max_query_aliases: int = Field(default=50, gt=0)
@@ -87,8 +88,9 @@ class Settings(BaseSettings):
     # One JSON file per pinned department: sha256 → document (gateway.runtime.trusted_documents).
     trusted_documents_dir: Path | None = None
 
-    # Operations (README "运维 / Operations", gateway.http.logs): JSON lines in production,
-    # text in development; the gateway's loggers at log_level; log_file receives them as well.
+    # Operations (docs/operations.md "运维 / Operations", gateway.http.logs): JSON lines in
+    # production, text in development; the gateway's loggers at log_level; log_file receives
+    # them as well.
     log_format: str | None = None
     log_level: str = "INFO"
     log_file: Path | None = None

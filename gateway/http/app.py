@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from gateway.http import metrics
 from gateway.http.console import console_routes
 from gateway.http.graphiql import ASSETS_PATH, assets_directory
 from gateway.http.graphql import graphql_endpoint
@@ -57,6 +58,8 @@ def _cors(runtime: Runtime) -> list[Middleware]:
 
 
 def create_app(runtime: Runtime) -> Starlette:
+    metrics.observe_services()  # ingest and warning runs reported by this process are counted
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # Database not there yet: serve /healthz, 503 on /readyz, keep trying (ops_http).

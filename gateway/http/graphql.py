@@ -44,7 +44,6 @@ from gateway.domain.errors import (
     UnsupportedMediaType,
 )
 from gateway.domain.principal import Principal
-from gateway.domain.purposes import reads_person_data
 from gateway.domain.settings import (
     MAX_BODY_BYTES as MAX_BODY_BYTES,  # RELIEF_MAX_BODY_BYTES default
 )
@@ -60,6 +59,7 @@ from gateway.http.ops import observed, set_outcome
 from gateway.runtime.parts import Runtime
 from gateway.runtime.trusted_documents import requested_hash
 from gateway.storage import audit_chain as audit
+from schema.purposes import reads_person_data
 from schema.scope import scoped_context
 
 log = logging.getLogger(__name__)

@@ -24,12 +24,13 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Iterator
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
+
+from gateway.domain import observers
 
 REGISTRY = CollectorRegistry()
 
@@ -110,22 +111,31 @@ def observe_request(operation: str | None, outcome: str, seconds: float) -> str:
     return label
 
 
-def observe_ingest(feed: str, counts: Any) -> None:
-    """Rows of one ingest run (``adapters.pipeline.IngestCounts``) by outcome."""
-    for outcome, value in (
-        ("accepted", counts.rows_accepted),
-        ("rejected", counts.rows_rejected),
-        ("unchanged", counts.rows_unchanged),
-    ):
-        if value:
-            INGEST_ROWS.labels(feed=feed, outcome=outcome).inc(value)
+class PrometheusObserver:
+    """What the services report (``gateway.domain.observers``), as Prometheus counters."""
+
+    def ingest_rows(self, feed: str, *, accepted: int, rejected: int, unchanged: int) -> None:
+        for outcome, value in (
+            ("accepted", accepted),
+            ("rejected", rejected),
+            ("unchanged", unchanged),
+        ):
+            if value:
+                INGEST_ROWS.labels(feed=feed, outcome=outcome).inc(value)
+
+    def warning_run(self, province: str, *, warnings: int, seconds: float, failed: bool) -> None:
+        WARNING_RUNS.labels(province=province, outcome="failed" if failed else "completed").inc()
+        if not failed:
+            WARNINGS_PRODUCED.labels(province=province).inc(warnings)
+        WARNING_RUN_SECONDS.labels(province=province).observe(seconds)
 
 
-def observe_warning_run(province: str, *, warnings: int, seconds: float, failed: bool) -> None:
-    WARNING_RUNS.labels(province=province, outcome="failed" if failed else "completed").inc()
-    if not failed:
-        WARNINGS_PRODUCED.labels(province=province).inc(warnings)
-    WARNING_RUN_SECONDS.labels(province=province).observe(seconds)
+OBSERVER = PrometheusObserver()
+
+
+def observe_services() -> None:
+    """Count what ingest and the warning run report, in this process (the shell calls it)."""
+    observers.register(OBSERVER)
 
 
 # ------------------------------------------------------------------- task backlog

@@ -27,7 +27,7 @@ insurance, ``Loop.otherDepartments``) may list every department's tasks but answ
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from enum import StrEnum
@@ -172,6 +172,25 @@ def opens_verification(feed: Feed) -> bool:
         Department.CIVIL_AFFAIRS,
         Department.RURAL_REVITALIZATION,
     )
+
+
+def verification_opener(
+    rules: ProvinceRules, today: date
+) -> Callable[[AsyncConnection, Feed, Sequence[uuid.UUID]], Awaitable[None]]:
+    """What follows a completed department file (``adapters.pipeline.Ingestor``'s
+    ``on_completed``): for an identities list of civil affairs or rural revitalisation, rule 3
+    (004 §1) — the list reaches medical insurance with its deadline — opens the verification
+    tasks of every batch holding the file's rows (idempotent per batch and person)."""
+
+    async def open_for(
+        connection: AsyncConnection, feed: Feed, batches: Sequence[uuid.UUID]
+    ) -> None:
+        if not opens_verification(feed):
+            return
+        for batch_id in batches:
+            await open_verification_tasks(connection, batch_id, today=today, rules=rules)
+
+    return open_for
 
 
 async def open_verification_tasks(

@@ -63,10 +63,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from gateway.domain import observers
 from gateway.domain.clock import now_utc
 from gateway.domain.errors import BadUserInput
 from gateway.domain.workdays import add_working_days
-from gateway.http import metrics
 from gateway.loop.config import Measure, Population, ProvinceRules, WarningRule
 from gateway.storage.models import (
     CostBurden,
@@ -236,7 +236,7 @@ async def run_warnings(
             )
     except Exception:
         # Nothing of the run was kept; leave a FAILED row so the operator sees it was tried.
-        metrics.observe_warning_run(
+        observers.warning_run(
             rules.province.value, warnings=0, seconds=time.monotonic() - started, failed=True
         )
         await _record_failure(engine, rules, month, run_id, thresholds, triggered_by)
@@ -244,7 +244,7 @@ async def run_warnings(
     finally:
         if not postgres:
             _SQLITE_LOCK.release()
-    metrics.observe_warning_run(
+    observers.warning_run(
         rules.province.value,
         warnings=sum(o.new_warnings for o in outcomes),
         seconds=time.monotonic() - started,

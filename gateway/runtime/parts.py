@@ -10,7 +10,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from adapters.mapping import Feed, load_feeds
 from authz.store import Authorizer, install_default_policies
 from gateway.crypto import FieldCipher, Keyring
-from gateway.domain.purposes import purpose_labels
 from gateway.domain.settings import Settings
 from gateway.loop.config import ProvinceRules, load_rules
 from gateway.runtime import production
@@ -23,6 +22,7 @@ from gateway.storage.policy_listener import PolicyListener, listener_dsn
 from gateway.storage.vault import PersonVault
 from schema import build_schema
 from schema.limits import QueryLimits
+from schema.purposes import purpose_labels
 
 
 @dataclass

@@ -6,7 +6,7 @@ either bucket empty takes nothing and is refused with HTTP 429, ``RATE_LIMITED``
 ``Retry-After`` of the seconds until both have a token again.
 
 The buckets live in each gateway process: behind a load balancer with N processes the effective
-limit is up to N times the configured one (README "Hardening"). Operators who need one
+limit is up to N times the configured one (docs/security.md "Hardening"). Operators who need one
 province-wide figure set the limit at the load balancer too (or divide by N here).
 
     limiter = RateLimiter(subject=Rate(10, 30), department=Rate(200, 400))

@@ -1,10 +1,10 @@
 """Hot reload across processes: PostgreSQL ``LISTEN relief_policy``.
 
-Whoever installs a policy version (an officer's approval) sends ``NOTIFY relief_policy,
-'<version>'`` in the same transaction (:func:`announce_policy_version`); PostgreSQL delivers it
-at commit, to every gateway process listening, and each one reloads its enforcer at once instead
-of at its next poll. The listener holds one dedicated connection (not from the pool: a pooled
-connection would be returned and reused mid-LISTEN).
+Every new ``policy_version`` row sends ``NOTIFY relief_policy, '<version>'`` in the inserting
+transaction (a trigger, migration 0006; :func:`announce_policy_version` sends the same by hand);
+PostgreSQL delivers it at commit, to every gateway process listening, and each one reloads its
+enforcer at once instead of at its next poll. The listener holds one dedicated connection (not
+from the pool: a pooled connection would be returned and reused mid-LISTEN).
 
 Failure modes, and what covers them:
 
