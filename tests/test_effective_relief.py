@@ -127,8 +127,11 @@ WINDOWS = [
      ident(recognized="2027-10-08", valid_to="2028-02-03"), "2027-11-01", "2028-02-29"),
     ("anhui_recognized_and_exited_in_one_month_never_entitled", ANHUI,
      ident(recognized="2026-04-02", valid_to="2026-04-20"), None, None),
-    ("anhui_recognized_before_2026_keeps_source_dates", ANHUI,
-     ident(recognized="2025-12-31", valid_to="2026-03-15"), "2025-12-31", "2026-03-15"),
+    # issue 14: the 2026 rule governs the exit (an event of 2026), not the 2025 recognition
+    ("anhui_recognized_before_2026_keeps_its_start_exit_in_2026_ends_with_the_month", ANHUI,
+     ident(recognized="2025-12-31", valid_to="2026-03-15"), "2025-12-31", "2026-03-31"),
+    ("anhui_recognized_and_exited_before_2026_keeps_source_dates", ANHUI,
+     ident(recognized="2025-06-10", valid_to="2025-11-15"), "2025-06-10", "2025-11-15"),
     ("anhui_recognized_on_2026_01_01_takes_next_month_rule", ANHUI,
      ident(recognized="2026-01-01", valid_to="2026-03-15"), "2026-02-01", "2026-03-31"),
 ]  # fmt: skip
@@ -578,3 +581,77 @@ def test_property_a_stay_takes_the_highest_of_any_of_its_days(
         assert len({None if b is None else b.order for b in daily}) == 1
     if daily[0] is not None:
         assert stay.benefit.order <= daily[0].order
+
+
+# ============================================================ rules govern events, not recognitions
+# Issue 14 item 5: "自2026年起 … 自身份退出次月起停止" (004 §3) applies to exits from 2026,
+# whatever year the identity was recognised in. Shanxi (000 §2) and Shandong (001 §2) have no
+# starting date: the same 2025 recognition exited in 2026 ends as their rules say, every time.
+EXIT_EVENTS = [
+    # (province, exit day, exit list day (Shanxi), last day of benefits, first day without)
+    ("anhui", "2026-04-15", None, "2026-04-30", "2026-05-01"),
+    ("anhui", "2026-04-30", None, "2026-04-30", "2026-05-01"),
+    ("anhui", "2026-05-01", None, "2026-05-31", "2026-06-01"),
+    ("anhui", "2026-01-01", None, "2026-01-31", "2026-02-01"),  # the rule's first day
+    ("anhui", "2025-12-31", None, "2025-12-31", "2026-01-01"),  # the day before it
+    ("shanxi", "2026-04-15", "2026-04-20", "2026-04-19", "2026-04-20"),
+    ("shanxi", "2026-04-30", "2026-05-01", "2026-04-30", "2026-05-01"),
+    ("shanxi", "2026-05-01", "2026-05-06", "2026-05-05", "2026-05-06"),
+    ("shandong", "2026-04-15", None, "2026-04-15", "2026-04-16"),
+    ("shandong", "2026-04-30", None, "2026-04-30", "2026-05-01"),
+    ("shandong", "2026-05-01", None, "2026-05-01", "2026-05-02"),
+]
+
+
+@pytest.mark.parametrize(
+    ("province", "exited", "exit_listed", "last_day", "stopped"),
+    EXIT_EVENTS,
+    ids=[f"{case[0]}_recognized_2025_exited_{case[1]}" for case in EXIT_EVENTS],
+)
+def test_exit_follows_the_rule_in_force_on_the_exit_day(
+    province: str, exited: str, exit_listed: str | None, last_day: str, stopped: str
+) -> None:
+    rules = RULES[province]
+    identity = ident(
+        recognized="2025-06-10",
+        valid_to=exited,
+        listed="2025-06-12" if province == "shanxi" else None,
+        exit_listed=exit_listed,
+    )
+    relief_last = relief_on([identity], d(last_day), rules)
+    relief_after = relief_on([identity], d(stopped), rules)
+
+    assert relief_last.benefit is not None
+    assert relief_last.benefit.category == "MINIMUM_LIVING"
+    assert relief_after.benefit is None
+    assert window(identity, rules)[1] == d(last_day)
+
+
+def test_anhui_2025_identity_exited_mid_april_is_still_effective_on_20_april() -> None:
+    """The case of issue 14: recognised in 2025, exited 2026-04-15."""
+    identity = ident(recognized="2025-03-02", valid_to="2026-04-15")
+    on_20_april = relief_on([identity], d("2026-04-20"), ANHUI)
+    assert on_20_april.benefit is not None
+    assert on_20_april.benefit.category == "MINIMUM_LIVING"
+    assert on_20_april.governing is None  # no longer held: the exit was on 04-15
+    assert relief_on([identity], d("2026-05-01"), ANHUI).benefit is None
+    entry = entitlement(identity, ANHUI)
+    assert entry.dates_rule is BenefitDates.SOURCE_DATES  # started on its 2025 date
+    assert entry.exit_rule is BenefitDates.NEXT_MONTH  # ended by the 2026 rule
+    assert entry.claim_back_from is None  # the look-back belongs to recognitions from 2026
+
+
+@pytest.mark.parametrize(
+    ("recognized", "entitled_from", "claim_back"),
+    [
+        ("2025-12-31", "2025-12-31", False),  # recognised before 2026: its own date, no look-back
+        ("2026-01-01", "2026-02-01", True),  # the rule's first day: next month, look-back
+    ],
+    ids=["anhui_recognized_2025_12_31", "anhui_recognized_2026_01_01"],
+)
+def test_anhui_start_and_look_back_follow_the_recognition_day(
+    recognized: str, entitled_from: str, claim_back: bool
+) -> None:
+    entry = entitlement(ident(recognized=recognized), ANHUI)
+    assert entry.entitled_from == d(entitled_from)
+    assert (entry.claim_back_from is not None) is claim_back

@@ -15,8 +15,10 @@ Two questions, kept apart on purpose:
   - Shandong, ``SOURCE_DATES`` (001 §2): aligned with the source department's dates;
   - Shanxi, ``LIST_DATE`` (000 §2): from the day the list is provided, until the day before
     the exit list is provided;
-  - Anhui, ``NEXT_MONTH`` (004 §3, recognitions from 2026-01-01): from the first day of the
-    month after recognition, until the last day of the month of the exit; people recognised
+  - Anhui, ``NEXT_MONTH`` (004 §3, events from 2026-01-01): from the first day of the month
+    after a recognition from 2026, until the last day of the month of an exit from 2026 (an
+    identity recognised in 2025 and exited in 2026 keeps its start and ends with its exit's
+    month: the rule governs the event, not the original recognition); people recognised
     mainly because of a major illness may claim back compliant self-paid costs of the six
     months before recognition, on application (the reason is not in the shared data, so the
     window is stated, never applied).
@@ -75,7 +77,10 @@ def province_rule_text(rules: ProvinceRules) -> str:
     text = RULE_TEXT[rules.benefit_dates]
     if rules.benefit_dates is BenefitDates.NEXT_MONTH and rules.next_month_rule_from:
         start = rules.next_month_rule_from.isoformat()
-        text = f"{start} 起认定的: {text}; 此前认定的: {RULE_TEXT[BenefitDates.SOURCE_DATES]}"
+        text = (
+            f"{start} 起认定或退出的: {text}; 此前认定的自认定之日起享受, "
+            f"此前退出的自退出之日起停止 ({RULE_TEXT[BenefitDates.SOURCE_DATES]})"
+        )
     return f"{rules.name}: {text}"
 
 
@@ -141,11 +146,13 @@ class Entitlement:
 
     identity: Identity
     rank: int  # tier in the province ranking, 0 highest
-    dates_rule: BenefitDates  # the rule that set the window (Anhui before 2026: source dates)
+    dates_rule: BenefitDates  # the rule that set the start (Anhui before 2026: source dates)
     entitled_from: date | None
     entitled_to: date | None
     claim_back_from: date | None = None
     claim_back_to: date | None = None
+    # The rule that set the end (Anhui: the month after an exit from 2026, whenever recognised).
+    exit_rule: BenefitDates | None = None
 
     @property
     def category(self) -> str:
@@ -178,12 +185,19 @@ class Entitlement:
 
 
 def entitlement(identity: Identity, rules: ProvinceRules) -> Entitlement:
-    """The benefit window of one identity under ``rules`` (DOMAIN.md rule 5)."""
-    rule = rules.benefit_dates
-    if rule is BenefitDates.NEXT_MONTH and (
-        rules.next_month_rule_from is None or identity.recognized_on < rules.next_month_rule_from
-    ):
-        rule = BenefitDates.SOURCE_DATES  # 004 §3: "自2026年起"; earlier ones keep their dates
+    """The benefit window of one identity under ``rules`` (DOMAIN.md rule 5).
+
+    A rule that takes effect on a date governs the *events* from that date, not the identities
+    recognised from it: Anhui's "自2026年起 … 自身份认定之日次月起享受 … 自身份退出次月起停止"
+    (004 §3) moves the start of an identity recognised from 2026 and the end of an identity
+    exited from 2026 — including one recognised in 2025, which keeps its source start date."""
+    rule = end_rule = rules.benefit_dates
+    if rule is BenefitDates.NEXT_MONTH:
+        from_day = rules.next_month_rule_from
+        if from_day is None or identity.recognized_on < from_day:
+            rule = BenefitDates.SOURCE_DATES  # recognised before: the source department's start
+        if from_day is None or (identity.valid_to is not None and identity.valid_to < from_day):
+            end_rule = BenefitDates.SOURCE_DATES  # exited before: the source department's end
     start: date = identity.valid_from
     end: date | None = identity.valid_to
     claim_back_from = claim_back_to = None
@@ -194,18 +208,19 @@ def entitlement(identity: Identity, rules: ProvinceRules) -> Entitlement:
         if end is not None and identity.exit_listed_on is not None:
             end = identity.exit_listed_on - timedelta(days=1)
     elif rule is BenefitDates.NEXT_MONTH:
-        # 004 §3: from the month after recognition, stops from the month after exit.
+        # 004 §3: from the month after recognition; the look-back is for those recognitions.
         start = max(start, first_of_next_month(identity.recognized_on))
-        if end is not None:
-            end = last_of_month(end)
         if identity.category in rules.lookback_categories and rules.lookback_months > 0:
             claim_back_from = add_months(identity.recognized_on, -rules.lookback_months)
             claim_back_to = identity.recognized_on - timedelta(days=1)
+    if end is not None and end_rule is BenefitDates.NEXT_MONTH:
+        end = last_of_month(end)  # 004 §3: stops from the month after the exit
     window_empty = end is not None and end < start
     return Entitlement(
         identity=identity,
         rank=rules.rank(identity.category),
         dates_rule=rule,
+        exit_rule=end_rule,
         entitled_from=None if window_empty else start,
         entitled_to=None if window_empty else end,
         claim_back_from=claim_back_from,
