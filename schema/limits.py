@@ -3,18 +3,24 @@
 
     limit              refused when                                       checked
     tokens             the document has more lexer tokens                 while parsing (stops)
-    operations         more operation definitions in one document         after validation
-    depth              fields nested deeper                               after validation
-    aliases            more aliased fields                                after validation
-    directives         more directives (anywhere in the document)         after validation
+    operations         more operation definitions in one document         after parsing
+    depth              fields nested deeper                               after parsing
+    aliases            more aliased fields                                after parsing
+    directives         more directives (anywhere in the document)         after parsing
     cost               more objects could be returned (``schema.cost``)   after validation
 
-Every refusal happens before anything executes and carries ``QUERY_TOO_COMPLEX`` with the
-figure and the limit. strawberry's own limiters add validation rules built per request, which
-defeats the validation cache; here each distinct query text is walked once and its shape
-remembered (keyed by the text: hashing a parsed document walks the whole tree). The cost
-depends on page-size variables (``first: $n``), so it is remembered per text, operation and the
-values of those variables only.
+Every refusal happens before anything executes and is ONE error, ``QUERY_TOO_COMPLEX`` with the
+figures and the limits. The shape limits are checked before validation: validation reports
+each unknown directive, field or fragment separately (2,000 unknown directives made 100
+errors, graphql-core's cap, and the work of finding them), and a limit exists to bound that
+work. The cost needs a valid document (field types), so it comes after validation.
+
+strawberry's own limiters add validation rules built per request, which defeats the validation
+cache; here each distinct query text is walked once and its shape remembered (keyed by the
+text: hashing a parsed document walks the whole tree). Depth follows fragments, each fragment
+measured once (a chain of fragments each spreading the next twice is 2^n paths, not n). The
+cost depends on page-size variables (``first: $n``), so it is remembered per text, operation
+and the values of those variables only.
 """
 
 from __future__ import annotations
@@ -95,12 +101,14 @@ class Shape:
 
 
 def measure(document: DocumentNode) -> Shape:
-    """Depth (following fragments), aliases, directives and operations of ``document``."""
+    """Depth (following fragments), aliases, directives and operations of ``document``, which
+    need not be valid (unknown fragments add nothing; a cycle is counted once round)."""
     fragments = {
         d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
     }
+    fragment_depths: dict[str, int] = {}
 
-    def depth(selection_set: SelectionSetNode | None, seen: frozenset[str]) -> int:
+    def depth(selection_set: SelectionSetNode | None) -> int:
         if selection_set is None:
             return 0
         deepest = 0
@@ -110,20 +118,25 @@ def measure(document: DocumentNode) -> Shape:
                     # Introspection (GraphiQL's schema query nests ~13 levels of ofType) reads
                     # the schema, not data; production turns it off altogether.
                     continue
-                deepest = max(deepest, 1 + depth(selection.selection_set, seen))
+                deepest = max(deepest, 1 + depth(selection.selection_set))
             elif isinstance(selection, InlineFragmentNode):
-                deepest = max(deepest, depth(selection.selection_set, seen))
+                deepest = max(deepest, depth(selection.selection_set))
             elif isinstance(selection, FragmentSpreadNode):
-                name = selection.name.value
-                if name in fragments and name not in seen:  # cycles are a validation error
-                    deepest = max(deepest, depth(fragments[name].selection_set, seen | {name}))
+                deepest = max(deepest, fragment_depth(selection.name.value))
         return deepest
+
+    def fragment_depth(name: str) -> int:
+        if name not in fragment_depths:
+            fragment_depths[name] = 0  # a cycle (a validation error) ends here
+            if name in fragments:
+                fragment_depths[name] = depth(fragments[name].selection_set)
+        return fragment_depths[name]
 
     counts = _Counts()
     visit(document, counts)
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
     return Shape(
-        depth=max((depth(o.selection_set, frozenset()) for o in operations), default=0),
+        depth=max((depth(o.selection_set) for o in operations), default=0),
         aliases=counts.aliases,
         directives=counts.directives,
         operations=len(operations),
@@ -180,6 +193,11 @@ def _refusal(message: str) -> GraphQLError:
     return GraphQLError(message, original_error=QueryTooComplex(message))
 
 
+def _shape_refusal(refusals: list[str]) -> GraphQLError:
+    """One error however many shape limits the document exceeds."""
+    return _refusal("; ".join(refusals))
+
+
 def _bad_input(message: str) -> GraphQLError:
     return GraphQLError(message, original_error=BadUserInput(message))
 
@@ -195,8 +213,12 @@ def query_limits(limits: QueryLimits) -> tuple[type[SchemaExtension], type[Schem
     shapes: _TextCache[Shape] = _TextCache(1024)
     costs: _TextCache[int] = _TextCache(4096)
 
+    def shape_of(document: DocumentNode, text: str | None) -> Shape:
+        return shapes.get(text, lambda: measure(document)) if text else measure(document)
+
     class CachedParse(SchemaExtension):
-        """strawberry's ParserCache, with the token limit and its refusal in Chinese."""
+        """strawberry's ParserCache, with the token limit and the shape limits (one refusal in
+        Chinese, raised here so that strawberry answers it without validating)."""
 
         def on_parse(self) -> Iterator[None]:
             context = self.execution_context
@@ -209,6 +231,11 @@ def query_limits(limits: QueryLimits) -> tuple[type[SchemaExtension], type[Schem
                     if TOKEN_LIMIT_MESSAGE not in error.message:
                         raise
                     raise _refusal(f"查询文本过长: 超过 {limits.max_tokens} 个词法单元") from None
+            document = context.graphql_document
+            if document is not None:
+                refusals = shape_refusals(shape_of(document, context.query), limits)
+                if refusals:
+                    raise _shape_refusal(refusals)
             yield
 
     class ShapeLimits(SchemaExtension):
@@ -217,14 +244,11 @@ def query_limits(limits: QueryLimits) -> tuple[type[SchemaExtension], type[Schem
             # (extension order in build_schema); strawberry checks them before this yields back.
             context = self.execution_context
             document = context.graphql_document
-            if document is not None:
+            if document is not None and not context.pre_execution_errors:
                 text = context.query
-                shape = shapes.get(text, lambda: measure(document)) if text else measure(document)
-                errors = [_refusal(message) for message in shape_refusals(shape, limits)]
-                if not errors and not context.pre_execution_errors:
-                    errors = self._cost_refusals(document, shape, text)
+                errors = self._cost_refusals(document, shape_of(document, text), text)
                 if errors:
-                    context.pre_execution_errors = [*(context.pre_execution_errors or []), *errors]
+                    context.pre_execution_errors = errors
             yield
 
         def _cost_refusals(

@@ -173,6 +173,7 @@ async def test_http_refusals_use_the_negotiated_type(harness: Harness) -> None:
     assert mutation_over_get.status_code == 405
     assert mutation_over_get.headers["allow"] == "POST"
     assert _media_type(mutation_over_get) == NEW
+    assert codes(mutation_over_get.json()) == ["METHOD_NOT_ALLOWED"]
 
 
 async def test_get_query_in_the_new_type(harness: Harness) -> None:

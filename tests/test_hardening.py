@@ -4,14 +4,18 @@ the attack refused and the ordinary query still served.
 Elsewhere: rate limits (tests/test_rate_limit.py), trusted documents
 (tests/test_trusted_documents.py), media types and status codes
 (tests/test_graphql_over_http.py); masked unexpected exceptions, mutations refused over GET,
-non-JSON POST bodies (CSRF) and the body-size default (tests/test_http.py).
+non-JSON POST bodies (CSRF) and the body-size default (tests/test_http.py); every malformed
+request, URL, method and slow client, in-process and against real servers
+(tests/test_http_edge.py).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -19,10 +23,10 @@ from pydantic import ValidationError
 
 from gateway.domain.settings import load_settings
 from gateway.runtime.parts import Runtime
+from gateway.runtime.trusted_documents import document_hash
 from gateway.storage import people
 from schema.limits import QueryLimits
 from tests.hardening_support import (
-    CHINESE,
     ME,
     codes,
     headers,
@@ -134,6 +138,55 @@ async def test_directive_limit_is_configurable(harness: Harness) -> None:
     async with variant(harness, max_query_directives=1) as client:
         served(await post(client, _token(harness), _directives(1)))
         refused(await post(client, _token(harness), _directives(2)), "QUERY_TOO_COMPLEX")
+
+
+def _unknown_directives(count: int) -> str:
+    return "{ me { region " + " ".join(f"@d{i}" for i in range(count)) + " } }"
+
+
+async def test_directives_under_the_limit_are_validated_one_by_one(harness: Harness) -> None:
+    """Under the limit, validation names each unknown directive (the caller's to fix)."""
+    body = (await harness.post(_token(harness), _unknown_directives(10))).json()
+    assert codes(body) == ["GRAPHQL_VALIDATION_FAILED"] * 10
+
+
+# The shape limits are counted before validation: a document over a limit is ONE refusal, not
+# one validation error per unknown directive, field or alias (2,000 unknown directives were
+# 100 errors, graphql-core's cap, after validating all of them). Each case is over its limit
+# with parts validation would reject one by one.
+OVER_A_SHAPE_LIMIT = {
+    "directives": _unknown_directives(51),
+    "2000-directives": _unknown_directives(2_000),
+    "aliases": "{ " + " ".join(f"a{i}: nope{i}" for i in range(51)) + " }",
+    "depth": "{ " + "x { " * 11 + "y" + " }" * 11 + " }",
+    "operations": " ".join(f"query Q{i} {{ nope{i} }}" for i in range(6)),
+    "all-at-once": "query A { "
+    + " ".join(f"a{i}: n @d{i}" for i in range(60))
+    + " x { " * 11
+    + "y"
+    + " }" * 11
+    + " } "
+    + " ".join(f"query Q{i} {{ n }}" for i in range(6)),
+}
+
+
+@pytest.mark.parametrize("case", list(OVER_A_SHAPE_LIMIT))
+async def test_a_shape_limit_is_one_refusal_before_validation(harness: Harness, case: str) -> None:
+    response = await harness.post(_token(harness), OVER_A_SHAPE_LIMIT[case])
+    message = refused(response, "QUERY_TOO_COMPLEX")
+    if case == "all-at-once":
+        for what in ("操作过多", "嵌套过深", "别名过多", "指令过多"):
+            assert what in message, message
+
+
+async def test_depth_follows_each_fragment_once(harness: Harness) -> None:
+    """40 fragments, each spreading the next twice: 2^40 paths, 40 fragments to measure (the
+    depth walk took 10 s of CPU at 22 fragments before)."""
+    chain = " ".join(f"fragment F{i} on Query {{ ...F{i + 1} ...F{i + 1} }}" for i in range(40))
+    document = "{ ...F0 } " + chain + " fragment F40 on Query { __typename }"
+    started = time.perf_counter()
+    assert served(await harness.post(_token(harness), document)) == {"__typename": "Query"}
+    assert time.perf_counter() - started < 5
 
 
 # --------------------------------------------------------------------------- operations
@@ -320,9 +373,50 @@ async def _preflight(client: httpx.AsyncClient, origin: str) -> httpx.Response:
     )
 
 
+def _preflight_refused(response: httpx.Response) -> str:
+    """403 CORS_NOT_ALLOWED in the error shape, and nothing a browser would take as a yes."""
+    message = refused(response, "CORS_NOT_ALLOWED", status=403)
+    assert response.headers["content-type"].startswith("application/json")
+    assert (
+        response.json()["errors"][0]["extensions"]["requestId"] == response.headers["x-request-id"]
+    )
+    assert not [name for name in response.headers if name.startswith("access-control-allow")]
+    return message
+
+
+@pytest.mark.parametrize("configured", ["", FRONTEND], ids=["none-configured", "configured"])
+async def test_preflight_from_a_foreign_origin_is_403_either_way(
+    harness: Harness, configured: str
+) -> None:
+    """Before: 405 (plain text) without RELIEF_CORS_ORIGINS, 400 (plain text) with it."""
+    async with variant(harness, cors_origins=configured) as client:
+        message = _preflight_refused(await _preflight(client, "https://evil.example"))
+        assert "来源未获准" in message
+        if not configured:
+            assert "RELIEF_CORS_ORIGINS" in message
+
+
+async def test_preflight_for_another_method_or_header_is_refused(harness: Harness) -> None:
+    async with variant(harness, cors_origins=FRONTEND) as client:
+        delete = await client.options(
+            "/graphql",
+            headers={"Origin": FRONTEND, "Access-Control-Request-Method": "DELETE"},
+        )
+        assert "GET, POST" in _preflight_refused(delete)
+        header = await client.options(
+            "/graphql",
+            headers={
+                "Origin": FRONTEND,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "x-forwarded-user",
+            },
+        )
+        assert "X-Purpose" in _preflight_refused(header)
+
+
 async def test_cors_is_closed_by_default(harness: Harness) -> None:
     response = await _preflight(harness.client, FRONTEND)
-    assert "access-control-allow-origin" not in response.headers
+    _preflight_refused(response)
     post_response = await harness.client.post(
         "/graphql",
         json={"query": ME},
@@ -339,9 +433,7 @@ async def test_cors_allows_only_the_configured_frontends(harness: Harness) -> No
         assert "x-purpose" in allowed.headers["access-control-allow-headers"].lower()
         assert "access-control-allow-credentials" not in allowed.headers
 
-        evil = await _preflight(client, "https://evil.example")
-        assert evil.status_code == 400
-        assert "access-control-allow-origin" not in evil.headers
+        _preflight_refused(await _preflight(client, "https://evil.example"))
 
         response = await client.post(
             "/graphql", json={"query": ME}, headers=headers(_token(harness), Origin=FRONTEND)
@@ -422,13 +514,89 @@ async def test_production_serves_no_graphiql(production: Harness) -> None:
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/json"
     assert "<script" not in response.text
-    assert CHINESE.search(response.text)
+    assert refused(response, "NOT_FOUND", status=404)
+    assert response.json()["errors"][0]["extensions"]["requestId"]
     assets = await production.client.get("/graphiql-assets/graphiql.min.js")
-    assert assets.status_code == 404
+    assert refused(assets, "NOT_FOUND", status=404)
+
+
+LOOKUP = "query Lookup($idNumber: String!) { person(idNumber: $idNumber) { regionCode } }"
+REGION = "query Region { me { region } }"
+
+
+@pytest.fixture
+async def production_pinned(
+    production: Harness, tmp_path: Path
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The production gateway with medical insurance pinned to LOOKUP and REGION."""
+    (tmp_path / "medical_insurance.json").write_text(
+        json.dumps({document_hash(text): text for text in (LOOKUP, REGION)}), encoding="utf-8"
+    )
+    async with variant(production, trusted_documents_dir=tmp_path) as client:
+        yield client
+
+
+def _by_hash(text: str) -> dict[str, str]:
+    return {"documentId": f"sha256:{document_hash(text)}"}
+
+
+async def test_production_get_runs_only_trusted_documents_by_hash(
+    production: Harness, production_pinned: httpx.AsyncClient
+) -> None:
+    """No ID number in a URL in production: proxies and load balancers log URLs. GET names a
+    trusted document by its hash and carries nothing else; text and variables go by POST."""
     token = _token(production)
-    get = await production.client.get("/graphql", params={"query": ME}, headers=headers(token))
-    assert get.status_code == 200
-    assert get.json()["data"]["me"]["department"] == "MEDICAL_INSURANCE"
+    client = production_pinned
+    get = await client.get("/graphql", params=_by_hash(REGION), headers=headers(token))
+    assert served(get)["me"]["region"]
+    extension = {"persistedQuery": {"version": 1, "sha256Hash": document_hash(REGION)}}
+    get = await client.get(
+        "/graphql", params={"extensions": json.dumps(extension)}, headers=headers(token)
+    )
+    assert served(get)["me"]["region"]
+
+    id_number = production.persons[0].id_number
+    refusals = {
+        "text": {"query": REGION},
+        "text-by-hash": {"query": REGION, **_by_hash(REGION)},
+        "variables": {**_by_hash(LOOKUP), "variables": json.dumps({"idNumber": id_number})},
+        "text-and-variables": {"query": LOOKUP, "variables": json.dumps({"idNumber": id_number})},
+    }
+    for case, params in refusals.items():
+        response = await client.get("/graphql", params=params, headers=headers(token))
+        message = refused(response, "METHOD_NOT_ALLOWED", status=405)
+        assert response.headers["allow"] == "POST", case
+        assert "POST" in message
+        assert id_number not in response.text
+    # The same over POST: served.
+    response = await post(client, token, LOOKUP, {"idNumber": id_number})
+    assert served(response)["person"]["regionCode"] == production.persons[0].region_code
+    response = await post(client, token, None, {"idNumber": id_number}, **_by_hash(LOOKUP))
+    assert served(response)["person"]["regionCode"] == production.persons[0].region_code
+
+
+async def test_production_get_refusal_in_the_graphql_media_type(production: Harness) -> None:
+    token = _token(production)
+    response = await production.client.get(
+        "/graphql",
+        params={"query": ME},
+        headers=headers(token, Accept="application/graphql-response+json"),
+    )
+    assert response.status_code == 405
+    assert response.headers["content-type"].startswith("application/graphql-response+json")
+    assert codes(response.json()) == ["METHOD_NOT_ALLOWED"]
+
+
+async def test_development_keeps_get(harness: Harness) -> None:
+    """GraphiQL and curl on a laptop: GET with text and variables still runs queries."""
+    token = _token(harness)
+    page = "query P($n: Int) { persons(first: $n) { totalCount } }"
+    response = await harness.client.get(
+        "/graphql",
+        params={"query": page, "variables": json.dumps({"n": 1})},
+        headers=headers(token),
+    )
+    assert served(response)["persons"]["totalCount"] >= 1
 
 
 async def test_development_keeps_suggestions(harness: Harness) -> None:

@@ -228,11 +228,23 @@ async def test_get_refuses_mutations(harness: Harness, query: str) -> None:
     transport = httpx.ASGITransport(app=create_app(harness.runtime), raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as client:
         response = await client.get("/graphql", params=params, headers=_headers(_auth(harness)))
-    assert response.status_code in (400, 405), (response.status_code, response.text)
+    assert response.status_code == 405, (response.status_code, response.text)
+    assert response.headers["allow"] == "POST"
     body = response.json()
     assert body.get("data") is None
-    assert body["errors"]
-    assert response.headers.get("x-request-id")
+    assert _codes(body) == ["METHOD_NOT_ALLOWED"]
+    assert body["errors"][0]["extensions"]["requestId"] == response.headers["x-request-id"]
+
+
+async def test_head_is_get_without_the_body(harness: Harness) -> None:
+    """HEAD, which Starlette adds to every GET route, follows GET's rules (it used to fall
+    through to the POST path and answer 415)."""
+    response = await harness.client.head(
+        "/graphql", params={"query": ME}, headers=_headers(_auth(harness))
+    )
+    assert response.status_code == 200
+    assert response.content == b""
+    assert response.headers["x-request-id"]
 
 
 async def test_post_runs_mutations(harness: Harness) -> None:

@@ -137,6 +137,14 @@ def test_serve_refuses_bad_operations_settings(data_dir: Path) -> None:
     _refused(_serve(data_dir, RELIEF_METRICS_ALLOW="10.0.0.0/33"), "RELIEF_METRICS_ALLOW")
 
 
+def test_serve_refuses_http_limits_the_server_could_not_keep(data_dir: Path) -> None:
+    """The application's URL limit must stay below the HTTP parser's (65,535 bytes), so that
+    the application refuses first; a client timeout must be a positive number of seconds."""
+    _write_key(data_dir, RANDOM_KEY)
+    _refused(_serve(data_dir, RELIEF_MAX_URL_BYTES="70000"), "RELIEF_MAX_URL_BYTES", "65535")
+    _refused(_serve(data_dir, RELIEF_CLIENT_TIMEOUT_SECONDS="0"), "RELIEF_CLIENT_TIMEOUT_SECONDS")
+
+
 def test_sound_production_settings_pass_the_checks(data_dir: Path) -> None:
     """The same settings with nothing wrong: the checks pass (``migrate`` runs them too via
     ``Runtime``-free paths, so ask the settings directly, as ``serve`` does first)."""

@@ -75,7 +75,8 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from gateway.http.app import create_app
-    from gateway.http.logs import configure_from_settings, uvicorn_log_config
+    from gateway.http.logs import configure_from_settings
+    from gateway.http.serving import server_options
     from gateway.runtime.parts import Runtime
 
     host = args.host or settings.host
@@ -97,13 +98,7 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
 
         serve_workers("gateway.http.asgi:app", settings, host=host, port=port, workers=args.workers)
         return 0
-    uvicorn.run(
-        create_app(runtime),
-        host=host,
-        port=port,
-        log_config=uvicorn_log_config(),
-        access_log=False,  # the gateway's request log instead (no query strings in it)
-    )
+    uvicorn.run(create_app(runtime), host=host, port=port, **server_options(settings))
     return 0
 
 
@@ -111,6 +106,7 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from gateway.http.app import create_app
+    from gateway.http.protocol import edge_protocol
     from gateway.runtime.parts import Runtime
 
     if settings.is_production:
@@ -152,7 +148,13 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
         f"命令行示例: curl -s {url} -H 'Authorization: Bearer <令牌>' -H 'X-Purpose: supervision' "
         "-H 'Content-Type: application/json' -d '{\"query\":\"{ me { department level } }\"}'\n"
     )
-    uvicorn.run(create_app(runtime), host="127.0.0.1", port=args.port, log_level="warning")
+    uvicorn.run(
+        create_app(runtime),
+        host="127.0.0.1",
+        port=args.port,
+        log_level="warning",
+        http=edge_protocol(settings),  # the refusals and timeouts of serve (gateway.http.protocol)
+    )
     return 0
 
 

@@ -8,10 +8,18 @@
     │   ├── PersistedQueryNotFound PERSISTED_QUERY_NOT_FOUND HTTP 400: unknown sha256Hash
     │   ├── PayloadTooLarge      BAD_USER_INPUT   HTTP 413: request body over RELIEF_MAX_BODY_BYTES
     │   ├── UnsupportedMediaType BAD_USER_INPUT   HTTP 415: POST body not application/json
-    │   └── NotAcceptable        BAD_USER_INPUT   HTTP 406: no JSON media type in Accept
+    │   ├── NotAcceptable        BAD_USER_INPUT   HTTP 406: no JSON media type in Accept
+    │   ├── UriTooLong           BAD_USER_INPUT   HTTP 414: request target over RELIEF_MAX_URL_BYTES
+    │   ├── HeadersTooLarge      BAD_USER_INPUT   HTTP 431: header fields over the server's limit
+    │   └── MethodNotAllowed     METHOD_NOT_ALLOWED HTTP 405 with Allow: a method the address does
+    │                                             not serve; a mutation, or (production) any
+    │                                             document text or variables, over GET
     ├── RateLimited              RATE_LIMITED     HTTP 429 with Retry-After (runtime.rate_limit)
     ├── PersistedQueryNotAllowed PERSISTED_QUERY_NOT_ALLOWED HTTP 403: a pinned department's
     │                                             document not in its trusted list
+    ├── CorsNotAllowed           CORS_NOT_ALLOWED HTTP 403: a CORS preflight the gateway refuses
+    ├── NotFound                 NOT_FOUND        HTTP 404: no such address (GraphiQL in production)
+    ├── RequestTimeout           REQUEST_TIMEOUT  HTTP 408: headers or body not sent in time
     ├── ConfigurationError       CONFIGURATION    refused start-up / CLI exit 2
     ├── DecryptionError          DATA_INTEGRITY   error at the field's path, no data released
     ├── AuditUnavailable         AUDIT_UNAVAILABLE HTTP 503: no data leaves without its audit entry
@@ -106,3 +114,46 @@ class RateLimited(GatewayError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class UriTooLong(BadUserInput):
+    """The request target (path and query string) is longer than RELIEF_MAX_URL_BYTES."""
+
+    http_status = 414
+
+
+class HeadersTooLarge(BadUserInput):
+    """The request's header fields exceed what the server reads (gateway.http.protocol)."""
+
+    http_status = 431
+
+
+class MethodNotAllowed(BadUserInput):
+    """Not with this HTTP method; ``allow`` is what the response's ``Allow`` header names."""
+
+    code = "METHOD_NOT_ALLOWED"
+    http_status = 405
+
+    def __init__(self, message: str, allow: str) -> None:
+        super().__init__(message)
+        self.allow = allow
+
+
+class NotFound(GatewayError):
+    code = "NOT_FOUND"
+    http_status = 404
+
+
+class RequestTimeout(GatewayError):
+    """The client did not send its headers, or the next piece of its body, in time."""
+
+    code = "REQUEST_TIMEOUT"
+    http_status = 408
+
+
+class CorsNotAllowed(GatewayError):
+    """A browser asked (CORS preflight) whether a page of another origin may call the gateway,
+    and the answer is no: the origin, method or a header is not allowed."""
+
+    code = "CORS_NOT_ALLOWED"
+    http_status = 403

@@ -7,6 +7,7 @@ know nothing of HTTP, the database or the schema.
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from enum import StrEnum
 from functools import cached_property
@@ -17,6 +18,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # A request body of 1,000 full records (submitRecords) is about 1.2 MB of JSON.
 MAX_BODY_BYTES = 4_000_000
+# The server's HTTP parser (httptools, under gateway.http.protocol) cannot take a request target
+# (path and query string) longer than this. RELIEF_MAX_URL_BYTES stays below it, so a long URL
+# is refused by the application first: 414 in the JSON error shape, counted and logged.
+SERVER_URL_LIMIT = 65_535
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -76,6 +81,13 @@ class Settings(BaseSettings):
     # "Type.field": expected list length, on top of schema.cost.DEFAULT_LIST_ESTIMATES (JSON).
     query_cost_estimates: dict[str, int] = Field(default_factory=dict)
     max_body_bytes: int = Field(default=MAX_BODY_BYTES, gt=0)
+    # Request target (path + query string) in bytes, HTTP 414 beyond. Production GETs carry a
+    # document hash only; the common load-balancer default for a request line is 8 KiB.
+    max_url_bytes: int = 8192
+    # Slow clients (gateway.http.protocol): seconds to complete the request headers (from the
+    # connection's opening or the request's first byte), and at most between two pieces of a
+    # body; HTTP 408 and the connection closed beyond.
+    client_timeout_seconds: float = 10.0
     # Requests per second and burst, per subject and per department, in EACH gateway process
     # (gateway.runtime.rate_limit). Unset: its PRODUCTION_* rates in production, off in
     # development; 0: off. Burst unset: twice the rate.
@@ -108,6 +120,23 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"RELIEF_CORS_ORIGINS 应为逗号分隔的 http(s)://主机[:端口], 收到 {origin!r}"
                 )
+        return value
+
+    @field_validator("max_url_bytes")
+    @classmethod
+    def _url_limit_below_the_servers(cls, value: int) -> int:
+        if not 0 < value < SERVER_URL_LIMIT:
+            raise ValueError(
+                f"RELIEF_MAX_URL_BYTES 应在 1 到 {SERVER_URL_LIMIT - 1} 之间 (服务器的 HTTP 解析器"
+                f"拒绝超过 {SERVER_URL_LIMIT} 字节的地址, 应用须先于它拒绝), 收到 {value}"
+            )
+        return value
+
+    @field_validator("client_timeout_seconds")
+    @classmethod
+    def _client_timeout_positive(cls, value: float) -> float:
+        if not (value > 0 and math.isfinite(value)):
+            raise ValueError(f"RELIEF_CLIENT_TIMEOUT_SECONDS 应为正数 (秒), 收到 {value}")
         return value
 
     @field_validator("province", mode="before")

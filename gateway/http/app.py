@@ -1,4 +1,12 @@
-"""The Starlette application: routes and lifespan."""
+"""The Starlette application: routes, middleware and lifespan.
+
+    request → Cors (preflights: gateway.http.cors) → UrlLimit (414: gateway.http.url_limit)
+            → router → /graphql, /healthz, /readyz, /metrics, /console, GraphiQL assets
+
+Refusals anywhere on the way (404, 405, a masked 500 …) are in the JSON error shape with a
+request id (``gateway.http.refusals``); below all of this the server's own connection handling
+(``gateway.http.protocol``) refuses what never becomes a request.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +17,6 @@ from contextlib import asynccontextmanager, suppress
 from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -17,9 +24,12 @@ from starlette.staticfiles import StaticFiles
 
 from gateway.http import metrics
 from gateway.http.console import console_routes
+from gateway.http.cors import Cors
 from gateway.http.graphiql import ASSETS_PATH, assets_directory
 from gateway.http.graphql import graphql_endpoint
 from gateway.http.ops import metrics_endpoint, start_when_possible
+from gateway.http.refusals import EXCEPTION_HANDLERS
+from gateway.http.url_limit import UrlLimit
 from gateway.runtime.parts import Runtime
 
 
@@ -39,21 +49,13 @@ async def readyz(request: Request) -> Response:
     return JSONResponse({"ready": True, "policyVersion": runtime.authorizer.version})
 
 
-def _cors(runtime: Runtime) -> list[Middleware]:
-    """Browsers may call /graphql only from the frontends named in RELIEF_CORS_ORIGINS (none by
-    default). Bearer tokens, not cookies: no credentials mode."""
-    origins = runtime.settings.cors_origin_list
-    if not origins:
-        return []
+def _middleware(runtime: Runtime) -> list[Middleware]:
+    settings = runtime.settings
     return [
-        Middleware(
-            CORSMiddleware,
-            allow_origins=origins,
-            allow_methods=["GET", "POST"],
-            allow_headers=["Authorization", "Content-Type", "Accept", "X-Purpose"],
-            expose_headers=["X-Request-Id", "Retry-After"],
-            max_age=600,
-        )
+        # Browsers may call /graphql only from the frontends named in RELIEF_CORS_ORIGINS (none
+        # by default); every other preflight is refused alike (403), configured or not.
+        Middleware(Cors, origins=settings.cors_origin_list),
+        Middleware(UrlLimit, max_url_bytes=settings.max_url_bytes),
     ]
 
 
@@ -80,6 +82,11 @@ def create_app(runtime: Runtime) -> Starlette:
     ]
     if not runtime.settings.is_production:
         routes.append(Mount(ASSETS_PATH, StaticFiles(directory=assets_directory())))
-    app = Starlette(routes=routes, middleware=_cors(runtime), lifespan=lifespan)
+    app = Starlette(
+        routes=routes,
+        middleware=_middleware(runtime),
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=lifespan,
+    )
     app.state.runtime = runtime
     return app

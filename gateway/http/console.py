@@ -25,8 +25,11 @@ from importlib import resources
 from pathlib import Path
 
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+
+from gateway.domain.errors import NotFound
+from gateway.http.refusals import error_body, new_request_id
 
 CONSOLE_PATH = "/console"
 
@@ -79,7 +82,9 @@ def _asset_names() -> frozenset[str]:
 
 def _serve(name: str) -> Response:
     if name not in _asset_names():
-        return PlainTextResponse("未找到该文件", status_code=404, headers=SECURITY_HEADERS)
+        request_id = new_request_id()
+        headers = {**SECURITY_HEADERS, "X-Request-Id": request_id}
+        return JSONResponse(error_body(NotFound("未找到该文件"), request_id), 404, headers=headers)
     path = console_directory() / name
     return Response(
         path.read_bytes(), media_type=_MEDIA_TYPES[path.suffix], headers=SECURITY_HEADERS

@@ -1,8 +1,15 @@
 """``/graphql``: GraphQL over HTTP, authenticated, one access decision per request, audited.
 
-    POST application/json      queries and (later) mutations
-    GET  ?query=…              queries only, never mutations
+    POST application/json      queries and mutations
+    GET  ?query=…              development: queries only, never mutations (405)
+    GET  ?documentId=sha256:…  queries by the hash of a trusted document; in production the only
+                               GET there is: no document text and no variables in a URL (405)
     GET  (browser, dev)        GraphiQL
+    HEAD                       as GET, without the body
+
+Every refusal is in the error shape of ``gateway.http.refusals`` with the request id, and so is
+anything unexpected (500, masked). Client JSON is parsed by ``gateway.http.request_json``
+(nesting, numbers, duplicate keys, encodings bounded).
 
 Every data request walks: token → purpose → decision (cached) → purpose check → row predicate
 and scoped storage (``schema.scope``) → execute → errors formatted → audit entry appended.
@@ -12,12 +19,12 @@ not audited: it read nothing (the refusal is counted in the denial metric).
 
 from __future__ import annotations
 
-import json
+import asyncio
 import logging
 import time
-import uuid
 from functools import lru_cache
 from typing import Any
+from urllib.parse import parse_qsl
 
 from graphql import GraphQLError, get_operation_ast, parse
 from sqlalchemy.exc import DBAPIError
@@ -35,10 +42,13 @@ from gateway.domain.errors import (
     BadUserInput,
     Forbidden,
     GatewayError,
+    MethodNotAllowed,
     NotAcceptable,
+    NotFound,
     PayloadTooLarge,
     PersistedQueryNotAllowed,
     RateLimited,
+    RequestTimeout,
     ServiceUnavailable,
     Unauthenticated,
     UnsupportedMediaType,
@@ -56,6 +66,8 @@ from gateway.http.graphql_over_http import (
     response_media_type,
 )
 from gateway.http.ops import observed, set_outcome
+from gateway.http.refusals import internal_error_message, new_request_id, refusal
+from gateway.http.request_json import loads
 from gateway.runtime.parts import Runtime
 from gateway.runtime.trusted_documents import requested_hash
 from gateway.storage import audit_chain as audit
@@ -67,13 +79,18 @@ log = logging.getLogger(__name__)
 NO_PURPOSE = ""
 
 
+# The parameters of a GraphQL GET request; each may be given once.
+GET_PARAMETERS = ("query", "variables", "operationName", "extensions", "documentId")
+
+PRODUCTION_GET = (
+    "生产环境中 GET 请求只能按哈希执行已登记的可信文档 (documentId 或 extensions.persistedQuery), "
+    "且不带 variables: 地址中的查询文本和变量 (如身份证号码) 会被代理和负载均衡器记入访问日志。"
+    "请改用 POST, 把查询和变量放在请求体中"
+)
+
+
 def _error_response(error: GatewayError, status: int, request_id: str) -> JSONResponse:
-    body = {
-        "errors": [
-            {"message": error.message, "extensions": {"code": error.code, "requestId": request_id}}
-        ]
-    }
-    return JSONResponse(body, status_code=status, headers={"X-Request-Id": request_id})
+    return refusal(error, request_id, status=status)
 
 
 @lru_cache(maxsize=1024)
@@ -91,7 +108,7 @@ def _operation_name(query: str, operation_name: str | None) -> str:
 
 
 async def graphql_endpoint(request: Request) -> Response:
-    response = await observed(request, _serve)  # counted and logged (gateway.http.ops)
+    response = await observed(request, _masked)  # counted and logged (gateway.http.ops)
     if isinstance(response, JSONResponse) and _negotiated(request) == GRAPHQL_RESPONSE_JSON:
         # The same JSON under the media type the client asked for (GraphQL over HTTP).
         response.headers["content-type"] = f"{GRAPHQL_RESPONSE_JSON}; charset=utf-8"
@@ -102,14 +119,31 @@ def _negotiated(request: Request) -> str | None:
     return response_media_type(request.headers.get("accept"))
 
 
+async def _masked(request: Request) -> Response:
+    """``_serve``, with anything unexpected answered 500 in the error shape: the request id to
+    the client, the exception's type and frames (never its locals) to the log."""
+    try:
+        return await _serve(request)
+    except Exception as exc:
+        request_id = getattr(request.state, "request_id", None) or new_request_id()
+        log.error("request %s: unexpected %s", request_id, type(exc).__name__, exc_info=exc)
+        set_outcome(request, "error")
+        return _error_response(GatewayError(internal_error_message(request_id)), 500, request_id)
+
+
+def _method(request: Request) -> str:
+    """HEAD is GET without the body (Starlette leaves the body out)."""
+    return "GET" if request.method == "HEAD" else request.method
+
+
 async def _serve(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
-    request_id = str(uuid.uuid4())
+    request_id = new_request_id()
     request.state.request_id = request_id
     started = time.perf_counter()
-    if request.method == "GET" and _wants_ide(request):
+    if _method(request) == "GET" and _wants_ide(request):
         if runtime.settings.is_production:
-            return JSONResponse({"errors": [{"message": "生产环境未开放 GraphiQL"}]}, 404)
+            return _error_response(NotFound("生产环境未开放 GraphiQL"), 404, request_id)
         return HTMLResponse(graphiql_html())
     if _negotiated(request) is None:
         refusal = NotAcceptable(f"Accept 须包含 application/json 或 {GRAPHQL_RESPONSE_JSON}")
@@ -128,15 +162,18 @@ async def _serve(request: Request) -> Response:
         return _error_response(exc, 401, request_id)
     except RateLimited as exc:
         set_outcome(request, "rate_limited")
-        response = _error_response(exc, exc.http_status, request_id)
-        response.headers["Retry-After"] = str(exc.retry_after)
-        return response
+        return _error_response(exc, exc.http_status, request_id)  # with Retry-After
     except PersistedQueryNotAllowed as exc:
         set_outcome(request, "forbidden")
         return _error_response(exc, exc.http_status, request_id)
     except BadUserInput as exc:
         set_outcome(request, "bad_request")
         return _error_response(exc, exc.http_status, request_id)
+    except RequestTimeout as exc:
+        set_outcome(request, "bad_request")
+        response = _error_response(exc, exc.http_status, request_id)
+        response.headers["Connection"] = "close"  # the rest of that body is not waited for
+        return response
 
     for attempt in (1, 2):
         try:
@@ -190,7 +227,7 @@ async def _execute(
     variables: dict[str, Any] | None,
     operation_name: str | None,
 ) -> Response:
-    allowed = {OperationType.QUERY} if request.method == "GET" else None
+    allowed = {OperationType.QUERY} if _method(request) == "GET" else None
     # A Core connection, not an ORM session: reads return plain rows, nothing to track.
     async with runtime.engine.connect() as connection:
         if _is_query(query, operation_name):
@@ -232,10 +269,8 @@ async def _execute(
         except InvalidOperationTypeError:
             # GraphQL over HTTP: a mutation over GET is 405, never executed.
             set_outcome(request, "bad_request")
-            refusal = BadUserInput("GET 请求只能执行查询; 变更操作请使用 POST")
-            response = _error_response(refusal, 405, request_id)
-            response.headers["Allow"] = "POST"
-            return response
+            refused = MethodNotAllowed("GET 请求只能执行查询; 变更操作请使用 POST", allow="POST")
+            return _error_response(refused, 405, request_id)
         except CannotGetOperationTypeError:
             # No operation by that operationName (or none at all): the caller's document.
             set_outcome(request, "bad_request")
@@ -332,9 +367,13 @@ Parsed = tuple[str | None, dict[str, Any] | None, str | None, str | None]
 async def _parse(request: Request) -> Parsed:
     """(query, variables, operationName, document hash); the query may be absent when a
     trusted document is named by its hash (gateway.runtime.trusted_documents)."""
-    if request.method == "GET":
-        params = request.query_params
+    runtime: Runtime = request.app.state.runtime
+    if _method(request) == "GET":
+        params = _get_parameters(request)
         variables, extensions = _json_param(params, "variables"), _json_param(params, "extensions")
+        if runtime.settings.is_production and (params.get("query") or variables):
+            # Proxies and load balancers log URLs: no document text, no ID number in one.
+            raise MethodNotAllowed(PRODUCTION_GET, allow="POST")
         return _checked(
             params.get("query"),
             variables,
@@ -348,12 +387,9 @@ async def _parse(request: Request) -> Parsed:
         # CSRF: an HTML form (urlencoded, multipart) or a "simple" text/plain request cannot
         # send application/json without a CORS preflight, so none of them reaches execution.
         raise UnsupportedMediaType("请求体必须是 application/json (UTF-8)")
-    runtime: Runtime = request.app.state.runtime
-    body = await _read_body(request, runtime.settings.max_body_bytes)
-    try:
-        payload = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise BadUserInput("请求体不是合法的 JSON") from None
+    settings = runtime.settings
+    body = await _read_body(request, settings.max_body_bytes, settings.client_timeout_seconds)
+    payload = loads(body, "请求体")
     if not isinstance(payload, dict):
         # A JSON array would be a batch of operations: one operation per request.
         raise BadUserInput("请求体应为 JSON 对象 {query, variables, operationName}; 不支持批量")
@@ -366,27 +402,51 @@ async def _parse(request: Request) -> Parsed:
     )
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, refused as soon as it exceeds ``limit`` (never buffered whole first)."""
+async def _read_body(request: Request, limit: int, idle_seconds: float) -> bytes:
+    """The body, refused as soon as it exceeds ``limit`` (never buffered whole first), or when
+    its next piece takes longer than ``idle_seconds`` to come (a client holding the request
+    open: RELIEF_CLIENT_TIMEOUT_SECONDS, the same the server gives the headers)."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"请求体过大: 上限 {limit} 字节")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        try:
+            message = await asyncio.wait_for(request.receive(), idle_seconds)
+        except TimeoutError:
+            raise RequestTimeout(f"请求体未在 {idle_seconds:g} 秒内继续发送, 请求已中止") from None
+        if message["type"] == "http.disconnect":
+            raise BadUserInput("请求体未发送完整: 客户端已断开连接")
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise PayloadTooLarge(f"请求体过大: 上限 {limit} 字节")
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
-def _json_param(params: Any, name: str) -> object:
-    raw = params.get(name)
+def _get_parameters(request: Request) -> dict[str, str]:
+    """GET's parameters, decoded strictly: percent-encoded UTF-8 only, each GraphQL parameter
+    at most once (a proxy or filter in front may read the first of two, Starlette the last)."""
     try:
-        return json.loads(raw) if raw else None
-    except json.JSONDecodeError:
-        raise BadUserInput(f"{name} 不是合法的 JSON") from None
+        raw = request.scope.get("query_string", b"").decode("ascii")
+        pairs = parse_qsl(raw, keep_blank_values=True, encoding="utf-8", errors="strict")
+    except UnicodeDecodeError:
+        raise BadUserInput("查询参数应为百分号编码的 UTF-8 文本") from None
+    params: dict[str, str] = {}
+    for name, value in pairs:
+        if name in GET_PARAMETERS:
+            if name in params:
+                raise BadUserInput(f"查询参数 {name} 出现了不止一次")
+            params[name] = value
+    return params
+
+
+def _json_param(params: dict[str, str], name: str) -> object:
+    raw = params.get(name)
+    return loads(raw.encode("utf-8"), f"参数 {name} ") if raw else None
 
 
 def _checked(

@@ -1,8 +1,8 @@
 """The operations team's endpoints and start-up: ``/metrics``, readiness, the request log line.
 
 GET /metrics   Prometheus text; loopback and RELIEF_METRICS_ALLOW networks only (403
-               otherwise). Counters (gateway.http.metrics) plus the task backlog, one grouped
-               query at most every BACKLOG_SECONDS.
+               FORBIDDEN otherwise, in the error shape). Counters (gateway.http.metrics) plus
+               the task backlog, one grouped query at most every BACKLOG_SECONDS.
 start-up       the lifespan tries ``Runtime.start`` once; if the database is not there
                yet (stopped, not migrated) the gateway still serves ``/healthz``, answers
                ``/readyz`` with 503 and keeps trying in the background, so a load balancer
@@ -23,9 +23,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from gateway.domain import clock
+from gateway.domain.errors import Forbidden
 from gateway.domain.principal import Principal
 from gateway.http import metrics
 from gateway.http.logs import safe_exception_message
+from gateway.http.refusals import error_body, new_request_id
 from gateway.runtime.parts import Runtime
 
 log = logging.getLogger(__name__)
@@ -70,7 +72,11 @@ async def metrics_endpoint(request: Request) -> Response:
         except ValueError:
             address = None
         if address is None or not any(address in network for network in allowed):
-            return JSONResponse({"error": "指标接口仅对运维网络开放 (RELIEF_METRICS_ALLOW)"}, 403)
+            request_id = new_request_id()
+            refused = Forbidden("指标接口仅对运维网络开放 (RELIEF_METRICS_ALLOW)")
+            # The error shape, and the one-line "error" it had before (checks that read it).
+            refused_body = {**error_body(refused, request_id), "error": refused.message}
+            return JSONResponse(refused_body, status_code=403, headers={"X-Request-Id": request_id})
     rows = await _backlog(runtime, clock.today())
     body = metrics.exposition([metrics.TaskBacklog(rows)])
     return Response(body, media_type=CONTENT_TYPE_LATEST)

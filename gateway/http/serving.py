@@ -1,4 +1,8 @@
-"""Serving several worker processes on one port.
+"""How uvicorn serves the gateway: one process or several worker processes on one port.
+
+``server_options``: what every ``serve`` (and ``demo``) process runs with: the gateway's HTTP
+protocol (``gateway.http.protocol``: slow clients cut, header limits, the server's own refusals
+in the JSON error shape), uvicorn's access log off (it prints query strings).
 
 uvicorn's own ``--workers`` path binds the listening socket with ``proto=0``; asyncio enables
 ``TCP_NODELAY`` on accepted connections only when the socket says ``IPPROTO_TCP``, so every
@@ -13,12 +17,29 @@ import os
 import shutil
 import socket
 import tempfile
+from typing import Any
 
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
 from gateway.domain.settings import Settings
 from gateway.http.logs import uvicorn_log_config
+from gateway.http.protocol import edge_protocol
+
+# Between two requests on one connection (uvicorn's own timer); load balancers keep their
+# upstream connections open for longer than their clients' (nginx: keepalive_timeout 60 s),
+# so this is the gateway's: it only costs a reconnect.
+KEEP_ALIVE_SECONDS = 5
+
+
+def server_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn options for a gateway process (``uvicorn.run`` or ``uvicorn.Config``)."""
+    return {
+        "http": edge_protocol(settings),
+        "timeout_keep_alive": KEEP_ALIVE_SECONDS,
+        "log_config": uvicorn_log_config(),
+        "access_log": False,  # the gateway's request log instead (no query strings in it)
+    }
 
 
 def tcp_listener(host: str, port: int) -> socket.socket:
@@ -43,14 +64,7 @@ def serve_workers(app: str, settings: Settings, *, host: str, port: int, workers
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         own_dir = tempfile.mkdtemp(prefix="relief-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_dir
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        workers=workers,
-        log_config=uvicorn_log_config(),
-        access_log=False,  # the gateway's request log instead (no query strings in it)
-    )
+    config = uvicorn.Config(app, host=host, port=port, workers=workers, **server_options(settings))
     try:
         Multiprocess(config, sockets=[tcp_listener(host, port)]).run()
     finally:
