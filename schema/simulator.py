@@ -20,7 +20,6 @@ from typing import Any
 
 import strawberry
 from graphql import (
-    BooleanValueNode,
     DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
@@ -35,13 +34,13 @@ from graphql import (
     OperationType,
     SelectionNode,
     SelectionSetNode,
-    VariableNode,
     get_named_type,
     get_operation_ast,
+    get_variable_values,
     is_leaf_type,
     parse,
-    value_from_ast_untyped,
 )
+from graphql.execution.values import VariableValues
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -55,6 +54,7 @@ from authz.simulate import READ_MARK, RunOutcome, SimulatedError, leaf_mark
 from gateway.domain.errors import BadUserInput, Forbidden, GatewayError
 from gateway.domain.principal import Principal, check_claims
 from schema import scope as request_scope  # a module: it imports the schema, which imports us
+from schema.arguments import included
 from schema.context import RequestContext
 from schema.purposes import reads_person_data
 
@@ -258,27 +258,24 @@ def redact(
     graphql_schema = schema._schema
     root = graphql_schema.query_type
     assert root is not None
-    walker = _Redactor(document, operation, variables, decision)
+    # The variables as execution coerced them (declared defaults applied), for @skip/@include.
+    coerced = get_variable_values(
+        graphql_schema, operation.variable_definitions or (), dict(variables)
+    )
+    if isinstance(coerced, list):  # pragma: no cover - refused before execution: no data
+        return None
+    walker = _Redactor(document, coerced, decision)
     return walker.object(data, root, [operation.selection_set])
 
 
 class _Redactor:
     def __init__(
-        self,
-        document: DocumentNode,
-        operation: OperationDefinitionNode,
-        variables: Mapping[str, Any],
-        decision: AccessDecision,
+        self, document: DocumentNode, variables: VariableValues, decision: AccessDecision
     ) -> None:
         self.fragments = {
             d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
         }
-        # Variables not given take their declared default (as in execution).
-        self.variables = dict(variables)
-        for definition in operation.variable_definitions or ():
-            name = definition.variable.name.value
-            if name not in self.variables and definition.default_value is not None:
-                self.variables[name] = value_from_ast_untyped(definition.default_value)
+        self.variables = variables
         self.decision = decision
 
     def object(
@@ -350,20 +347,4 @@ class _Redactor:
         return fields
 
     def included(self, node: SelectionNode) -> bool:
-        for directive in node.directives or ():
-            name = directive.name.value
-            if name not in ("skip", "include"):
-                continue
-            argument = next((a for a in directive.arguments or () if a.name.value == "if"), None)
-            if argument is None:
-                continue
-            value = argument.value
-            if isinstance(value, BooleanValueNode):
-                flag = value.value
-            elif isinstance(value, VariableNode):
-                flag = bool(self.variables.get(value.name.value))
-            else:
-                continue
-            if (name == "skip" and flag) or (name == "include" and not flag):
-                return False
-        return True
+        return included(node, self.variables)

@@ -143,3 +143,87 @@ async def test_deep_page_does_not_grow_with_page_size(harness: Harness) -> None:
         counts[first] = Counter(map(_table, _data_statements(seen)))
     assert counts[5] == counts[50] == counts[200], counts
     assert sum(counts[200].values()) <= 20, counts[200]
+
+
+# The relations' arguments as variables: one given, one by its default, one declared and not
+# given (read as absent). The page's look-ahead must read them as the fields do, or the
+# relations it loads are not the ones the fields ask for (a second load each, or issue 13
+# item 1: a crash). Same statements as the literal page, whatever the page size.
+VARIABLE_ARGUMENTS = """
+query VariablePage(
+  $first: Int!, $prefix: String, $on: Date, $year: Int = 2026, $costYear: Int, $skip: Boolean!
+) {
+  persons(first: $first, filter: {regionPrefix: $prefix}) {
+    edges { node {
+      id
+      active: reliefStatuses(activeOn: $on) { category }
+      thisYear: enrollments(year: $year) { year status }
+      costs: costBurdens(year: $costYear) { year totalCost }
+      household @skip(if: $skip) { members { id } }
+    } }
+  }
+}
+"""
+LITERAL_ARGUMENTS = """
+query LiteralPage($first: Int!, $prefix: String) {
+  persons(first: $first, filter: {regionPrefix: $prefix}) {
+    edges { node {
+      id
+      active: reliefStatuses(activeOn: "2026-11-23") { category }
+      thisYear: enrollments(year: 2026) { year status }
+      costs: costBurdens { year totalCost }
+    } }
+  }
+}
+"""
+
+
+async def test_relation_arguments_as_variables_load_like_literals(harness: Harness) -> None:
+    province = harness.busiest_county()[:2]
+    token = harness.token("medical_insurance", "province", province)
+    statements: dict[tuple[str, int], Counter[str]] = {}
+    bodies: dict[tuple[str, int], dict[str, Any]] = {}
+    for first in (5, 50):
+        for name, query, variables in (
+            ("literal", LITERAL_ARGUMENTS, {}),
+            ("variables", VARIABLE_ARGUMENTS, {"on": "2026-11-23", "skip": True}),
+        ):
+            with _statements(harness) as seen:
+                body = await harness.query(
+                    token, query, {"first": first, "prefix": province, **variables}
+                )
+            assert "errors" not in body, body["errors"]
+            bodies[name, first] = body
+            statements[name, first] = Counter(map(_table, _data_statements(seen)))
+    assert bodies["variables", 50] == bodies["literal", 50]
+    assert any(
+        edge["node"]["thisYear"] for edge in bodies["literal", 50]["data"]["persons"]["edges"]
+    )
+    assert statements["variables", 5] == statements["literal", 5] == statements["literal", 50]
+    assert statements["variables", 50] == statements["literal", 50]
+
+
+async def test_relations_left_out_by_skip_or_include_are_not_loaded(harness: Harness) -> None:
+    province = harness.busiest_county()[:2]
+    token = harness.token("medical_insurance", "province", province)
+    query = """
+    query Page($first: Int!, $prefix: String, $with: Boolean!) {
+      persons(first: $first, filter: {regionPrefix: $prefix}) { edges { node {
+        id
+        costBurdens @include(if: $with) { year }
+        ... on Person @skip(if: true) { enrollments { year } }
+        ...Statuses
+      } } }
+    }
+    fragment Statuses on Person { reliefStatuses @include(if: false) { category } }
+    """
+    for included in (False, True):
+        with _statements(harness) as seen:
+            body = await harness.query(
+                token, query, {"first": 20, "prefix": province, "with": included}
+            )
+        assert "errors" not in body, body["errors"]
+        loaded = " ".join(_data_statements(seen))
+        assert "enrollment" not in loaded
+        assert "relief_status" not in loaded
+        assert ("cost_burden" in loaded) is included
