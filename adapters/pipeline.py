@@ -3,16 +3,32 @@
     read (adapters.readers) → parse and validate (adapters.rows) → apply (adapters.apply)
 
 Rows stream through in chunks: one chunk is one transaction, so memory stays bounded whatever
-the file's size and a failure loses nothing that was committed: re-running the same file
-classifies the stored rows as unchanged and carries on. Only a COMPLETED batch makes the same
-file a duplicate; the run that completes it closes the earlier unfinished runs (a killed
-process, a database that went read-only or full) and opens the verification tasks of the rows
-they stored. A rejected row never stops the batch;
-it goes to the rejection report (行号, 列, 值, 原因). The batch row records who sent what and
-what it changed (新增, 退出, 身份变更 …), and every stored fact points back to it and its line.
+the file's size and a failure loses nothing that was committed. A rejected row never stops the
+batch; it goes to the rejection report (行号, 列, 值, 原因). The batch row records who sent what
+and what it changed (新增, 退出, 身份变更 …), and every stored fact points back to it and its line.
 
-On PostgreSQL chunks of all ingests take one transaction-level advisory lock, so two ingests
-(a county's file and another department's push) never classify the same person at once.
+A resumed import equals an uninterrupted one. A run that stops part-way (a killed process, a
+database that went away, read-only or full) leaves whole chunks, counted in its batch, and the
+batch not COMPLETED. Running the same command again continues *that batch*:
+
+    1. replay   the rows the batch committed are read and applied again in a transaction that
+                is rolled back: nothing is written, the rejection report and the batch's region
+                are rebuilt, and the rows and rejections must come out as the batch counted them
+                (else this run would not store what that one did: another ``--region``, other
+                mappings; the file is then loaded afresh as a new batch, the old one closed);
+    2. continue the rest of the file is applied into the same batch, chunk after chunk, each
+                classified against what the chunks before it stored, exactly as in one run;
+    3. complete the batch is COMPLETED and ``on_completed`` runs once for all of its rows.
+
+So the people, statuses, households, provenance (one batch, its lines, its time received),
+anomalies, the batch's counts (sharing statistics count batches and rows, rule 11) and the
+verification tasks opened on completion are those of a clean load. Every chunk moves the batch on
+only from where this run left it (``rows_total``): two runs of the same file at once cannot both
+count a chunk; the one that finds the batch moved stops and writes nothing more.
+
+Only a COMPLETED batch makes the same file a duplicate. On PostgreSQL chunks of all ingests take
+one transaction-level advisory lock, so two ingests (a county's file and another department's
+push) never classify the same person at once.
 """
 
 from __future__ import annotations
@@ -21,6 +37,7 @@ import asyncio
 import contextlib
 import csv
 import hashlib
+import itertools
 import time
 import uuid
 from collections.abc import (
@@ -33,20 +50,20 @@ from collections.abc import (
     Sequence,
 )
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import IO, Any
 
 from sqlalchemy import func, insert, select, text, update
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters.apply import BatchContext, ChunkApplier, Outcome
+from adapters.failures import DATABASE_ERRORS, database_problem
 from adapters.mapping import Feed
 from adapters.readers import SourceRow, open_source, read_records
 from adapters.rows import CanonicalRow, Rejection, RowParser
 from gateway.domain import observers
-from gateway.domain.clock import now_utc
+from gateway.domain.clock import as_utc, now_utc
 from gateway.domain.errors import GatewayError
 from gateway.domain.regions import narrowest_jurisdiction
 from gateway.storage.models import IngestBatch
@@ -88,47 +105,39 @@ class IngestFailed(GatewayError):
 
     code = "SERVICE_UNAVAILABLE"
 
+    @classmethod
+    def not_started(cls, exc: BaseException) -> IngestFailed:
+        """The database failed (``exc``) before the run wrote anything."""
+        cause, advice = database_problem(exc)
+        return cls(f"导入未开始（{cause}）：未写入任何数据；{advice}恢复后重新执行同一命令即可")
 
-# SQLSTATE classes (PostgreSQL) and result codes (SQLite) of a database that cannot take writes.
-_READ_ONLY_STATES = ("25006",)  # read_only_sql_transaction
-_FULL_STATES = ("53100",)  # disk_full
-_SQLITE_READ_ONLY = ("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM")
-_SQLITE_FULL = ("SQLITE_FULL",)  # also what PRAGMA max_page_count gives
+
+class _DatabaseFailed(Exception):
+    """A block that talks only to the database failed (``error``, see :func:`_database`);
+    raised in place of the error so that only the database's, not the file's or the report's,
+    are told as database errors."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(type(error).__name__)
+        self.error = error
 
 
-def _driver_errors() -> tuple[type[BaseException], ...]:
-    """The database errors of one chunk: SQLAlchemy's, and those of the PostgreSQL driver
-    itself, since chunks are COPYed through the raw asyncpg connection (adapters.apply), past
-    SQLAlchemy's translation; a dropped socket can also surface as a ConnectionError."""
+@contextlib.contextmanager
+def _database() -> Iterator[None]:
+    """Errors of the block are the database's: it touches nothing else (not the department's
+    file, not the report), so an OSError in it is a dropped or refused connection."""
     try:
-        import asyncpg  # type: ignore[import-untyped]
-    except ImportError:  # pragma: no cover - SQLite-only installations
-        return (SQLAlchemyError, ConnectionError)
-    return (SQLAlchemyError, ConnectionError, asyncpg.PostgresError, asyncpg.InterfaceError)
+        yield
+    except DATABASE_ERRORS as exc:
+        raise _DatabaseFailed(exc) from exc
 
 
-DATABASE_ERRORS = _driver_errors()
+class _NotResumable(Exception):
+    """The rows an unfinished batch committed are not what this run would store (replay)."""
 
 
-def database_problem(exc: BaseException) -> tuple[str, str]:
-    """What went wrong with the database and what to check, in an operator's words (never SQL
-    or parameters): ``("数据库为只读 ReadOnlySQLTransactionError", "请检查…，")``."""
-    orig = getattr(exc, "orig", None) or exc
-    state = str(getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None) or "")
-    sqlite = str(getattr(orig, "sqlite_errorname", None) or "")
-    kind = type(exc).__name__
-    if state in _READ_ONLY_STATES or sqlite.startswith(_SQLITE_READ_ONLY):
-        return f"数据库为只读 {kind}", "请检查数据库或其所在磁盘的只读设置，"
-    if state in _FULL_STATES or sqlite.startswith(_SQLITE_FULL):
-        return f"数据库磁盘空间不足 {kind}", "请清理或扩容数据库所在磁盘，"
-    if (
-        state.startswith(("08", "57P"))
-        or getattr(exc, "connection_invalidated", False)
-        or isinstance(orig, ConnectionError)
-        or type(orig).__name__ == "ConnectionDoesNotExistError"
-    ):
-        return f"数据库连接中断 {kind}", "请检查数据库是否运行、RELIEF_DATABASE_URL 是否可达，"
-    return f"数据库错误 {kind}", ""
+class _Overtaken(Exception):
+    """Another run of the same file moved the batch on (continued, completed or closed it)."""
 
 
 @dataclass(slots=True)
@@ -156,7 +165,7 @@ class IngestCounts:
 class IngestResult:
     feed: Feed
     status: str  # COMPLETED / DUPLICATE / DRY_RUN / FAILED
-    counts: IngestCounts
+    counts: IngestCounts  # the batch's: a resumed batch counts the rows its earlier run stored
     batch_id: uuid.UUID | None = None
     duplicate_of: uuid.UUID | None = None
     file_name: str | None = None
@@ -167,8 +176,21 @@ class IngestResult:
     report_path: Path | None = None
     region: str = ""
     seconds: float = 0.0
-    # Earlier runs of the same file that never completed, closed by this one (_finish).
+    # Earlier runs of the same file that never completed and that this run completed: the batch
+    # it continued (its own, see resumed_rows) and any other it closed (_close_unfinished).
     resumed: tuple[uuid.UUID, ...] = ()
+    # Rows of this batch an earlier, interrupted run had committed (0 for a new batch).
+    resumed_rows: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Unfinished:
+    """An earlier run of the same file that never completed, as this run found it."""
+
+    id: uuid.UUID
+    received_at: datetime
+    status: str  # RUNNING (killed, or its end could not be written) / FAILED
+    counts: IngestCounts  # what its committed chunks stored
 
 
 class RejectionReport:
@@ -187,6 +209,11 @@ class RejectionReport:
             self._writer.writerow((r.line, r.column, r.value, r.reason))
             self.written += 1
 
+    def restart(self) -> None:
+        """Empty the report again (the file is being read afresh)."""
+        self._file.close()
+        self.__init__(self.path)  # type: ignore[misc]
+
     def close(self) -> None:
         self._file.close()
 
@@ -199,10 +226,11 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-# Told, inside the transaction that completes a file, which batches now hold the file's rows
-# (the completing run and earlier runs of the same file that never completed): ``(connection,
-# feed, batch ids)``. Ingest knows nothing of what follows; the closed loop, say, opens the
-# verification tasks medical insurance owes for an identities list (gateway.loop.tasks).
+# Told, inside the transaction that completes a file, which batches now hold the file's rows:
+# ``(connection, feed, batch ids)``, the completing batch last, after any earlier run of the
+# same file that never completed and that it closed (normally none: a re-run continues the
+# interrupted batch itself). Ingest knows nothing of what follows; the closed loop, say, opens
+# the verification tasks medical insurance owes for an identities list (gateway.loop.tasks).
 BatchCompleted = Callable[[AsyncConnection, Feed, Sequence[uuid.UUID]], Awaitable[None]]
 
 
@@ -211,7 +239,8 @@ class Ingestor:
 
     ``on_completed`` is called in the transaction that completes a file, so what it writes
     commits with the batch or not at all; without it (tools, tests of the pipeline alone)
-    nothing follows a batch."""
+    nothing follows a batch. ``chunk_rows`` defaults to :data:`CHUNK_ROWS` as it is when the
+    ingestor is made."""
 
     def __init__(
         self,
@@ -222,7 +251,7 @@ class Ingestor:
         submitted_by: str,
         today: date,
         scope: str | None = None,
-        chunk_rows: int = CHUNK_ROWS,
+        chunk_rows: int | None = None,
         on_completed: BatchCompleted | None = None,
     ) -> None:
         self.engine = engine
@@ -231,7 +260,7 @@ class Ingestor:
         self.submitted_by = submitted_by
         self.today = today
         self.scope = scope or None
-        self.chunk_rows = chunk_rows
+        self.chunk_rows = chunk_rows or CHUNK_ROWS
         self.on_completed = on_completed
 
     # ------------------------------------------------------------------ entry points
@@ -245,8 +274,14 @@ class Ingestor:
     ) -> IngestResult:
         started = time.perf_counter()
         sha = file_sha256(path)
+        unfinished: _Unfinished | None = None
         if not dry_run:
-            earlier = await self._completed_batch_with(sha)
+            try:
+                earlier = await self._completed_batch_with(sha)
+                if earlier is None:
+                    unfinished = await self._unfinished_batch_with(sha)
+            except DATABASE_ERRORS as exc:
+                raise IngestFailed.not_started(exc) from None
             if earlier is not None:
                 return IngestResult(
                     self.feed,
@@ -256,6 +291,26 @@ class Ingestor:
                     file_name=path.name,
                     seconds=time.perf_counter() - started,
                 )
+        result: IngestResult | None = None
+        if unfinished is not None:
+            with contextlib.suppress(_NotResumable):
+                result = await self._read_file(path, sha, dry_run, report, progress, unfinished)
+        if result is None:
+            if report is not None and unfinished is not None:
+                report.restart()  # the replay's rejections: the file is read again below
+            result = await self._read_file(path, sha, dry_run, report, progress, None)
+        result.seconds = time.perf_counter() - started
+        return result
+
+    async def _read_file(
+        self,
+        path: Path,
+        sha: str,
+        dry_run: bool,
+        report: RejectionReport | None,
+        progress: Callable[[int], None] | None,
+        resume: _Unfinished | None,
+    ) -> IngestResult:
         with open_source(path, self.feed.columns) as reader:
             result = IngestResult(
                 self.feed,
@@ -275,9 +330,9 @@ class Ingestor:
                 dry_run=dry_run,
                 report=report,
                 progress=progress,
+                resume=resume,
             )
             result.ignored_headers = tuple(reader.ignored_headers)
-        result.seconds = time.perf_counter() - started
         return result
 
     async def ingest_records(
@@ -304,24 +359,13 @@ class Ingestor:
         dry_run: bool,
         report: RejectionReport | None = None,
         progress: Callable[[int], None] | None = None,
+        resume: _Unfinished | None = None,
     ) -> None:
-        batch_id = uuid.uuid4()
-        received_at = now_utc()
+        batch_id = resume.id if resume is not None else uuid.uuid4()
+        # A continued batch keeps the time it was received: its facts' provenance is one time.
+        received_at = resume.received_at if resume is not None else now_utc()
         context = BatchContext(batch_id, self.feed, self.vault, received_at, self.today, self.scope)
         counties: set[str] = set()
-        batch_values = {
-            "id": batch_id,
-            "department": self.feed.department.value,
-            "feed": self.feed.name,
-            "channel": channel,
-            "file_name": result.file_name,
-            "content_sha256": sha,
-            "region": self.scope or "",
-            "submitted_by": self.submitted_by,
-            "received_at": received_at,
-            "status": "RUNNING",
-            **IngestCounts().as_dict(),
-        }
 
         def keep(rejections: list[Rejection]) -> None:
             if report is not None:
@@ -330,55 +374,37 @@ class Ingestor:
             if room > 0:
                 result.rejections.extend(rejections[:room])
 
+        batch = self._batch_values(context, channel, result.file_name, sha)
         if dry_run:
-            # One transaction for the whole run, rolled back: later chunks see earlier ones.
-            async with self.engine.connect() as connection:
-                transaction = await connection.begin()
-                try:
-                    await connection.execute(insert(IngestBatch).values(**batch_values))
-                    chunks = self._parsed_ahead(rows, parser, progress)
-                    async with contextlib.aclosing(chunks):
-                        async for chunk, rejected in chunks:
-                            counts = await self._apply(
-                                connection, context, chunk, rejected, counties
-                            )
-                            keep(rejected)
-                            result.counts.add(counts)
-                finally:
-                    await transaction.rollback()
-            result.status = "DRY_RUN"
-            result.region = narrowest_jurisdiction(counties) or self.scope or ""
+            await self._dry_run(rows, parser, result, batch, context, counties, keep, progress)
             return
 
-        try:
-            async with self.engine.begin() as connection:
-                await connection.execute(insert(IngestBatch).values(**batch_values))
-        except DATABASE_ERRORS as exc:
-            cause, advice = database_problem(exc)
-            raise IngestFailed(
-                f"导入未开始（{cause}）：未写入任何数据；{advice}恢复后重新执行同一命令即可"
-            ) from None
+        position = 0  # the rows of the file the batch holds: where this run carries on from
+        if resume is None:
+            await self._open_batch(batch)
+        else:
+            committed = resume.counts
+            prefix = itertools.islice(rows, committed.rows_total)
+            try:
+                await self._replay(prefix, parser, context, counties, keep, progress, committed)
+            except _DatabaseFailed as failed:
+                raise IngestFailed.not_started(failed.error) from None
+            await self._take_over(resume)
+            result.counts.add(committed)
+            result.resumed_rows = position = committed.rows_total
         result.batch_id = batch_id
         feed_label = f"{self.feed.department.value}/{self.feed.name}"
         try:
             chunks = self._parsed_ahead(rows, parser, progress)
             async with contextlib.aclosing(chunks):
                 async for chunk, rejected in chunks:
-                    async with self._chunk_transaction() as connection:
-                        counts = await self._apply(connection, context, chunk, rejected, counties)
-                        # The counts commit with the rows they count: a batch interrupted
-                        # part-way still says exactly what it stored.
-                        increments = {
-                            name: getattr(IngestBatch, name) + value
-                            for name, value in counts.as_dict().items()
-                            if value
-                        }
-                        if increments:
-                            await connection.execute(
-                                update(IngestBatch)
-                                .where(IngestBatch.id == batch_id)
-                                .values(**increments)
+                    with _database():
+                        async with self._chunk_transaction() as connection:
+                            counts = await self._apply(
+                                connection, context, chunk, rejected, counties
                             )
+                            await self._count(connection, batch_id, position, counts)
+                    position += counts.rows_total
                     keep(rejected)
                     result.counts.add(counts)
                     observers.ingest_rows(  # committed rows only
@@ -387,36 +413,193 @@ class Ingestor:
                         rejected=counts.rows_rejected,
                         unchanged=counts.rows_unchanged,
                     )
-        except DATABASE_ERRORS as exc:
-            # A database that refuses writes (read-only, disk full) refuses this too: the batch
-            # then stays RUNNING, and the run that completes the file closes it (_finish).
-            with contextlib.suppress(*DATABASE_ERRORS):
-                await self._finish(batch_id, "FAILED", counties, error=type(exc).__name__)
+        except _Overtaken:
             result.status = "FAILED"
-            cause, advice = database_problem(exc)
+            raise self._overtaken(batch_id) from None
+        except _DatabaseFailed as failed:
+            # A database that refuses writes (read-only, disk full) or is gone refuses this too:
+            # the batch then stays RUNNING, and the next run of the file continues it.
+            with contextlib.suppress(*DATABASE_ERRORS):
+                error = type(failed.error).__name__
+                await self._finish(batch_id, "FAILED", counties, position=position, error=error)
+            result.status = "FAILED"
+            cause, advice = database_problem(failed.error)
             raise IngestFailed(
                 f"导入中断（{cause}）："
-                f"已提交的 {result.counts.rows_total} 行已保存，其余未写入；"
-                f"{advice}恢复后重新执行同一命令即可继续，已导入的行不会重复"
+                f"已提交的 {position} 行已保存，其余未写入，没有写了一半的数据；"
+                f"{advice}恢复后重新执行同一命令即从中断处继续，已保存的行不会重复"
             ) from None
         except BaseException:
             with contextlib.suppress(*DATABASE_ERRORS):
-                await self._finish(batch_id, "FAILED", counties, error="interrupted")
+                await self._finish(
+                    batch_id, "FAILED", counties, position=position, error="interrupted"
+                )
             raise
         try:
-            result.region, result.resumed = await self._finish(
-                batch_id, "COMPLETED", counties, sha=sha
+            result.region, closed = await self._finish(
+                batch_id, "COMPLETED", counties, position=position, sha=sha
             )
+        except _Overtaken:
+            result.status = "FAILED"
+            raise self._overtaken(batch_id) from None
         except DATABASE_ERRORS as exc:
             result.status = "FAILED"
             cause, advice = database_problem(exc)
             raise IngestFailed(
                 f"导入未能完成（{cause}）："
-                f"全部 {result.counts.rows_total} 行已保存，但批次未能标记为完成；"
+                f"全部 {position} 行已保存，但批次未能标记为完成；"
                 f"{advice}恢复后重新执行同一命令即可"
             ) from None
+        result.resumed = ((batch_id,) if resume is not None else ()) + closed
         result.status = "COMPLETED"
 
+    @staticmethod
+    def _overtaken(batch_id: uuid.UUID) -> IngestFailed:
+        return IngestFailed(
+            f"导入已停止：批次 {batch_id} 已由同一文件的另一次导入继续或完成，"
+            "本次未重复写入任何行；请查看该批次的结果"
+        )
+
+    async def _dry_run(
+        self,
+        rows: Iterator[SourceRow],
+        parser: RowParser,
+        result: IngestResult,
+        batch: dict[str, Any],
+        context: BatchContext,
+        counties: set[str],
+        keep: Callable[[list[Rejection]], None],
+        progress: Callable[[int], None] | None,
+    ) -> None:
+        """Classify without storing: one transaction for the whole run, rolled back, so later
+        chunks see what earlier ones would have stored."""
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                with _database():
+                    connection = await stack.enter_async_context(self.engine.connect())
+                    transaction = await connection.begin()
+                    stack.push_async_callback(transaction.rollback)
+                    await connection.execute(insert(IngestBatch).values(**batch))
+                chunks = self._parsed_ahead(rows, parser, progress)
+                await stack.enter_async_context(contextlib.aclosing(chunks))
+                async for chunk, rejected in chunks:
+                    with _database():
+                        counts = await self._apply(connection, context, chunk, rejected, counties)
+                    keep(rejected)
+                    result.counts.add(counts)
+        except _DatabaseFailed as failed:
+            cause, advice = database_problem(failed.error)
+            raise IngestFailed(
+                f"校验中断（{cause}）：未写入任何数据；{advice}恢复后重新执行同一命令即可"
+            ) from None
+        result.status = "DRY_RUN"
+        result.region = narrowest_jurisdiction(counties) or self.scope or ""
+
+    def _batch_values(
+        self, context: BatchContext, channel: str, file_name: str | None, sha: str | None
+    ) -> dict[str, Any]:
+        return {
+            "id": context.batch_id,
+            "department": self.feed.department.value,
+            "feed": self.feed.name,
+            "channel": channel,
+            "file_name": file_name,
+            "content_sha256": sha,
+            "region": self.scope or "",
+            "submitted_by": self.submitted_by,
+            "received_at": context.received_at,
+            "status": "RUNNING",
+            **IngestCounts().as_dict(),
+        }
+
+    async def _open_batch(self, batch: dict[str, Any]) -> None:
+        try:
+            async with self.engine.begin() as connection:
+                await connection.execute(insert(IngestBatch).values(**batch))
+        except DATABASE_ERRORS as exc:
+            raise IngestFailed.not_started(exc) from None
+
+    # ------------------------------------------------------------------ resuming a batch
+    async def _replay(
+        self,
+        rows: Iterator[SourceRow],
+        parser: RowParser,
+        context: BatchContext,
+        counties: set[str],
+        keep: Callable[[list[Rejection]], None],
+        progress: Callable[[int], None] | None,
+        committed: IngestCounts,
+    ) -> None:
+        """The rows an interrupted run of this batch committed, applied again in transactions
+        that are rolled back: their rejections go to the report and their counties to the
+        batch's region as in one uninterrupted run, and they must come out as that run counted
+        them (rows and rejections), else :class:`_NotResumable`."""
+        replayed = IngestCounts()
+        async with contextlib.AsyncExitStack() as stack:
+            with _database():
+                connection = await stack.enter_async_context(self.engine.connect())
+            chunks = self._parsed_ahead(rows, parser, progress)
+            await stack.enter_async_context(contextlib.aclosing(chunks))
+            async for chunk, rejected in chunks:
+                with _database():
+                    transaction = await connection.begin()
+                    try:
+                        counts = await self._apply(connection, context, chunk, rejected, counties)
+                    finally:
+                        await transaction.rollback()
+                keep(rejected)
+                replayed.add(counts)
+        if (replayed.rows_total, replayed.rows_rejected) != (
+            committed.rows_total,
+            committed.rows_rejected,
+        ):
+            raise _NotResumable
+
+    async def _take_over(self, resume: _Unfinished) -> None:
+        """Make the unfinished batch this run's: RUNNING, its end not recorded. Only as it was
+        found (same status, same rows): a run of the same file that moved it on has it."""
+        try:
+            async with self.engine.begin() as connection:
+                taken = await connection.execute(
+                    update(IngestBatch)
+                    .where(
+                        IngestBatch.id == resume.id,
+                        IngestBatch.status == resume.status,
+                        IngestBatch.rows_total == resume.counts.rows_total,
+                    )
+                    .values(status="RUNNING", finished_at=None, error=None)
+                )
+        except DATABASE_ERRORS as exc:
+            raise IngestFailed.not_started(exc) from None
+        if taken.rowcount != 1:
+            raise self._overtaken(resume.id)
+
+    @staticmethod
+    async def _count(
+        connection: AsyncConnection, batch_id: uuid.UUID, position: int, counts: IngestCounts
+    ) -> None:
+        """Add a chunk's counts to its batch in the chunk's transaction: the counts commit with
+        the rows they count, so a batch interrupted part-way says exactly what it stored (and
+        where a re-run carries on). Only from where this run left the batch, else the chunk is
+        rolled back: another run of the file moved it on (:class:`_Overtaken`)."""
+        increments = {
+            name: getattr(IngestBatch, name) + value
+            for name, value in counts.as_dict().items()
+            if value
+        }
+        counted = await connection.execute(
+            update(IngestBatch)
+            .where(
+                IngestBatch.id == batch_id,
+                IngestBatch.status == "RUNNING",
+                IngestBatch.rows_total == position,
+            )
+            .values(**increments)
+        )
+        if counted.rowcount != 1:
+            raise _Overtaken
+
+    # ------------------------------------------------------------------ chunks
     async def _parsed_ahead(
         self,
         rows: Iterator[SourceRow],
@@ -440,7 +623,7 @@ class Ingestor:
         finally:
             if ahead.cancel():  # the caller stopped early: stop parsing
                 await asyncio.wait([ahead])
-            elif not ahead.cancelled():
+            if ahead.done() and not ahead.cancelled():
                 ahead.exception()  # retrieved: the caller's own error is the one it sees
             await chunks.aclose()
 
@@ -505,57 +688,80 @@ class Ingestor:
             async def __aenter__(self) -> AsyncConnection:
                 if not postgres:
                     await _SQLITE_LOCK.acquire()
-                self._context = engine.begin()
-                connection = await self._context.__aenter__()
-                if postgres:
-                    await connection.execute(
-                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": INGEST_LOCK_KEY}
-                    )
+                try:
+                    self._context = engine.begin()
+                    connection = await self._context.__aenter__()
+                    self._connection = connection
+                    if postgres:
+                        await connection.execute(
+                            text("SELECT pg_advisory_xact_lock(:key)"), {"key": INGEST_LOCK_KEY}
+                        )
+                except BaseException:
+                    if not postgres:
+                        _SQLITE_LOCK.release()
+                    raise
                 return connection
 
             async def __aexit__(self, *exc: Any) -> None:
                 try:
-                    await self._context.__aexit__(*exc)
+                    if exc[1] is None:
+                        await self._context.__aexit__(*exc)
+                        return
+                    # The chunk failed and is rolled back. When the database went away the
+                    # rollback fails as well ("the underlying connection is closed"): the server
+                    # has dropped the transaction already, and the chunk's own error, not the
+                    # rollback's, says what happened.
+                    with contextlib.suppress(*DATABASE_ERRORS):
+                        await self._context.__aexit__(*exc)
                 finally:
                     if not postgres:
                         _SQLITE_LOCK.release()
 
         return _Chunk()
 
+    # ------------------------------------------------------------------ the end of a batch
     async def _finish(
         self,
         batch_id: uuid.UUID,
         status: str,
         counties: set[str],
         *,
+        position: int,
         error: str | None = None,
         sha: str | None = None,
     ) -> tuple[str, tuple[uuid.UUID, ...]]:
-        """Record how the batch ended. A completed file also closes the earlier runs of the same
-        file that never completed (killed, or stopped by the database): returns the region and
-        those runs."""
+        """Record how the batch ended, if it is still where this run left it. A completed file
+        also closes the earlier runs of the same file that never completed and that this one did
+        not continue: returns the region and those runs."""
         region = narrowest_jurisdiction(counties) or self.scope or ""
         async with self.engine.begin() as connection:
-            await connection.execute(
+            ended = await connection.execute(
                 update(IngestBatch)
-                .where(IngestBatch.id == batch_id)
+                .where(
+                    IngestBatch.id == batch_id,
+                    IngestBatch.status == "RUNNING",
+                    IngestBatch.rows_total == position,
+                )
                 .values(status=status, finished_at=now_utc(), region=region, error=error)
             )
+            if ended.rowcount != 1:
+                if status == "COMPLETED":
+                    raise _Overtaken
+                return region, ()  # another run of the file has the batch: it says how it ends
             if status != "COMPLETED":
                 return region, ()
-            resumed = await self._close_unfinished(connection, batch_id, sha)
+            closed = await self._close_unfinished(connection, batch_id, sha)
             if self.on_completed is not None:
-                # The rows an unfinished run of this file stored are unchanged for this run:
-                # they belong to that run's batch, so it is named too.
-                await self.on_completed(connection, self.feed, (*resumed, batch_id))
-        return region, resumed
+                await self.on_completed(connection, self.feed, (*closed, batch_id))
+        return region, closed
 
     async def _close_unfinished(
         self, connection: AsyncConnection, batch_id: uuid.UUID, sha: str | None
     ) -> tuple[uuid.UUID, ...]:
-        """Mark earlier runs of the same file that never completed (RUNNING after the process
-        was killed, FAILED after a database error) as FAILED, naming the batch that completed
-        the file; their committed chunks stay, and this run counted them as unchanged."""
+        """Mark other earlier runs of the same file that never completed (left by a version
+        that did not continue batches, or by a run this one could not continue: another
+        ``--region``, other mappings) as FAILED, naming the batch that completed the file; their
+        committed chunks stay, and this run counted them as unchanged."""
         if sha is None:
             return ()
         earlier = (
@@ -584,18 +790,37 @@ class Ingestor:
             )
         return tuple(row.id for row in earlier)
 
+    # ------------------------------------------------------------------ earlier runs
+    def _same_file(self, sha: str) -> Any:
+        return (
+            IngestBatch.department == self.feed.department.value,
+            IngestBatch.feed == self.feed.name,
+            IngestBatch.channel == "FILE",
+            IngestBatch.content_sha256 == sha,
+        )
+
     async def _completed_batch_with(self, sha: str) -> uuid.UUID | None:
         stmt = (
             select(IngestBatch.id)
-            .where(
-                IngestBatch.department == self.feed.department.value,
-                IngestBatch.feed == self.feed.name,
-                IngestBatch.content_sha256 == sha,
-                IngestBatch.status == "COMPLETED",
-            )
+            .where(*self._same_file(sha), IngestBatch.status == "COMPLETED")
             .order_by(IngestBatch.received_at)
             .limit(1)
         )
         async with self.engine.connect() as connection:
             found: uuid.UUID | None = (await connection.execute(stmt)).scalar_one_or_none()
         return found
+
+    async def _unfinished_batch_with(self, sha: str) -> _Unfinished | None:
+        """The earlier run of the same file that got furthest without completing, if any."""
+        stmt = (
+            select(*IngestBatch.__table__.c)
+            .where(*self._same_file(sha), IngestBatch.status.in_(("RUNNING", "FAILED")))
+            .order_by(IngestBatch.rows_total.desc(), IngestBatch.received_at.desc())
+            .limit(1)
+        )
+        async with self.engine.connect() as connection:
+            batch = (await connection.execute(stmt)).first()
+        if batch is None:
+            return None
+        counts = IngestCounts(**{name: getattr(batch, name) or 0 for name in COUNT_FIELDS})
+        return _Unfinished(batch.id, as_utc(batch.received_at), batch.status, counts)

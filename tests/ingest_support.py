@@ -18,17 +18,19 @@ from tests.ingest_support import db_fixture, ingest_database_fixture # noqa: F40
 from __future__ import annotations
 
 import csv
+import re
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import DateTime, LargeBinary, Table, func, select, text
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -38,6 +40,7 @@ from adapters.samples import write_csv, write_jsonl, write_xlsx
 from gateway.crypto import FieldCipher, Keyring
 from gateway.domain import clock, regions
 from gateway.domain.id_numbers import make_id_number
+from gateway.loop.statistics import SharingStatistics
 from gateway.storage.engine import make_engine
 from gateway.storage.migrate import upgrade_to_head
 from gateway.storage.models import (
@@ -535,6 +538,157 @@ class IngestDB:
         return await self.all(select(IngestBatch).order_by(IngestBatch.received_at))
 
 
+# --------------------------------------------------------------------------- whole databases
+
+# What identifies a row of a table other rows point to, in any database loaded from the same
+# files: the natural keys (a person is the blind index of their ID number, which compares across
+# databases sharing a keyring). The referenced table's own columns, already normalised, are
+# passed in; a new table that others point to must be added here (the dump says so).
+_NATURAL_KEYS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
+    "person": lambda r: r["id_number_bidx"],
+    "household": lambda r: (r["source_department"], r["source_number"], r["region_code"]),
+    "relief_status": lambda r: (
+        r["person_id"],
+        r["source_department"],
+        r["category"],
+        r["recognized_on"],
+    ),
+    "warning_run": lambda r: (r["month"], r["province"], r["triggered_by"]),
+    "cost_warning": lambda r: (r["person_id"], r["year"], r["rule"]),
+    "policy_proposal": lambda r: (r["title"], r["proposed_by"], r["base_version"]),
+}
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+SAME_AS_BATCH = "<batch's time>"
+
+TableDump = dict[str, Counter[tuple[tuple[str, Any], ...]]]
+
+
+async def dump_tables(engine: AsyncEngine, vault: PersonVault) -> TableDump:
+    """Every row of every table, as a reader would compare two databases loaded from the same
+    files: surrogate ids dropped; a reference to another row replaced by what identifies that
+    row (:data:`_NATURAL_KEYS`); a batch named by department, feed, channel, content and its
+    place among the batches of that content (``civil_affairs/identities/FILE/3f2a…#0``), also
+    where a text names it (``batch:<id>``, "已由批次 <id> …"); sealed values opened with the
+    vault and compared as plaintext; timestamps dropped, except that a fact's ``received_at``
+    must be its batch's (:data:`SAME_AS_BATCH`). Two dumps are equal when the databases hold
+    the same content, row for row."""
+    async with engine.connect() as connection:
+        rows = {
+            table.name: [dict(row._mapping) for row in await connection.execute(select(table))]
+            for table in Base.metadata.sorted_tables
+        }
+    batches = sorted(
+        rows["ingest_batch"],
+        key=lambda b: (b["department"], b["feed"], b["channel"], b["content_sha256"] or "",
+                       _utc(b["received_at"])),
+    )  # fmt: skip
+    labels: dict[Any, str] = {}
+    places: Counter[tuple[Any, ...]] = Counter()
+    for batch in batches:
+        what = (batch["department"], batch["feed"], batch["channel"], batch["content_sha256"])
+        sha = (batch["content_sha256"] or "-")[:12]
+        labels[batch["id"]] = "/".join(what[:3]) + f"/{sha}#{places[what]}"
+        places[what] += 1
+    batch_times = {b["id"]: _utc(b["received_at"]) for b in batches}
+    keys: dict[str, dict[Any, Any]] = {"ingest_batch": labels}
+    dump: TableDump = {}
+    for table in Base.metadata.sorted_tables:  # parents first: their keys are known
+        normalised = [
+            _normalised(table, row, keys, labels, batch_times, vault) for row in rows[table.name]
+        ]
+        if table.name in _NATURAL_KEYS:
+            key = _NATURAL_KEYS[table.name]
+            pairs = zip(rows[table.name], normalised, strict=True)
+            keys[table.name] = {row["id"]: key(values) for row, values in pairs}
+        dump[table.name] = Counter(tuple(sorted(values.items())) for values in normalised)
+    return dump
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    return None if moment is None else clock.as_utc(moment)
+
+
+def _normalised(
+    table: Table,
+    row: Mapping[str, Any],
+    keys: Mapping[str, Mapping[Any, Any]],
+    labels: Mapping[Any, str],
+    batch_times: Mapping[Any, datetime | None],
+    vault: PersonVault,
+) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for column in table.columns:
+        name, value = column.name, row[column.name]
+        if column.foreign_keys:
+            [foreign_key] = column.foreign_keys
+            target = foreign_key.column.table.name
+            assert target in keys, f"{table.name}.{name} points to {target}: add its natural key"
+            values[name] = None if value is None else keys[target][value]
+        elif column.primary_key and name == "id":
+            # surrogate (a person is their blind index, a row its natural key); a batch its label
+            values[name] = labels[value] if table.name == "ingest_batch" else None
+        elif isinstance(column.type, DateTime):
+            if name == "received_at" and "batch_id" in table.columns and row["batch_id"]:
+                same = _utc(value) == batch_times[row["batch_id"]]
+                values[name] = SAME_AS_BATCH if same else _utc(value)
+            else:
+                values[name] = None  # when it happened, not what happened
+        elif isinstance(column.type, LargeBinary):
+            if table.name == "person" and name.endswith("_ct"):
+                values[name] = vault.open(_PersonRow(row), name.removesuffix("_ct"))
+            else:
+                values[name] = None if value is None else bytes(value).hex()
+        elif isinstance(value, str):
+            values[name] = _UUID.sub(lambda m: labels.get(uuid.UUID(m[0]), m[0]), value)
+        else:
+            values[name] = value
+    return values
+
+
+class _PersonRow:
+    """A person row as :meth:`PersonVault.open` reads it."""
+
+    def __init__(self, row: Mapping[str, Any]) -> None:
+        self.__dict__.update(row)
+
+
+async def sharing_statistics(engine: AsyncEngine, region: str) -> SharingStatistics:
+    """Rule 11 (000 §5) as the big-data bureau reads it for ``region``: shares and person-times,
+    and the batches and rows each department provided, per month. Batches are received now,
+    whatever day the clock is pinned to: the window is wide."""
+    from gateway.domain.departments import Level
+    from gateway.domain.settings import Province
+    from gateway.loop.config import load_rules
+    from gateway.loop.statistics import Statistics, statistics_scope
+
+    level = {2: Level.PROVINCE, 4: Level.CITY, 6: Level.COUNTY}[len(region)]
+    async with engine.connect() as connection:
+        statistics = Statistics(
+            connection.execute,
+            dialect=engine.dialect.name,
+            scope=statistics_scope(region, None, level),
+            rules=load_rules(Province.SHANDONG),
+            today=TODAY,
+        )
+        return await statistics.sharing(date(2020, 1, 1), date(2099, 12, 31))
+
+
+def assert_same_tables(actual: TableDump, expected: TableDump, *, shown: int = 5) -> None:
+    """Table by table, row for row; a difference names the table and shows a few of the rows
+    only one side has (both sides are whole multisets: not a count, not a sample)."""
+    assert actual.keys() == expected.keys()
+    problems: list[str] = []
+    for table in expected:
+        missing = expected[table] - actual[table]
+        extra = actual[table] - expected[table]
+        if missing or extra:
+            problems.append(
+                f"{table}: {sum(missing.values())} rows missing, {sum(extra.values())} extra\n"
+                f"  missing e.g. {list(missing)[:shown]}\n  extra e.g. {list(extra)[:shown]}"
+            )
+    assert not problems, "\n".join(problems)
+
+
 def report_rows(result: IngestResult) -> list[tuple[str, ...]]:
     """The data rows of a load's rejection report, after checking its header."""
     assert result.report_path is not None
@@ -589,7 +743,10 @@ __all__ = [
     "IngestDB",
     "IngestDatabase",
     "Someone",
+    "TableDump",
+    "assert_same_tables",
     "db_fixture",
+    "dump_tables",
     "enrollment_row",
     "first_data_line",
     "identity_row",
@@ -598,6 +755,7 @@ __all__ = [
     "read_report",
     "report_rows",
     "settlement_row",
+    "sharing_statistics",
     "someone",
     "someone_with_x_check_digit",
     "vital_event_row",

@@ -728,7 +728,8 @@ async def test_failed_chunk_leaves_nothing_and_rerun_completes(
 ) -> None:
     """One chunk is one transaction: when the database fails during a chunk, the chunks before
     it stay, nothing of the failing one does, the batch says FAILED, and running the same file
-    again finishes the work without duplicating what was kept."""
+    again continues that batch where it stopped, without duplicating what was kept: the batch
+    ends as one uninterrupted run would have left it (tests/test_ingest_resume.py)."""
     people = [someone(20 + i) for i in range(5)]
     path = db.file([identity_row(p) for p in people])
     original = ChunkApplier._flush
@@ -763,12 +764,20 @@ async def test_failed_chunk_leaves_nothing_and_rerun_completes(
     rerun = await db.load_file(*CIVIL, path, chunk_rows=2)
 
     assert rerun.status == "COMPLETED"  # a failed batch is not a duplicate
-    assert nonzero(rerun) == {"rows_total": 5, "rows_accepted": 5, "rows_unchanged": 2, "added": 3}
+    assert (rerun.batch_id, rerun.resumed, rerun.resumed_rows) == (failed.id, (failed.id,), 2)
+    assert nonzero(rerun) == {"rows_total": 5, "rows_accepted": 5, "added": 5}  # the file's
+    [completed] = await db.batches()
+    assert (completed.status, completed.error, completed.rows_total, completed.added) == (
+        "COMPLETED",
+        None,
+        5,
+        5,
+    )
     assert await db.count(Person) == 5
     assert await db.count(ReliefStatus) == 5
     assert await db.statuses(people[0]) == kept  # the earlier rows are untouched
     statuses = await db.all(select(ReliefStatus.batch_id).order_by(ReliefStatus.source_line))
-    assert [s.batch_id for s in statuses] == [failed.id] * 2 + [rerun.batch_id] * 3
+    assert [s.batch_id for s in statuses] == [failed.id] * 5
 
 
 async def test_chunks_see_the_rows_of_earlier_chunks(db: IngestDB) -> None:

@@ -3,6 +3,9 @@
 What a county clerk sees: per file, how many rows were taken and refused, what changed
 (新增 / 退出 / 身份变更 …), how many anomalies were sent back, and where the rejection report is.
 A file loaded before (same department, feed and content) is recognised and changes nothing.
+An import stopped part-way (killed, the database gone) is continued by running the same command
+again, and ends as if it had run once (adapters.pipeline). When the database fails the clerk
+reads one line saying what happened and what was kept, nothing else.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import argparse
 import asyncio
 import getpass
 import json
+import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -77,6 +81,8 @@ def _ingest(settings: Settings, args: argparse.Namespace) -> int:
     for path in args.files:
         if not path.is_file():
             raise BadUserInput(f"找不到文件 {path}")
+    # A database that cannot be reached is told once, before anything else tries it.
+    asyncio.run(_reachable(settings.resolved_database_url))
     if not args.dry_run:
         from gateway.cli.partitions import ensure_at_start
 
@@ -91,11 +97,30 @@ def _ingest(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _reachable(database_url: str) -> None:
+    from sqlalchemy import text
+
+    from adapters.failures import DATABASE_ERRORS
+    from adapters.pipeline import IngestFailed
+    from gateway.storage.engine import make_engine
+
+    engine = make_engine(database_url, pool_size=1)
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+    except DATABASE_ERRORS as exc:
+        raise IngestFailed.not_started(exc) from None
+    finally:
+        await engine.dispose()
+
+
 async def _run(
     settings: Settings, args: argparse.Namespace, feed: Any, region: str | None
 ) -> list[dict[str, Any]]:
     from adapters.pipeline import Ingestor, RejectionReport
     from gateway.runtime.parts import Runtime
+
+    _quiet_about_a_dead_connection()
 
     # As `seed` does: development creates the keyring on first use; production requires it.
     runtime = Runtime.create(settings, create_keys=not settings.is_production)
@@ -139,6 +164,41 @@ async def _run(
     return results
 
 
+def _quiet_about_a_dead_connection() -> None:
+    """When the database goes away mid-file the pipeline says so in one line (IngestFailed);
+    two leftovers of the driver would print around it and are dropped here, nothing else:
+
+    - asyncpg's ``copy_in`` creates the waiter of a ``COPY`` before it sends the statement, and
+      when the protocol refuses the statement (the server has just sent its FATAL, e.g. a
+      shutdown or ``pg_terminate_backend``) the error is raised without that waiter ever being
+      awaited; the lost connection then fails it, and asyncio reports "Future exception was
+      never retrieved" when it is collected;
+    - asyncio's transport warns "socket.send() raised exception." when a COPY still writes to a
+      socket whose peer is gone.
+    """
+    from adapters.failures import connection_lost
+
+    loop = asyncio.get_running_loop()
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        error = context.get("exception")
+        if "future" in context and isinstance(error, BaseException) and connection_lost(error):
+            return
+        loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
+    if not any(isinstance(f, _DeadSocketWrites) for f in _ASYNCIO_LOG.filters):
+        _ASYNCIO_LOG.addFilter(_DeadSocketWrites())
+
+
+_ASYNCIO_LOG = logging.getLogger("asyncio")
+
+
+class _DeadSocketWrites(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "socket.send() raised exception."
+
+
 def _report_path(path: Path, report_dir: Path | None) -> Path:
     directory = report_dir or path.parent
     directory.mkdir(parents=True, exist_ok=True)
@@ -178,6 +238,7 @@ def _as_dict(result: Any) -> dict[str, Any]:
         "ignoredColumns": list(result.ignored_headers),
         "rejectionReport": str(result.report_path) if result.report_path else None,
         "resumedBatches": [str(batch) for batch in result.resumed],
+        "resumedRows": result.resumed_rows,
         "rejections": [
             {"line": r.line, "column": r.column, "value": r.value, "reason": r.reason}
             for r in result.rejections[:20]
@@ -200,11 +261,19 @@ def _print_summary(result: dict[str, Any]) -> None:
     counts = result["counts"]
     print("  " + ", ".join(f"{label} {counts[key]}" for key, label in COUNT_LABELS[:4]))
     print("  " + ", ".join(f"{label} {counts[key]}" for key, label in COUNT_LABELS[4:]))
-    if result["resumedBatches"]:
-        # An earlier run of this file stopped part-way (killed, database error): its committed
-        # rows counted as 无变化 here, and it is now closed as FAILED.
-        earlier = "、".join(result["resumedBatches"])
-        print(f"  接续此前未完成的导入 (批次 {earlier}): 其已保存的行计为无变化")
+    if result["resumedRows"] or result["batchId"] in result["resumedBatches"]:
+        # This batch was begun by a run that stopped part-way (killed, database error); the
+        # counts above are the whole file's, as if it had been loaded in one run.
+        saved, rest = result["resumedRows"], counts["rows_total"] - result["resumedRows"]
+        if saved:
+            print(f"  接续此前中断的导入: 前 {saved} 行此前已保存, 本次导入其余 {rest} 行")
+        else:
+            print(f"  接续此前中断的导入: 此前未保存任何行, 本次导入全部 {rest} 行")
+    closed = [batch for batch in result["resumedBatches"] if batch != result["batchId"]]
+    if closed:
+        # Another earlier run of this file that this one could not continue (another --region,
+        # other mappings): its committed rows counted as 无变化 here, and it is closed as FAILED.
+        print(f"  接续此前未完成的导入 (批次 {'、'.join(closed)}): 其已保存的行计为无变化")
     if result["ignoredColumns"]:
         print(f"  未识别而忽略的列: {'、'.join(result['ignoredColumns'])}")
     if result["rejectionReport"]:

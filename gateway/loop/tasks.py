@@ -180,28 +180,44 @@ def verification_opener(
     """What follows a completed department file (``adapters.pipeline.Ingestor``'s
     ``on_completed``): for an identities list of civil affairs or rural revitalisation, rule 3
     (004 §1) — the list reaches medical insurance with its deadline — opens the verification
-    tasks of every batch holding the file's rows (idempotent per batch and person)."""
+    tasks of the file's rows, once per person, as the completing batch (the last one named;
+    the others are earlier runs of the same file that never completed)."""
 
     async def open_for(
         connection: AsyncConnection, feed: Feed, batches: Sequence[uuid.UUID]
     ) -> None:
-        if not opens_verification(feed):
+        if not opens_verification(feed) or not batches:
             return
-        for batch_id in batches:
-            await open_verification_tasks(connection, batch_id, today=today, rules=rules)
+        *earlier, completing = batches
+        await open_verification_tasks(
+            connection, completing, today=today, rules=rules, earlier=earlier
+        )
 
     return open_for
 
 
 async def open_verification_tasks(
-    connection: AsyncConnection, batch_id: uuid.UUID, *, today: date, rules: ProvinceRules
+    connection: AsyncConnection,
+    batch_id: uuid.UUID,
+    *,
+    today: date,
+    rules: ProvinceRules,
+    earlier: Sequence[uuid.UUID] = (),
 ) -> int:
     """Open one IDENTITY_VERIFICATION task for medical insurance per person whose identity the
     batch added or changed and who holds it now (rows the batch wrote with ``valid_to`` null;
     exits and unchanged rows are not written, or not held, so they open nothing). The category
     is the highest-ranked such identity (it decides the subsidised enrollment, 001 §2); the
     county is the person's. One set-based statement; idempotent (``ux_task_source``). Returns
-    the number of tasks opened."""
+    the number of tasks opened.
+
+    A file is one list, however many runs it took to load: ``earlier`` names the runs of the
+    same file that stopped part-way and that ``batch_id`` completed without continuing them
+    (a re-run normally continues the interrupted batch itself, and there are none). Their rows
+    are ranked together with the batch's, and each person's one task is the completing batch's
+    (``source_key`` ``batch:<batch_id>``, ``batch_id``), as it is when the file loads in one
+    run: a person whose identities sit on both sides of an interruption gets one task, for their
+    highest identity, not one per run."""
     dialect = connection.dialect.name
     rank = case(dict(rules.ranking), value=ReliefStatus.category, else_=len(rules.ranking))
     ranked = (
@@ -212,7 +228,7 @@ async def open_verification_tasks(
             .over(partition_by=ReliefStatus.person_id, order_by=(rank, ReliefStatus.category))
             .label("position"),
         )
-        .where(ReliefStatus.batch_id == batch_id, ReliefStatus.valid_to.is_(None))
+        .where(ReliefStatus.batch_id.in_([*earlier, batch_id]), ReliefStatus.valid_to.is_(None))
         .subquery()
     )
     rows = (
