@@ -4,27 +4,43 @@ The predicate is a SQLAlchemy expression over ``person``; storage puts it inside
 clause of every query that returns people (pages, lookups, counts, household members), so an
 out-of-scope row is never fetched, never counted and never joined to.
 
-    jurisdiction(level, region)  AND  (condition₁ OR condition₂ …)
+    for each set of places named by the granted conditions:
+        in_jurisdiction(places, level, region)  AND  (condition₁ OR condition₂ …)
+    OR-ed together
 
-No row condition granted → ``false``: deny by default.
+``in_jurisdiction`` is the residence's own column (``person.county_code = :region``) and, for
+the other kinds (identity, insured, addressed: ``gateway.domain.places``), the person's places
+held today in the region (``person.id IN (SELECT person_id FROM person_place …)``, an index
+range on the place's region and kind). An addressed place counts only when it was addressed to
+the caller's department. No row condition granted → ``false``: deny by default.
 """
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, and_, exists, false, or_, select, true
+from sqlalchemy import ColumnElement, Select, and_, exists, false, or_, select, true
 
 from authz.conditions import AllRows, HoldsCategory, PushedToDepartment, RowCondition
 from authz.decision import AccessDecision
 from gateway.domain.departments import Level
-from gateway.storage.models import Person, ReliefStatus, Task
+from gateway.domain.places import STORED_PLACE_KINDS, PlaceKind
+from gateway.storage.models import Person, PersonPlace, ReliefStatus, Task
 
 _JURISDICTION_COLUMN = {
     Level.PROVINCE: Person.province_code,
     Level.CITY: Person.city_code,
     Level.COUNTY: Person.county_code,
+}
+_PLACE_COLUMN = {
+    Level.PROVINCE: PersonPlace.province_code,
+    Level.CITY: PersonPlace.city_code,
+    Level.COUNTY: PersonPlace.county_code,
 }
 
 
@@ -46,9 +62,50 @@ def _row_predicate(
     (``gateway.storage.people``) and SQLAlchemy memoises its cache key."""
     if not row_conditions:
         return false()
-    jurisdiction = _JURISDICTION_COLUMN[level] == region
-    conditions = [_condition(condition, department, today) for condition in row_conditions]
-    return and_(jurisdiction, or_(*conditions))
+    by_places: dict[frozenset[PlaceKind], list[ColumnElement[bool]]] = {}
+    for condition in row_conditions:
+        by_places.setdefault(condition.places, []).append(_condition(condition, department, today))
+    return or_(
+        *(
+            and_(in_jurisdiction(places, department, level, region, today), or_(*conditions))
+            for places, conditions in sorted(by_places.items(), key=lambda item: sorted(item[0]))
+        )
+    )
+
+
+# Places that belong to one department: where it recognised an identity, where a push was
+# addressed to it. An insured place is medical insurance's, and counts for whoever names it.
+_OWN_DEPARTMENT_KINDS = frozenset({PlaceKind.IDENTITY, PlaceKind.ADDRESSED})
+
+
+def _own_department(department: str) -> ColumnElement[bool]:
+    return or_(
+        PersonPlace.kind.not_in([kind.value for kind in sorted(_OWN_DEPARTMENT_KINDS)]),
+        PersonPlace.department == department,
+    )
+
+
+def in_jurisdiction(
+    places: frozenset[PlaceKind], department: str, level: Level, region: str, today: date
+) -> ColumnElement[bool]:
+    """A person tied to ``region`` (at the caller's ``level``) by one of ``places``."""
+    parts: list[ColumnElement[bool]] = []
+    if PlaceKind.RESIDENCE in places:
+        parts.append(_JURISDICTION_COLUMN[level] == region)
+    stored = sorted(places & STORED_PLACE_KINDS)
+    if stored:
+        held = and_(
+            _PLACE_COLUMN[level] == region,
+            PersonPlace.kind.in_([kind.value for kind in stored]),
+            PersonPlace.since <= today,
+            or_(PersonPlace.until.is_(None), PersonPlace.until >= today),
+        )
+        if places & _OWN_DEPARTMENT_KINDS:
+            # A push addressed to another department, or an identity another department
+            # recognised, brings nobody into this one's scope.
+            held = and_(held, _own_department(department))
+        parts.append(Person.id.in_(select(PersonPlace.person_id).where(held)))
+    return or_(*parts) if parts else false()
 
 
 def _condition(condition: RowCondition, department: str, today: date) -> ColumnElement[bool]:
@@ -71,3 +128,58 @@ def _condition(condition: RowCondition, department: str, today: date) -> ColumnE
             )
         )
     raise TypeError(f"unknown row condition {condition!r}")  # pragma: no cover - exhaustive
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceNarrowing:
+    """Which people of a loaded page the caller sees only through a place other than the
+    residence, and through which places (fields follow the place: ``FieldGuard.narrow``).
+
+    Only a decision whose row scopes name identity or insured places needs this; a person
+    living in the caller's region, or pushed to the caller's department, is seen whole."""
+
+    department: str
+    level: Level
+    region: str
+    today: date
+    kinds: frozenset[PlaceKind]  # the stored kinds the decision's row scopes name
+
+    def outside(self, region_code: str) -> bool:
+        """The person does not live in the caller's region."""
+        return not region_code.startswith(self.region)
+
+    def places_held(self, person_ids: Sequence[uuid.UUID]) -> Select[Any]:
+        """(person_id, kind) of the places held today in the caller's region, for these people."""
+        held = [
+            PersonPlace.person_id.in_(person_ids),
+            _PLACE_COLUMN[self.level] == self.region,
+            PersonPlace.kind.in_(sorted(kind.value for kind in self.kinds)),
+            PersonPlace.since <= self.today,
+            or_(PersonPlace.until.is_(None), PersonPlace.until >= self.today),
+            _own_department(self.department),
+        ]
+        return cast("Select[Any]", select(PersonPlace.person_id, PersonPlace.kind).where(*held))
+
+    @staticmethod
+    def narrowed(
+        person_ids: Sequence[uuid.UUID], held: Iterable[tuple[uuid.UUID, str]]
+    ) -> dict[uuid.UUID, frozenset[PlaceKind]]:
+        """The people to narrow, each with its places; a push to the department shows the
+        person whole. A person with no place found (it cannot be seen, then) shows nothing."""
+        places: dict[uuid.UUID, set[PlaceKind]] = {person_id: set() for person_id in person_ids}
+        for person_id, kind in held:
+            places[person_id].add(PlaceKind(kind))
+        return {
+            person_id: frozenset(kinds)
+            for person_id, kinds in places.items()
+            if PlaceKind.ADDRESSED not in kinds
+        }
+
+
+def place_narrowing(
+    decision: AccessDecision, *, department: str, level: Level, region: str, today: date
+) -> PlaceNarrowing | None:
+    kinds = frozenset().union(*(c.places for c in decision.row_conditions)) & STORED_PLACE_KINDS
+    if not kinds - {PlaceKind.ADDRESSED}:
+        return None  # residence and pushes only: everyone it sees, it sees whole
+    return PlaceNarrowing(department, level, region, today, kinds)

@@ -16,12 +16,20 @@ from dataclasses import dataclass
 
 from casbin.util import key_match
 
-from authz.conditions import is_row_object, parse_row_object
+from authz.conditions import (
+    PLACE_ORDER,
+    RESIDENCE_ONLY,
+    AllRows,
+    PushedToDepartment,
+    is_row_object,
+    parse_row_object,
+)
 from authz.decision import AccessDecision, Effect
 from authz.offline import OfflinePolicy
 from authz.purpose import named_purposes
 from authz.resources import DERIVED_FROM, GUARDED_FIELDS, MASKABLE_FIELDS, PARENT_RELATION
 from authz.store import PolicyLine, subject_region
+from gateway.domain.places import PLACE_NAMES_ZH
 from gateway.domain.principal import Principal
 
 _ACT_NAMES = {"read": "明文读取", "mask": "脱敏读取", "rows": "行范围"}
@@ -219,9 +227,15 @@ def _other_purpose_note(
 
 
 def _row_words(obj: str) -> str:
-    condition = str(parse_row_object(obj))
-    if condition == "all":
-        return "所有人员"
-    if condition == "pushed":
-        return "推送给本部门的人员"
-    return f"持有以下救助类别的人员 ({condition.partition(': ')[2]})"
+    condition = parse_row_object(obj)
+    if isinstance(condition, AllRows):
+        who = "所有人员"
+    elif isinstance(condition, PushedToDepartment):
+        who = "推送给本部门的人员"
+    else:
+        who = f"持有以下救助类别的人员 ({'|'.join(sorted(condition.categories))})"
+    if condition.places == RESIDENCE_ONLY:
+        return who
+    # issue 14: which places bring a person into the jurisdiction ("参保地在本辖区即可见")
+    places = "或".join(PLACE_NAMES_ZH[kind] for kind in PLACE_ORDER if kind in condition.places)
+    return f"{who} ({places}在本辖区即可见)"

@@ -3,6 +3,10 @@
 Resolvers hand it the field name and a way to get the clear value; it returns the value, its
 masked form, or raises ``Forbidden`` (GraphQL then puts ``null`` and a ``FORBIDDEN`` error at
 that path). It also notes what it released, for the audit log.
+
+A person the caller sees only through a place other than the residence is *narrowed* to the
+fields of that place's relation (``authz.resources.PLACE_FIELDS``): storage tells the guard
+which rows those are, once per loaded page; the check itself is a set lookup, no policy call.
 """
 
 from __future__ import annotations
@@ -13,8 +17,9 @@ from typing import TypeVar
 
 from authz.decision import AccessDecision, Effect
 from authz.masking import MASKS
-from authz.resources import ARGUMENT_REQUIRES
+from authz.resources import ARGUMENT_REQUIRES, PLACE_FIELDS
 from gateway.domain.errors import Forbidden
+from gateway.domain.places import PlaceKind
 
 T = TypeVar("T")
 
@@ -32,6 +37,28 @@ class FieldGuard:
         self.released: dict[str, Effect] = {}
         self.people: set[uuid.UUID] = set()
         self.touched_person_data = False
+        # person → the fields its places allow, for people seen only through such places
+        self._narrowed: dict[uuid.UUID, frozenset[str]] = {}
+
+    def narrow(self, person_id: uuid.UUID, places: Iterable[PlaceKind]) -> None:
+        """``person_id`` is visible to the caller only through ``places`` (not its residence,
+        not a push addressed to the caller's department): fields follow the place."""
+        allowed: frozenset[str] = frozenset()
+        for place in places:
+            allowed |= PLACE_FIELDS.get(place, frozenset())
+        self._narrowed[person_id] = allowed
+
+    def narrowed(self, person_id: uuid.UUID) -> frozenset[str] | None:
+        return self._narrowed.get(person_id)
+
+    def effect(self, field: str, person_id: uuid.UUID | None = None) -> Effect:
+        """The caller's effect on ``field`` of this person's record."""
+        effect = self.decision.effect(field)
+        if person_id is not None and effect is not Effect.DENY:
+            allowed = self._narrowed.get(person_id)
+            if allowed is not None and field not in allowed:
+                return Effect.DENY
+        return effect
 
     def permits(self, field: str) -> bool:
         return self.decision.effect(field) is Effect.READ
@@ -56,7 +83,8 @@ class FieldGuard:
 
     def relation(self, field: str, person_id: uuid.UUID | None = None) -> None:
         """A relation (list or object) may be followed only with a read grant."""
-        self.require(field)
+        if self.effect(field, person_id) is not Effect.READ:
+            raise Forbidden(f"无权读取字段 {field}")
         self.released.setdefault(field, Effect.READ)
         if person_id is not None:
             self.people.add(person_id)
@@ -64,7 +92,7 @@ class FieldGuard:
     def release(self, field: str, person_id: uuid.UUID, reveal: Callable[[], T]) -> T:
         """Return the value (or its mask) of ``field``; ``reveal`` runs only when allowed, so a
         denied field is never even decrypted."""
-        effect = self.decision.effect(field)
+        effect = self.effect(field, person_id)
         if effect is Effect.DENY:
             raise Forbidden(f"无权读取字段 {_FIELD_LABELS_ZH.get(field, field)}")
         value = reveal()

@@ -7,6 +7,8 @@ schema test asserts that every other GraphQL field of these types is in this cat
 
 from __future__ import annotations
 
+from gateway.domain.places import PlaceKind
+
 GUARDED_FIELDS: tuple[str, ...] = (
     "Person.idNumber",
     "Person.name",
@@ -96,4 +98,57 @@ ARGUMENT_REQUIRES: dict[str, tuple[str, ...]] = {
     ),
     "PersonFilter.enrolledIn": ("Person.enrollments", "Enrollment.status"),
     "Person.reliefStatuses.activeOn": ("ReliefStatus.validFrom", "ReliefStatus.validTo"),
+}
+
+# Fields follow the place (issue 14, DOMAIN.md rule 9). A person the caller sees only through a
+# place other than the residence — the county that insures them, or where a department
+# recognised their identity — is seen for that relation only: who they are, and the records the
+# place stands for; never contact details, address or household (those stay with the residence
+# and with a push addressed to the department, which show the department's whole list). Always
+# intersected with the department's list: this narrows a grant, it never adds one.
+IDENTIFICATION: frozenset[str] = frozenset(
+    {"Person.idNumber", "Person.name", "Person.gender", "Person.birthDate"}
+)
+_RELIEF = frozenset(
+    {
+        "Person.reliefStatuses",
+        "ReliefStatus.sourceDepartment",
+        "ReliefStatus.recognizedOn",
+        "ReliefStatus.validFrom",
+        "ReliefStatus.validTo",
+        "Person.effectiveRelief",
+        "Person.underVerification",
+    }
+)
+_COST = frozenset(
+    {
+        "Person.costBurdens",
+        "CostBurden.totalCost",
+        "CostBurden.basicInsurancePaid",
+        "CostBurden.criticalIllnessPaid",
+        "CostBurden.medicalAssistancePaid",
+        "CostBurden.personalBurden",
+        "CostBurden.inpatientCount",
+    }
+)
+PLACE_FIELDS: dict[PlaceKind, frozenset[str]] = {
+    # 参保地 pays basic and critical-illness benefits and marks identities for the subsidised
+    # enrollment (004 §1, §3): the enrollments, the cost burden, the identities to mark.
+    PlaceKind.INSURED: IDENTIFICATION
+    | _RELIEF
+    | _COST
+    | {
+        "Person.enrollments",
+        "Enrollment.insuranceType",
+        "Enrollment.status",
+        "Enrollment.regionCode",
+        "Enrollment.subsidyCategory",
+        "Enrollment.subsidyAmount",
+    },
+    # 认定地 recognised the identity and pays medical assistance on the burden (004 §3): the
+    # identities, the cost burden, and whether (not where) the person is insured.
+    PlaceKind.IDENTITY: IDENTIFICATION
+    | _RELIEF
+    | _COST
+    | {"Person.enrollments", "Enrollment.insuranceType", "Enrollment.status"},
 }

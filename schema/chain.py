@@ -13,6 +13,7 @@ from enum import Enum
 
 import strawberry
 
+from authz.decision import Effect
 from gateway.domain.id_numbers import validate_id_number
 from gateway.loop import chain as rules
 from schema.enums import Department, ReliefCategory
@@ -90,7 +91,8 @@ async def relief_chain(info: Ctx, id_number: str) -> ReliefChain | None:
         return None
     principal = context.principal
     visibility = rules.ChainVisibility.decide(
-        guard.permits,
+        # per person: fields follow the place through which the caller sees this one
+        lambda field: guard.effect(field, row.id) is Effect.READ,
         guard.decision.operations,
         department=principal.department.value,
         region=principal.region,

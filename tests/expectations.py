@@ -5,13 +5,19 @@ rules of CONTRACT.md ("Access-control semantics") and of the default data-sharin
 second time, in plain Python, and compare the gateway's answers with what these rules compute
 from the seeded plaintext (``Harness.bundles``).
 
-* ``FIELD_EFFECTS`` / ``ROW_RULES``: the default policies, written out per department.
-* ``World``: the seeded plaintext indexed for lookups, with ``scope(subject)``.
+* ``FIELD_EFFECTS`` / ``ROW_RULES``: the default policies, written out per department; each
+  row rule names the places that bring a person into the caller's jurisdiction (issue 14,
+  docs/access-control.md "Places"), and ``PLACE_FIELDS`` what a person seen only through an
+  identity or insured place shows ("Fields follow the place").
+* ``World``: the seeded plaintext indexed for lookups; each person's places derived from the
+  records as ``gateway.storage.places`` defines them (``places``), ``visible`` and
+  ``scope(subject)``, and the per-person field effect ``effect(subject, person, field)``.
 * ``Sel`` and ``render``: a selection tree and its GraphQL text (aliases, inline fragments and
   named fragments), so one tree drives both the query and the check of its response.
 * ``Checker``: walks a response along the tree and asserts each value is the plaintext, its
-  mask, or ``null`` with a ``FORBIDDEN`` error at exactly that path; then that the errors are
-  exactly the expected ones and that no plaintext the caller may not read appears anywhere.
+  mask, or ``null`` with a ``FORBIDDEN`` error at exactly that path, person by person (a field
+  narrowed away by the place is denied); then that the errors are exactly the expected ones
+  and that no plaintext the caller may not read appears anywhere.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -151,18 +157,73 @@ FIELD_EFFECTS: dict[str, dict[str, str]] = {
     "big_data": {},
 }
 
+# The kinds of place (gateway/domain/places.py), in the order policies write them.
+RESIDENCE, IDENTITY, INSURED, ADDRESSED = "residence", "identity", "insured", "addressed"
+PLACE_KINDS = (RESIDENCE, IDENTITY, INSURED, ADDRESSED)
 ALL_ROWS = "all"
-# Row scope inside the jurisdiction: everyone, people holding one of these categories today,
-# or nobody (None).
-ROW_RULES: dict[str, str | frozenset[str] | None] = {
-    "medical_insurance": ALL_ROWS,
-    "civil_affairs": ALL_ROWS,
-    "health": ALL_ROWS,
-    "rural_revitalization": RURAL_CATEGORIES,
-    "public_security": None,
-    "disabled_federation": None,
-    "human_resources": None,
-    "big_data": None,
+PUSHED = "pushed"
+
+
+@dataclass(frozen=True)
+class RowRule:
+    """One row scope of a department's list: who (everyone, people holding one of some relief
+    categories today, people with a task pushed to the department) and through which places
+    they count as in the caller's jurisdiction (no places written: the residence)."""
+
+    who: str | frozenset[str]  # ALL_ROWS, PUSHED, or the categories
+    places: frozenset[str] = frozenset({RESIDENCE})
+
+    def __str__(self) -> str:
+        """As ``me.rowScope`` prints it: ``all; places: residence|insured``."""
+        if self.who == ALL_ROWS or self.who == PUSHED:
+            text = str(self.who)
+        else:
+            assert isinstance(self.who, frozenset)
+            text = "category: " + "|".join(sorted(self.who))
+        if self.places != {RESIDENCE}:
+            text += "; places: " + "|".join(k for k in PLACE_KINDS if k in self.places)
+        return text
+
+
+def _rule(who: str | frozenset[str], *places: str) -> RowRule:
+    return RowRule(who, frozenset(places or (RESIDENCE,)))
+
+
+# Row scopes inside the jurisdiction, per department (none: nobody). Medical insurance sees
+# everyone living or insured in its region; civil affairs everyone living or recognised there,
+# and the people pushed to it; rural revitalisation holders of its categories living or
+# recognised there, and the people pushed to it; health the residents (DOMAIN.md rule 9).
+ROW_RULES: dict[str, tuple[RowRule, ...]] = {
+    "medical_insurance": (_rule(ALL_ROWS, RESIDENCE, INSURED),),
+    "civil_affairs": (_rule(ALL_ROWS, RESIDENCE, IDENTITY), _rule(PUSHED, ADDRESSED)),
+    "health": (_rule(ALL_ROWS),),
+    "rural_revitalization": (
+        _rule(RURAL_CATEGORIES, RESIDENCE, IDENTITY),
+        _rule(PUSHED, ADDRESSED),
+    ),
+    "public_security": (),
+    "disabled_federation": (),
+    "human_resources": (),
+    "big_data": (),
+}
+
+# Fields follow the place: a person seen only through an identity or insured place (not
+# living in the caller's region, not pushed to its department) shows the fields of that
+# relation, always within the department's own list; never phone, address or household.
+_IDENTIFICATION = frozenset({"Person.idNumber", "Person.name", "Person.gender", "Person.birthDate"})
+_RELIEF = frozenset({"Person.reliefStatuses", *(f"ReliefStatus.{f}" for f in RELIEF_GUARDED)})
+_COSTS = frozenset({"Person.costBurdens", *(f"CostBurden.{f}" for f in COST_GUARDED)})
+PLACE_FIELDS: dict[str, frozenset[str]] = {
+    # 参保地: the enrollments in full (it pays basic and critical-illness benefits)
+    INSURED: _IDENTIFICATION
+    | _RELIEF
+    | _COSTS
+    | {"Person.enrollments", *(f"Enrollment.{f}" for f in ENROLLMENT_GUARDED)},
+    # 认定地: whether (type, status), not where, the person is insured
+    IDENTITY: _IDENTIFICATION
+    | _RELIEF
+    | _COSTS
+    | {"Person.enrollments", "Enrollment.insuranceType", "Enrollment.status"},
 }
 
 
@@ -209,10 +270,105 @@ def holds_on(status: ReliefStatusRecord, day: date) -> bool:
     return status.valid_from <= day and (status.valid_to is None or status.valid_to >= day)
 
 
-class World:
-    """The seeded plaintext, indexed; the scope computation of the contract."""
+TERMINATED = "TERMINATED"
 
-    def __init__(self, bundles: Iterable[HouseholdBundle], today: date) -> None:
+
+@dataclass(frozen=True)
+class Place:
+    """A place other than the residence that ties a person to a county (issue 14), with the
+    department it belongs to (identity: the recognising one; insured: medical insurance;
+    addressed: the one pushed to) and its period, ``until`` being the last day held."""
+
+    kind: str
+    department: str
+    county: str
+    since: date
+    until: date | None
+
+    def held_on(self, day: date) -> bool:
+        return self.since <= day and (self.until is None or self.until >= day)
+
+
+@dataclass(frozen=True)
+class Push:
+    """A task pushed to ``department`` in ``county`` about a person (a warning to review)."""
+
+    person_id: uuid.UUID
+    department: str
+    county: str
+    opened_on: date
+
+
+def derive_places(
+    person: PersonRecord,
+    statuses: Iterable[ReliefStatusRecord],
+    enrollments: Iterable[EnrollmentRecord],
+    pushes: Iterable[Push],
+    recognised_in: Mapping[ReliefStatusRecord, str],
+) -> list[Place]:
+    """The person's places from the records, as docs/access-control.md and
+    ``gateway/storage/places.py`` define them:
+
+    * identity, per recognising department and county of the list row (the person's own
+      county when none is recorded: the seed writer's synthetic lists): from the earliest
+      ``valid_from``; ends on the latest ``valid_to`` once every identity there has exited;
+    * insured, per county of the enrollment: from 1 January of the first year there; held
+      while the person's latest enrollment year has a live (not terminated) enrollment
+      there, else ends on 31 December of the last live year there (terminated only: never);
+    * addressed, per department and county pushed to: from the first push, for good.
+    """
+    places: list[Place] = []
+    by_identity: dict[tuple[str, str], list[ReliefStatusRecord]] = defaultdict(list)
+    for status in statuses:
+        county = recognised_in.get(status, person.region_code[:6])
+        by_identity[(status.source_department, county)].append(status)
+    for (department, county), held in by_identity.items():
+        ends = [s.valid_to for s in held]
+        until = None if any(end is None for end in ends) else max(e for e in ends if e)
+        since = min(s.valid_from for s in held)
+        places.append(Place(IDENTITY, department, county, since, until))
+    enrolled = list(enrollments)
+    if enrolled:
+        latest = max(e.year for e in enrolled)
+        by_county: dict[str, list[EnrollmentRecord]] = defaultdict(list)
+        for enrollment in enrolled:
+            by_county[enrollment.region_code[:6]].append(enrollment)
+        for county, there in by_county.items():
+            first = min(e.year for e in there)
+            live = [e.year for e in there if e.status != TERMINATED]
+            since = date(first, 1, 1)
+            if live and max(live) >= latest:
+                until = None
+            elif live:
+                until = date(max(live), 12, 31)
+            else:
+                until = since - timedelta(days=1)  # terminated only: never held
+            places.append(Place(INSURED, "medical_insurance", county, since, until))
+    first_push: dict[tuple[str, str], date] = {}
+    for push in pushes:
+        key = (push.department, push.county)
+        first_push[key] = min(first_push.get(key, push.opened_on), push.opened_on)
+    for (department, county), since in first_push.items():
+        places.append(Place(ADDRESSED, department, county, since, None))
+    return places
+
+
+class World:
+    """The seeded plaintext, indexed; the scope computation of the contract.
+
+    ``recognised_in`` names the county of the list row that reported a relief status when it
+    is not the person's own county (the seed writer records the residence); ``pushes`` are the
+    tasks pushed to departments (the seeded world has none).
+    """
+
+    def __init__(
+        self,
+        bundles: Iterable[HouseholdBundle],
+        today: date,
+        *,
+        recognised_in: Mapping[ReliefStatusRecord, str] | None = None,
+        pushes: Iterable[Push] = (),
+    ) -> None:
         self.today = today
         self.persons: dict[uuid.UUID, PersonRecord] = {}
         self.by_id_number: dict[str, PersonRecord] = {}
@@ -220,6 +376,7 @@ class World:
         self.enrollments: dict[uuid.UUID, list[EnrollmentRecord]] = defaultdict(list)
         self.costs: dict[uuid.UUID, list[CostBurdenRecord]] = defaultdict(list)
         self.households: dict[uuid.UUID, list[PersonRecord]] = defaultdict(list)
+        self.pushes: dict[uuid.UUID, list[Push]] = defaultdict(list)
         for bundle in bundles:
             for person in bundle.members:
                 self.persons[person.person_id] = person
@@ -232,7 +389,22 @@ class World:
                 self.enrollments[enrollment.person_id].append(enrollment)
             for cost in bundle.cost_burdens:
                 self.costs[cost.person_id].append(cost)
+        for push in pushes:
+            self.pushes[push.person_id].append(push)
+        recognised = dict(recognised_in or {})
+        self.places: dict[uuid.UUID, list[Place]] = {
+            pid: derive_places(
+                person,
+                self.statuses[pid],
+                self.enrollments[pid],
+                self.pushes[pid],
+                recognised,
+            )
+            for pid, person in self.persons.items()
+        }
         self._scopes: dict[Subject, frozenset[uuid.UUID]] = {}
+        self._narrowed: dict[tuple[Subject, uuid.UUID], frozenset[str] | None] = {}
+        self._narrowable: dict[Subject, frozenset[str]] = {}
 
     # -- regions
     def counties(self) -> list[str]:
@@ -243,6 +415,13 @@ class World:
 
     def provinces(self) -> list[str]:
         return sorted({p.region_code[:2] for p in self.persons.values()})
+
+    def regions(self, level: str) -> list[str]:
+        """Codes of ``level`` where someone lives or holds a place (held or not)."""
+        digits = LEVEL_DIGITS[level]
+        counties = {p.region_code[:6] for p in self.persons.values()}
+        counties |= {place.county for places in self.places.values() for place in places}
+        return sorted({county[:digits] for county in counties})
 
     # -- scope
     def holds(self, person: PersonRecord, categories: Iterable[str] | None, day: date) -> bool:
@@ -284,16 +463,40 @@ class World:
             and any(m.region_code.startswith(subject.region) for m in members)
         )
 
-    def visible(self, subject: Subject, person: PersonRecord) -> bool:
-        if not person.region_code.startswith(subject.region):
-            return False
-        rule = ROW_RULES[subject.dept]
-        if rule is None:
-            return False
-        if rule == ALL_ROWS:
+    def ties(self, subject: Subject, person: PersonRecord) -> frozenset[str]:
+        """The kinds of place that tie ``person`` to the subject's region today: the residence,
+        and every place held today in the region. A push counts only when addressed to the
+        subject's own department, an identity place only when the subject's own department
+        recognised the identity there (docs/access-control.md)."""
+        kinds = set()
+        if person.region_code.startswith(subject.region):
+            kinds.add(RESIDENCE)
+        for place in self.places[person.person_id]:
+            if (
+                place.held_on(self.today)
+                and place.county.startswith(subject.region)
+                and (place.kind not in (ADDRESSED, IDENTITY) or place.department == subject.dept)
+            ):
+                kinds.add(place.kind)
+        return frozenset(kinds)
+
+    def admits(self, rule: RowRule, subject: Subject, person: PersonRecord) -> bool:
+        """Whether ``person`` is one of the people ``rule`` names (places aside)."""
+        if rule.who == ALL_ROWS:
             return True
-        assert isinstance(rule, frozenset)
-        return self.holds(person, rule, self.today)
+        if rule.who == PUSHED:
+            return any(p.department == subject.dept for p in self.pushes[person.person_id])
+        assert isinstance(rule.who, frozenset)
+        return self.holds(person, rule.who, self.today)
+
+    def visible(self, subject: Subject, person: PersonRecord) -> bool:
+        """Some row rule of the subject names the person and one of its places ties the
+        person to the subject's region."""
+        ties = self.ties(subject, person)
+        return any(
+            rule.places & ties and self.admits(rule, subject, person)
+            for rule in ROW_RULES[subject.dept]
+        )
 
     def scope(self, subject: Subject) -> frozenset[uuid.UUID]:
         if subject not in self._scopes:
@@ -301,6 +504,66 @@ class World:
                 pid for pid, p in self.persons.items() if self.visible(subject, p)
             )
         return self._scopes[subject]
+
+    # -- fields follow the place
+    def narrowed_to(self, subject: Subject, person: PersonRecord) -> frozenset[str] | None:
+        """The fields a person seen only through identity or insured places shows (before the
+        department's own list), or None when the subject sees the person whole: living in
+        its region, or with a push addressed to its department there."""
+        key = (subject, person.person_id)
+        if key not in self._narrowed:
+            self._narrowed[key] = self._narrowing(subject, person)
+        return self._narrowed[key]
+
+    def _narrowing(self, subject: Subject, person: PersonRecord) -> frozenset[str] | None:
+        named = frozenset().union(*(rule.places for rule in ROW_RULES[subject.dept]))
+        if not named & frozenset(PLACE_FIELDS):
+            return None  # residence (and pushes) only: everyone seen is seen whole
+        if person.region_code.startswith(subject.region):
+            return None
+        through = self.ties(subject, person) & named
+        if ADDRESSED in through:  # pushed to the department there (when its scopes count pushes)
+            return None
+        allowed: frozenset[str] = frozenset()
+        for kind in through:
+            allowed |= PLACE_FIELDS.get(kind, frozenset())
+        return allowed
+
+    def narrowed(self, subject: Subject) -> set[uuid.UUID]:
+        """The people in the subject's scope it sees only through identity/insured places."""
+        return {
+            pid
+            for pid in self.scope(subject)
+            if self.narrowed_to(subject, self.persons[pid]) is not None
+        }
+
+    def effect(self, subject: Subject, person: PersonRecord, field_name: str) -> str:
+        """The subject's effect on ``field_name`` of this person's record: the department's
+        list, narrowed to the place's fields for a person seen only through such a place."""
+        effect = subject.effect(field_name)
+        if effect == DENY or field_name in ALWAYS_READABLE:
+            return effect
+        allowed = self.narrowed_to(subject, person)
+        if allowed is not None and field_name not in allowed:
+            return DENY
+        return effect
+
+    def reads(self, subject: Subject, person: PersonRecord, field_name: str) -> bool:
+        return self.effect(subject, person, field_name) == READ
+
+    def narrowable(self, subject: Subject) -> frozenset[str]:
+        """Fields the subject's list grants that some person in its scope does not show."""
+        if subject not in self._narrowable:
+            found: set[str] = set()
+            for pid in self.narrowed(subject):
+                person = self.persons[pid]
+                found.update(
+                    f
+                    for f in ALL_GUARDED
+                    if subject.effect(f) != DENY and self.effect(subject, person, f) == DENY
+                )
+            self._narrowable[subject] = frozenset(found)
+        return self._narrowable[subject]
 
     def matches(self, person: PersonRecord, flt: Mapping[str, Any] | None) -> bool:
         """PersonFilter semantics (CONTRACT.md): all given conditions hold."""
@@ -326,7 +589,8 @@ class World:
     # -- secrets: plaintext of sensitive fields the subject may not read in clear
     def secrets(self, subject: Subject) -> set[str]:
         """Every sealed value the subject must never receive in clear, minus values it may
-        legitimately read (two people can share an address or a name)."""
+        legitimately read (two people can share an address or a name). A person seen only
+        through a place keeps phone and address secret, whatever the department's list."""
         forbidden: set[str] = set()
         allowed: set[str] = set()
         scope = self.scope(subject)
@@ -339,7 +603,7 @@ class World:
             ):
                 if value is None:
                     continue
-                if pid in scope and subject.reads(name):
+                if pid in scope and self.reads(subject, person, name):
                     allowed.add(value)
                 else:
                     forbidden.add(value)
@@ -539,8 +803,10 @@ class Checker:
         self.expected_errors[path] = set(codes)
 
     # -- leaves
-    def _leaf(self, value: Any, path: Path, type_field: str, clear: Any, where: str) -> None:
-        effect = self.subject.effect(type_field)
+    def _leaf(
+        self, value: Any, path: Path, record: PersonRecord, type_field: str, clear: Any, where: str
+    ) -> None:
+        effect = self.world.effect(self.subject, record, type_field)
         if effect == DENY:
             assert value is None, f"{where}: denied {type_field} returned {value!r}"
             self.expect_error(path, "FORBIDDEN")
@@ -570,24 +836,24 @@ class Checker:
                 assert value == record.region_code, where
             elif name in ("idNumber", "name", "phone", "address"):
                 clear = getattr(record, _snake(name))
-                self._leaf(value, p, f"Person.{name}", clear, where)
+                self._leaf(value, p, record, f"Person.{name}", clear, where)
             elif name == "gender":
-                self._leaf(value, p, "Person.gender", record.gender, where)
+                self._leaf(value, p, record, "Person.gender", record.gender, where)
             elif name == "birthDate":
-                self._leaf(value, p, "Person.birthDate", _iso(record.birth_date), where)
+                self._leaf(value, p, record, "Person.birthDate", _iso(record.birth_date), where)
             elif name == "household":
                 self._household(value, sel, p, record, where)
             elif name == "reliefStatuses":
                 day = sel.arg("activeOn")
                 needs = ["ReliefStatus.validFrom", "ReliefStatus.validTo"] if day else []
-                records = [
+                records: list[Any] = [
                     r
                     for r in self.world.statuses[record.person_id]
                     if day is None or holds_on(r, day)
                 ]
                 self._children(
-                    value, sel, p, "Person.reliefStatuses", needs, records, "ReliefStatus",
-                    _relief_value, where,
+                    value, sel, p, record, "Person.reliefStatuses", needs, records,
+                    "ReliefStatus", _relief_value, where,
                 )  # fmt: skip
             elif name == "enrollments":
                 year = sel.arg("year")
@@ -597,7 +863,7 @@ class Checker:
                     if year is None or r.year == year
                 ]
                 self._children(
-                    value, sel, p, "Person.enrollments", [], records, "Enrollment",
+                    value, sel, p, record, "Person.enrollments", [], records, "Enrollment",
                     _enrollment_value, where,
                 )  # fmt: skip
             elif name == "costBurdens":
@@ -606,7 +872,7 @@ class Checker:
                     r for r in self.world.costs[record.person_id] if year is None or r.year == year
                 ]
                 self._children(
-                    value, sel, p, "Person.costBurdens", [], records, "CostBurden",
+                    value, sel, p, record, "Person.costBurdens", [], records, "CostBurden",
                     _cost_value, where,
                 )  # fmt: skip
             else:  # pragma: no cover - test bug
@@ -615,7 +881,7 @@ class Checker:
     def _household(
         self, value: Any, sel: Sel, path: Path, record: PersonRecord, where: str
     ) -> None:
-        if not self.subject.reads("Person.household"):
+        if not self.world.reads(self.subject, record, "Person.household"):
             assert value is None, f"{where}: denied household returned {value!r}"
             self.expect_error(path, "FORBIDDEN")
             return
@@ -631,6 +897,7 @@ class Checker:
             elif child.field == "id":
                 assert got == str(record.household_id), where
             elif child.field == "members":
+                # The decision's: a household is reached only from a person seen whole.
                 if not self.subject.reads("Household.members"):
                     assert got is None, f"{where}: denied members returned {got!r}"
                     self.expect_error(p, "FORBIDDEN")
@@ -662,6 +929,7 @@ class Checker:
         value: Any,
         sel: Sel,
         path: Path,
+        person: PersonRecord,
         relation: str,
         argument_needs: list[str],
         records: list[Any],
@@ -669,9 +937,11 @@ class Checker:
         getter: Callable[[Any, str], Any],
         where: str,
     ) -> None:
-        if not self.subject.reads(relation) or not all(
-            self.subject.reads(n) for n in argument_needs
-        ):
+        def reads(field_name: str) -> bool:
+            return self.world.reads(self.subject, person, field_name)
+
+        # Arguments are refused by the decision (the caller's list), relations per person.
+        if not reads(relation) or not all(self.subject.reads(n) for n in argument_needs):
             assert value is None, f"{where}: denied {relation} returned {value!r}"
             self.expect_error(path, "FORBIDDEN")
             return
@@ -681,11 +951,11 @@ class Checker:
         )
         expected_items: Counter[str] = Counter()
         for record in records:
-            item = {}
+            item: dict[str, Any] = {}
             for child in sel.children:
                 if child.field == "__typename":
                     item[child.key] = type_name
-                elif self.subject.reads(f"{type_name}.{child.field}"):
+                elif reads(f"{type_name}.{child.field}"):
                     item[child.key] = getter(record, child.field)
                 else:
                     item[child.key] = None
@@ -697,9 +967,7 @@ class Checker:
         )
         for index in range(len(value)):
             for child in sel.children:
-                if child.field != "__typename" and not self.subject.reads(
-                    f"{type_name}.{child.field}"
-                ):
+                if child.field != "__typename" and not reads(f"{type_name}.{child.field}"):
                     self.expect_error((*path, index, child.key), "FORBIDDEN")
 
     # -- roots
@@ -810,7 +1078,8 @@ class Checker:
             assert path not in got, f"{self.subject}: two errors at {list(path)}"
             got[path] = code
             if code == "FORBIDDEN" and self.selections:
-                assert denied_at(self.subject, self.selections, path), (
+                narrowable = self.world.narrowable(self.subject)
+                assert denied_at(self.subject, self.selections, path, narrowable), (
                     f"{self.subject}: FORBIDDEN at {list(path)}, which the subject may read"
                 )
         if body.get("data") is None:
@@ -846,8 +1115,16 @@ def filter_needs(flt: Mapping[str, Any] | None) -> list[str]:
     return needs
 
 
-def denied_at(subject: Subject, selections: Iterable[Sel], path: Path) -> bool:
-    """Whether ``path`` (a response path) ends at a field or argument the subject may not use."""
+def denied_at(
+    subject: Subject,
+    selections: Iterable[Sel],
+    path: Path,
+    narrowable: frozenset[str] = frozenset(),
+) -> bool:
+    """Whether ``path`` (a response path) ends at a field or argument the subject may not use,
+    or at one of ``narrowable``: fields its list grants that a person seen only through a
+    place does not show (``World.narrowable``; which person is at the path is for the walk
+    of the response to say)."""
     parent = "Query"
     sels = tuple(selections)
     keys = [k for k in path if not isinstance(k, int)]
@@ -861,6 +1138,8 @@ def denied_at(subject: Subject, selections: Iterable[Sel], path: Path) -> bool:
             if (parent, sel.field) == ("Query", "persons"):
                 return not all(subject.reads(n) for n in filter_needs(sel.arg("filter")))
             needs = [f"{parent}.{sel.field}"]
+            if needs[0] in narrowable:
+                return True
             if (parent, sel.field) == ("Person", "reliefStatuses") and sel.arg("activeOn"):
                 needs += ["ReliefStatus.validFrom", "ReliefStatus.validTo"]
             return not all(subject.reads(n) for n in needs)

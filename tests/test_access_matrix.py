@@ -4,11 +4,12 @@ For every subject in ``SUBJECTS`` the test pages through all visible people (``f
 ``after`` cursors), asking for every field of the contract including relations and household
 members, and compares with what ``tests/expectations.py`` computes from the seeded plaintext:
 
-* the set of visible people (jurisdiction + row rule, relief statuses held on ``harness.today``),
-  and ``totalCount`` on every page;
+* the set of visible people (jurisdiction through the places each row rule names + row rule,
+  relief statuses and places held on ``harness.today``), and ``totalCount`` on every page;
 * each field: the plaintext, its mask, or ``null`` with a ``FORBIDDEN`` error at exactly that
-  path; child records (relief statuses, enrollments, cost burdens) record by record;
-* ``me`` reports the same field effects and row scope as the independent table.
+  path; child records (relief statuses, enrollments, cost burdens) record by record; for a
+  person seen only through an insured place (medical insurance), only that relation's fields;
+* ``me`` reports the same field effects and row scopes (with their places) as the table.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from tests.expectations import (
     ALL_GUARDED,
     DENY,
     FIELD_EFFECTS,
+    INSURED,
     ROW_RULES,
     Checker,
     Sel,
@@ -44,17 +46,46 @@ def _busiest(codes: list[str]) -> str:
     return max(sorted(counts), key=lambda code: counts[code])
 
 
-# (department, level, how to pick the region from the seeded data)
-SUBJECTS: list[tuple[str, str, Callable[[Harness, World], str]]] = [
-    ("medical_insurance", "province", lambda h, w: h.busiest_county()[:2]),
-    ("medical_insurance", "county", lambda h, w: h.busiest_county()),
-    ("civil_affairs", "county", lambda h, w: h.busiest_county()),
-    ("civil_affairs", "city", lambda h, w: _busiest([p.region_code[:4] for p in h.persons])),
-    ("rural_revitalization", "county", lambda h, w: w.rural_county()),
-    ("rural_revitalization", "city", lambda h, w: w.rural_county()[:4]),
-    ("health", "city", lambda h, w: _busiest([p.region_code[:4] for p in h.persons])),
-    ("big_data", "province", lambda h, w: h.busiest_county()[:2]),
-]
+def _most_insured_from_elsewhere(world: World, digits: int) -> str:
+    """The region (of ``digits``) where most people living elsewhere are insured today: the
+    medical-insurance caller there sees them through the insured place only."""
+    counts: Counter[str] = Counter()
+    for pid, places in world.places.items():
+        home = world.persons[pid].region_code[:digits]
+        counts.update(
+            {
+                p.county[:digits]
+                for p in places
+                if p.kind == INSURED and p.held_on(world.today) and p.county[:digits] != home
+            }
+        )
+    return _busiest(list(counts.elements()))
+
+
+# (department, level, how to pick the region from the seeded data); the medical-insurance
+# subjects marked ``places`` see people living elsewhere, insured in their region.
+def _subject(dept: str, level: str, pick: Callable[[Harness, World], str], tag: str = "") -> Any:
+    return pytest.param(dept, level, pick, id="-".join(filter(None, (dept, level, tag))))
+
+
+def _busiest_city(h: Harness, w: World) -> str:
+    return _busiest([p.region_code[:4] for p in h.persons])
+
+
+SUBJECTS = [
+    _subject("medical_insurance", "province", lambda h, w: h.busiest_county()[:2], "places"),
+    _subject("medical_insurance", "county", lambda h, w: h.busiest_county()),
+    _subject("medical_insurance", "county", lambda h, w: _most_insured_from_elsewhere(w, 6),
+             "places"),
+    _subject("medical_insurance", "city", lambda h, w: _most_insured_from_elsewhere(w, 4),
+             "places"),
+    _subject("civil_affairs", "county", lambda h, w: h.busiest_county()),
+    _subject("civil_affairs", "city", _busiest_city),
+    _subject("rural_revitalization", "county", lambda h, w: w.rural_county()),
+    _subject("rural_revitalization", "city", lambda h, w: w.rural_county()[:4]),
+    _subject("health", "city", _busiest_city),
+    _subject("big_data", "province", lambda h, w: h.busiest_county()[:2]),
+]  # fmt: skip
 
 
 def page_selection() -> tuple[Sel, ...]:
@@ -74,20 +105,25 @@ def page_selection() -> tuple[Sel, ...]:
 ME = "query { me { department level region rowScope policyVersion fieldAccess { field effect } } }"
 
 
-@pytest.mark.parametrize(
-    ("dept", "level", "pick"), SUBJECTS, ids=[f"{d}-{lv}" for d, lv, _ in SUBJECTS]
-)
+@pytest.mark.parametrize(("dept", "level", "pick"), SUBJECTS)
 async def test_subject_sees_exactly_its_rows_and_fields(
-    harness: Harness, dept: str, level: str, pick: Callable[[Harness, World], str]
+    harness: Harness,
+    dept: str,
+    level: str,
+    pick: Callable[[Harness, World], str],
+    request: pytest.FixtureRequest,
 ) -> None:
     world = world_of(harness)
     subject = Subject(dept, level, pick(harness, world))
     token = harness.token(dept, level, subject.region)
     expected = world.scope(subject)
     # The subject is meaningful: it sees someone (or nobody by rule), and not everybody.
-    if ROW_RULES[dept] is not None:
+    if ROW_RULES[dept]:
         assert expected, f"{subject}: the seeded data gives this subject nobody to see"
     assert len(expected) < len(world.persons)
+    if "places" in request.node.callspec.id:
+        # People living elsewhere, insured here: seen, with the insured relation's fields.
+        assert world.narrowed(subject), f"{subject}: nobody seen through the insured place only"
     if dept == "rural_revitalization":
         # The row rule must matter here: people in the jurisdiction it hides, some of them
         # former holders of its categories or members of a household it partly sees.
@@ -134,9 +170,7 @@ async def test_subject_sees_exactly_its_rows_and_fields(
     assert set(seen) == expected, f"{subject}: missing {len(expected - set(seen))} visible people"
 
 
-@pytest.mark.parametrize(
-    ("dept", "level", "pick"), SUBJECTS, ids=[f"{d}-{lv}" for d, lv, _ in SUBJECTS]
-)
+@pytest.mark.parametrize(("dept", "level", "pick"), SUBJECTS)
 async def test_me_reports_the_same_decision(
     harness: Harness, dept: str, level: str, pick: Callable[[Harness, World], str]
 ) -> None:
@@ -151,15 +185,6 @@ async def test_me_reports_the_same_decision(
     reported = {f: e for f, e in reported.items() if f in ALL_GUARDED}
     expected = {f: e for f, e in FIELD_EFFECTS[dept].items() if e != DENY}
     assert reported == expected
-    rule = ROW_RULES[dept]
-    if rule is None:
-        assert me["rowScope"] == []
-    elif rule == "all":
-        assert me["rowScope"] == ["all"]
-    else:
-        # Its categories, and the people pushed to it (none in the seeded world: no tasks).
-        assert len(me["rowScope"]) == 2
-        assert me["rowScope"][1] == "pushed"
-        assert all(category in me["rowScope"][0] for category in rule)
-        others = {"MINIMUM_LIVING", "EXTREME_POVERTY", "SEVERE_DISABILITY", "ORPHAN"}
-        assert not any(category in me["rowScope"][0] for category in others)
+    # Each row scope with the places it counts (medical insurance: "all; places:
+    # residence|insured"; rural revitalisation: its categories, then the people pushed to it).
+    assert sorted(me["rowScope"]) == sorted(str(rule) for rule in ROW_RULES[dept])

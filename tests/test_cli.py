@@ -273,7 +273,10 @@ async def test_policy_export_lists_policy_in_force(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     lines = _exported_lines(result.stdout)
     assert sorted(lines) == sorted(default_policy_lines())
-    assert "p, medical_insurance:*, Person(all), rows, *" in result.stdout.splitlines()
+    assert (
+        "p, medical_insurance:*, Person(all; places: residence|insured), rows, *"
+        in result.stdout.splitlines()
+    )
     assert re.search(r"版本 1\b", result.stdout)
 
 

@@ -6,6 +6,12 @@ looking up by a field the caller may not read is refused with ``FORBIDDEN``. Eac
 tries one way around that (aliases, fragments, relations, prefixes, ID spellings, cursors,
 ``__typename``, repeated fields with different arguments) and checks the answer against the
 independent rules in ``tests/expectations.py``.
+
+The tests about arguments (lookups, filters, prefixes, relation arguments) send each document
+again with its arguments rewritten (``REWRITES``, ``tests.argument_forms_support``): all as
+variables, then mixed (variables, variable defaults, variables declared and not given, which
+read as absent). A variable gets exactly what the literal gets: the same rows, the same
+fields, the same refusals.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from tests.argument_forms_support import DEFAULT, LITERAL, OMITTED, VARIABLE, write_arguments
 from tests.expectations import (
     ALL_GUARDED,
     LEVEL_DIGITS,
@@ -38,6 +45,10 @@ from tests.expectations import (
 from tests.harness import Harness
 
 BY_ID = "query($id: String!) { person(idNumber: $id) { %s } }"
+# How the argument tests write their documents again, forms cycled in document order: every
+# argument a variable; then mixed (``persons``: ``first`` a default, the filter a literal object
+# whose fields are left out, variables, defaults in turn; relation arguments likewise).
+REWRITES = ((VARIABLE,), (DEFAULT, LITERAL, OMITTED, VARIABLE))
 NO_LIST_DEPARTMENTS = ("big_data", "public_security", "disabled_federation", "human_resources")
 
 
@@ -70,6 +81,12 @@ def other_province(world: World, province: str) -> str:
     return next(p for p in world.provinces() if p != province)
 
 
+def outsiders(world: World, subject: Subject, prefix: str) -> list[Any]:
+    """People living under ``prefix`` whom ``subject`` does not see (no place ties them to
+    its region either: a person insured there is seen by medical insurance, issue 14)."""
+    return [p for p in people_in(world, prefix) if p.person_id not in world.scope(subject)]
+
+
 def absent_id(world: World, county: str) -> str:
     """A valid ID number (check digit right, real region and date) that nobody holds."""
     for sequence in range(1, 1000, 2):
@@ -96,17 +113,30 @@ def codes(body: dict[str, Any]) -> dict[tuple[Any, ...], str]:
 
 
 async def check(
-    harness: Harness, subject: Subject, selections: tuple[Sel, ...], **kwargs: Any
+    harness: Harness,
+    subject: Subject,
+    selections: tuple[Sel, ...],
+    *,
+    rewrite: bool = False,
+    **kwargs: Any,
 ) -> dict[str, Any]:
-    """Run ``selections`` as ``subject`` and check the whole response against the rules."""
+    """Run ``selections`` as ``subject`` and check the whole response against the rules; with
+    ``rewrite``, also each of ``REWRITES`` of the document. Returns the literal's answer."""
     token = harness.token(subject.dept, subject.level, subject.region)
     body = await harness.query(token, render(selections), **kwargs)
     Checker(world_of(harness), subject).root(body, selections)
+    for forms in REWRITES if rewrite else ():
+        written = write_arguments(selections, forms)
+        answer = await harness.query(token, written.query, written.variables, **kwargs)
+        try:
+            Checker(world_of(harness), subject).root(answer, written.selections)
+        except AssertionError as error:
+            raise AssertionError(f"{error}\n{written.query}\n{written.variables}") from None
     return body
 
 
 async def check_each(
-    harness: Harness, subject: Subject, selections: tuple[Sel, ...]
+    harness: Harness, subject: Subject, selections: tuple[Sel, ...], *, rewrite: bool = False
 ) -> dict[str, Any]:
     """Like ``check``, one request per root field, answers merged into one body.
 
@@ -115,7 +145,7 @@ async def check_each(
     ``test_several_root_fields_in_one_request``)."""
     merged: dict[str, Any] = {"data": {}, "errors": []}
     for sel in selections:
-        body = await check(harness, subject, (sel,))
+        body = await check(harness, subject, (sel,), rewrite=rewrite)
         merged["data"][sel.key] = None if body["data"] is None else body["data"][sel.key]
         merged["errors"] += body.get("errors") or []
     if not merged["errors"]:
@@ -170,15 +200,15 @@ async def test_aliases_mixing_in_and_out_of_scope_lookups(
 ) -> None:
     subject = Subject("civil_affairs", "county", county)
     inside = people_in(world, county)[0]
-    near = people_in(world, other_county(world, county, same_city=True))[0]
-    far = people_in(world, other_province(world, county[:2]))[0]
+    near = outsiders(world, subject, other_county(world, county, same_city=True))[0]
+    far = outsiders(world, subject, other_province(world, county[:2]))[0]
     selections = (
         lookup("a", inside.id_number),
         lookup("b", near.id_number),
         lookup("c", far.id_number, (Sel("id"), Sel("regionCode"))),
         lookup("d", inside.id_number, (Sel("id"), Sel("phone", alias="idNumber"))),
     )
-    body = await check(harness, subject, selections)
+    body = await check(harness, subject, selections, rewrite=True)
     data = body["data"]
     assert data["a"]["id"] == str(inside.person_id)
     assert data["b"] is None
@@ -429,7 +459,7 @@ async def test_region_prefix_outside_jurisdiction_is_empty(
         persons(alias, flt={"regionPrefix": prefix}, node=(Sel("id"), Sel("regionCode")))
         for alias, prefix in prefixes.items()
     )
-    body = await check_each(harness, subject, selections)
+    body = await check_each(harness, subject, selections, rewrite=True)
     data = body["data"]
     for alias in ("near_county", "near_village", "far_province", "far_village"):
         assert data[alias]["totalCount"] == 0
@@ -495,7 +525,7 @@ async def test_total_count_never_includes_out_of_scope(
         Subject("civil_affairs", "city", harness.busiest_county()[:4]),
     ]
     for subject in subjects:
-        body = await check(harness, subject, (persons("p", flt=flt, first=200),))
+        body = await check(harness, subject, (persons("p", flt=flt, first=200),), rewrite=True)
         count = body["data"]["p"]["totalCount"]
         assert count == len(world.filtered_scope(subject, flt))
         # The same filter as medical insurance (who sees everyone in the jurisdiction) counts
@@ -522,9 +552,22 @@ async def test_filter_on_unreadable_field_is_forbidden(
 ) -> None:
     subject = Subject(dept, "county", county)
     selections = (persons("p", flt=flt),)
-    body = await check(harness, subject, selections)
+    body = await check(harness, subject, selections, rewrite=True)
     assert body["data"] is None
     assert codes(body) == {("p",): "FORBIDDEN"}
+    # The filter as one variable, as a default, or field by field in a literal object: the
+    # same refusal (a variable never reaches a field the caller may not filter by).
+    token = harness.token(subject.dept, subject.level, subject.region)
+    for forms in (
+        (VARIABLE,),
+        (DEFAULT,),
+        (LITERAL, LITERAL, VARIABLE),
+        (LITERAL, LITERAL, DEFAULT),
+    ):
+        written = write_arguments(selections, forms)
+        answer = await harness.query(token, written.query, written.variables)
+        assert answer["data"] is None, written.query
+        assert codes(answer) == {("p",): "FORBIDDEN"}, written.query
 
 
 async def test_refused_filter_answers_the_same_whether_or_not_anyone_matches(
@@ -555,7 +598,8 @@ async def test_filter_on_readable_field_is_allowed(
     harness: Harness, world: World, county: str, dept: str, flt: dict[str, Any]
 ) -> None:
     subject = Subject(dept, "county", county)
-    body = await check(harness, subject, (persons("p", flt=flt, node=(Sel("id"), Sel("name"))),))
+    selection = persons("p", flt=flt, node=(Sel("id"), Sel("name")))
+    body = await check(harness, subject, (selection,), rewrite=True)
     assert body["data"]["p"]["totalCount"] == len(world.filtered_scope(subject, flt))
 
 
@@ -571,7 +615,7 @@ async def test_active_on_argument_needs_validity_dates(
     for dept in ("health", "big_data"):
         subject = Subject(dept, "county", county)
         selections = (lookup("p", person.id_number, node), persons("l", node=node))
-        await check_each(harness, subject, selections)
+        await check_each(harness, subject, selections, rewrite=True)
 
 
 # ---------------------------------------------------------------------------- lookups
@@ -582,19 +626,19 @@ async def test_lookup_outside_scope_reads_exactly_like_an_absent_person(
     hidden_rural = next(
         p for p in people_in(world, rural.region) if p.person_id not in world.scope(rural)
     )
+    near = other_county(world, county, same_city=True)
+    far = other_province(world, county[:2])
     cases = [
-        (Subject("civil_affairs", "county", county),
-         people_in(world, other_county(world, county, same_city=True))[0]),
-        (Subject("civil_affairs", "city", county[:4]),
-         people_in(world, other_province(world, county[:2]))[0]),
-        (Subject("medical_insurance", "province", county[:2]),
-         people_in(world, other_province(world, county[:2]))[0]),
-        (Subject("health", "county", county),
-         people_in(world, other_county(world, county, same_city=False))[0]),
-        (rural, hidden_rural),
-    ]  # fmt: skip
+        (Subject("civil_affairs", "county", county), near),
+        (Subject("civil_affairs", "city", county[:4]), far),
+        (Subject("medical_insurance", "province", county[:2]), far),
+        (Subject("medical_insurance", "county", county), near),
+        (Subject("health", "county", county), other_county(world, county, same_city=False)),
+    ]
+    chosen = [(subject, outsiders(world, subject, prefix)[0]) for subject, prefix in cases]
+    chosen.append((rural, hidden_rural))
     query = BY_ID % "id idNumber name phone regionCode household { members { id } }"
-    for subject, outsider in cases:
+    for subject, outsider in chosen:
         assert outsider.person_id not in world.scope(subject)
         token = harness.token(subject.dept, subject.level, subject.region)
         out = await harness.query(token, query, {"id": outsider.id_number})
@@ -608,9 +652,11 @@ async def test_other_province_caller_cannot_find_this_provinces_people(
 ) -> None:
     home = county[:2]
     foreign = other_province(world, home)
-    local_people = people_in(world, county)[:20]
     for dept in ("medical_insurance", "civil_affairs", "health"):
         subject = Subject(dept, "province", foreign)
+        # (someone of this county insured in the other province is seen there: not these)
+        local_people = outsiders(world, subject, county)[:20]
+        assert len(local_people) == min(20, len(people_in(world, county)))
         node = (Sel("id"), Sel("name"))
         selections = tuple(lookup(f"p{i}", p.id_number, node) for i, p in enumerate(local_people))
         body = await check_each(harness, subject, selections)
@@ -770,7 +816,8 @@ async def test_error_messages_never_carry_seeded_plaintext(
 
 # ---------------------------------------------------------------------------- __typename
 async def test_typename_tricks(harness: Harness, world: World, county: str) -> None:
-    outsider = people_in(world, other_county(world, county, same_city=True))[0]
+    civil = Subject("civil_affairs", "county", county)
+    outsider = outsiders(world, civil, other_county(world, county, same_city=True))[0]
     token = harness.token("civil_affairs", "county", county)
     body = await harness.query(
         token,
@@ -850,6 +897,7 @@ async def test_repeated_relation_with_different_arguments(harness: Harness, worl
             harness,
             subject,
             (lookup("p", person.id_number, node), persons("l", node=node)),
+            rewrite=True,
         )
         if subject.dept == "health":
             assert body["data"]["p"]["now"] is None
@@ -933,11 +981,12 @@ async def test_get_requests_are_scoped_the_same_way(
     assert bodies[1] == {"data": {"b": None}}
 
 
-async def test_cached_statements_never_cross_caller_scopes(harness: Harness) -> None:
+async def test_cached_statements_never_cross_caller_scopes(harness: Harness, world: World) -> None:
     """Statements are built once per caller scope and shape, then reused with new parameters
     (gateway.storage.people). Two counties' callers asking the same questions in turn, many
-    times, each see exactly their own county: the same person lookup is found by its county
-    and null for the other, and pages hold only the caller's people."""
+    times, each see exactly their own scope: the same person lookup is found by its county
+    and null for the other (unless insured in the caller's county: then seen by it, issue
+    14), and pages hold only the caller's people."""
     from gateway.storage import people as people_storage
 
     before = set(people_storage._STATEMENTS)
@@ -946,11 +995,12 @@ async def test_cached_statements_never_cross_caller_scopes(harness: Harness) -> 
         by_county.setdefault(record.region_code[:6], []).append(record.id_number)
     first, second = sorted(by_county, key=lambda c: -len(by_county[c]))[:2]
     tokens = {c: harness.token("medical_insurance", "county", c) for c in (first, second)}
+    scopes = {c: world.scope(Subject("medical_insurance", "county", c)) for c in (first, second)}
     lookup = (
-        "query L($id: String!) { person(idNumber: $id) { regionCode "
+        "query L($id: String!) { person(idNumber: $id) { id regionCode "
         "reliefStatuses { category } enrollments { year } costBurdens { year } } }"
     )
-    page = "{ persons(first: 20) { edges { node { regionCode reliefStatuses { category } } } } }"
+    page = "{ persons(first: 20) { edges { node { id regionCode reliefStatuses { category } } } } }"
     for _ in range(3):
         for caller, other in ((first, second), (second, first)):
             for owner in (caller, other):
@@ -958,15 +1008,19 @@ async def test_cached_statements_never_cross_caller_scopes(harness: Harness) -> 
                     body = await harness.query(tokens[caller], lookup, {"id": id_number})
                     assert "errors" not in body, body["errors"]
                     person = body["data"]["person"]
+                    record = world.by_id_number[id_number]
                     if owner == caller:
                         assert person is not None
                         assert person["regionCode"].startswith(caller)
-                    else:
+                    elif record.person_id not in scopes[caller]:
                         assert person is None
+                    else:  # insured in the caller's county
+                        assert person is not None
+                        assert person["id"] == str(record.person_id)
             body = await harness.query(tokens[caller], page)
             nodes = [edge["node"] for edge in body["data"]["persons"]["edges"]]
             assert nodes
-            assert all(n["regionCode"].startswith(caller) for n in nodes)
+            assert all(uuid.UUID(n["id"]) in scopes[caller] for n in nodes)
     # The statements were reused: a lookup and a page shape per scope, not one per request.
     built = set(people_storage._STATEMENTS) - before
     assert len(built) <= 4, built  # (fewer when an earlier test built them already)

@@ -28,6 +28,7 @@ from sqlalchemy import insert, select
 from gateway.domain.clock import now_utc
 from gateway.domain.workdays import add_working_days
 from gateway.storage.models import CostWarning, ReliefStatus, Task, WarningRun
+from gateway.storage.places import refresh_places
 from tests.exchange_support import (
     COUNTY,
     NEIGHBOUR,
@@ -160,6 +161,7 @@ async def pushed_warning(
                     answered_by="test-clerk" if answered else None,
                 )
             )
+        await refresh_places(connection, [person])  # as the warning run does (issue 14)
     return tasks
 
 
@@ -184,6 +186,7 @@ async def verification_task(
                 status="OPEN",
             )
         )
+        await refresh_places(connection, [person])  # as a completed list does (issue 14)
     return task_id
 
 
@@ -248,8 +251,9 @@ async def test_each_department_sees_its_own_tasks_in_its_jurisdiction(gw: Harnes
     rural = ("rural_revitalization",)
     rural_here = (await pushed_warning(gw, local, here, departments=rural, rule="R2"))[rural[0]]
     verify_here = await verification_task(gw, local, here)
-    # Pushed to this county, but the person now lives in the next one: the task is listed,
-    # the person is outside the county clerk's rows.
+    # Pushed to this county, but the person now lives in the next one: the task is listed, and
+    # the push keeps the person in the clerk's rows (issue 14: Person(pushed; places:
+    # addressed) — the department that must answer sees whom it answers for).
     civil_moved = (await pushed_warning(gw, moved, here))["civil_affairs"]
 
     def ids(connection: dict[str, Any]) -> set[str]:
@@ -272,7 +276,7 @@ async def test_each_department_sees_its_own_tasks_in_its_jurisdiction(gw: Harnes
     civil = token(gw, "civil_affairs", here)
     by_id = {node["id"]: node for node in nodes(await listed(gw, civil))}
     assert by_id[str(civil_here)]["person"] == {"id": str(local), "regionCode": here}
-    assert by_id[str(civil_moved)]["person"] is None
+    assert by_id[str(civil_moved)]["person"] == {"id": str(moved), "regionCode": there}
     # Rural revitalisation holds none of its categories for this person: it sees them because
     # the task was pushed to it (Person(pushed)).
     (pushed_to_rural,) = nodes(await listed(gw, token(gw, "rural_revitalization", here)))

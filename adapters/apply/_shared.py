@@ -104,6 +104,9 @@ class _StatusState:
     valid_to: date | None
     line: int | None = None
     dirty: bool = False
+    # 认定地 (issue 14): the county of the row that reported it; None for a person held
+    # outside the submitter's jurisdiction, whose own county verifies it first (no new place).
+    county: str | None = None
 
     def held_after(self, day: date) -> bool:
         return self.valid_to is None or self.valid_to > day

@@ -20,6 +20,7 @@ from adapters.apply.settlements import _Settlements
 from adapters.apply.vital_events import _VitalEvents
 from adapters.rows import CanonicalRow, EnrollmentRow, IdentityRow, SettlementRow, VitalEventRow
 from gateway.storage.models import Household
+from gateway.storage.places import refresh_places
 
 
 class ChunkApplier(_Identities, _Enrollments, _Settlements, _VitalEvents):
@@ -80,3 +81,6 @@ class ChunkApplier(_Identities, _Enrollments, _Settlements, _VitalEvents):
             await self.connection.execute(statement)
         await self._recompute_cost_burdens(self._cost_pairs)
         await self._flush_anomalies()
+        if self.context.feed.kind in ("identities", "enrollments"):
+            # identity and insured places follow the facts just written (issue 14)
+            await refresh_places(self.connection, [p.id for p in self._persons.values()])

@@ -288,6 +288,7 @@ class _Identities(_People):
             valid_to,
             line=row.line,
             dirty=True,
+            county=None if person.foreign else row.region_code[:6],
         )
 
     @staticmethod
@@ -335,6 +336,7 @@ class _Identities(_People):
                             # The days the list and the exit reached the exchange (000 §2).
                             "listed_on": self.context.today,
                             "exit_listed_on": self.context.today if s.valid_to else None,
+                            "county_code": s.county,
                             **provenance,
                         }
                     )

@@ -15,7 +15,13 @@ from gateway.domain.settings import Settings
 from gateway.storage.copy_seed import CopySeedError, CopySeedStats, copy_seed
 from gateway.storage.writer import WriteCounts
 
-_PHASES = {"prepare": "准备", "copy": "COPY 写入", "indexes": "重建索引和约束", "analyze": "统计"}
+_PHASES = {
+    "prepare": "准备",
+    "copy": "COPY 写入",
+    "indexes": "重建索引和约束",
+    "places": "人员地点",
+    "analyze": "统计",
+}
 
 
 def seed_copy(settings: Settings, persons: int, seed: int, provinces: list[str] | None) -> int:

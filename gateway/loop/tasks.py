@@ -58,6 +58,7 @@ from gateway.domain.errors import BadUserInput
 from gateway.domain.workdays import add_working_days, is_working_day
 from gateway.loop.config import ProvinceRules
 from gateway.storage.models import CostWarning, IngestBatch, Person, ReliefStatus, Task
+from gateway.storage.places import refresh_places
 from gateway.storage.setwise import dialect_insert, new_uuid
 
 Execute = Callable[[Any], Awaitable[Result[Any]]]
@@ -191,6 +192,11 @@ def verification_opener(
         *earlier, completing = batches
         await open_verification_tasks(
             connection, completing, today=today, rules=rules, earlier=earlier
+        )
+        # the counties the lists were pushed to are places of those people (issue 14)
+        await refresh_places(
+            connection,
+            select(Task.person_id).where(Task.batch_id.in_(list(batches))),
         )
 
     return open_for
@@ -572,6 +578,8 @@ class DepartmentTasks:
                 valid_to=None,
                 listed_on=today,
                 exit_listed_on=None,
+                # 认定地: the county the task was pushed to, whose department recognised it
+                county_code=task.county_code,
                 **provenance,
             )
             .on_conflict_do_nothing(
@@ -595,6 +603,7 @@ class DepartmentTasks:
         )
         # 004 §1: a new identity reaches medical insurance like any list: verify and mark it.
         await open_verification_tasks(connection, batch_id, today=today, rules=self._rules)
+        await refresh_places(connection, [task.person_id])  # the new identity place (issue 14)
         return int(status_id), created
 
 

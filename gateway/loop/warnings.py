@@ -77,6 +77,7 @@ from gateway.storage.models import (
     Task,
     WarningRun,
 )
+from gateway.storage.places import refresh_places
 from gateway.storage.setwise import dialect_insert, new_uuid, uuid_text
 
 __all__ = [
@@ -291,6 +292,10 @@ async def _run(
         await connection.execute(
             _insert_tasks(dialect, department, codes, run_id, today=today, due_on=due_on)
         )
+    # The counties the warnings were pushed to are now places of those people (issue 14).
+    await refresh_places(
+        connection, select(CostWarning.person_id).where(CostWarning.run_id == run_id)
+    )
     created = dict(
         (
             await connection.execute(

@@ -36,13 +36,14 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, text
+from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.domain.clock import now_utc
 from gateway.domain.regions import narrowest_jurisdiction
 from gateway.domain.synthetic import household_number
-from gateway.storage.models import IngestBatch
+from gateway.storage.models import IngestBatch, Person
+from gateway.storage.places import refresh_places
 from gateway.storage.vault import PersonVault
 from gateway.storage.writer import MEDICAL_INSURANCE, WriteCounts
 
@@ -312,7 +313,7 @@ class _SavedDefinitions:
 class CopySeedStats:
     counts: WriteCounts
     person_sources: int  # person_source rows (not in WriteCounts)
-    seconds: dict[str, float]  # prepare, copy, indexes, analyze
+    seconds: dict[str, float]  # prepare, copy, indexes, places, analyze
 
 
 def _hex(value: bytes | None) -> str:
@@ -521,8 +522,12 @@ async def copy_seed(
             await _rebuild(connection, saved)
             seconds["indexes"] = time.monotonic() - started
             started = time.monotonic()
+            # identity and insured places (issue 14), set-based over everyone just loaded
+            await refresh_places(connection, select(Person.id))
+            seconds["places"] = time.monotonic() - started
+            started = time.monotonic()
             await _finish_batches(connection, batch_ids, finished)
-            for table in (*COPY_TABLES, "ingest_batch"):
+            for table in (*COPY_TABLES, "ingest_batch", "person_place"):
                 await connection.execute(text(f"ANALYZE {table}"))
             seconds["analyze"] = time.monotonic() - started
         producer.join(timeout=30)

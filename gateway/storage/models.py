@@ -164,6 +164,39 @@ class PersonSource(Base):
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class PersonPlace(Base):
+    """A place the shared data tie a person to, other than the residence (issue 14; kinds in
+    ``gateway.domain.places``): where a department recognised an identity, where the person is
+    insured, where a push was addressed to a department. Derived from those facts by
+    ``gateway.storage.places`` after every write that changes them, so a re-run or a resumed
+    run leaves the same rows; an exit or a terminated enrollment ends a place with ``until``,
+    it is never deleted while its facts exist.
+
+    Region columns at every level, each indexed with the kind: a row scope "insured place in
+    3701" is an index range, like the residence's ``person.city_code``."""
+
+    __tablename__ = "person_place"
+
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    person_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("person.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    # identity: the recognising department; insured: medical_insurance; addressed: the
+    # department the push or task was addressed to.
+    department: Mapped[str] = mapped_column(String(32))
+    county_code: Mapped[str] = mapped_column(String(6))
+    city_code: Mapped[str] = mapped_column(String(4))
+    province_code: Mapped[str] = mapped_column(String(2))
+    since: Mapped[date] = mapped_column(Date)
+    until: Mapped[date | None] = mapped_column(Date)  # the last day; null while it holds
+
+    __table_args__ = (
+        Index("ux_person_place", "person_id", "kind", "department", "county_code", unique=True),
+        Index("ix_person_place_county", "county_code", "kind", "person_id"),
+        Index("ix_person_place_city", "city_code", "kind", "person_id"),
+        Index("ix_person_place_province", "province_code", "kind", "person_id"),
+    )
+
+
 class ReliefStatus(SourcedMixin, Base):
     """救助身份: one category recognised by one department for one period."""
 
@@ -181,6 +214,9 @@ class ReliefStatus(SourcedMixin, Base):
     # migration 0003 (taken as valid_from and the day after valid_to).
     listed_on: Mapped[date | None] = mapped_column(Date)
     exit_listed_on: Mapped[date | None] = mapped_column(Date)
+    # 认定地: the county of the department that recognised it (the county of the list row
+    # that reported it). Null for rows stored before migration 0007: their person's county.
+    county_code: Mapped[str | None] = mapped_column(String(6))
 
     __table_args__ = (
         # Row conditions ("holds one of these categories") probe by category, then person.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import OrderedDict, defaultdict, namedtuple
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, cast
@@ -151,11 +151,19 @@ def _cached(
 
 class ScopedPeople:
     def __init__(
-        self, connection: AsyncConnection, predicate: ColumnElement[bool], today: date
+        self,
+        connection: AsyncConnection,
+        predicate: ColumnElement[bool],
+        today: date,
+        *,
+        after_load: Callable[[Sequence[PersonRow]], Awaitable[None]] | None = None,
     ) -> None:
         self._connection = connection
         self._predicate = predicate
         self._today = today
+        # Told of every person row loaded, before any resolver sees it (fields follow the
+        # place: the request's field guard learns who is seen only through which places).
+        self._after_load = after_load
         # On PostgreSQL a person query carries the relations the request selects as arrays of
         # rows (one statement instead of one per relation); SQLite has no arrays.
         self.embeds = connection.dialect.name == "postgresql"
@@ -192,13 +200,13 @@ class ScopedPeople:
             return self._embedding(stmt, embed)
 
         stmt = _cached(self._predicate, ("by_index", embed), build)
-        rows = _plain((await self._execute(stmt, {"bidx": index})).all())
+        rows = await self._loaded(_plain((await self._execute(stmt, {"bidx": index})).all()))
         return rows[0] if rows else None
 
     async def by_ids(self, person_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[PersonRow]]:
         """People by id, inside the caller's scope (anomalies point at people by id)."""
         stmt = _select_people().where(Person.id.in_(person_ids), self._predicate)
-        return {row.id: [row] for row in _plain(await self._execute(stmt))}
+        return {row.id: [row] for row in await self._loaded(_plain(await self._execute(stmt)))}
 
     async def page(
         self,
@@ -222,7 +230,12 @@ class ScopedPeople:
         if after is not None:
             params["after"] = after
         rows = _plain(await self._execute(stmt, params))
-        return rows[:first], len(rows) > first
+        return await self._loaded(rows[:first]), len(rows) > first
+
+    async def _loaded(self, rows: list[Any]) -> list[Any]:
+        if rows and self._after_load is not None:
+            await self._after_load(rows)
+        return rows
 
     async def count(self, criteria: PersonCriteria) -> int:
         stmt = self._filtered(select(func.count()).select_from(Person), criteria)
@@ -237,7 +250,7 @@ class ScopedPeople:
             .order_by(Person.id)
         )
         members: dict[uuid.UUID, list[PersonRow]] = defaultdict(list)
-        for row in _plain(await self._execute(stmt)):
+        for row in await self._loaded(_plain(await self._execute(stmt))):
             members[row.household_id].append(row)
         return members
 

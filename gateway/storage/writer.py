@@ -30,6 +30,7 @@ from gateway.storage.models import (
     PersonSource,
     ReliefStatus,
 )
+from gateway.storage.places import refresh_places
 from gateway.storage.vault import PersonVault
 
 MEDICAL_INSURANCE = "medical_insurance"  # sends enrollments and cost burdens
@@ -159,6 +160,8 @@ async def _write_chunk(
                     # Synthetic lists reach the exchange the day they take effect.
                     "listed_on": s.valid_from,
                     "exit_listed_on": s.valid_to + timedelta(days=1) if s.valid_to else None,
+                    # Synthetic identities are recognised where the person lives.
+                    "county_code": members[s.person_id].region_code[:6],
                 }
             )
             reported.setdefault(s.person_id, set()).add(s.source_department)
@@ -205,6 +208,7 @@ async def _write_chunk(
     ):
         if rows:
             await session.execute(insert(table), rows)
+    await refresh_places(await session.connection(), [row["id"] for row in persons])
     await session.commit()
     counts.households += len(households)
     counts.persons += len(persons)
