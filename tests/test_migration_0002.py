@@ -38,9 +38,13 @@ NEW_LINES: list[PolicyLine] = list(MIGRATION._NEW_LINES)
 LATER_LINES: list[PolicyLine] = list(
     importlib.import_module("migrations.versions.0003_closed_loop")._NEW_LINES
 )
-# What the default file held when 0002 was the head, and when 0001 was: today's file without
-# the lines later revisions added.
-DEFAULT_LINES = Counter(default_policy_lines()) - Counter(LATER_LINES)
+# What the default file held when 0002 was the head, and when 0001 was: today's file with the
+# lines 0007 made place-aware as they were before, and without the lines 0003 added.
+_PLACES = importlib.import_module("migrations.versions.0007_person_places")
+_BEFORE_PLACES = {new: old for old, news in _PLACES._REPLACED.items() for new in news}
+DEFAULT_LINES = Counter(
+    list(dict.fromkeys(_BEFORE_PLACES.get(line, line) for line in default_policy_lines()))
+) - Counter(LATER_LINES)
 LINES_AT_0001 = DEFAULT_LINES - Counter(NEW_LINES)
 NEW_TABLES = {"ingest_batch", "anomaly", "person_source", "settlement", "vital_event"}
 PROVENANCE_COLUMNS = {"batch_id", "source_line", "received_at"}

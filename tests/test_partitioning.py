@@ -174,13 +174,18 @@ async def test_upgrade_partitions_the_rows_and_downgrade_restores_them(
     database: tuple[str, AsyncEngine], tmp_path: Path
 ) -> None:
     url, engine = database
-    await migrate(engine, "upgrade", "0004")
+    # Rows as a gateway at 0004 holds them: written with today's ingest (at head), then taken
+    # down to 0004, before time partitions (0005).
+    await migrate(engine, "upgrade", "head")
     db = await IngestDatabase("postgres", url, engine, tmp_path).fresh(tmp_path)
     await db.load(*CIVIL, [identity_row(A), identity_row(B)])
     assert nonzero(await db.load(*SETTLEMENTS, ROWS))["added"] == 4
     await _append(engine, AUDIT_TIMES)
     chain_before = await _verify(engine)
     assert chain_before[:2] == (True, 4)
+    await migrate(engine, "downgrade", "0004")
+    assert not await _is_partitioned(engine, "settlement")
+    assert not await _is_partitioned(engine, "audit_log")
 
     await migrate(engine, "upgrade", "head")
 

@@ -655,7 +655,8 @@ async def test_the_grid_of_the_policy_in_force(gw: Harness) -> None:
     assert cells[("big_data:city", "Person.name")] == "DENY"
     assert cells[("civil_affairs:county", "Loop.tasks")] == "READ"
     assert cells[("health:county", "Loop.tasks")] == "DENY"
-    assert cells[("civil_affairs:city", "Person(all)")] == "READ"
+    assert cells[("civil_affairs:city", "Person(all; places: residence|identity)")] == "READ"
+    assert cells[("health:city", "Person(all)")] == "READ"
 
 
 async def test_a_rollback_proposal_shows_what_it_takes_back(gw: Harness) -> None:

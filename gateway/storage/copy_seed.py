@@ -84,6 +84,7 @@ _COLUMNS: dict[str, tuple[str, ...]] = {
         "received_at",
         "listed_on",
         "exit_listed_on",
+        "county_code",
     ),
     "enrollment": (
         "person_id",
@@ -234,7 +235,9 @@ def _chunks(
             statuses.append(
                 f"{status.person_id}\t{status.category}\t{department}\t{status.recognized_on}"
                 f"\t{status.valid_from}\t{_fmt(valid_to)}\t{batch}\t{received_at}"
-                f"\t{status.valid_from}\t{_fmt(exit_listed)}\n"
+                f"\t{status.valid_from}\t{_fmt(exit_listed)}"
+                # synthetic identities are recognised where the person lives
+                f"\t{members[status.person_id].region_code[:6]}\n"
             )
             reported.setdefault(status.person_id, set()).add(department)
         for enrollment in bundle.enrollments:
