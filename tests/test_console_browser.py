@@ -256,6 +256,13 @@ def _cycle(browser: Browser, gateway: Gateway) -> None:
     )
     expect(cell).to_contain_text("脱敏")
     a.shot("02-officer-a-grid")
+    # Row scopes name their places in the officers' words (issue 14), never the policy text.
+    insured = page.locator("#grid").get_by_text("辖区内全部人员 (居住地或参保地在本辖区)")
+    expect(insured).to_be_visible()
+    expect(page.locator("#grid")).to_contain_text("推送给本部门的人员 (推送地在本辖区)")
+    expect(page.locator("#grid")).not_to_contain_text("places:")
+    insured.scroll_into_view_if_needed()
+    a.shot("02b-officer-a-grid-row-scopes")
     cell.click()
     panel = page.locator("#cell-panel")
     expect(panel).to_contain_text("civil_affairs:*, Person.phone, mask, *")

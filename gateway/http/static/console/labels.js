@@ -147,14 +147,28 @@ export function grantAction(object) {
   return isOperation(object) ? "CALL" : "READ";
 }
 
-const ROW_SCOPES = { "Person(all)": "辖区内全部人员", "Person(pushed)": "推送给本部门的人员" };
+const ROW_SCOPES = { all: "辖区内全部人员", pushed: "推送给本部门的人员" };
+// The places that bring a person into the jurisdiction (gateway/domain/places.py).
+const PLACES = { residence: "居住地", identity: "身份认定地", insured: "参保地", addressed: "推送地" };
+
+/** "Person(all; places: residence|insured)" → "辖区内全部人员 (居住地或参保地在本辖区)". */
+function rowScopeName(field) {
+  const match = /^Person\(([^;()]*)(?:;\s*places:\s*([^()]*))?\)$/.exec(field);
+  if (!match) return null;
+  const body = match[1].trim();
+  let who = ROW_SCOPES[body];
+  if (!who && body.startsWith("category:")) {
+    who = `持有特定救助身份的人员 (${body.slice(9).split("|").length} 类)`;
+  }
+  if (!who) return null;
+  if (!match[2]) return who;
+  const places = match[2].split("|").map((kind) => PLACES[kind.trim()] || kind.trim());
+  return `${who} (${places.join("或")}在本辖区)`;
+}
 
 export function fieldName(field) {
   if (FIELDS[field]) return FIELDS[field];
-  if (ROW_SCOPES[field]) return ROW_SCOPES[field];
-  const category = /^Person\(category: (.*)\)$/.exec(field);
-  if (category) return `持有特定救助身份的人员 (${category[1].split("|").length} 类)`;
-  return field;
+  return rowScopeName(field) || field;
 }
 
 export function effectLabel(effect, field = "") {
