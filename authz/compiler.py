@@ -85,6 +85,20 @@ def _own_department(department: str) -> ColumnElement[bool]:
     )
 
 
+def _places_held(
+    kinds: frozenset[PlaceKind], department: str, level: Level, region: str, today: date
+) -> ColumnElement[bool]:
+    """Stored places of these kinds in the caller's region, held today. A push addressed to
+    another department, or an identity another department recognised, counts for nobody else."""
+    return and_(
+        _PLACE_COLUMN[level] == region,
+        PersonPlace.kind.in_(sorted(kind.value for kind in kinds)),
+        PersonPlace.since <= today,
+        or_(PersonPlace.until.is_(None), PersonPlace.until >= today),
+        _own_department(department),
+    )
+
+
 def in_jurisdiction(
     places: frozenset[PlaceKind], department: str, level: Level, region: str, today: date
 ) -> ColumnElement[bool]:
@@ -94,16 +108,7 @@ def in_jurisdiction(
         parts.append(_JURISDICTION_COLUMN[level] == region)
     stored = sorted(places & STORED_PLACE_KINDS)
     if stored:
-        held = and_(
-            _PLACE_COLUMN[level] == region,
-            PersonPlace.kind.in_([kind.value for kind in stored]),
-            PersonPlace.since <= today,
-            or_(PersonPlace.until.is_(None), PersonPlace.until >= today),
-        )
-        if places & _OWN_DEPARTMENT_KINDS:
-            # A push addressed to another department, or an identity another department
-            # recognised, brings nobody into this one's scope.
-            held = and_(held, _own_department(department))
+        held = _places_held(frozenset(stored), department, level, region, today)
         parts.append(Person.id.in_(select(PersonPlace.person_id).where(held)))
     return or_(*parts) if parts else false()
 
@@ -150,15 +155,11 @@ class PlaceNarrowing:
 
     def places_held(self, person_ids: Sequence[uuid.UUID]) -> Select[Any]:
         """(person_id, kind) of the places held today in the caller's region, for these people."""
-        held = [
-            PersonPlace.person_id.in_(person_ids),
-            _PLACE_COLUMN[self.level] == self.region,
-            PersonPlace.kind.in_(sorted(kind.value for kind in self.kinds)),
-            PersonPlace.since <= self.today,
-            or_(PersonPlace.until.is_(None), PersonPlace.until >= self.today),
-            _own_department(self.department),
-        ]
-        return cast("Select[Any]", select(PersonPlace.person_id, PersonPlace.kind).where(*held))
+        held = _places_held(self.kinds, self.department, self.level, self.region, self.today)
+        stmt = select(PersonPlace.person_id, PersonPlace.kind).where(
+            PersonPlace.person_id.in_(person_ids), held
+        )
+        return cast("Select[Any]", stmt)
 
     @staticmethod
     def narrowed(

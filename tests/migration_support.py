@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -13,7 +14,7 @@ from alembic import command
 from sqlalchemy import Connection, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from authz.store import PolicyLine
+from authz.store import PolicyLine, default_policy_lines
 from gateway.storage.engine import make_engine
 from gateway.storage.migrate import alembic_config
 from gateway.storage.models import CasbinRule, PolicyVersion
@@ -85,3 +86,11 @@ async def revision_of(engine: AsyncEngine) -> str:
         return str(
             (await connection.execute(text("SELECT version_num FROM alembic_version"))).scalar_one()
         )
+
+
+def default_lines_before_places() -> Counter[PolicyLine]:
+    """The default file as it was before migration 0007 made its row scopes place-aware:
+    today's file with 0007's replacements taken back."""
+    places = importlib.import_module("migrations.versions.0007_person_places")
+    before = {new: old for old, news in places._REPLACED.items() for new in news}
+    return Counter(list(dict.fromkeys(before.get(line, line) for line in default_policy_lines())))

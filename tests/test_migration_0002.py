@@ -15,7 +15,7 @@ from pathlib import Path
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from authz.store import Authorizer, PolicyLine, default_policy_lines
+from authz.store import Authorizer, PolicyLine
 from gateway.crypto import FieldCipher, Keyring
 from gateway.domain import clock
 from gateway.domain.clock import now_utc
@@ -25,6 +25,7 @@ from gateway.storage.models import CasbinRule, Person, PolicyVersion
 from gateway.storage.vault import PersonVault
 from gateway.storage.writer import write_bundles
 from tests.migration_support import (  # noqa: F401
+    default_lines_before_places,
     engine,
     migrate,
     policy_lines,
@@ -40,11 +41,7 @@ LATER_LINES: list[PolicyLine] = list(
 )
 # What the default file held when 0002 was the head, and when 0001 was: today's file with the
 # lines 0007 made place-aware as they were before, and without the lines 0003 added.
-_PLACES = importlib.import_module("migrations.versions.0007_person_places")
-_BEFORE_PLACES = {new: old for old, news in _PLACES._REPLACED.items() for new in news}
-DEFAULT_LINES = Counter(
-    list(dict.fromkeys(_BEFORE_PLACES.get(line, line) for line in default_policy_lines()))
-) - Counter(LATER_LINES)
+DEFAULT_LINES = default_lines_before_places() - Counter(LATER_LINES)
 LINES_AT_0001 = DEFAULT_LINES - Counter(NEW_LINES)
 NEW_TABLES = {"ingest_batch", "anomaly", "person_source", "settlement", "vital_event"}
 PROVENANCE_COLUMNS = {"batch_id", "source_line", "received_at"}

@@ -22,6 +22,7 @@ from gateway.domain.clock import now_utc
 from gateway.storage.engine import make_sessionmaker
 from gateway.storage.models import Base, CasbinRule, PolicyVersion
 from tests.migration_support import (  # noqa: F401
+    default_lines_before_places,
     engine,
     migrate,
     policy_lines,
@@ -34,11 +35,7 @@ MIGRATION = importlib.import_module("migrations.versions.0003_closed_loop")
 NEW_LINES: list[PolicyLine] = list(MIGRATION._NEW_LINES)
 DEFAULT_LINES = Counter(default_policy_lines())
 # The default file as it was before migration 0007 made its row scopes place-aware.
-_PLACES = importlib.import_module("migrations.versions.0007_person_places")
-_BEFORE_PLACES = {new: old for old, news in _PLACES._REPLACED.items() for new in news}
-DEFAULT_LINES_AT_0006 = Counter(
-    list(dict.fromkeys(_BEFORE_PLACES.get(line, line) for line in default_policy_lines()))
-)
+DEFAULT_LINES_AT_0006 = default_lines_before_places()
 LINES_AT_0002 = DEFAULT_LINES_AT_0006 - Counter(NEW_LINES)
 NEW_TABLES = {"warning_run", "cost_warning", "task"}
 LIST_DATES = {"listed_on", "exit_listed_on"}

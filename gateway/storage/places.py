@@ -20,10 +20,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from datetime import date
 from typing import Any
 
-from sqlalchemy import Date, Select, String, and_, case, func, literal, select
+from sqlalchemy import Date, Select, String, case, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.domain.departments import Department
@@ -96,12 +95,12 @@ def _insured_places(ids: Any, dialect: str) -> Select[Any]:
             literal(PlaceKind.INSURED.value, String()),
             literal(Department.MEDICAL_INSURANCE.value, String()),
             *_region(county),
-            year_start(dialect, first_year),
+            _year_start(dialect, first_year),
             case(
                 (last_live >= latest.c.year, None),
-                (last_live.is_not(None), year_end(dialect, last_live)),
+                (last_live.is_not(None), _year_end(dialect, last_live)),
                 # terminated only: ends the day before it starts (never held)
-                else_=day_before(dialect, year_start(dialect, first_year)),
+                else_=_day_before(dialect, _year_start(dialect, first_year)),
             ),
         )
         .join(latest, latest.c.person_id == Enrollment.person_id)
@@ -125,27 +124,19 @@ def _addressed_places(ids: Any) -> Select[Any]:
     )
 
 
-def year_start(dialect: str, year: Any) -> Any:
+def _year_start(dialect: str, year: Any) -> Any:
     if dialect == "postgresql":
         return func.make_date(year, 1, 1)
     return func.date(func.printf("%04d-01-01", year), type_=Date())
 
 
-def year_end(dialect: str, year: Any) -> Any:
+def _year_end(dialect: str, year: Any) -> Any:
     if dialect == "postgresql":
         return func.make_date(year, 12, 31)
     return func.date(func.printf("%04d-12-31", year), type_=Date())
 
 
-def day_before(dialect: str, day: Any) -> Any:
+def _day_before(dialect: str, day: Any) -> Any:
     if dialect == "postgresql":
         return (day - literal(1)).cast(Date())
     return func.date(day, "-1 day", type_=Date())
-
-
-def held_places(today: date) -> Any:
-    """Places held on ``today`` (for listings such as ``Person.places``)."""
-    return and_(
-        PersonPlace.since <= today,
-        (PersonPlace.until.is_(None)) | (PersonPlace.until >= today),
-    )
