@@ -12,7 +12,9 @@ out-of-scope row is never fetched, never counted and never joined to.
 the other kinds (identity, insured, addressed: ``gateway.domain.places``), the person's places
 held today in the region (``person.id IN (SELECT person_id FROM person_place …)``, an index
 range on the place's region and kind). An addressed place counts only when it was addressed to
-the caller's department. No row condition granted → ``false``: deny by default.
+the caller's department. Every scope also holds the people the caller's department reported
+itself while they were held elsewhere (``_reported``), seen as reported. No row condition
+granted → ``false``: deny by default.
 """
 
 from __future__ import annotations
@@ -65,17 +67,53 @@ def _row_predicate(
     by_places: dict[frozenset[PlaceKind], list[ColumnElement[bool]]] = {}
     for condition in row_conditions:
         by_places.setdefault(condition.places, []).append(_condition(condition, department, today))
-    return or_(
-        *(
-            and_(in_jurisdiction(places, department, level, region, today), or_(*conditions))
-            for places, conditions in sorted(by_places.items(), key=lambda item: sorted(item[0]))
-        )
-    )
+    scopes = [
+        and_(in_jurisdiction(places, department, level, region, today), or_(*conditions))
+        for places, conditions in sorted(by_places.items(), key=lambda item: sorted(item[0]))
+    ]
+    reported = _reported(row_conditions, department, level, region, today)
+    if reported is not None:
+        scopes.append(reported)
+    return or_(*scopes)
+
+
+def _reported(
+    row_conditions: Iterable[RowCondition],
+    department: str,
+    level: Level,
+    region: str,
+    today: date,
+) -> ColumnElement[bool] | None:
+    """People the caller's department itself reported while they were held outside its region
+    (issue 14 item 4), under its row conditions evaluated on what its region sent: the sender
+    sees them exactly as it would see a person its row had created (``PlaceKind.REPORTED``)."""
+    own: list[ColumnElement[bool]] = []
+    for condition in row_conditions:
+        if isinstance(condition, AllRows):
+            own.append(true())
+        elif isinstance(condition, HoldsCategory):
+            own.append(
+                exists(
+                    select(ReliefStatus.id).where(
+                        ReliefStatus.person_id == Person.id,
+                        ReliefStatus.county_code.like(region + "%"),
+                        ReliefStatus.category.in_(sorted(condition.categories)),
+                        ReliefStatus.valid_from <= today,
+                        or_(ReliefStatus.valid_to.is_(None), ReliefStatus.valid_to >= today),
+                    )
+                )
+            )
+        # a push is addressed to the person's own county: a report brings none
+    if not own:
+        return None
+    held = _places_held(frozenset({PlaceKind.REPORTED}), department, level, region, today)
+    return and_(Person.id.in_(select(PersonPlace.person_id).where(held)), or_(*own))
 
 
 # Places that belong to one department: where it recognised an identity, where a push was
-# addressed to it. An insured place is medical insurance's, and counts for whoever names it.
-_OWN_DEPARTMENT_KINDS = frozenset({PlaceKind.IDENTITY, PlaceKind.ADDRESSED})
+# addressed to it, where it reported a person held elsewhere. An insured place is medical
+# insurance's, and counts for whoever names it.
+_OWN_DEPARTMENT_KINDS = frozenset({PlaceKind.IDENTITY, PlaceKind.ADDRESSED, PlaceKind.REPORTED})
 
 
 def _own_department(department: str) -> ColumnElement[bool]:
@@ -166,21 +204,28 @@ class PlaceNarrowing:
         person_ids: Sequence[uuid.UUID], held: Iterable[tuple[uuid.UUID, str]]
     ) -> dict[uuid.UUID, frozenset[PlaceKind]]:
         """The people to narrow, each with its places; a push to the department shows the
-        person whole. A person with no place found (it cannot be seen, then) shows nothing."""
+        person whole. A person with no place found (it cannot be seen, then) shows nothing.
+        A person seen only through the department's own report is shown as reported
+        (``{REPORTED}``); a report beside another place adds nothing to that place."""
         places: dict[uuid.UUID, set[PlaceKind]] = {person_id: set() for person_id in person_ids}
         for person_id, kind in held:
             places[person_id].add(PlaceKind(kind))
-        return {
-            person_id: frozenset(kinds)
-            for person_id, kinds in places.items()
-            if PlaceKind.ADDRESSED not in kinds
-        }
+        narrowed: dict[uuid.UUID, frozenset[PlaceKind]] = {}
+        for person_id, kinds in places.items():
+            if PlaceKind.ADDRESSED in kinds:
+                continue
+            if kinds != {PlaceKind.REPORTED}:
+                kinds.discard(PlaceKind.REPORTED)
+            narrowed[person_id] = frozenset(kinds)
+        return narrowed
 
 
 def place_narrowing(
     decision: AccessDecision, *, department: str, level: Level, region: str, today: date
 ) -> PlaceNarrowing | None:
     kinds = frozenset().union(*(c.places for c in decision.row_conditions)) & STORED_PLACE_KINDS
+    if _reported(decision.row_conditions, department, level, region, today) is not None:
+        kinds |= {PlaceKind.REPORTED}
     if not kinds - {PlaceKind.ADDRESSED}:
         return None  # residence and pushes only: everyone it sees, it sees whole
     return PlaceNarrowing(department, level, region, today, kinds)

@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 
 from gateway.domain.departments import RELIEF_CATEGORIES
 from gateway.domain.errors import ConfigurationError
-from gateway.domain.places import PlaceKind
+from gateway.domain.places import POLICY_PLACE_KINDS, PlaceKind
 
 _ROW_OBJECT = re.compile(r"^Person\((?P<body>[^()]*)\)$")
 RESIDENCE_ONLY = frozenset({PlaceKind.RESIDENCE})
 # The order places are written in (policy text, `me`, the console): residence first.
-PLACE_ORDER = tuple(PlaceKind)
+PLACE_ORDER = POLICY_PLACE_KINDS
 
 
 def _places_text(places: frozenset[PlaceKind]) -> str:
@@ -102,7 +102,7 @@ def _parse_places(text: str) -> frozenset[PlaceKind]:
             f"行范围的地点写法错误: {text.strip()!r}"
             " (应为 places: residence|identity|insured|addressed)"
         )
-    known = {kind.value: kind for kind in PlaceKind}
+    known = {kind.value: kind for kind in POLICY_PLACE_KINDS}
     unknown = [name for name in names if name not in known]
     if unknown:
         raise ConfigurationError(

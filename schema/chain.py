@@ -96,6 +96,7 @@ async def relief_chain(info: Ctx, id_number: str) -> ReliefChain | None:
         guard.decision.operations,
         department=principal.department.value,
         region=principal.region,
+        as_reported=row.id in context.reported,
     )
     events = await rules.relief_chain(context.people.execute, row.id, visibility, context.rules)
     guard.people.add(row.id)

@@ -44,6 +44,9 @@ class RequestContext:
     # The operation the audit entry names instead of the GraphQL operation's own name (an
     # officer's simulation is recorded as "simulateAccess", whatever the client named it).
     audit_operation: str | None = None
+    # People seen only through the caller's own report (``gateway.storage.reports``), each
+    # with the region whose records they show: filled as people are loaded.
+    reported: dict[uuid.UUID, str] = field(default_factory=dict)
     _loaders: dict[tuple[object, ...], DataLoader[uuid.UUID, list[Any]]] = field(
         default_factory=dict
     )
@@ -134,8 +137,13 @@ class RequestContext:
     def _related(self, key: str, argument: Any, owner: uuid.UUID) -> Related:
         slot = self._prefetched.get((key, argument))
         if slot is not None and owner in slot[1]:
-            return slot[0].get(owner, [])
-        return self.loader((key, argument), self._batch(key, argument)).load(owner)
+            records: Related = slot[0].get(owner, [])
+        else:
+            records = self.loader((key, argument), self._batch(key, argument)).load(owner)
+        region = self.reported.get(owner) if key != "members" else None
+        if region is None:
+            return records
+        return _as_reported(key, region, records)
 
     def _batch(self, key: str, argument: Any) -> BatchFn:
         people = self.people
@@ -155,3 +163,26 @@ _RELATION_FIELDS: dict[str, tuple[str, str | None]] = {
     "cost": ("Person.costBurdens", None),
     "members": ("Household.members", None),
 }
+
+
+def _as_reported(key: str, region: str, records: Related) -> Related:
+    """A person seen only through the caller's own report shows the records its region sent:
+    identities recognised there, enrollments insured there; no cost burden (a settlement about
+    a person held elsewhere is not accepted from it)."""
+
+    def kept(rows: list[Any]) -> list[Any]:
+        if key == "relief":
+            return [
+                r for r in rows if r.county_code is not None and r.county_code.startswith(region)
+            ]
+        if key == "enrollment":
+            return [r for r in rows if r.region_code.startswith(region)]
+        return []
+
+    if isinstance(records, list):
+        return kept(records)
+
+    async def later() -> list[Any]:
+        return kept(await records)
+
+    return later()

@@ -50,6 +50,9 @@ async def person_provenance(person: PersonRow, context: RequestContext) -> list[
     """One entry per department that reported the person: its latest batch and line."""
     context.guard.relation("Person.provenance", person.id)
     sources = await context.loader(("sources",), context.exchange.person_sources).load(person.id)
+    region = context.reported.get(person.id)
+    if region is not None:  # seen as its region reported them: those reports only
+        sources = [s for s in sources if _reported_from(s.department, region)]
     batches = await _batches(context, [s.batch_id for s in sources])
     # A report about someone held in another jurisdiction is kept as "department@region"
     # (adapters.apply): it is that department's report all the same.
@@ -59,6 +62,12 @@ async def person_provenance(person: PersonRow, context: RequestContext) -> list[
         )
         for s in sources
     ]
+
+
+def _reported_from(key: str, region: str) -> bool:
+    """``department@region`` keys a report about a person held elsewhere (adapters.apply)."""
+    _department, at, scope = key.partition("@")
+    return bool(at) and (scope.startswith(region) or region.startswith(scope))
 
 
 async def record_provenance(

@@ -9,7 +9,8 @@ request of that subject would.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import date
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -18,10 +19,12 @@ from adapters.mapping import Feed
 from authz.compiler import place_narrowing, row_predicate
 from authz.decision import AccessDecision
 from authz.guard import FieldGuard
+from gateway.domain.places import PlaceKind
 from gateway.domain.principal import Principal
 from gateway.loop.config import ProvinceRules
 from gateway.storage.exchange import DepartmentExchange
 from gateway.storage.people import PersonRow, ScopedPeople
+from gateway.storage.reports import ReportedPeople
 from gateway.storage.vault import PersonVault
 from schema.context import RequestContext
 
@@ -58,21 +61,47 @@ def scoped_context(
         region=principal.region,
         today=today,
     )
-    after_load: Callable[[Sequence[PersonRow]], Awaitable[None]] | None = None
+    after_load: Callable[[list[PersonRow]], Awaitable[None]] | None = None
+    # people seen only through the caller's own report → the region whose records they show
+    reported: dict[uuid.UUID, str] = {}
     if narrowing is not None:
         places = narrowing
+        reports = ReportedPeople(principal.department.value, principal.region)
 
-        async def narrow(rows: Sequence[PersonRow]) -> None:
-            """Fields follow the place: people living elsewhere, seen through a place."""
+        async def narrow(rows: list[PersonRow]) -> None:
+            """Fields follow the place: people living elsewhere, seen through a place; people
+            seen only through the caller's own report, as it reported them."""
             outside = [row.id for row in rows if places.outside(row.region_code)]
-            if outside:
-                result = await people.execute(places.places_held(outside))
-                held = [(found.person_id, found.kind) for found in result]
-                for person_id, kinds in places.narrowed(outside, held).items():
+            if not outside:
+                return
+            result = await people.execute(places.places_held(outside))
+            held = [(found.person_id, found.kind) for found in result]
+            as_reported: list[uuid.UUID] = []
+            for person_id, kinds in places.narrowed(outside, held).items():
+                if kinds == {PlaceKind.REPORTED}:
+                    as_reported.append(person_id)
+                else:
                     guard.narrow(person_id, kinds)
+            if as_reported:
+                views = await reports.views(people.execute, as_reported)
+                for index, row in enumerate(rows):
+                    view = views.get(row.id)
+                    if view is not None:
+                        rows[index] = view.applied_to(row)
+                        reported[row.id] = principal.region
 
         after_load = narrow
-    people = ScopedPeople(connection, predicate, today, after_load=after_load)
+    people = ScopedPeople(
+        connection,
+        predicate,
+        today,
+        after_load=after_load,
+        reported_members=(
+            None
+            if narrowing is None
+            else ReportedPeople.members_of(principal.department.value, principal.region)
+        ),
+    )
     return RequestContext(
         request_id=request_id,
         principal=principal,
@@ -93,4 +122,5 @@ def scoped_context(
         engine=engine,
         rules=rules,
         policy_changed=policy_changed,
+        reported=reported,
     )

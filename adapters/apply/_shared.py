@@ -104,8 +104,9 @@ class _StatusState:
     valid_to: date | None
     line: int | None = None
     dirty: bool = False
-    # 认定地 (issue 14): the county of the row that reported it; None for a person held
-    # outside the submitter's jurisdiction, whose own county verifies it first (no new place).
+    # 认定地 (issue 14): the county of the row that reported it. For a person held outside the
+    # submitter's jurisdiction it gives no place until the person's county verifies the report
+    # (``gateway.storage.places``).
     county: str | None = None
 
     def held_after(self, day: date) -> bool:
@@ -149,9 +150,14 @@ class _ChunkState:
         # (person, source key) → digest; see _source_key
         self._sources: dict[tuple[uuid.UUID, str], bytes] = {}
         self._source_writes: dict[tuple[uuid.UUID, str], tuple[bool, dict[str, Any]]] = {}
-        self._open_anomalies: set[tuple[uuid.UUID, str, str]] = set()
+        # (person, department, kind, related county): see _Anomalies._open
+        self._open_anomalies: set[tuple[uuid.UUID, str, str, str | None]] = set()
         self._new_anomalies: list[dict[str, Any]] = []
-        self._closed_anomalies: set[tuple[uuid.UUID, str, str]] = set()
+        self._closed_anomalies: set[tuple[uuid.UUID, str, str, str | None]] = set()
+        # What this department sent about people held outside its jurisdiction: (person,
+        # sender county) → the report's values; the reports the person's county verified.
+        self._reports: dict[tuple[uuid.UUID, str], dict[str, Any]] = {}
+        self._verified_reports: set[tuple[uuid.UUID, str]] = set()
         self._new_households: list[dict[str, Any]] = []
         # Facts are written after the people they refer to (foreign keys are checked per
         # statement on PostgreSQL): inserts per table, then updates, in classification order.

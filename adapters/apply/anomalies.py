@@ -39,8 +39,9 @@ class _Anomalies(_ChunkState):
         kind: AnomalyKind,
         detail: str,
         related: str | None = None,
+        related_county: str | None = None,
     ) -> None:
-        key = (person.id, department, kind.value)
+        key = (person.id, department, kind.value, related_county)
         self._closed_anomalies.discard(key)
         if key in self._open_anomalies:
             return
@@ -54,6 +55,7 @@ class _Anomalies(_ChunkState):
                 "kind": kind.value,
                 "detail": detail,
                 "related_department": related,
+                "related_county": related_county,
                 "batch_id": self.context.batch_id,
                 "opened_on": self.context.today,
                 "due_on": self._due_on,
@@ -67,7 +69,7 @@ class _Anomalies(_ChunkState):
 
     def _close(self, person: _PersonState, department: str, kind: AnomalyKind) -> None:
         """The data that raised an anomaly has been corrected by a later row."""
-        key = (person.id, department, kind.value)
+        key = (person.id, department, kind.value, None)
         if key in self._open_anomalies:
             self._closed_anomalies.add(key)
 
@@ -76,7 +78,8 @@ class _Anomalies(_ChunkState):
         fresh = [
             a
             for a in self._new_anomalies
-            if (a["person_id"], a["department"], a["kind"]) not in self._closed_anomalies
+            if (a["person_id"], a["department"], a["kind"], a["related_county"])
+            not in self._closed_anomalies
         ]
         await insert_rows(self.connection, _table(Anomaly), fresh)
         # A submitter with a jurisdiction is told about the anomalies sent back to it there;
@@ -88,8 +91,11 @@ class _Anomalies(_ChunkState):
             if scope is None
             or (a["department"] == department and a["county_code"].startswith(scope))
         )
-        opened_now = {(a["person_id"], a["department"], a["kind"]) for a in self._new_anomalies}
-        for person_id, department, kind in self._closed_anomalies - opened_now:
+        opened_now = {
+            (a["person_id"], a["department"], a["kind"], a["related_county"])
+            for a in self._new_anomalies
+        }
+        for person_id, department, kind, _county in self._closed_anomalies - opened_now:
             await self.connection.execute(
                 update(Anomaly)
                 .where(

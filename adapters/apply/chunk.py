@@ -75,6 +75,7 @@ class ChunkApplier(_Identities, _Enrollments, _Settlements, _VitalEvents):
     async def _flush(self) -> None:
         await insert_rows(self.connection, _table(Household), self._new_households)
         await self._flush_people()
+        await self._flush_reports()
         for table, rows in self._fact_inserts:
             await insert_rows(self.connection, table, rows)
         for statement in self._fact_updates:

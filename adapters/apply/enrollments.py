@@ -76,16 +76,24 @@ class _Enrollments(_People):
                 # Insured here, held elsewhere (rule 9: legitimate). Classified as if unknown
                 # (see ChunkApplier's note on scope); the same year insured in another county is
                 # a double enrollment for that county to verify, never overwritten from here.
+                # Kept as this sender's report (it sees the person as it sent them), which the
+                # person's own county verifies before the insured place counts (issue 14).
+                if person_changed or first_report:
+                    self._report(person, row)
                 person_changed = person_changed and not first_report
+                county = row.region_code[:6]
                 held = existing.get(key)
-                if held is not None and not self._in_scope(held["region_code"]):
+                double = held is not None and not self._in_scope(held["region_code"])
+                if double or not self._report_verified(person, county):
                     self._open(
                         person,
                         context.department,
                         AnomalyKind.REPORTED_BY_ANOTHER_REGION,
-                        f"参保地 {row.region_code[:6]} 的医保部门也报送了该人员"
-                        f" {row.year} 年度参保，请核实是否重复参保",
+                        f"参保地 {county} 的医保部门也报送了该人员 {row.year} 年度参保，"
+                        + ("请核实是否重复参保" if double else "请核实是否为同一人、是否重复参保"),
+                        related_county=county,
                     )
+                if double:
                     outcome = Outcome.ADDED if first_report else Outcome.UNCHANGED
                     self.result.outcomes[outcome] += 1
                     self.result.counties.add(row.region_code[:6])

@@ -51,7 +51,7 @@ class _Identities(_People):
             if person is None:
                 person = self._create_person(row, row.region_code)
             elif person.foreign:
-                self._foreign_identity(person, row, statuses[person.id])
+                self._foreign_identity(person, row, statuses[person.id], households)
                 continue
             else:
                 self._check_name(person, row)
@@ -86,42 +86,53 @@ class _Identities(_People):
         self._flush_statuses(statuses)
 
     def _foreign_identity(
-        self, person: _PersonState, row: IdentityRow, statuses: list[_StatusState]
+        self,
+        person: _PersonState,
+        row: IdentityRow,
+        statuses: list[_StatusState],
+        households: dict[str, uuid.UUID],
     ) -> None:
-        """A row about a person held in another jurisdiction (see ChunkApplier's note on scope)."""
+        """A row about a person held in another jurisdiction (see ChunkApplier's note on scope):
+        kept as this sender's report, so it sees the person as it sent them."""
         department = self.context.department
         first_report = self._first_report(person)
         facts = (row.name, row.region_code, row.phone, row.address, row.household_number)
         person_changed = self._note_source(person, row, (*facts, row.relation))
-        if row.category is not None:
-            # Only this submitter's own records count: the same department's records kept by
-            # the person's county are not shown to it (nor changed by it).
-            recorded = any(
-                s.department == department
-                and s.category == row.category
-                and s.recognized_on == row.recognized_on
-                and s.id is not None
-                for s in statuses
+        county = row.region_code[:6]
+        if person_changed or first_report:
+            self._report(
+                person,
+                row,
+                phone=row.phone,
+                address=row.address,
+                household_id=self._household(row, households),
             )
-            if recorded:  # already held there, as stated: nothing to store
-                outcome = Outcome.ADDED if first_report else Outcome.UNCHANGED
-            else:
-                own = [s for s in statuses if s.department != department or s.id is None]
-                outcome = self._status(person, row, own)
-                statuses.extend(s for s in own if s.id is None and s not in statuses)
+        if row.category is not None:
+            # Only what this sender's region recorded counts, as if nobody else held the
+            # person: the records the person's own places keep are not shown to it, nor
+            # compared with its row, nor changed by it.
+            own = [
+                s
+                for s in statuses
+                if s.id is None or (s.department == department and s.county == county)
+            ]
+            outcome = self._status(person, row, own)
+            statuses.extend(s for s in own if s.id is None and s not in statuses)
             if outcome is Outcome.UNCHANGED and person_changed:
                 outcome = Outcome.UPDATED
         elif first_report:
             outcome = Outcome.ADDED
         else:
             outcome = Outcome.UPDATED if person_changed else Outcome.UNCHANGED
-        self._open(
-            person,
-            department,
-            AnomalyKind.REPORTED_BY_ANOTHER_REGION,
-            f"辖区 {row.region_code[:6]} 的{_dept_zh(department)}也报送了该人员，"
-            "请核实其户籍或居住地是否变动、是否重复认定",
-        )
+        if not self._report_verified(person, county):
+            self._open(
+                person,
+                department,
+                AnomalyKind.REPORTED_BY_ANOTHER_REGION,
+                f"辖区 {county} 的{_dept_zh(department)}也报送了该人员，"
+                "请核实其户籍或居住地是否变动、是否重复认定",
+                related_county=county,
+            )
         self._check_deceased_statuses(person, statuses)
         self.result.outcomes[outcome] += 1
         self.result.counties.add(row.region_code[:6])
@@ -160,24 +171,31 @@ class _Identities(_People):
             changes["address_ct"] = vault.seal(person.id, "address", row.address)
         if row.relation is not None:
             changes["relation"] = row.relation
-        if row.household_number:
-            household = households.get(row.household_number)
-            if household is None:
-                household = uuid.uuid4()
-                households[row.household_number] = household
-                self._new_households.append(
-                    {
-                        "id": household,
-                        "region_code": row.region_code,
-                        "county_code": row.region_code[:6],
-                        "source_department": self.context.department,
-                        "source_number": row.household_number,
-                    }
-                )
+        household = self._household(row, households)
+        if household is not None:
             changes["household_id"] = household
             person.household_id = household
         if changes:
             self._change_person(person, **changes)
+
+    def _household(self, row: IdentityRow, households: dict[str, uuid.UUID]) -> uuid.UUID | None:
+        """The household the row's household number names, created on first mention."""
+        if not row.household_number:
+            return None
+        household = households.get(row.household_number)
+        if household is None:
+            household = uuid.uuid4()
+            households[row.household_number] = household
+            self._new_households.append(
+                {
+                    "id": household,
+                    "region_code": row.region_code,
+                    "county_code": row.region_code[:6],
+                    "source_department": self.context.department,
+                    "source_number": row.household_number,
+                }
+            )
+        return household
 
     def _status(
         self, person: _PersonState, row: IdentityRow, statuses: list[_StatusState]
@@ -186,7 +204,13 @@ class _Identities(_People):
         category, recognized = row.category, row.recognized_on
         assert category is not None
         assert recognized is not None
-        mine = [s for s in statuses if s.department == department]
+        # the records of this department in the sender's jurisdiction (another county's
+        # report of the same recognition is that county's: issue 14)
+        mine = [
+            s
+            for s in statuses
+            if s.department == department and (s.county is None or self._in_scope(s.county))
+        ]
         same = next(
             (s for s in mine if s.category == category and s.recognized_on == recognized), None
         )
@@ -288,7 +312,7 @@ class _Identities(_People):
             valid_to,
             line=row.line,
             dirty=True,
-            county=None if person.foreign else row.region_code[:6],
+            county=row.region_code[:6],
         )
 
     @staticmethod

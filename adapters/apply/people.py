@@ -17,13 +17,14 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from adapters.apply._shared import AnomalyKind, _PersonState, _StatusState, _table, insert_rows
 from adapters.apply.anomalies import _Anomalies
-from adapters.rows import CanonicalRow
+from adapters.rows import CanonicalRow, EnrollmentRow, IdentityRow
 from gateway.domain.records import PersonRecord
-from gateway.storage.models import Anomaly, Person, PersonSource, ReliefStatus
+from gateway.storage.models import Anomaly, Person, PersonReport, PersonSource, ReliefStatus
+from gateway.storage.setwise import dialect_insert
 
 
 class _People(_Anomalies):
@@ -62,13 +63,23 @@ class _People(_Anomalies):
             (row.person_id, row.department): row.digest
             for row in await self.connection.execute(sources)
         }
-        anomalies = select(Anomaly.person_id, Anomaly.department, Anomaly.kind).where(
-            self._among(Anomaly.person_id, ids), Anomaly.status == "OPEN"
-        )
+        anomalies = select(
+            Anomaly.person_id, Anomaly.department, Anomaly.kind, Anomaly.related_county
+        ).where(self._among(Anomaly.person_id, ids), Anomaly.status == "OPEN")
         self._open_anomalies = {
-            (row.person_id, row.department, row.kind)
+            (row.person_id, row.department, row.kind, row.related_county)
             for row in await self.connection.execute(anomalies)
         }
+        foreign = [p.id for p in self._persons.values() if p.foreign]
+        if foreign:
+            verified = select(PersonReport.person_id, PersonReport.county_code).where(
+                self._among(PersonReport.person_id, foreign),
+                PersonReport.department == self.context.department,
+                PersonReport.verified_on.is_not(None),
+            )
+            self._verified_reports = {
+                (row.person_id, row.county_code) for row in await self.connection.execute(verified)
+            }
 
     def _person(self, row: CanonicalRow) -> _PersonState | None:
         return self._persons.get(self._index[row.id_number])
@@ -134,6 +145,72 @@ class _People(_Anomalies):
         self._sources[key] = digest
         return previous is not None or not person.is_new
 
+    def _report(
+        self,
+        person: _PersonState,
+        row: IdentityRow | EnrollmentRow,
+        *,
+        phone: str | None = None,
+        address: str | None = None,
+        household_id: uuid.UUID | None = None,
+    ) -> str:
+        """Keep what this row states about a person held outside the sender's jurisdiction
+        (``person_report``): the sender sees the person as it sent them. The sender's county."""
+        county = row.region_code[:6]
+        vault = self.context.vault
+        values = self._reports.setdefault(
+            (person.id, county),
+            {
+                "person_id": person.id,
+                "department": self.context.department,
+                "county_code": county,
+                "phone_ct": None,
+                "address_ct": None,
+                "household_id": None,
+                "reported_on": self.context.today,
+                "verified_on": None,
+            },
+        )
+        values.update(
+            region_code=row.region_code,
+            name_ct=vault.seal(person.id, "name", row.name),
+            batch_id=self.context.batch_id,
+            source_line=row.line,
+        )
+        # the latest row wins for what it states; what it leaves empty is kept
+        if phone is not None:
+            values["phone_ct"] = vault.seal(person.id, "phone", phone)
+        if address is not None:
+            values["address_ct"] = vault.seal(person.id, "address", address)
+        if household_id is not None:
+            values["household_id"] = household_id
+        return county
+
+    def _report_verified(self, person: _PersonState, county: str) -> bool:
+        """The person's own county already confirmed this sender's tie to them."""
+        return (person.id, county) in self._verified_reports
+
+    async def _flush_reports(self) -> None:
+        if not self._reports:
+            return
+        table = _table(PersonReport)
+        statement = dialect_insert(self.connection.dialect.name, PersonReport)
+        kept = ("phone_ct", "address_ct", "household_id")
+        statement = statement.on_conflict_do_update(
+            index_elements=["person_id", "department", "county_code"],
+            set_={
+                **{
+                    name: getattr(statement.excluded, name)
+                    for name in ("region_code", "name_ct", "batch_id", "source_line")
+                },
+                **{
+                    name: func.coalesce(getattr(statement.excluded, name), table.c[name])
+                    for name in kept
+                },
+            },
+        )
+        await self.connection.execute(statement, list(self._reports.values()))
+
     def _check_name(self, person: _PersonState, row: CanonicalRow) -> None:
         name_bidx = self.context.vault.name_index(row.name)
         if person.name_bidx is not None and person.name_bidx != name_bidx:
@@ -190,6 +267,7 @@ class _People(_Anomalies):
             ReliefStatus.recognized_on,
             ReliefStatus.valid_from,
             ReliefStatus.valid_to,
+            ReliefStatus.county_code,
         ).where(self._among(ReliefStatus.person_id, ids))
         for r in await self.connection.execute(stmt):
             statuses[r.person_id].append(
@@ -201,6 +279,7 @@ class _People(_Anomalies):
                     r.recognized_on,
                     r.valid_from,
                     r.valid_to,
+                    county=r.county_code,
                 )
             )
         return statuses

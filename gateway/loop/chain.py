@@ -114,6 +114,8 @@ class ChainVisibility:
     tasks: bool  # Loop.tasks
     anomalies: bool  # Ingest.anomalies
     other_departments: bool  # Loop.otherDepartments: every department's work, deaths
+    # seen only through the caller's own report (issue 14): the records its region sent
+    as_reported: bool = False
 
     @classmethod
     def decide(
@@ -123,6 +125,7 @@ class ChainVisibility:
         *,
         department: str,
         region: str,
+        as_reported: bool = False,
     ) -> ChainVisibility:
         """From the request's access decision: ``permits(field)`` is a read grant."""
         enrollments = permits("Person.enrollments") and permits("Enrollment.status")
@@ -146,7 +149,8 @@ class ChainVisibility:
             warnings="Loop.warnings" in operations,
             tasks="Loop.tasks" in operations,
             anomalies="Ingest.anomalies" in operations,
-            other_departments="Loop.otherDepartments" in operations,
+            other_departments="Loop.otherDepartments" in operations and not as_reported,
+            as_reported=as_reported,
         )
 
     def released_fields(self) -> list[str]:
@@ -232,6 +236,8 @@ async def _identities(
         .where(ReliefStatus.person_id == person_id)
         .order_by(ReliefStatus.id)
     )
+    if visibility.as_reported:
+        stmt = stmt.where(ReliefStatus.county_code.like(visibility.region + "%"))
     events: list[ChainEvent] = []
     for row in await execute(stmt):
         category = _category_zh(row.category)
@@ -277,6 +283,8 @@ async def _enrollments(
         .where(Enrollment.person_id == person_id)
         .order_by(Enrollment.id)
     )
+    if visibility.as_reported:
+        stmt = stmt.where(Enrollment.region_code.like(visibility.region + "%"))
     events: list[ChainEvent] = []
     for row in await execute(stmt):
         parts = [f"{row.year}年度"]

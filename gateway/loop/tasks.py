@@ -515,6 +515,7 @@ class DepartmentTasks:
             ReliefStatus.source_department == department,
             ReliefStatus.category == category,
             ReliefStatus.recognized_on == today,
+            ReliefStatus.county_code == task.county_code,
         )
         existing = (await connection.execute(select(ReliefStatus.id).where(*key))).scalar()
         if existing is not None:
@@ -583,7 +584,13 @@ class DepartmentTasks:
                 **provenance,
             )
             .on_conflict_do_nothing(
-                index_elements=["person_id", "source_department", "category", "recognized_on"]
+                index_elements=[
+                    "person_id",
+                    "source_department",
+                    "category",
+                    "recognized_on",
+                    "county_code",
+                ]
             )
             .returning(ReliefStatus.id)
         )

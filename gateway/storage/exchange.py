@@ -14,10 +14,17 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Result, Select, and_, func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.domain.clock import beijing_day_start
-from gateway.storage.models import Anomaly, IngestBatch, PersonSource
+from gateway.storage.models import Anomaly, IngestBatch, PersonReport, PersonSource
+from gateway.storage.places import refresh_places
+
+REPORTED_BY_ANOTHER_REGION = "REPORTED_BY_ANOTHER_REGION"
+# The person's county's answers that confirm another county's report about the person: 不属于
+# 异常 (the tie is real: insured there, moved there) and 已更正 (its own data corrected to it).
+# 经核实本部门数据无误 keeps the report unverified: its sender goes on seeing only what it sent.
+VERIFYING_RESOLUTIONS = frozenset({"NOT_APPLICABLE", "CORRECTED"})
 
 Execute = Callable[[Any], Awaitable[Result[Any]]]
 
@@ -165,9 +172,28 @@ class DepartmentExchange:
                 Anomaly.id == anomaly_id, self._anomaly_scope()
             )
             row = (await connection.execute(stmt)).first()
+            if row is not None and changed.rowcount and resolution in VERIFYING_RESOLUTIONS:
+                await self._verify_report(connection, row)
         if row is None:
             return None
         return row, bool(changed.rowcount)
+
+    async def _verify_report(self, connection: AsyncConnection, anomaly: Any) -> None:
+        """The person's county confirmed another county's report about them (issue 14): that
+        report's facts now give their places, and its sender sees the person through them."""
+        if anomaly.kind != REPORTED_BY_ANOTHER_REGION or anomaly.related_county is None:
+            return
+        await connection.execute(
+            update(PersonReport)
+            .where(
+                PersonReport.person_id == anomaly.person_id,
+                PersonReport.department == anomaly.department,
+                PersonReport.county_code == anomaly.related_county,
+                PersonReport.verified_on.is_(None),
+            )
+            .values(verified_on=self._today)
+        )
+        await refresh_places(connection, [anomaly.person_id])
 
     # ---------------------------------------------------------------- provenance
     async def batches_by_id(self, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[Any]]:

@@ -197,6 +197,38 @@ class PersonPlace(Base):
     )
 
 
+class PersonReport(Base):
+    """What a department sent about a person held outside its jurisdiction (issue 14 item 4):
+    the identification, contacts and household as that row stated them, per department and
+    the sender's county, sealed like the person's own. The sender sees the person as it sent
+    them (``reported`` place) and nothing the person's own places hold, exactly as it would see
+    a person its row created, until the person's own county verifies the tie
+    (REPORTED_BY_ANOTHER_REGION resolved as 不属于异常 or 已更正: ``verified_on``)."""
+
+    __tablename__ = "person_report"
+
+    person_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("person.id", ondelete="CASCADE"), primary_key=True
+    )
+    department: Mapped[str] = mapped_column(String(32), primary_key=True)
+    county_code: Mapped[str] = mapped_column(String(6), primary_key=True)  # the sender's
+    region_code: Mapped[str] = mapped_column(String(12))  # as the row stated it
+    name_ct: Mapped[bytes] = mapped_column(LargeBinary)
+    phone_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
+    address_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
+    household_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("household.id", ondelete="SET NULL")
+    )
+    batch_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("ingest_batch.id", ondelete="SET NULL")
+    )
+    source_line: Mapped[int | None] = mapped_column(Integer)
+    reported_on: Mapped[date] = mapped_column(Date)  # first sent
+    verified_on: Mapped[date | None] = mapped_column(Date)
+
+    __table_args__ = (Index("ix_person_report_household", "household_id"),)
+
+
 class ReliefStatus(SourcedMixin, Base):
     """救助身份: one category recognised by one department for one period."""
 
@@ -223,14 +255,17 @@ class ReliefStatus(SourcedMixin, Base):
         Index("ix_relief_status_category_person", "category", "person_id"),
         # What one batch changed (the verification tasks a list opens for medical insurance).
         Index("ix_relief_status_batch", "batch_id"),
-        # One department recognises one category for a person once per recognition date:
-        # the key that makes re-loading a file change nothing.
+        # One department of one county recognises one category for a person once per
+        # recognition date: the key that makes re-loading a file change nothing. (Two
+        # counties may report the same recognition: a double recognition, verified by the
+        # person's county — issue 14.)
         Index(
             "ux_relief_status_source",
             "person_id",
             "source_department",
             "category",
             "recognized_on",
+            "county_code",
             unique=True,
         ),
     )
@@ -326,6 +361,8 @@ class Anomaly(Base):
     kind: Mapped[str] = mapped_column(String(40))
     detail: Mapped[str] = mapped_column(Text)  # Chinese, never a name or ID number
     related_department: Mapped[str | None] = mapped_column(String(32))
+    # REPORTED_BY_ANOTHER_REGION: the county whose report the person's county must verify
+    related_county: Mapped[str | None] = mapped_column(String(6))
     batch_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("ingest_batch.id", ondelete="SET NULL")
     )

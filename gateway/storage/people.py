@@ -156,14 +156,18 @@ class ScopedPeople:
         predicate: ColumnElement[bool],
         today: date,
         *,
-        after_load: Callable[[Sequence[PersonRow]], Awaitable[None]] | None = None,
+        after_load: Callable[[list[PersonRow]], Awaitable[None]] | None = None,
+        reported_members: Callable[[Sequence[uuid.UUID]], ColumnElement[bool]] | None = None,
     ) -> None:
         self._connection = connection
         self._predicate = predicate
         self._today = today
         # Told of every person row loaded, before any resolver sees it (fields follow the
-        # place: the request's field guard learns who is seen only through which places).
+        # place: the request's field guard learns who is seen only through which places; a
+        # person seen only through the caller's own report is replaced by the report's view).
         self._after_load = after_load
+        # Who the caller reported as a member of a household (``gateway.storage.reports``).
+        self._reported_members = reported_members
         # On PostgreSQL a person query carries the relations the request selects as arrays of
         # rows (one statement instead of one per relation); SQLite has no arrays.
         self.embeds = connection.dialect.name == "postgresql"
@@ -244,12 +248,12 @@ class ScopedPeople:
     async def household_members(
         self, household_ids: Sequence[uuid.UUID]
     ) -> dict[uuid.UUID, list[PersonRow]]:
-        stmt = (
-            _select_people()
-            .where(Person.household_id.in_(household_ids), self._predicate)
-            .order_by(Person.id)
-        )
+        member: ColumnElement[bool] = Person.household_id.in_(household_ids)
+        if self._reported_members is not None:
+            member = or_(member, self._reported_members(household_ids))
+        stmt = _select_people().where(member, self._predicate).order_by(Person.id)
         members: dict[uuid.UUID, list[PersonRow]] = defaultdict(list)
+        # grouped after loading: a person seen as reported is a member of the reported household
         for row in await self._loaded(_plain(await self._execute(stmt))):
             members[row.household_id].append(row)
         return members

@@ -10,6 +10,11 @@
     addressed  one row per (person, department, county) a task was pushed to: from the first
                task's day, never ending (the department that must, or did, answer keeps the
                person in view)
+    reported   one row per ``person_report``: a department's row about a person held outside
+               its jurisdiction, from the day first sent to the day the person's county
+               verified it (null while unverified). Until then the identity or insured place
+               that sender's facts would give is not derived: its sender sees only what it
+               sent (issue 14 item 4)
 
 ``refresh_places`` recomputes the rows of the given people from those facts and writes them
 with one upsert: idempotent, so a re-run, a resumed import or a repeated warning run leaves the
@@ -22,12 +27,19 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Date, Select, String, case, func, literal, select
+from sqlalchemy import Date, Select, String, case, exists, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.domain.departments import Department
 from gateway.domain.places import PlaceKind
-from gateway.storage.models import Enrollment, Person, PersonPlace, ReliefStatus, Task
+from gateway.storage.models import (
+    Enrollment,
+    Person,
+    PersonPlace,
+    PersonReport,
+    ReliefStatus,
+    Task,
+)
 from gateway.storage.setwise import dialect_insert
 
 TERMINATED = "TERMINATED"
@@ -46,7 +58,12 @@ async def refresh_places(
     if not isinstance(ids, Select) and not ids:
         return
     dialect = connection.dialect.name
-    for rows in (_identity_places(ids), _insured_places(ids, dialect), _addressed_places(ids)):
+    for rows in (
+        _identity_places(ids),
+        _insured_places(ids, dialect),
+        _addressed_places(ids),
+        _reported_places(ids),
+    ):
         statement = dialect_insert(dialect, PersonPlace).from_select(_COLUMNS, rows)
         statement = statement.on_conflict_do_update(
             index_elements=["person_id", "kind", "department", "county_code"],
@@ -74,7 +91,10 @@ def _identity_places(ids: Any) -> Select[Any]:
             ),
         )
         .join(Person, Person.id == ReliefStatus.person_id)
-        .where(ReliefStatus.person_id.in_(ids))
+        .where(
+            ReliefStatus.person_id.in_(ids),
+            ~_unverified(ReliefStatus.person_id, ReliefStatus.source_department, county),
+        )
         .group_by(ReliefStatus.person_id, ReliefStatus.source_department, county)
     )
 
@@ -104,7 +124,12 @@ def _insured_places(ids: Any, dialect: str) -> Select[Any]:
             ),
         )
         .join(latest, latest.c.person_id == Enrollment.person_id)
-        .where(Enrollment.person_id.in_(ids))
+        .where(
+            Enrollment.person_id.in_(ids),
+            ~_unverified(
+                Enrollment.person_id, literal(Department.MEDICAL_INSURANCE.value, String()), county
+            ),
+        )
         .group_by(Enrollment.person_id, county, latest.c.year)
     )
 
@@ -121,6 +146,30 @@ def _addressed_places(ids: Any) -> Select[Any]:
         )
         .where(Task.person_id.in_(ids))
         .group_by(Task.person_id, Task.department, Task.county_code)
+    )
+
+
+def _reported_places(ids: Any) -> Select[Any]:
+    return select(
+        PersonReport.person_id,
+        literal(PlaceKind.REPORTED.value, String()),
+        PersonReport.department,
+        *_region(PersonReport.county_code),
+        PersonReport.reported_on,
+        PersonReport.verified_on,
+    ).where(PersonReport.person_id.in_(ids))
+
+
+def _unverified(person_id: Any, department: Any, county: Any) -> Any:
+    """A report of ``department`` in ``county`` about the person that its county has not
+    verified: the facts it stored give that sender no place yet."""
+    return exists(
+        select(PersonReport.person_id).where(
+            PersonReport.person_id == person_id,
+            PersonReport.department == department,
+            PersonReport.county_code == county,
+            PersonReport.verified_on.is_(None),
+        )
     )
 
 
