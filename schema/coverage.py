@@ -2,10 +2,12 @@
 lifted-from-poverty people against the 99% target, and the suspected non-enrolled (rule 8,
 002 §1).
 
-Granted by ``Loop.coverage``; counts only people inside the caller's row scope (the predicate
-``ScopedPeople`` applies) and a region inside its jurisdiction. Figures are computed in SQL by
-``gateway.loop.coverage``, each only when selected; the non-enrolled are people, paged and
-resolved like ``persons``.
+Granted by ``Loop.coverage``, for a region inside the caller's jurisdiction. It counts the
+people the caller would list in that region: inside its row scope and tied to the region by a
+place its row scope names (``people_in``: the policy compiler's predicate for the region, so a
+county's figure is the same whether its own office or the city asks, docs/closed-loop.md
+"Counting by place"). Figures are computed in SQL by ``gateway.loop.coverage``, each only when
+selected; the non-enrolled are people, paged and resolved like ``persons``.
 """
 
 from __future__ import annotations
@@ -18,15 +20,20 @@ from decimal import Decimal
 from enum import Enum
 
 import strawberry
+from sqlalchemy import ColumnElement, and_, false, or_
 
+from authz.compiler import in_jurisdiction, row_predicate
+from gateway.domain.departments import Level
 from gateway.domain.errors import BadUserInput
 from gateway.loop import coverage as rules
+from schema.context import RequestContext
 from schema.enums import ReliefCategory
 from schema.paging import PageInfo
 from schema.prefetch import prefetch_people
 from schema.types import Ctx, Person, as_person
 
 _CURSOR_PREFIX = "not-enrolled:"
+_LEVELS = {2: Level.PROVINCE, 4: Level.CITY, 6: Level.COUNTY}
 
 
 @strawberry.enum(description="疑似未参保的原因")
@@ -172,7 +179,7 @@ async def coverage(info: Ctx, region_prefix: str, year: int) -> Coverage | None:
     context.guard.touched_person_data = True
     counter = rules.CoverageCounter(
         context.people.execute,
-        context.people.predicate,
+        _people_in(context),
         region_prefix=prefix,
         year=year,
         reference_date=day,
@@ -191,3 +198,26 @@ async def coverage(info: Ctx, region_prefix: str, year: int) -> Coverage | None:
         meets_target=totals.meets(target),
         counter=counter,
     )
+
+
+def _people_in(context: RequestContext) -> rules.PeopleIn:
+    """The caller's people of a region inside its jurisdiction: its own row scope compiled for
+    that region (the rows an office of the same department and list there would see), and
+    tied to the region by a place a row scope names. The second half leaves out anyone the
+    scope admits otherwise (a person seen only as the department reported them): the figures
+    are computed from the person's own records, which only a place opens."""
+    principal, decision, today = context.principal, context.guard.decision, context.today
+    department = principal.department.value
+    named = sorted({condition.places for condition in decision.row_conditions}, key=sorted)
+
+    def people_in(region: str) -> ColumnElement[bool]:
+        if not named or not region.startswith(principal.region):
+            return false()
+        level = _LEVELS[len(region)]
+        scope = row_predicate(
+            decision, department=department, level=level, region=region, today=today
+        )
+        tied = [in_jurisdiction(places, department, level, region, today) for places in named]
+        return and_(scope, or_(*tied))
+
+    return people_in

@@ -34,6 +34,7 @@ import pytest
 from adapters.pipeline import Ingestor
 from gateway.domain.records import PersonRecord
 from gateway.loop.coverage import Tally
+from tests.expectations import LEVEL_DIGITS, Subject, world_of
 from tests.harness import Harness, build_harness
 from tests.ingest_support import (
     Someone,
@@ -46,6 +47,7 @@ from tests.ingest_support import (
 from tests.pgcluster import ThrowawayCluster
 
 BACKENDS = ("sqlite", "postgres")
+LEVEL_OF = {digits: level for level, digits in LEVEL_DIGITS.items()}
 A, B, C = "370102", "370103", "370202"  # 济南市历下区, 济南市市中区, 青岛市市南区
 YEAR = 2025
 
@@ -403,7 +405,10 @@ def _expected(
     people: list[PersonRecord],
     held: Mapping[uuid.UUID, set[str]],
     statuses: Mapping[uuid.UUID, list[str]],
+    counties: Mapping[uuid.UUID, set[str]],
 ) -> tuple[Tally, dict[str, Tally], dict[str, Tally], dict[uuid.UUID, str]]:
+    """The figures over ``people`` (those counted in the region): each once in the total and
+    once in every county of ``counties`` (the counties whose own office counts them)."""
     totals = [0, 0]
     per_category: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     per_county: dict[str, list[int]] = defaultdict(lambda: [0, 0])
@@ -414,7 +419,7 @@ def _expected(
             continue
         found = statuses.get(person.person_id, [])
         enrolled = "ACTIVE" in found
-        for tally in (totals, per_county[person.region_code[:6]]):
+        for tally in (totals, *(per_county[county] for county in counties[person.person_id])):
             tally[0] += 1
             tally[1] += enrolled
         for category in categories:
@@ -459,40 +464,47 @@ async def test_figures_match_a_plain_python_computation(
     today = gateway.today
     day = today if year == today.year else date(year, 12, 31)
     categories = gateway.runtime.rules.coverage_categories
-    rural = {
-        "RETURNED_TO_POVERTY",
-        "MONITORED_UNSTABLE",
-        "MONITORED_MARGINAL",
-        "MONITORED_SUDDEN_HARDSHIP",
-        "LIFTED_FROM_POVERTY",
-    }
     busiest = gateway.busiest_county()
     region = busiest[:2] if level == "province" else busiest[:4]
 
     held: dict[uuid.UUID, set[str]] = defaultdict(set)
-    held_today: dict[uuid.UUID, set[str]] = defaultdict(set)
     statuses: dict[uuid.UUID, list[str]] = defaultdict(list)
     for bundle in gateway.bundles:
         for status in bundle.relief_statuses:
             in_force = status.valid_to is None or status.valid_to >= day
             if status.valid_from <= day and in_force and status.category in categories:
                 held[status.person_id].add(status.category)
-            if status.valid_from <= today and (status.valid_to is None or status.valid_to >= today):
-                held_today[status.person_id].add(status.category)
         for enrollment in bundle.enrollments:
             if enrollment.year == year:
                 statuses[enrollment.person_id].append(enrollment.status)
 
-    def visible(person: PersonRecord) -> bool:
-        if not person.region_code.startswith(region):
-            return False
-        if dept == "rural_revitalization":  # its row scope: holds one of its categories today
-            return bool(held_today[person.person_id] & rural)
-        return True
+    # Who the caller lists in an area (issue 14), stated independently of the policy file by
+    # tests/expectations.py: in the department's row scope (rural revitalisation: holding one
+    # of its categories today) and tied to the area by the residence or by a place its row
+    # scope names, held today (medical insurance: 参保地, derived from the enrollments as
+    # gateway/storage/places.py does; civil affairs and rural revitalisation: their own
+    # 认定地). The seeded world has no pushes and no reports.
+    world = world_of(gateway)
 
-    people = [person for person in gateway.persons if visible(person)]
-    totals, per_category, per_county, missing = _expected(people, held, statuses)
+    def visible(person: PersonRecord, area: str) -> bool:
+        return world.visible(Subject(dept, LEVEL_OF[len(area)], area), person)
+
+    def counties_of(person: PersonRecord) -> set[str]:
+        """Every county of the region whose own office counts the person."""
+        candidates = {person.region_code[:6]}
+        candidates |= {place.county for place in world.places[person.person_id]}
+        return {
+            county for county in candidates if county.startswith(region) and visible(person, county)
+        }
+
+    people = [person for person in gateway.persons if visible(person, region)]
+    counties = {person.person_id: counties_of(person) for person in people}
+    totals, per_category, per_county, missing = _expected(people, held, statuses, counties)
     assert totals.population > 5, "the seeded population is too small for a cross-check"
+    if dept == "medical_insurance":  # the cross-check covers people counted by 参保地 alone
+        assert any(
+            held.get(p.person_id) and not p.region_code.startswith(region) for p in people
+        ), "nobody in the seeded population is counted by an insured place outside the residence"
 
     token = _token(gateway, dept, level, region)
     found = await _coverage(gateway, token, region, year, first=200)

@@ -1,14 +1,23 @@
 """Enrollment coverage of rural low-income and lifted-from-poverty people (rule 8, 002 §1):
 stays at 99% or more; the suspected non-enrolled are listed for follow-up.
 
-Who counts: the people the caller may see (its row predicate, the one ``ScopedPeople`` uses),
-living in the region asked for, holding one of the configured coverage categories on the
-reference day (31 December of the year, or today for the current year) and not deceased
-before it. Enrolled: an enrollment of that year with status ACTIVE; a suspended or terminated
-enrollment is not coverage. Every figure is a ``GROUP BY`` in SQL; no person is loaded to be
-counted, and the non-enrolled are listed a page at a time.
+Who counts: the people the caller may see *in the region asked for* — in its row scope and
+tied to that region by one of the places its row scope names (issue 14, DOMAIN.md rule 9:
+residence 居住地, identity 认定地, insured 参保地, addressed 推送地, held today, exactly as the
+caller's own list of that region would show them; ``people_in`` is built from the one policy
+compiler by the schema) — holding one of the configured coverage categories on the reference
+day (31 December of the year, or today for the current year) and not deceased before it.
+Enrolled: an enrollment of that year with status ACTIVE, wherever it is (a person insured in
+another county is covered, 002 §1); a suspended or terminated enrollment is not coverage.
 
-    counter = CoverageCounter(execute, scope, region_prefix="370102", year=2026,
+Each person counts once in a region, however many places tie them to it; a person tied to two
+counties counts once in each county's ``by_county`` row and once in the total, so the counties
+of a city may add up to more than the city. Places are known per county: a prefix finer than a
+county (township, village) or not a region code (3 or 5 digits) counts the people *living*
+there. Every figure is SQL (``GROUP BY``, one ``UNION ALL`` for the counties); no person is
+loaded to be counted, and the non-enrolled are listed a page at a time.
+
+    counter = CoverageCounter(execute, people_in, region_prefix="370102", year=2026,
                               reference_date=date(2026, 11, 23),
                               categories=rules.coverage_categories)
     totals = await counter.totals()          # Tally(population=…, enrolled=…)
@@ -24,12 +33,31 @@ from decimal import ROUND_DOWN, Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, Result, Select, case, exists, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Result,
+    Select,
+    case,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    union,
+    union_all,
+)
 
 from gateway.domain.errors import BadUserInput, Forbidden
-from gateway.storage.models import Enrollment, Person, ReliefStatus
+from gateway.storage.models import Enrollment, Person, PersonPlace, ReliefStatus
 
 Execute = Callable[[Any], Awaitable[Result[Any]]]
+# The people the caller counts in a region of 2, 4 or 6 digits: in its row scope and tied to
+# that region by a place its row scope names (built by the schema from ``authz.compiler``).
+PeopleIn = Callable[[str], ColumnElement[bool]]
+
+_REGION_DIGITS = (2, 4, 6)
+# Counties per UNION ALL statement (SQLite allows 500 terms in a compound SELECT).
+_COUNTIES_PER_STATEMENT = 200
 
 _RATE_PLACES = Decimal("0.0001")
 FIRST_YEAR = 2000
@@ -93,7 +121,7 @@ class CoverageCounter:
     def __init__(
         self,
         execute: Execute,
-        scope: ColumnElement[bool],
+        people_in: PeopleIn,
         *,
         region_prefix: str,
         year: int,
@@ -101,7 +129,7 @@ class CoverageCounter:
         categories: Collection[str],
     ) -> None:
         self._execute = execute
-        self._scope = scope
+        self._people_in = people_in
         self._prefix = region_prefix
         self._year = year
         self._day = reference_date
@@ -116,25 +144,31 @@ class CoverageCounter:
             or_(ReliefStatus.valid_to.is_(None), ReliefStatus.valid_to >= self._day),
         ]
 
-    def _in_region(self) -> list[ColumnElement[bool]]:
-        # Equality on the split code columns uses their indexes; LIKE narrows finer codes.
-        prefix = self._prefix
-        conditions: list[ColumnElement[bool]] = []
-        if len(prefix) >= 6:
-            conditions.append(Person.county_code == prefix[:6])
-        elif len(prefix) >= 4:
-            conditions.append(Person.city_code == prefix[:4])
-        else:
-            conditions.append(Person.province_code == prefix[:2])
-        if len(prefix) not in (2, 4, 6):
-            conditions.append(Person.region_code.like(prefix + "%"))
-        return conditions
+    @property
+    def _by_places(self) -> bool:
+        """A province, city or county code: places count. Finer or partial prefixes: the
+        residence only (places are known per county)."""
+        return len(self._prefix) in _REGION_DIGITS
 
-    def _counted(self) -> list[ColumnElement[bool]]:
-        """Who counts, apart from holding a category: in scope, in the region, alive."""
+    def _in_region(self, region: str) -> list[ColumnElement[bool]]:
+        """The caller's people tied to ``region`` (for a finer prefix: living there)."""
+        if len(region) in _REGION_DIGITS:
+            return [self._people_in(region)]
+        # The enclosing region code's people, then the residence's own code: equality on the
+        # split code column uses its index, LIKE narrows to the township or village.
+        enclosing = max(d for d in _REGION_DIGITS if d < len(region))
+        column = {2: Person.province_code, 4: Person.city_code, 6: Person.county_code}[enclosing]
         return [
-            self._scope,
-            *self._in_region(),
+            self._people_in(region[:enclosing]),
+            column == region[:enclosing],
+            Person.region_code.like(region + "%"),
+        ]
+
+    def _counted(self, region: str | None = None) -> list[ColumnElement[bool]]:
+        """Who counts, apart from holding a category: the caller's people of the region
+        (default: the one asked for), alive on the reference day."""
+        return [
+            *self._in_region(region or self._prefix),
             or_(Person.deceased_on.is_(None), Person.deceased_on >= self._day),
         ]
 
@@ -184,13 +218,44 @@ class CoverageCounter:
         return [(row.category, _tally(row)) for row in await self._execute(stmt)]
 
     async def by_county(self) -> list[tuple[str, Tally]]:
-        stmt = (
-            select(Person.county_code, *self._tally_columns())
-            .where(*self._counted(), self._holds())
-            .group_by(Person.county_code)
-            .order_by(Person.county_code)
+        """Per county of the region: the people that county's figure counts (the same figure
+        the county's own office of the caller's department gets), each once per county.
+
+        One statement finds the counties where a counted person lives or holds a place, one
+        ``UNION ALL`` (a branch per county) counts them; counties with nobody are left out."""
+        if not self._by_places:
+            # Residents only (see the module docstring): the residence's county.
+            stmt = (
+                select(Person.county_code, *self._tally_columns())
+                .where(*self._counted(), self._holds())
+                .group_by(Person.county_code)
+                .order_by(Person.county_code)
+            )
+            return [(row.county_code, _tally(row)) for row in await self._execute(stmt)]
+        counties = [self._prefix] if len(self._prefix) == 6 else await self._counties()
+        found: list[tuple[str, Tally]] = []
+        for start in range(0, len(counties), _COUNTIES_PER_STATEMENT):
+            branches = [
+                select(literal(county).label("county_code"), *self._tally_columns())
+                .select_from(Person)
+                .where(*self._counted(county), self._holds())
+                for county in counties[start : start + _COUNTIES_PER_STATEMENT]
+            ]
+            counts: Any = branches[0] if len(branches) == 1 else union_all(*branches)
+            found += [(row.county_code, _tally(row)) for row in await self._execute(counts)]
+        return sorted((county, tally) for county, tally in found if tally.population)
+
+    async def _counties(self) -> list[str]:
+        """Counties of the region where someone counted in it lives or holds a place (a
+        superset: the per-county branches decide who counts there)."""
+        counted = select(Person.id).where(*self._counted(), self._holds())
+        column = {2: PersonPlace.province_code, 4: PersonPlace.city_code}[len(self._prefix)]
+        living = select(Person.county_code.label("county")).where(*self._counted(), self._holds())
+        placed = select(PersonPlace.county_code.label("county")).where(
+            column == self._prefix, PersonPlace.person_id.in_(counted)
         )
-        return [(row.county_code, _tally(row)) for row in await self._execute(stmt)]
+        rows = await self._execute(union(living, placed))
+        return sorted({str(row.county) for row in rows if str(row.county).startswith(self._prefix)})
 
     def _not_enrolled(self, stmt: Select[Any]) -> Select[Any]:
         return stmt.where(*self._counted(), self._holds(), ~self._enrolled())
@@ -225,6 +290,7 @@ def _tally(row: Any) -> Tally:
 __all__ = [
     "CoverageCounter",
     "NonEnrollmentReason",
+    "PeopleIn",
     "Tally",
     "check_region_prefix",
     "reference_date",

@@ -24,6 +24,11 @@ departments), so they are computed here, in SQL, and nothing about a single pers
   asking with different prefixes cannot undo a suppression by differencing.
 * **Sharing counts** (audit log, ingest batches) count requests and rows, not people: they are
   not suppressed, and carry no person ids.
+* **Where a person counts** (issue 14, docs/closed-loop.md "Counting by place"): people
+  (``reliefPeople``, ``coverage``) in the one region they live in (居住地, ``person``'s own
+  code), never through an identity, insured or addressed place, so each person is in exactly
+  one county, counties add up to their city and suppression can rely on it; warnings and tasks
+  in the county they were pushed to (推送地), a person once per region and period.
 
 Every section is one ``GROUP BY`` statement (totals are a ``UNION ALL`` branch of it) on the
 request's connection; nothing is loaded per person.
