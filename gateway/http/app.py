@@ -25,11 +25,14 @@ from starlette.staticfiles import StaticFiles
 from gateway.http import metrics
 from gateway.http.console import console_routes
 from gateway.http.cors import Cors
+from gateway.http.dashboard import dashboard_routes
 from gateway.http.graphiql import ASSETS_PATH, assets_directory
 from gateway.http.graphql import graphql_endpoint
 from gateway.http.ops import metrics_endpoint, start_when_possible
 from gateway.http.refusals import EXCEPTION_HANDLERS
+from gateway.http.upload import upload_routes
 from gateway.http.url_limit import UrlLimit
+from gateway.http.workbench import workbench_routes
 from gateway.runtime.parts import Runtime
 
 
@@ -79,6 +82,9 @@ def create_app(runtime: Runtime) -> Starlette:
         Route("/readyz", readyz),
         Route("/metrics", metrics_endpoint),
         *console_routes(),  # security officers' console, in production too
+        *workbench_routes(),  # departments' workbench (部门工作台)
+        *dashboard_routes(),  # province and city oversight (运行监测)
+        *upload_routes(),  # department files uploaded from the browser
     ]
     if not runtime.settings.is_production:
         routes.append(Mount(ASSETS_PATH, StaticFiles(directory=assets_directory())))
