@@ -26,9 +26,11 @@ verification tasks opened on completion are those of a clean load. Every chunk m
 only from where this run left it (``rows_total``): two runs of the same file at once cannot both
 count a chunk; the one that finds the batch moved stops and writes nothing more.
 
-Only a COMPLETED batch makes the same file a duplicate. On PostgreSQL chunks of all ingests take
-one transaction-level advisory lock, so two ingests (a county's file and another department's
-push) never classify the same person at once.
+Only a COMPLETED batch that stored rows makes the same file a duplicate: a file refused whole
+(every row outside ``--region``, a wrong ``--region``) can be loaded again with the right one.
+
+On PostgreSQL chunks of all ingests take one transaction-level advisory lock, so two ingests (a
+county's file and another department's push) never classify the same person at once.
 """
 
 from __future__ import annotations
@@ -100,6 +102,12 @@ COUNT_FIELDS = (
 _Chunk = tuple[list[CanonicalRow], list[Rejection]]  # accepted rows, rejections
 
 
+def public_name(name: str) -> str:
+    """``rows_total`` → ``rowsTotal``: keys leave the process camelCase, like GraphQL's."""
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
 class IngestFailed(GatewayError):
     """The batch stopped part-way (the database failed); committed chunks are kept."""
 
@@ -155,6 +163,11 @@ class IngestCounts:
 
     def as_dict(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in COUNT_FIELDS}
+
+    def as_public_dict(self) -> dict[str, int]:
+        """The counts as the public surface names them (``rowsTotal`` …: GraphQL's
+        ``IngestCounts``, ``ingest --json``, the upload endpoint)."""
+        return {public_name(name): getattr(self, name) for name in COUNT_FIELDS}
 
     def add(self, other: IngestCounts) -> None:
         for name in COUNT_FIELDS:
@@ -800,9 +813,16 @@ class Ingestor:
         )
 
     async def _completed_batch_with(self, sha: str) -> uuid.UUID | None:
+        """The batch that loaded this file, if one did. A completed batch that accepted no row
+        stored nothing (every row refused: outside the run's ``--region``, say): loading the
+        file again is then no repetition, and may well store what that run refused."""
         stmt = (
             select(IngestBatch.id)
-            .where(*self._same_file(sha), IngestBatch.status == "COMPLETED")
+            .where(
+                *self._same_file(sha),
+                IngestBatch.status == "COMPLETED",
+                IngestBatch.rows_accepted > 0,
+            )
             .order_by(IngestBatch.received_at)
             .limit(1)
         )

@@ -64,6 +64,7 @@ __all__ = [
     "SourceFileError",
     "SourceReader",
     "SourceRow",
+    "file_format",
     "normalize_header",
     "open_source",
     "read_records",
@@ -96,6 +97,12 @@ _ZIP_MAGIC = b"PK\x03\x04"
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0"  # the compound file of .xls, and of encrypted .xlsx
 _ENCRYPTED_MARK = "EncryptionInfo".encode("utf-16-le")  # stream name in an encrypted workbook
 _REPLACEMENT = "\ufffd"
+
+# Text files hold no NUL and no run of control characters; a few (a form feed, a stray byte)
+# are damage in a text file, more than this share of the sample is a binary file renamed.
+BINARY_SHARE = 0.05
+# Control characters other than tab, line breaks, form feed and DOS's end of file; U+FFFD.
+_NOT_TEXT = re.compile("[\x00-\x08\x0b\x0e-\x19\x1b-\x1f\ufffd]")
 
 _XLS_REFUSED = "不支持 .xls 格式，请在 Excel 中另存为 .xlsx 或 CSV 后再导入"
 _UNDECODABLE_CSV = "含无法识别的字符（文件编码不一致）"
@@ -391,29 +398,37 @@ def open_source(path: Path, columns: Sequence[ColumnSpec]) -> SourceReader:
     """
     path = Path(path)
     spec = _Columns(columns)
-    extension = path.suffix.lower()
-    if extension == ".xls":
-        file_format = "xlsx"  # many systems name an .xlsx ".xls"; the magic bytes decide below
-    elif extension in FORMATS:
-        file_format = FORMATS[extension]
-    else:
-        raise SourceFileError(
-            f"不支持的文件类型“{path.suffix or path.name}”：请导入 .xlsx、.csv 或 .jsonl 文件"
-        )
+    chosen = file_format(path.name)
     with ExitStack() as stack:
         handle = _open_binary(path, stack)
         sample = _read(handle, SAMPLE_BYTES, path)
         handle.seek(0)
-        _check_content(path, sample, file_format)
-        if file_format == "csv":
+        _check_content(path, sample, chosen)
+        if chosen == "csv":
             reader = _open_csv(path, handle, sample, spec, stack)
-        elif file_format == "xlsx":
+        elif chosen == "xlsx":
             reader = _open_xlsx(path, handle, spec, stack)
         else:
             reader = _open_jsonl(path, handle, sample, spec, stack)
     # Each opener hands its resources to the reader (stack.pop_all()); on an error before
     # that, leaving the `with` closes the file.
     return reader
+
+
+def file_format(name: str) -> str:
+    """``csv``, ``xlsx`` or ``jsonl``, from a file name's extension (before any byte is read:
+    an upload is refused by its name before its body is taken).
+
+    Raises:
+        SourceFileError: an extension we do not read.
+    """
+    suffix = Path(name).suffix
+    extension = suffix.lower()
+    if extension == ".xls":
+        return "xlsx"  # many systems name an .xlsx ".xls"; the magic bytes decide (_check_content)
+    if extension in FORMATS:
+        return FORMATS[extension]
+    raise SourceFileError(f"不支持的文件类型“{suffix or name}”：请导入 .xlsx、.csv 或 .jsonl 文件")
 
 
 def _open_binary(path: Path, stack: ExitStack) -> IO[bytes]:
@@ -437,7 +452,7 @@ def _read(handle: IO[bytes], size: int, path: Path) -> bytes:
         raise SourceFileError(f"读取文件“{path.name}”时出错，请重新上传") from None
 
 
-def _check_content(path: Path, sample: bytes, file_format: str) -> None:
+def _check_content(path: Path, sample: bytes, chosen: str) -> None:
     """Refuse by content what the extension hides: empty files, .xls, renamed workbooks."""
     name = path.name
     if not sample.removeprefix(codecs.BOM_UTF8).strip():
@@ -449,18 +464,38 @@ def _check_content(path: Path, sample: bytes, file_format: str) -> None:
     is_zip = sample.startswith(_ZIP_MAGIC)
     if path.suffix.lower() == ".xls" and not is_zip:
         raise SourceFileError(_XLS_REFUSED)  # also the HTML tables some systems export as .xls
-    if file_format == "xlsx" and not is_zip:
+    if chosen == "xlsx" and not is_zip:
         raise SourceFileError(f"文件“{name}”不是有效的 Excel 工作簿（.xlsx），可能已损坏")
-    if file_format != "xlsx" and is_zip:
+    if chosen != "xlsx" and is_zip:
         raise SourceFileError(
             f"文件“{name}”的内容是 Excel 工作簿：请把扩展名改为 .xlsx，或在 Excel 中另存为 CSV"
         )
-    if file_format != "xlsx" and sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+    if chosen != "xlsx" and sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         # Excel's "Unicode 文本" export; every byte would decode to nonsense as UTF-8 or GBK.
         raise SourceFileError(
             f"文件“{name}”是 UTF-16 编码（Excel“Unicode 文本”），"
             "请在 Excel 中另存为“CSV UTF-8（逗号分隔）”后再导入"
         )
+    if chosen != "xlsx" and _looks_binary(sample):
+        # A picture, a PDF or a database dump renamed .csv: said as such, not as "缺少必需列".
+        kind = "CSV" if chosen == "csv" else "JSON Lines"
+        raise SourceFileError(
+            f"文件“{name}”不是文本/{kind} 文件（内容是二进制数据），"
+            f"请确认选择的是导出的 {kind} 文件"
+        )
+
+
+def _looks_binary(sample: bytes) -> bool:
+    """True for content no department export is: a NUL byte (UTF-16 is refused before this), or
+    a sample that fails to decode, or decodes to control characters, in every encoding we read
+    (UTF-8 and GB18030 — whichever :func:`_detect_encoding` picks is the likelier)."""
+    if b"\x00" in sample:
+        return True
+    encoding = _detect_encoding(sample)
+    text = codecs.getincrementaldecoder(encoding)(errors="replace").decode(sample, final=False)
+    if not text:
+        return False
+    return len(_NOT_TEXT.findall(text)) > BINARY_SHARE * len(text)
 
 
 # --- CSV ------------------------------------------------------------------------------------

@@ -327,7 +327,7 @@ async def clean_load(
     assert ran.code == 0, ran.err
     result = ran.result()
     assert (result["status"], result["resumedBatches"]) == ("COMPLETED", [])
-    assert result["counts"]["rows_rejected"] == rejected
+    assert result["counts"]["rowsRejected"] == rejected
     clean = Clean(result, _report(result), await loaded(url, vault))
     tables = clean.loaded.tables
     assert sum(tables["task"].values()) > 500, "the roster opens verification tasks"

@@ -134,16 +134,16 @@ async def test_json_output_parses_and_has_the_counts(cli: Cli, db: IngestDB) -> 
         "csv",
     )
     assert result["counts"] == {
-        "rows_total": 3,
-        "rows_accepted": 2,
-        "rows_rejected": 1,
-        "rows_unchanged": 0,
+        "rowsTotal": 3,
+        "rowsAccepted": 2,
+        "rowsRejected": 1,
+        "rowsUnchanged": 0,
         "added": 2,
         "exited": 0,
-        "identity_changed": 0,
+        "identityChanged": 0,
         "updated": 0,
         "unmatched": 0,
-        "anomalies_opened": 0,
+        "anomaliesOpened": 0,
     }
     assert result["rejections"] == [
         {"line": 4, "column": "姓名", "value": "", "reason": "姓名不能为空"}
@@ -189,7 +189,7 @@ async def test_dry_run_sees_earlier_rows_of_the_same_file(cli: Cli, db: IngestDB
         "--source", "civil_affairs", "--feed", "identities", path, "--dry-run", "--json"
     )
     [result] = ran.json()
-    assert (result["counts"]["added"], result["counts"]["identity_changed"]) == (1, 1)
+    assert (result["counts"]["added"], result["counts"]["identityChanged"]) == (1, 1)
     assert await db.count(ReliefStatus) == 0
 
 
@@ -241,7 +241,7 @@ async def test_several_files_in_one_command(cli: Cli, db: IngestDB) -> None:
     assert [r["file"] for r in results] == ["一月.csv", "二月.csv"]
     assert [r["counts"]["added"] for r in results] == [1, 0]
     assert [r["counts"]["exited"] for r in results] == [0, 1]
-    assert results[1]["counts"]["rows_rejected"] == 1  # an enrollment row is no roster row
+    assert results[1]["counts"]["rowsRejected"] == 1  # an enrollment row is no roster row
     assert results[1]["ignoredColumns"] == [
         "参保年度", "险种类型", "参保状态", "参保地行政区划代码", "资助类别", "资助金额"
     ]  # fmt: skip
@@ -257,7 +257,7 @@ async def test_region_limits_the_rows_a_submitter_may_send(cli: Cli, db: IngestD
                     "--json")  # fmt: skip
 
     [result] = ran.json()
-    assert (result["counts"]["rows_accepted"], result["counts"]["rows_rejected"]) == (2, 1)
+    assert (result["counts"]["rowsAccepted"], result["counts"]["rowsRejected"]) == (2, 1)
     assert result["rejections"][0]["reason"] == "行政区划代码不在本部门辖区内"
     assert result["region"] == "3701"
     assert await db.person(outsider) is None

@@ -15,6 +15,7 @@ import asyncio
 import getpass
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -26,17 +27,18 @@ from gateway.domain.errors import BadUserInput
 from gateway.domain.settings import Settings
 from gateway.loop.tasks import verification_opener
 
+# The keys of ``--json``'s "counts" (camelCase like the rest of the public surface).
 COUNT_LABELS = (
-    ("rows_total", "总行数"),
-    ("rows_accepted", "接收"),
-    ("rows_rejected", "拒收"),
-    ("rows_unchanged", "无变化"),
+    ("rowsTotal", "总行数"),
+    ("rowsAccepted", "接收"),
+    ("rowsRejected", "拒收"),
+    ("rowsUnchanged", "无变化"),
     ("added", "新增"),
     ("exited", "退出"),
-    ("identity_changed", "身份变更"),
+    ("identityChanged", "身份变更"),
     ("updated", "信息更新"),
     ("unmatched", "未匹配"),
-    ("anomalies_opened", "新开异常"),
+    ("anomaliesOpened", "新开异常"),
 )
 
 
@@ -89,12 +91,25 @@ def _ingest(settings: Settings, args: argparse.Namespace) -> int:
         # Settlements of a new year get their partition before the batch (PostgreSQL).
         ensure_at_start(settings.resolved_database_url)
     results = asyncio.run(_run(settings, args, feed, region))
-    if args.json:
-        print(json.dumps(results, ensure_ascii=False, indent=2))
-    else:
-        for result in results:
-            _print_summary(result)
+    try:
+        if args.json:
+            print(json.dumps(results, ensure_ascii=False, indent=2))
+        else:
+            for result in results:
+                _print_summary(result)
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at the interpreter's exit
+    except BrokenPipeError:
+        _stdout_gone()
     return 0
+
+
+def _stdout_gone() -> None:
+    """The reader of our output went away (``ingest --json … | head -1``): the files are loaded
+    and their batches say so, so nothing is wrong; what was left to print goes nowhere, quietly
+    (Python's advice: point stdout at devnull, else its flush at exit raises again)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 async def _reachable(database_url: str) -> None:
@@ -234,7 +249,7 @@ def _as_dict(result: Any) -> dict[str, Any]:
         "format": result.file_format,
         "encoding": result.encoding,
         "region": result.region,
-        "counts": result.counts.as_dict(),
+        "counts": result.counts.as_public_dict(),
         "ignoredColumns": list(result.ignored_headers),
         "rejectionReport": str(result.report_path) if result.report_path else None,
         "resumedBatches": [str(batch) for batch in result.resumed],
@@ -264,7 +279,7 @@ def _print_summary(result: dict[str, Any]) -> None:
     if result["resumedRows"] or result["batchId"] in result["resumedBatches"]:
         # This batch was begun by a run that stopped part-way (killed, database error); the
         # counts above are the whole file's, as if it had been loaded in one run.
-        saved, rest = result["resumedRows"], counts["rows_total"] - result["resumedRows"]
+        saved, rest = result["resumedRows"], counts["rowsTotal"] - result["resumedRows"]
         if saved:
             print(f"  接续此前中断的导入: 前 {saved} 行此前已保存, 本次导入其余 {rest} 行")
         else:
