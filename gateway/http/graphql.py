@@ -71,6 +71,7 @@ from gateway.http.request_json import loads
 from gateway.runtime.parts import Runtime
 from gateway.runtime.trusted_documents import requested_hash
 from gateway.storage import audit_chain as audit
+from schema.messages import chinese
 from schema.purposes import reads_person_data
 from schema.scope import scoped_context
 
@@ -487,9 +488,10 @@ def _format_error(error: GraphQLError, request_id: str) -> dict[str, Any]:
         formatted["message"] = original.message
         code = original.code
     elif original is None or isinstance(original, GraphQLError):
-        # Parse, validation and variable-coercion errors: the caller's query is at fault.
-        formatted["message"] = error.message
+        # Parse, validation and variable-coercion errors: the caller's query is at fault. The
+        # code is decided on graphql-core's own text; the clerk reads it in Chinese (names kept).
         code = "BAD_USER_INPUT" if _is_variable_error(error) else "GRAPHQL_VALIDATION_FAILED"
+        formatted["message"] = chinese(error.message)
     else:
         # Anything unexpected: no detail to the client (it could carry SQL or data).
         log.error(
