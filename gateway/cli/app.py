@@ -7,6 +7,13 @@ This module holds what the commands share: the top-level parser, the ``command()
 (every command takes ``--data-dir`` and ``--database-url``), loading the settings and the
 error handling in :func:`main`. Each command group lives in its own module and adds itself
 through ``add_<command>_command(command)``.
+
+argparse's own messages (usage, help headings, "the following arguments are required", "invalid
+choice" …) are Chinese too: :class:`ChineseParser` reports errors in Chinese, and argparse's
+``gettext`` calls are answered from :data:`_ARGPARSE_ZH` (installed for the argparse module
+only). Options that mean the same in every command get one type here (:data:`SHARED_TYPES`):
+every ``--region`` is checked against the region table (:func:`region_code`), every ``--port``
+is 1-65535 and every ``--persons`` positive, before any handler runs or creates anything.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
@@ -29,6 +37,7 @@ from gateway.cli.policy import add_policy_command
 from gateway.cli.serving import add_demo_command, add_serve_command, serve
 from gateway.cli.tokens import add_token_command
 from gateway.cli.warn import add_warn_command
+from gateway.domain import regions
 from gateway.domain.errors import GatewayError
 from gateway.domain.settings import load_settings
 from gateway.http import metrics
@@ -95,8 +104,146 @@ def _quiet_aiosqlite_race(args: threading.ExceptHookArgs) -> None:
     threading.__excepthook__(args)
 
 
+# argparse's messages (Python 3.11-3.13 wording) → Chinese. Unknown strings pass unchanged.
+_ARGPARSE_ZH = {
+    "usage: ": "用法: ",
+    "positional arguments": "位置参数",
+    "options": "选项",
+    "optional arguments": "选项",
+    "show this help message and exit": "显示本帮助并退出",
+    "show program's version number and exit": "显示版本号并退出",
+    "%(prog)s: error: %(message)s\n": "%(prog)s: 错误: %(message)s\n",
+    "the following arguments are required: %s": "缺少必需的参数: %s",
+    "unrecognized arguments: %s": "无法识别的参数: %s",
+    "invalid choice: %(value)r (choose from %(choices)s)": (
+        "无效的取值 %(value)r (可选: %(choices)s)"
+    ),
+    "argument %(argument_name)s: %(message)s": "参数 %(argument_name)s: %(message)s",
+    "invalid %(type)s value: %(value)r": "%(value)r 不是有效的 %(type)s 值",
+    "expected one argument": "需要一个取值",
+    "expected at most one argument": "最多需要一个取值",
+    "expected at least one argument": "至少需要一个取值",
+    "ambiguous option: %(option)s could match %(matches)s": (
+        "选项 %(option)s 有歧义, 可能是 %(matches)s"
+    ),
+    "not allowed with argument %s": "不能与参数 %s 同时使用",
+    "ignored explicit argument %r": "选项不接受取值 %r",
+    "one of the arguments %s is required": "参数 %s 必须给出其中之一",
+    "unknown parser %(parser_name)r (choices: %(choices)s)": (
+        "未知命令 %(parser_name)r (可选: %(choices)s)"
+    ),
+    "unexpected option string: %s": "意外的选项: %s",
+    "can't open '%(filename)s': %(error)s": "无法打开 '%(filename)s': %(error)s",
+    "expected %s argument": "需要 %s 个取值",
+    "expected %s arguments": "需要 %s 个取值",
+}
+_TYPE_NAMES_ZH = {"int": "整数", "float": "数字", "Path": "路径"}
+
+
+def _argparse_gettext(message: str) -> str:
+    return _ARGPARSE_ZH.get(message, message)
+
+
+def _argparse_ngettext(singular: str, plural: str, count: int) -> str:
+    return _argparse_gettext(singular if count == 1 else plural)
+
+
+def _install_argparse_chinese() -> None:
+    """argparse looks its strings up through its module-level ``_``/``ngettext`` (gettext) at
+    the time it formats them: answering them here changes argparse's wording and nothing else."""
+    argparse._ = _argparse_gettext  # type: ignore[attr-defined]
+    argparse.ngettext = _argparse_ngettext  # type: ignore[attr-defined]
+
+
+class ChineseParser(argparse.ArgumentParser):
+    """An argument parser whose errors read ``错误: …`` after a Chinese usage line (exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        for english, chinese in _TYPE_NAMES_ZH.items():
+            message = message.replace(f"有效的 {english} 值", f"有效的{chinese}")
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: 错误: {message}\n")
+
+    def format_usage(self) -> str:
+        _install_argparse_chinese()
+        return super().format_usage()
+
+    def format_help(self) -> str:
+        _install_argparse_chinese()
+        return super().format_help()
+
+
+# ---------------------------------------------------------------------------- argument types
+def port_number(value: str) -> int:
+    """A TCP port, 1-65535 (argparse type)."""
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"端口应为 1 到 65535 之间的整数, 收到 {value!r}"
+        ) from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"端口应为 1 到 65535 之间的整数, 收到 {value}")
+    return port
+
+
+def positive_int(value: str) -> int:
+    """A count of at least 1 (argparse type)."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"应为正整数, 收到 {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"应为正整数, 收到 {value}")
+    return number
+
+
+def region_code(value: str) -> str:
+    """A province (2 digits), city (4) or county (6) code of the region table the gateway
+    ships (``gateway/data/regions.json``): a jurisdiction that exists (argparse type)."""
+    code = value.strip()
+    if not (code.isascii() and code.isdigit() and len(code) in (2, 4, 6)):
+        raise argparse.ArgumentTypeError(
+            f"行政区划代码应为 2 位 (省)、4 位 (市) 或 6 位 (县) 数字, 收到 {value!r}"
+        )
+    if len(code) == 2:
+        known = regions.is_known_province(code)
+    elif len(code) == 4:
+        known = any(county.city_code == code for county in regions.all_counties())
+    else:
+        known = regions.county(code) is not None
+    if not known:
+        served = "、".join(f"{p.name} {p.code}" for p in regions.provinces())
+        raise argparse.ArgumentTypeError(
+            f"行政区划代码 {code} 不存在 (不在本网关的区划表中; 支持的省份: {served})"
+        )
+    return code
+
+
+# One meaning per option name, whichever command declares it: checked before any handler runs
+# (nothing is created, bound or printed for a value that cannot be right).
+SHARED_TYPES = {
+    "--region": region_code,
+    "--port": port_number,
+    "--persons": positive_int,
+    "--workers": positive_int,
+}
+
+
+def _shared_types(parser: argparse.ArgumentParser) -> None:
+    """Give every option named in :data:`SHARED_TYPES` its type, in every (sub)command."""
+    for action in parser._actions:
+        for option in action.option_strings:
+            if option in SHARED_TYPES:
+                action.type = SHARED_TYPES[option]
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _shared_types(sub)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    _install_argparse_chinese()
+    parser = ChineseParser(
         prog="relief-gateway", description="医疗救助对象信息共享网关 (relief-gateway)"
     )
     commands = parser.add_subparsers(title="命令")
@@ -118,4 +265,5 @@ def _parser() -> argparse.ArgumentParser:
     add_keys_command(command)
     add_partitions_command(command)
     add_audit_command(command)
+    _shared_types(parser)
     return parser

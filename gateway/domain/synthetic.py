@@ -211,6 +211,8 @@ def generate_population(
     seed: int,
     today: date,
     provinces: Sequence[str] | None = None,
+    focus_county: str | None = None,
+    focus_share: float = 0.25,
 ) -> Iterator[HouseholdBundle]:
     """Yield households until exactly ``persons`` people exist (the last one is trimmed).
 
@@ -220,13 +222,23 @@ def generate_population(
         today: the date the data is "as of": no birth, recognition or exit after it.
         provinces: keys among ``shandong``, ``shanxi``, ``anhui`` (default all three); people
             are spread unevenly over all their counties in ``data/regions.json``.
+        focus_county: a county of those provinces that gets about ``focus_share`` of the
+            households on top of its usual share (the demo's county: a clerk's workbench with
+            a county's worth of people, while one generator keeps every ID number unique).
+        focus_share: the share of households drawn for ``focus_county`` (0 to 1).
 
     Raises:
-        ValueError: a negative ``persons`` or an unknown province key.
+        ValueError: a negative ``persons``, an unknown province key, or a focus county outside
+            the provinces.
     """
     if persons < 0:
         raise ValueError("persons must not be negative")
-    return _Generator(seed=seed, today=today, provinces=provinces).households(persons)
+    if not 0.0 <= focus_share <= 1.0:
+        raise ValueError("focus_share must lie between 0 and 1")
+    generator = _Generator(seed=seed, today=today, provinces=provinces)
+    if focus_county is not None:
+        generator.focus(focus_county, focus_share)
+    return generator.households(persons)
 
 
 class _Generator:
@@ -265,6 +277,15 @@ class _Generator:
         self.village_names: dict[tuple[str, int, int], str] = {}
         self.used_bodies: set[str] = set()
         self.years = (today.year - 1, today.year)
+        self.focus_place: _Place | None = None
+        self.focus_share = 0.0
+
+    def focus(self, county_code: str, share: float) -> None:
+        for place in self.places:
+            if place.county.code == county_code:
+                self.focus_place, self.focus_share = place, share
+                return
+        raise ValueError(f"focus county {county_code!r} is not among the generated provinces")
 
     # -- households -------------------------------------------------------------------------
 
@@ -278,7 +299,9 @@ class _Generator:
 
     def _household(self, size: int) -> HouseholdBundle:
         rng = self.rng
-        if self.first_places:
+        if self.focus_place is not None and rng.random() < self.focus_share:
+            place = self.focus_place
+        elif self.first_places:
             place = self.first_places.pop()
         else:
             place = self.places[bisect(self.place_cum, rng.random() * self.place_cum[-1])]
