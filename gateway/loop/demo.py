@@ -73,7 +73,10 @@ _RECOGNISED_AS = {
     "civil_affairs": "MINIMUM_LIVING_EDGE",
     "rural_revitalization": "MONITORED_UNSTABLE",
 }
-_CROSSERS_PER_RULE = 3
+# People lifted over each rule: M-2's run leaves enough tasks to answer some and keep some
+# overdue; M-1's adds a few new ones.
+_CROSSERS_EARLIER = 6
+_CROSSERS_LAST = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +166,7 @@ async def _make(
 
     # 1. M-2's settlements and warning run, on the first working day of M-1.
     run_day = add_working_days(last.first_day - timedelta(days=1), 1)
-    chosen = _crossers(rules, people, held, before, set(), rng)
+    chosen = _crossers(rules, people, held, before, set(), rng, _CROSSERS_EARLIER)
     await _settle(engine, vault, rules, feeds, county, chosen, before, run_day, files, rng)
     await run_warnings(engine, rules, before, today=run_day, triggered_by=DEMO_RUN_BY)
 
@@ -193,7 +196,7 @@ async def _make(
 
     # 4. M-1's settlements and last month's run, today (what `warn run` does on the 1st).
     warned = await _warned(engine, last.year)
-    chosen = _crossers(rules, people, held, last, warned, rng)
+    chosen = _crossers(rules, people, held, last, warned, rng, _CROSSERS_LAST)
     await _settle(engine, vault, rules, feeds, county, chosen, last, today, files, rng)
     return await run_warnings(engine, rules, last, today=today, triggered_by=DEMO_RUN_BY)
 
@@ -216,6 +219,7 @@ def _crossers(
     month: Month,
     excluded: set[uuid.UUID],
     rng: random.Random,
+    per_rule: int,
 ) -> list[tuple[PersonRecord, WarningRule]]:
     """A few people of the county per rule, in the rule's population on the month's last day
     (as ``gateway.loop.warnings`` reads it), not yet warned this year; each person once."""
@@ -235,7 +239,7 @@ def _crossers(
             inside = bool(categories & rule.categories)
             if inside == (rule.population is Population.HOLDERS):
                 candidates.append(person)
-        for person in rng.sample(candidates, min(_CROSSERS_PER_RULE, len(candidates))):
+        for person in rng.sample(candidates, min(per_rule, len(candidates))):
             taken.add(person.person_id)
             chosen.append((person, rule))
     return chosen
@@ -484,7 +488,7 @@ async def _sharing_history(
                 region=reader.region,
             ),
             purpose=reader.purpose,
-            request_id=f"demo-{uuid.UUID(int=rng.getrandbits(128))}",
+            request_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
             operation="CountyPage",
             policy_version=1,
             person_ids=person_ids,
