@@ -69,6 +69,7 @@ from gateway.domain.errors import (
     NotFound,
     PayloadTooLarge,
     RequestTimeout,
+    ServiceUnavailable,
     Unauthenticated,
 )
 from gateway.domain.principal import Principal
@@ -105,6 +106,8 @@ NO_STORE = {
 }
 OPERATION = "Ingest.submitRecords"  # the grant an upload needs, as the GraphQL push
 REPORT_OPERATION = "Ingest.batches"  # the grant reading a batch (and its report) needs
+
+STOPPED = "导入已中止: 服务正在停止; 请稍后重新上传同一文件, 将从中断处继续"
 
 # The status of a refusal, by code, where the error's own is the generic 400.
 _STATUS = {"UNAUTHENTICATED": 401, "FORBIDDEN": 403, "SERVICE_UNAVAILABLE": 503}
@@ -318,6 +321,7 @@ class _Import:
     request_id: str
     events: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
     failure: GatewayError | None = None
+    ended: bool = False  # the result or the error is queued
     rows: int = 0
 
     def _progress(self, rows: int) -> None:
@@ -351,6 +355,7 @@ class _Import:
             if result.batch_id is not None and result.counts.rows_rejected:
                 os.replace(partial, report_file(self.runtime, result.batch_id))
             self.events.put_nowait(await self._result(result))
+            self.ended = True
             log.info(
                 "upload %s: %s, %d rows in %.1f s",
                 self.request_id,
@@ -371,11 +376,13 @@ class _Import:
             log.error("upload %s: unexpected %s", self.request_id, type(exc).__name__, exc_info=exc)
             self._fail(GatewayError(internal_error_message(self.request_id)))
         finally:
+            if not self.ended:  # cancelled (the server stopping): the answer still ends
+                self._fail(ServiceUnavailable(STOPPED))
             partial.unlink(missing_ok=True)
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     def _fail(self, error: GatewayError) -> None:
-        self.failure = error
+        self.failure, self.ended = error, True
         extensions = {"code": error.code, "requestId": self.request_id}
         self.events.put_nowait(
             {"type": "error", "error": {"message": error.message, "extensions": extensions}}
