@@ -9,8 +9,11 @@ The story a provincial officer would expect: civil affairs at county level asks 
 numbers (today masked) to reach relief applicants. Officer A grants it in the grid and proposes;
 A cannot approve its own proposal. Officer B, in a separate browser session, sees the diff,
 simulates the change as a civil affairs county clerk (phone: 已脱敏 → 已读取), approves; the
-civil affairs token then reads phone numbers in clear over HTTP. Screenshots of every step are
-kept in ``$RELIEF_TEST_ARTIFACTS`` (default ``tests/artifacts/console/``, gitignored).
+civil affairs token then reads phone numbers in clear over HTTP. Then officer A drafts a second
+change (the cell carries the draft's mark), proposes it (the mark says 待审批) and withdraws it
+(撤回: its own proposal offers no 驳回). At every step the page's text is scanned: no English word
+outside code and identifiers. Screenshots of every step are kept in ``$RELIEF_TEST_ARTIFACTS``
+(default ``tests/artifacts/console/``, gitignored).
 """
 
 from __future__ import annotations
@@ -44,6 +47,33 @@ ARTIFACTS = Path(
 TIMEOUT_MS = 20_000
 
 TITLE = "民政县级核实救助对象需要联系电话"
+WITHDRAWN_TITLE = "卫生健康委市级读取家庭住址 (误提, 将撤回)"
+
+# The page's text outside <code>, form fields and identifiers: English words left untranslated.
+# Identifiers (policy codes, purposes, roles, subjects) carry "_", "-" or digits; a short
+# proposal id is hex.
+ENGLISH_SCAN = r"""
+() => {
+  const allowed = new Set(["GraphQL", "JavaScript", "supervision"]);  // + purpose codes
+  const skipped = new Set(["CODE", "TEXTAREA", "INPUT", "SCRIPT", "STYLE", "NOSCRIPT"]);
+  const found = [];
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    let inside = node.parentElement;
+    let skip = false;
+    for (; inside; inside = inside.parentElement) {
+      if (skipped.has(inside.tagName)) { skip = true; break; }
+    }
+    if (skip) continue;
+    const words = node.textContent.match(/[A-Za-z][A-Za-z0-9_]*(?:[.:@-][A-Za-z0-9_*]+)*/g) || [];
+    for (const word of words) {
+      if (allowed.has(word) || /[_\d-]/.test(word) || /^[0-9a-f]{8}$/.test(word)) continue;
+      found.push(`${word} ← "${node.textContent.trim().slice(0, 60)}"`);
+    }
+  }
+  return found;
+}
+"""
 ADDED_LINE = "civil_affairs:county, Person.phone, read, *"
 PHONES = "{ persons(first: 50) { edges { node { phone } } } }"
 
@@ -203,7 +233,10 @@ class Session:
         self.page.get_by_role("button", name="登录").click()
 
     def shot(self, name: str) -> None:
+        """A screenshot, and the page's text scanned for English words (none may remain)."""
         self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+        english = self.page.evaluate(ENGLISH_SCAN)
+        assert english == [], f"{name}: untranslated text {english}"
 
     def close(self) -> None:
         self.context.close()
@@ -271,8 +304,23 @@ def _cycle(browser: Browser, gateway: Gateway) -> None:
     page.get_by_label("申请标题").fill(TITLE)
     page.get_by_label("说明").fill("县级民政核实救助申请人时需电话联系本人 (县局来函)")
     a.shot("03-officer-a-draft")
+    # The draft is marked in the grid (a word and a dashed frame, and read out), before it is sent.
+    drafted = page.locator(
+        '#grid td.pending-draft button[data-subject="civil_affairs:county"]'
+        '[data-field="Person.phone"]'
+    )
+    expect(drafted).to_contain_text("草稿")
+    expect(drafted).to_have_attribute("aria-label", re.compile("草稿中有改动"))
     page.get_by_role("button", name="提交申请").click()
     expect(page.locator("#draft-message")).to_contain_text("已提交申请 #")
+    # Sent: now the mark of an open proposal.
+    proposed = page.locator(
+        '#grid td.pending-proposal button[data-subject="civil_affairs:county"]'
+        '[data-field="Person.phone"]'
+    )
+    expect(proposed).to_contain_text("待审批")
+    expect(proposed).to_have_attribute("aria-label", re.compile("有待审批的变更申请"))
+    expect(page.locator("#grid td.pending-draft")).to_have_count(0)
     a.shot("04-officer-a-proposed")
 
     # ---- officer A cannot approve its own proposal: disabled, with the reason
@@ -280,6 +328,9 @@ def _cycle(browser: Browser, gateway: Gateway) -> None:
     own = page.locator("article.proposal").filter(has_text=TITLE)
     expect(own.locator("button.approve")).to_be_disabled()
     expect(own.locator(".reason")).to_contain_text("不能批准自己提出的变更")
+    # Its proposer may only withdraw it: 撤回, never 驳回.
+    expect(own.get_by_role("button", name="撤回")).to_be_enabled()
+    expect(own.get_by_role("button", name="驳回")).to_have_count(0)
     a.shot("05-officer-a-cannot-approve-own")
 
     # ---- officer B: the diff, the simulation, the approval
@@ -293,6 +344,9 @@ def _cycle(browser: Browser, gateway: Gateway) -> None:
     change = proposal.locator('tr[data-subject="civil_affairs:county"][data-field="Person.phone"]')
     expect(change).to_contain_text("脱敏")
     expect(change).to_contain_text("可读")
+    # Another officer's proposal: 驳回, not 撤回.
+    expect(proposal.get_by_role("button", name="驳回")).to_be_visible()
+    expect(proposal.get_by_role("button", name="撤回")).to_have_count(0)
     b.shot("06-officer-b-review")
 
     proposal.get_by_label("部门", exact=True).select_option("civil_affairs")
@@ -343,9 +397,46 @@ def _cycle(browser: Browser, gateway: Gateway) -> None:
             '#grid button[data-subject="civil_affairs:county"][data-field="Person.phone"]'
         )
     ).to_contain_text("可读")
+    expect(a.page.locator("#grid td.pending-proposal")).to_have_count(0)  # approved: no mark
     a.shot("10-officer-a-grid-after")
+
+    _withdraw(a)
 
     problems = a.problems + b.problems
     assert problems == [], problems
     a.close()
     b.close()
+
+
+def _withdraw(a: Session) -> None:
+    """Officer A proposes by mistake and withdraws (撤回): the proposal leaves the queue, the
+    policy stays, the grid's mark goes."""
+    page = a.page
+    page.get_by_role("tab", name="策略表").click()
+    address = 'button[data-subject="health:city"][data-field="Person.address"]'
+    cell = page.locator(f"#grid {address}")
+    expect(cell).to_contain_text("拒绝")
+    cell.click()
+    page.locator("#cell-panel").get_by_role("button", name="授予 可读").click()
+    expect(page.locator(f"#grid td.pending-draft {address}")).to_contain_text("草稿")
+    page.get_by_label("申请标题").fill(WITHDRAWN_TITLE)
+    page.get_by_role("button", name="提交申请").click()
+    expect(page.locator("#draft-message")).to_contain_text("已提交申请 #")
+    expect(page.locator(f"#grid td.pending-proposal {address}")).to_contain_text("待审批")
+    a.shot("11-officer-a-second-proposal-marked")
+
+    page.get_by_role("tab", name="审批").click()
+    own = page.locator("article.proposal").filter(has_text=WITHDRAWN_TITLE)
+    expect(own.get_by_role("button", name="驳回")).to_have_count(0)
+    own.get_by_label(re.compile("^撤回说明")).fill("误提: 卫生健康委不需要住址")
+    a.shot("12-officer-a-withdraw")
+    own.get_by_role("button", name="撤回").click()
+    expect(page.locator("#review-message")).to_contain_text("已撤回")
+    expect(page.locator("article.proposal").filter(has_text=WITHDRAWN_TITLE)).to_have_count(0)
+    expect(page.locator("#current-version")).to_have_text("2")  # the policy did not change
+    a.shot("13-officer-a-withdrawn")
+
+    page.get_by_role("tab", name="策略表").click()
+    expect(page.locator("#grid td.pending-proposal")).to_have_count(0)
+    expect(cell).to_contain_text("拒绝")
+    a.shot("14-officer-a-grid-after-withdrawal")

@@ -10,7 +10,10 @@ import {
   fieldName,
   formatTime,
   levelName,
+  operationName,
   purposeName,
+  rowConditionName,
+  withCode,
 } from "./labels.js";
 import { lineItem } from "./lines.js";
 import { AUDIT_CHAIN, AUDIT_LOG, EXPLAIN } from "./queries.js";
@@ -93,7 +96,7 @@ async function showPage(index) {
 
 function releasedFields(fields) {
   if (!fields.length) return "—";
-  return fields.map((f) => `${fieldName(f.field)} (${RELEASED[f.effect] || f.effect})`).join("、");
+  return fields.map((f) => `${fieldName(f.field)} (${RELEASED[String(f.effect).toLowerCase()] || f.effect})`).join("、");
 }
 
 function renderRows(entries) {
@@ -110,14 +113,14 @@ function renderRows(entries) {
         { dataset: { entryId: entry.id } },
         h("td", {}, entry.id),
         h("td", {}, formatTime(entry.occurredAt)),
-        h("td", {}, entry.subject),
+        h("td", {}, h("code", { class: "subject" }, entry.subject)),
         h(
           "td",
           {},
           `${departmentName(entry.department)} / ${levelName(entry.level)} / ${entry.region}`,
         ),
         h("td", {}, purposeName(entry.purpose)),
-        h("td", {}, h("code", {}, entry.operation)),
+        h("td", {}, operationName(entry.operation), " ", h("code", {}, entry.operation)),
         h("td", {}, String(entry.policyVersion)),
         h("td", {}, String(entry.personCount)),
         h("td", { class: "fields" }, releasedFields(entry.fields)),
@@ -194,7 +197,9 @@ function renderExplanation(panel, e) {
     h(
       "p",
       { class: "meta" },
-      `${formatTime(e.occurredAt)} · ${e.subject} · ${departmentName(e.department)} `,
+      `${formatTime(e.occurredAt)} · `,
+      h("code", { class: "subject" }, e.subject),
+      ` · ${departmentName(e.department)} `,
       `${levelName(e.level)} · 辖区 ${e.region} · 用途 ${purposeName(e.purpose)} · 策略版本 ${e.policyVersion}`,
     ),
     h("p", { class: "hint" }, "匹配的策略主体: ", h("code", {}, e.subjectKeys.join(", "))),
@@ -227,8 +232,8 @@ function renderExplanation(panel, e) {
               {},
               h("span", { class: `effect ${label.className}` }, `${label.symbol} ${label.text}`),
             ),
-            h("td", {}, f.released ? RELEASED[f.released] || f.released : "未释放"),
-            h("td", {}, f.reason),
+            h("td", {}, f.released ? RELEASED[String(f.released).toLowerCase()] || f.released : "未释放"),
+            h("td", {}, withCode(f.reason, h)),
             h(
               "td",
               {},
@@ -253,6 +258,8 @@ function renderExplanation(panel, e) {
             h(
               "li",
               {},
+              rowConditionName(row.condition),
+              " ",
               h("code", {}, row.condition),
               row.lines.length
                 ? h(

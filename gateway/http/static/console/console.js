@@ -1,8 +1,8 @@
 // The console's entry: sign-in, who-am-I, tabs. Each tab lives in its own module.
 
 import { ApiError, graphql, token } from "./api.js";
-import { $, busy, fill, message } from "./dom.js";
-import { departmentName, levelName } from "./labels.js";
+import { $, busy, fill, h, message } from "./dom.js";
+import { departmentName, levelName, roleName } from "./labels.js";
 import { ME } from "./queries.js";
 import { session, onVersion } from "./state.js";
 import * as policy from "./policy.js";
@@ -41,7 +41,8 @@ function showApp() {
   const me = session.me;
   fill(
     $("#whoami-text"),
-    `${me.subject} · ${departmentName(me.department)} ${levelName(me.level)} · 辖区 ${me.region} · 安全管理员`,
+    h("code", { class: "subject" }, me.subject),
+    ` · ${departmentName(me.department)} ${levelName(me.level)} · 辖区 ${me.region} · ${roleName(OFFICER_ROLE)}`,
   );
   $("#whoami").hidden = false;
   $("#login").hidden = true;
@@ -106,6 +107,7 @@ function start() {
   document.addEventListener("console:proposals-changed", () => {
     TABS.review.loaded = false; // reloaded when next opened
     review.refreshPendingCount();
+    policy.refreshPending(); // the grid marks the cells an open proposal would change
   });
   document.addEventListener("console:unauthenticated", (event) => signedOut(event.detail));
   document.addEventListener("console:preview", (event) => {

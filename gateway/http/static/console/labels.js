@@ -99,6 +99,27 @@ export const FIELDS = {
   "Loop.reliefChain": "救助链条",
   "Loop.coverage": "参保覆盖",
   "Statistics.read": "汇总统计",
+  // What an officer's own requests release, as their audit entries record it (schema/audit.py,
+  // schema/simulation.py): no person field, but audited like one.
+  "Simulation.shapes": "模拟结果的结构 (不含数据值)",
+  "AuditLog.entries": "审计记录",
+  "AuditLog.explanation": "审计记录的解释",
+};
+
+// Token roles (CONTRACT.md: administrator roles; security_officer is the old name).
+export const ROLES = {
+  security_officer: "安全管理员",
+  security_admin: "安全管理员",
+  audit_admin: "审计管理员",
+  system_admin: "系统管理员",
+};
+
+// Operation names the gateway itself records in the audit log (the name a query document gives
+// itself is shown as written, it is the caller's identifier).
+export const OPERATIONS = {
+  anonymous: "未命名的查询",
+  auditLog: "查询审计日志",
+  simulateAccess: "模拟访问",
 };
 
 // Effects: colour AND text AND a symbol, so no one depends on colour alone.
@@ -121,6 +142,16 @@ export const PROPOSAL_STATUS = {
   REJECTED: "已驳回",
   STALE: "已过期",
 };
+
+// The API records a withdrawal as REJECTED by the proposer, its note prefixed (authz/admin.py).
+export const WITHDRAWN_NOTE = "(申请人撤回)";
+
+export function proposalStatusName(proposal) {
+  if (proposal.status === "REJECTED" && String(proposal.decisionNote || "").startsWith(WITHDRAWN_NOTE)) {
+    return "已撤回";
+  }
+  return PROPOSAL_STATUS[proposal.status] || proposal.status;
+}
 
 export function typeOf(object) {
   const match = /^([A-Za-z]+)/.exec(object);
@@ -168,7 +199,30 @@ function rowScopeName(field) {
 
 export function fieldName(field) {
   if (FIELDS[field]) return FIELDS[field];
+  const glob = /^([A-Za-z]+)\.\*$/.exec(field);
+  if (glob) return `${TYPES[glob[1]] || glob[1]}的全部字段`;
   return rowScopeName(field) || field;
+}
+
+/** A row condition as `me`, simulations and explanations give it ("all; places: residence"). */
+export function rowConditionName(condition) {
+  const object = condition.startsWith("Person(") ? condition : `Person(${condition})`;
+  return rowScopeName(object) || condition;
+}
+
+/** A text from the API that quotes policy lines in 「…」: the quoted code as <code>. */
+export function withCode(text, h) {
+  return String(text)
+    .split(/「([^」]*)」/)
+    .map((part, index) => (index % 2 ? ["「", h("code", {}, part), "」"] : part));
+}
+
+export function roleName(role) {
+  return ROLES[role] || role;
+}
+
+export function operationName(operation) {
+  return OPERATIONS[operation] || "";
 }
 
 export function effectLabel(effect, field = "") {
@@ -199,7 +253,7 @@ export function parseSubject(subject) {
 export function subjectName(subject) {
   const parsed = parseSubject(subject);
   if (!parsed) {
-    return subject.startsWith("role:") ? `角色 ${subject.slice(5)}` : subject;
+    return subject.startsWith("role:") ? `角色: ${roleName(subject.slice(5))}` : subject;
   }
   const where = parsed.region ? ` (限区划 ${parsed.region})` : "";
   return `${departmentName(parsed.department)} ${levelName(parsed.level)}${where}`;

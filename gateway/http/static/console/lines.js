@@ -35,7 +35,7 @@ export function lineCode(line) {
 
 /** In words: "民政 县级 · 联系电话 · 可读 · 全部用途". */
 export function lineWords(line) {
-  const object = line.object.includes("*") ? line.object : fieldName(line.object);
+  const object = fieldName(line.object);
   const action = ACTIONS[String(line.action).toUpperCase()] || line.action;
   return `${subjectName(line.subject)} · ${object} · ${action} · ${purposeName(line.purpose)}`;
 }

@@ -19,7 +19,7 @@ import {
   typeOf,
 } from "./labels.js";
 import { lineInput, lineItem, lineKey, lineWords, linesForCell } from "./lines.js";
-import { MATRIX, POLICIES, PROPOSE } from "./queries.js";
+import { MATRIX, POLICIES, PROPOSALS, PROPOSE } from "./queries.js";
 import { isProvinceOfficer, onVersion, session, setVersion } from "./state.js";
 
 const DRAFT_KEY = "relief-console-draft";
@@ -38,6 +38,7 @@ let lines = [];
 let previewing = null; // a proposal id while the grid shows that proposal's outcome
 let selected = null; // {subject, field}
 let loaded = false;
+let proposedLines = []; // the added and removed lines of every open (pending) proposal
 
 // ------------------------------------------------------------------ draft (sessionStorage)
 
@@ -56,6 +57,7 @@ const draft = readDraft();
 function saveDraft() {
   sessionStorage.setItem(DRAFT_KEY, JSON.stringify(draft));
   renderDraft();
+  if (matrix) renderGrid(); // the cells the draft changes carry its mark
   if (selected) renderCell();
 }
 
@@ -90,17 +92,36 @@ export async function load(proposalId = null) {
   previewing = proposalId;
   const output = $("#policy-message");
   await busy(null, output, async () => {
-    const [matrixData, policyData] = await Promise.all([
+    const [matrixData, policyData, proposalData] = await Promise.all([
       graphql(MATRIX, { proposalId }),
       graphql(POLICIES),
+      graphql(PROPOSALS, { status: "PENDING", first: 100 }),
     ]);
     matrix = matrixData.policyMatrix;
     lines = policyData.policies.lines;
+    proposedLines = openProposalLines(proposalData);
     if (!proposalId) setVersion(matrix.version);
     renderPreviewBanner();
     renderGrid();
     if (selected) renderCell();
   });
+}
+
+function openProposalLines(data) {
+  return data.policyProposals.edges.flatMap(({ node }) => [...node.added, ...node.removed]);
+}
+
+/** Re-read the open proposals (one was submitted, approved, rejected or withdrawn). */
+export async function refreshPending() {
+  if (!matrix) return;
+  try {
+    proposedLines = openProposalLines(
+      await graphql(PROPOSALS, { status: "PENDING", first: 100 }),
+    );
+  } catch {
+    return; // the marks are a hint; the review tab shows any error
+  }
+  renderGrid();
 }
 
 function renderPreviewBanner() {
@@ -232,15 +253,35 @@ function renderGrid() {
   }
 }
 
+// A cell a pending change touches: the officer's own unsaved draft, or an open proposal
+// (anyone's) waiting for approval. Shown by a dashed frame AND a word, and read out.
+const PENDING_MARKS = {
+  draft: { className: "pending-draft", word: "草稿", spoken: "草稿中有改动, 尚未提交" },
+  proposal: { className: "pending-proposal", word: "待审批", spoken: "有待审批的变更申请" },
+};
+
+function touches(changeLines, subject, field) {
+  return linesForCell(changeLines, subject, field).length > 0;
+}
+
+function pendingOf(subject, field) {
+  if (touches([...draft.add, ...draft.remove], subject, field)) return PENDING_MARKS.draft;
+  if (touches(proposedLines, subject, field)) return PENDING_MARKS.proposal;
+  return null;
+}
+
 function gridCell(cell, subject, field) {
   const effect = cell ? cell.effect : "DENY";
   const label = effectLabel(effect, field);
   const isSelected = selected && selected.subject === subject.subject && selected.field === field;
+  const pending = pendingOf(subject.subject, field);
   const classes = ["cell", label.className];
   if (subject.groupEnd) classes.push("group-end");
   if (cell?.changed) classes.push("changed");
   if (isSelected) classes.push("selected");
+  if (pending) classes.push(pending.className);
   const changed = cell?.changed ? " (将变化)" : "";
+  const spoken = pending ? `; ${pending.spoken}` : "";
   return h(
     "td",
     { class: classes.join(" ") },
@@ -249,12 +290,13 @@ function gridCell(cell, subject, field) {
       {
         type: "button",
         dataset: { subject: subject.subject, field, effect },
-        "aria-label": `${subjectName(subject.subject)} · ${fieldName(field)}: ${label.text}${changed}`,
+        "aria-label": `${subjectName(subject.subject)} · ${fieldName(field)}: ${label.text}${changed}${spoken}`,
         "aria-pressed": isSelected ? "true" : "false",
         onclick: () => selectCell(subject.subject, field),
       },
       h("span", { class: "symbol", "aria-hidden": "true" }, label.symbol),
       label.text,
+      pending ? h("span", { class: "pending-mark", "aria-hidden": "true" }, pending.word) : null,
     ),
   );
 }

@@ -12,11 +12,21 @@ import {
   fieldName,
   formatTime,
   parseSubject,
+  rowConditionName,
   shortId,
   subjectName,
 } from "./labels.js";
 import { lineItem } from "./lines.js";
 import { APPROVE, PROPOSALS, REJECT, ROLLBACK, SIMULATE, VERSIONS } from "./queries.js";
+
+// Person fields a simulation answer holds, by the record type they belong to (column headers).
+const RELATION_TYPES = {
+  household: "Household",
+  members: "Person",
+  reliefStatuses: "ReliefStatus",
+  enrollments: "Enrollment",
+  costBurdens: "CostBurden",
+};
 import { session, setVersion } from "./state.js";
 
 const PAGE = 50;
@@ -77,7 +87,9 @@ function proposalCard(proposal) {
     h(
       "p",
       { class: "meta" },
-      `提出人 ${proposal.proposedBy}${own ? " (您本人)" : ""} · ${formatTime(proposal.proposedAt)}`,
+      "提出人 ",
+      h("code", { class: "subject" }, proposal.proposedBy),
+      `${own ? " (您本人)" : ""} · ${formatTime(proposal.proposedAt)}`,
       ` · 基于策略版本 ${proposal.baseVersion}`,
     ),
     proposal.note ? h("p", { class: "note" }, proposal.note) : null,
@@ -397,6 +409,25 @@ function collectScalars(value, prefix, out, skip) {
   }
 }
 
+/** "reliefStatuses.category" → "救助身份 · 人员类别 " (the code follows in the header). */
+function columnLabel(path) {
+  if (path === "值") return "";
+  let type = "Person";
+  const words = [];
+  for (const part of path.split(".")) {
+    const field = `${type}.${part}`;
+    const known = fieldName(field);
+    if (known !== field) words.push(known);
+    else if (part === "totalCount") words.push("总人数");
+    else if (part === "category") words.push("人员类别");
+    else if (part === "regionCode") words.push("行政区划");
+    else if (part === "year") words.push("年度");
+    else if (part === "id") words.push("编号");
+    type = RELATION_TYPES[part] || type;
+  }
+  return words.length ? `${words.join(" · ")} ` : "";
+}
+
 function display(value) {
   if (value === null || value === undefined) return "空";
   return String(value);
@@ -418,7 +449,7 @@ function outcomeColumn(title, outcome, flat, columns, baseline, kind) {
             "li",
             {},
             error.message,
-            error.path.length ? h("code", {}, ` ${error.path.join(".")}`) : null,
+            error.path.length ? [" ", h("code", {}, error.path.join("."))] : null,
           ),
         ),
       )
@@ -427,7 +458,12 @@ function outcomeColumn(title, outcome, flat, columns, baseline, kind) {
     ? h(
         "p",
         { class: "hint" },
-        flat.scalars.map(([path, value]) => `${path}: ${display(value)}`).join(" · "),
+        flat.scalars.map(([path, value], index) => [
+          index ? " · " : "",
+          columnLabel(path),
+          h("code", {}, path),
+          `: ${display(value)}`,
+        ]),
       )
     : null;
   const table = flat.rows.length
@@ -443,7 +479,7 @@ function outcomeColumn(title, outcome, flat, columns, baseline, kind) {
             h(
               "tr",
               {},
-              columns.map((c) => h("th", { scope: "col" }, c)),
+              columns.map((c) => h("th", { scope: "col" }, columnLabel(c), h("code", {}, c))),
             ),
           ),
           h(
@@ -480,7 +516,15 @@ function outcomeColumn(title, outcome, flat, columns, baseline, kind) {
     h("h5", {}, `${title} (版本 ${outcome.policyVersion})`),
     h("p", {}, `返回 ${outcome.people} 人`),
     outcome.rowScope.length
-      ? h("p", { class: "hint" }, `人员范围: ${outcome.rowScope.join("; ")}`)
+      ? h(
+          "p",
+          { class: "hint row-scope" },
+          "人员范围: ",
+          outcome.rowScope.map((condition, index) => [
+            index ? "; " : "",
+            rowConditionName(condition),
+          ]),
+        )
       : null,
     errors,
     scalars,
@@ -503,12 +547,16 @@ function decisionSection(proposal, own) {
   const note = h("textarea", { id: `decision-note-${id}`, rows: "2" });
   const output = h("p", { class: "message", hidden: true });
   const approve = h("button", { type: "button", class: "primary approve" }, "批准");
-  const reject = h("button", { type: "button", class: "danger reject" }, "驳回");
+  // The proposer withdraws its own proposal (撤回); another officer rejects it (驳回). The API
+  // has one mutation for both: rejectPolicyChange by the proposer is recorded as a withdrawal.
+  const decline = own
+    ? h("button", { type: "button", class: "danger withdraw" }, "撤回")
+    : h("button", { type: "button", class: "danger reject" }, "驳回");
   const children = [
-    h("h4", {}, "审批"),
-    h("label", { for: note.id }, "审批意见 (驳回时必填)"),
+    h("h4", {}, own ? "审批 (您是提出人: 只能撤回)" : "审批"),
+    h("label", { for: note.id }, own ? "撤回说明 (可选)" : "审批意见 (驳回时必填)"),
     note,
-    h("div", { class: "buttons" }, approve, reject),
+    h("div", { class: "buttons" }, approve, decline),
   ];
   if (!proposal.canApprove) {
     approve.disabled = true;
@@ -519,6 +567,15 @@ function decisionSection(proposal, own) {
     );
     approve.setAttribute("aria-describedby", reason.id);
     children.push(reason);
+  }
+  if (own) {
+    children.push(
+      h(
+        "p",
+        { class: "hint" },
+        "撤回后该申请不再待审批, 策略不变; 系统将其记为“已驳回”, 审批意见注明“申请人撤回”。",
+      ),
+    );
   }
   children.push(output);
 
@@ -533,20 +590,24 @@ function decisionSection(proposal, own) {
         "ok",
         `申请 #${shortId(result.id)} 已批准: 新策略版本 ${result.resultingVersion} 已生效`,
       );
+      document.dispatchEvent(new CustomEvent("console:proposals-changed"));
     }).then(() => {
       if (!proposal.canApprove) approve.disabled = true;
     }),
   );
-  reject.addEventListener("click", () => {
-    if (!note.value.trim()) {
+  decline.addEventListener("click", () => {
+    if (!own && !note.value.trim()) {
       message(output, "error", "驳回须填写审批意见");
       note.focus();
       return;
     }
-    busy(reject, output, async () => {
-      const data = await graphql(REJECT, { id, note: note.value.trim() });
+    const text = note.value.trim() || "提出人撤回申请";
+    busy(decline, output, async () => {
+      const data = await graphql(REJECT, { id, note: text });
       await load();
-      message($("#review-message"), "ok", `申请 #${shortId(data.rejectPolicyChange.id)} 已驳回`);
+      const done = own ? "已撤回" : "已驳回";
+      message($("#review-message"), "ok", `申请 #${shortId(data.rejectPolicyChange.id)} ${done}`);
+      document.dispatchEvent(new CustomEvent("console:proposals-changed"));
     });
   });
   return h("section", { class: "decision" }, children);
@@ -605,8 +666,8 @@ function versionRow(version) {
     {},
     h("td", {}, String(version.version), current ? " (当前)" : ""),
     h("td", {}, formatTime(version.createdAt)),
-    h("td", {}, version.createdBy),
-    h("td", {}, version.approvedBy || "—"),
+    h("td", {}, h("code", { class: "subject" }, version.createdBy)),
+    h("td", {}, version.approvedBy ? h("code", { class: "subject" }, version.approvedBy) : "—"),
     h("td", {}, version.note),
     h("td", {}, version.lineCount === null ? "" : String(version.lineCount)),
     h("td", {}, current ? "" : rollback, output),
