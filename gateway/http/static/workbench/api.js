@@ -61,7 +61,13 @@ function refusal(body, status) {
 }
 
 function headers(extra = {}) {
-  return { Authorization: `Bearer ${token.get()}`, ...extra };
+  // The declared purpose goes with the file requests too (optional there, as on /graphql).
+  const declared = purpose.get();
+  return {
+    Authorization: `Bearer ${token.get()}`,
+    ...(declared ? { "X-Purpose": declared } : {}),
+    ...extra,
+  };
 }
 
 /**

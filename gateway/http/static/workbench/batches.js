@@ -190,19 +190,21 @@ async function send() {
 function summary(fileName, line, dryRun) {
   const batch = line.batch || null;
   const counts = line.counts || {};
-  const duplicateOf = line.duplicateOf || (batch && line.status === "DUPLICATE" ? batch.id : null);
-  if (duplicateOf || line.status === "DUPLICATE") {
+  if (line.status === "DUPLICATE" || line.duplicateOf) {
     return h(
       "div",
       { class: "summary-card", dataset: { outcome: "duplicate" } },
       h(
         "p",
         { class: "message message-info", role: "status" },
-        `${fileName}: 与已导入的批次 ${duplicateOf || ""} 内容相同, 本次未做任何更改`,
+        `${fileName}: 与已导入的批次 ${line.duplicateOf || batch?.id || ""} 内容相同, 本次未做任何更改`,
       ),
     );
   }
-  const head = dryRun || !batch ? "校验 (未写入)" : `批次 ${batch.id}`;
+  let where = String(line.format || "").toUpperCase();
+  if (line.encoding) where += `, ${String(line.encoding).toUpperCase()} 编码`;
+  const head = dryRun || line.status === "DRY_RUN" || !batch ? "校验 (未写入)" : `批次 ${batch.id}`;
+  const ignored = Array.isArray(line.ignoredColumns) ? line.ignoredColumns : [];
   const changed = ["added", "exited", "identityChanged", "updated", "anomaliesOpened"].some(
     (key) => counts[key],
   );
@@ -210,7 +212,7 @@ function summary(fileName, line, dryRun) {
   return h(
     "div",
     { class: "summary-card", dataset: { outcome: dryRun ? "dry-run" : "loaded" } },
-    h("h3", {}, `${fileName} → ${head}`),
+    h("h3", {}, `${fileName}${where ? ` (${where})` : ""} → ${head}`),
     h(
       "dl",
       { class: "counts" },
@@ -222,6 +224,7 @@ function summary(fileName, line, dryRun) {
     !dryRun && !changed && !counts.rowsRejected
       ? h("p", { class: "message message-info", role: "status" }, "本次未做任何更改 (数据与已报送的相同)")
       : null,
+    ignored.length ? h("p", { class: "hint" }, `未识别而忽略的列: ${ignored.join("、")}`) : null,
     rejections.length
       ? [
           h("h4", {}, `拒收明细 (前 ${Math.min(rejections.length, 20)} 行)`),

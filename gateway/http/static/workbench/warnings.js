@@ -145,7 +145,7 @@ function taskLink(task, warning) {
       {
         type: "button",
         class: "link",
-        "aria-label": `${task.answer ? "查看" : "办理"}任务: ${personText(warning.person)} ${warning.month} 预警`,
+        "aria-label": `${task.answer ? "查看任务" : "去办理"}: ${personText(warning.person)} ${warning.month} 预警`,
         onclick: () => goTo("tasks", { taskId: task.id, state: task.state }),
       },
       task.answer ? "查看任务" : "去办理",
