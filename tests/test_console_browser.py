@@ -85,6 +85,7 @@ class Gateway:
     officer_b: str
     civil_affairs: str  # a county clerk: Person.phone masked by the default policies
     county: str
+    data_dir: Path  # its keys: tests mint tokens of their own
 
 
 def _chromium() -> str:
@@ -198,6 +199,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
                 subject="civil-affairs-clerk", dept="civil_affairs", level="county", region=county
             ),
             county=county,
+            data_dir=data_dir,
         )
     finally:
         proc.terminate()
