@@ -40,7 +40,7 @@ export function bars(element, { title, categories, series, unit = "", target = n
   const top = Math.max(target ?? 0, ...values, 0);
   chart.setOption({
     animation: false,
-    aria: { enabled: true },
+    aria: { enabled: false }, // the box keeps its own aria-label; the table below has the data
     color: PALETTE,
     title: { text: title, left: 0, textStyle: { fontSize: 14 } },
     tooltip: { trigger: "axis", renderMode: "richText", valueFormatter: (v) => (v === null || v === undefined ? "已隐藏" : `${v}${unit}`) },
