@@ -56,6 +56,7 @@ from gateway.domain.principal import Principal, check_claims
 from schema import scope as request_scope  # a module: it imports the schema, which imports us
 from schema.arguments import included
 from schema.context import RequestContext
+from schema.messages import chinese
 from schema.purposes import reads_person_data
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ def read_only_document(query: str) -> tuple[DocumentNode, OperationDefinitionNod
     try:
         document = parse(query)
     except GraphQLError as exc:
-        raise BadUserInput(f"模拟的查询有语法错误: {exc.message}") from None
+        raise BadUserInput(f"模拟的查询有语法错误: {chinese(exc.message)}") from None
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
     if len(operations) != 1:
         raise BadUserInput("模拟的查询须恰好包含一个操作")
@@ -231,7 +232,7 @@ def _simulated_error(error: GraphQLError, request_id: str) -> SimulatedError:
             if error.message.startswith("Variable '$")
             else "GRAPHQL_VALIDATION_FAILED"
         )
-        return SimulatedError(path, code, error.message)
+        return SimulatedError(path, code, chinese(error.message))
     log.error(
         "simulation %s: unexpected %s at %s",
         request_id,

@@ -88,7 +88,7 @@ def test_top_level_help(tmp_path: Path) -> None:
 def test_no_command_prints_help(tmp_path: Path) -> None:
     result = run(tmp_path / "data")
     assert result.returncode == 2
-    assert "usage: relief-gateway" in result.stdout + result.stderr
+    assert "用法: relief-gateway" in result.stdout + result.stderr
     _no_traceback(result)
 
 
@@ -96,7 +96,7 @@ def test_no_command_prints_help(tmp_path: Path) -> None:
 def test_command_help(tmp_path: Path, command: str) -> None:
     result = run(tmp_path / "data", command, "--help")
     assert result.returncode == 0, result.stderr
-    assert f"usage: relief-gateway {command}" in result.stdout
+    assert f"用法: relief-gateway {command}" in result.stdout
     assert "--data-dir" in result.stdout
     assert CHINESE.search(result.stdout)
     assert not (tmp_path / "data").exists()  # --help touches nothing

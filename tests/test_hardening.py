@@ -601,4 +601,4 @@ async def test_development_keeps_get(harness: Harness) -> None:
 
 async def test_development_keeps_suggestions(harness: Harness) -> None:
     body = (await harness.post(_token(harness), "{ persn { id } }")).json()
-    assert "Did you mean" in body["errors"][0]["message"]
+    assert "是否要找" in body["errors"][0]["message"]  # "Did you mean", in Chinese
