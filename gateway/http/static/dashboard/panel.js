@@ -2,7 +2,7 @@
 // boxes and tables (the tables are the charts' accessible twin and the export's source).
 
 import { display } from "./cells.js";
-import { h, busy, message, errorText } from "./dom.js";
+import { busy, errorText, fill, h, message } from "./dom.js";
 import { download } from "./xlsx.js";
 
 /** Heading, hint, export button, status line. Returns {status, body, setSheets}. */
@@ -18,7 +18,8 @@ export function scaffold(panel, { title, hint, fileName }) {
     }),
   );
   const body = h("div", { class: "panel-body" });
-  panel.replaceChildren(
+  fill(
+    panel,
     h("div", { class: "panel-head" }, h("h2", { id: `${panel.id}-title` }, title), exportButton),
     hint ? h("p", { class: "hint" }, hint) : null,
     status,

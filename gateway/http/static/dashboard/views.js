@@ -57,6 +57,7 @@ export async function coverage(panel, ctx) {
       missing,
       rate: rate(cell.rate),
       below: cell.meetsTarget === false,
+      meetsTarget: cell.meetsTarget,
       meets: cell.meetsTarget === null ? { suppressed: true } : text(cell.meetsTarget ? "达标" : "未达标"),
     };
   };
@@ -71,12 +72,13 @@ export async function coverage(panel, ctx) {
       summary([
         ["应参保人数", total.population],
         ["已参保人数", total.enrolled],
-        ["参保率", total.rate, total.below ? "below-target" : "meets-target"],
+        ["参保率", total.rate, { true: "meets-target", false: "below-target" }[total.meetsTarget] || null],
         ["统计日", text(found.referenceDate)],
       ]),
     );
   }
-  const sections = [[`各${LEVEL_WORD[childLevel(ctx.code)]}参保率`, data.children.coverage.regions.map(row)]];
+  const childTitle = levelOf(ctx.code) === "COUNTY" ? `${regionName(ctx.code)}参保率` : `各${LEVEL_WORD[childLevel(ctx.code)]}参保率`;
+  const sections = [[childTitle, data.children.coverage.regions.map(row)]];
   if (levelOf(ctx.code) === "PROVINCE") {
     sections.push(["各县 (市、区) 参保率 (红色: 未达目标)", data.counties.coverage.regions.map(row)]);
   }
