@@ -26,8 +26,9 @@ verification tasks opened on completion are those of a clean load. Every chunk m
 only from where this run left it (``rows_total``): two runs of the same file at once cannot both
 count a chunk; the one that finds the batch moved stops and writes nothing more.
 
-Only a COMPLETED batch that stored rows makes the same file a duplicate: a file refused whole
-(every row outside ``--region``, a wrong ``--region``) can be loaded again with the right one.
+Only a COMPLETED batch that stored rows, in a region holding this run's ``--region``, makes the
+same file a duplicate: a file refused whole (every row outside ``--region``, a wrong
+``--region``) loads again with the right one, and a file sent to two counties loads in each.
 
 On PostgreSQL chunks of all ingests take one transaction-level advisory lock, so two ingests (a
 county's file and another department's push) never classify the same person at once.
@@ -813,22 +814,33 @@ class Ingestor:
         )
 
     async def _completed_batch_with(self, sha: str) -> uuid.UUID | None:
-        """The batch that loaded this file, if one did. A completed batch that accepted no row
-        stored nothing (every row refused: outside the run's ``--region``, say): loading the
-        file again is then no repetition, and may well store what that run refused."""
+        """The batch that loaded this file for this run's jurisdiction, if one did.
+
+        - A completed batch that accepted no row stored nothing (every row refused: outside the
+          run's ``--region``, say): loading the file again is no repetition, and may well store
+          what that run refused.
+        - A batch's region is the narrowest jurisdiction holding the rows it stored: a run
+          scoped inside it (a county after its city, or after an unscoped run) would store
+          nothing new, while a run scoped elsewhere (the neighbouring county, sent the same
+          file) would store its own rows, which that batch refused. An unscoped run (the
+          operator's ``ingest`` without ``--region``) takes any earlier load as the file's.
+        """
         stmt = (
-            select(IngestBatch.id)
+            select(IngestBatch.id, IngestBatch.region)
             .where(
                 *self._same_file(sha),
                 IngestBatch.status == "COMPLETED",
                 IngestBatch.rows_accepted > 0,
             )
             .order_by(IngestBatch.received_at)
-            .limit(1)
         )
         async with self.engine.connect() as connection:
-            found: uuid.UUID | None = (await connection.execute(stmt)).scalar_one_or_none()
-        return found
+            loaded = (await connection.execute(stmt)).all()
+        for batch in loaded:
+            if self.scope is None or self.scope.startswith(batch.region or ""):
+                found: uuid.UUID = batch.id
+                return found
+        return None
 
     async def _unfinished_batch_with(self, sha: str) -> _Unfinished | None:
         """The earlier run of the same file that got furthest without completing, if any."""

@@ -1,7 +1,8 @@
 """Frictions a county clerk met with ``ingest`` (issue 15), each pinned at its boundary:
 
 - a file refused whole (every row outside ``--region``) stored nothing, so it is no duplicate:
-  the same file loads later with the right region; a file that stored rows still is one;
+  the same file loads later with the right region; a file that stored rows still is one for
+  its region and the regions within, and loads in another county it was sent to;
 - a binary file renamed ``.csv`` (or ``.jsonl``) is said to be no text file, not "缺少必需列";
 - ``ingest --json … | head -1`` ends quietly, no BrokenPipeError traceback;
 - ``--json`` names its counts camelCase, like GraphQL's ``IngestCounts``.
@@ -26,6 +27,7 @@ from gateway.storage.models import IngestBatch, Person
 from tests.ingest_support import (
     COUNTY,
     IDENTITY_HEADERS,
+    NEIGHBOUR_COUNTY,
     OTHER_CITY_COUNTY,
     IngestDB,
     db_fixture,  # noqa: F401 - fixture
@@ -66,7 +68,29 @@ async def test_a_file_that_stored_rows_is_still_a_duplicate(db: IngestDB) -> Non
     assert await db.count(IngestBatch) == 1
 
 
-async def test_an_empty_push_is_no_reason_to_refuse_the_file(db: IngestDB) -> None:
+async def test_a_file_sent_to_two_counties_loads_in_each(db: IngestDB) -> None:
+    """Each county stores its own rows of one city-wide file; a county again, or a run without
+    --region, is a duplicate of what was loaded for it."""
+    ours, theirs = A, someone(4, NEIGHBOUR_COUNTY)
+    path = db.file([identity_row(ours), identity_row(theirs)])
+    first = await db.load_file("civil_affairs", "identities", path, scope=COUNTY)
+    assert (first.counts.added, first.counts.rows_rejected) == (1, 1)
+
+    neighbour = await db.load_file("civil_affairs", "identities", path, scope=NEIGHBOUR_COUNTY)
+    again = await db.load_file("civil_affairs", "identities", path, scope=COUNTY)
+    unscoped = await db.load_file("civil_affairs", "identities", path)
+
+    assert (neighbour.status, neighbour.counts.added) == ("COMPLETED", 1)
+    assert (again.status, again.duplicate_of) == ("DUPLICATE", first.batch_id)
+    assert (unscoped.status, unscoped.duplicate_of) == ("DUPLICATE", first.batch_id)
+    assert await db.person(theirs) is not None
+    city = await db.load_file("civil_affairs", "identities", path, scope=COUNTY[:4])
+    assert (city.status, city.counts.rows_unchanged) == ("COMPLETED", 2)  # nothing new
+    in_city = await db.load_file("civil_affairs", "identities", path, scope=COUNTY)
+    assert in_city.status == "DUPLICATE"
+
+
+async def test_a_file_of_bad_rows_only_is_read_again(db: IngestDB) -> None:
     """Every row refused for a bad column leaves nothing stored either (not only --region)."""
     bad = [{**identity_row(A), "身份证号码": "123"}]
     path = db.file(bad, stem="坏文件")
