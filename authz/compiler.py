@@ -15,6 +15,13 @@ range on the place's region and kind). An addressed place counts only when it wa
 the caller's department. Every scope also holds the people the caller's department reported
 itself while they were held elsewhere (``_reported``), seen as reported. No row condition
 granted → ``false``: deny by default.
+
+The same decision, read the other way round, is a list of ``IdSource``: one per way into the
+jurisdiction (the residence column, each stored kind, the department's own reports), with the
+conditions granted through it. A person is in scope exactly when some source holds them and
+they meet its conditions, so a keyset page can walk each source along its own index in id
+order and merge (``gateway.storage.people``): the predicate's ``OR`` of a column and a
+subselect walks the whole primary key instead.
 """
 
 from __future__ import annotations
@@ -27,12 +34,14 @@ from functools import lru_cache
 from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Select, and_, exists, false, or_, select, true
+from sqlalchemy.orm import InstrumentedAttribute
 
 from authz.conditions import AllRows, HoldsCategory, PushedToDepartment, RowCondition
 from authz.decision import AccessDecision
 from gateway.domain.departments import Level
 from gateway.domain.places import STORED_PLACE_KINDS, PlaceKind
 from gateway.storage.models import Person, PersonPlace, ReliefStatus, Task
+from gateway.storage.people import IdSource
 
 _JURISDICTION_COLUMN = {
     Level.PROVINCE: Person.province_code,
@@ -46,47 +55,97 @@ _PLACE_COLUMN = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class RowScope:
+    """One caller scope compiled: ``predicate`` ≡ some source holds the person and the person
+    meets its conditions (a residence-only or deny-all scope has no place source)."""
+
+    predicate: ColumnElement[bool]
+    sources: tuple[IdSource, ...]
+
+
 def row_predicate(
     decision: AccessDecision, *, department: str, level: Level, region: str, today: date
 ) -> ColumnElement[bool]:
-    return _row_predicate(decision.row_conditions, department, level, region, today)
+    return row_scope(
+        decision, department=department, level=level, region=region, today=today
+    ).predicate
+
+
+def row_scope(
+    decision: AccessDecision, *, department: str, level: Level, region: str, today: date
+) -> RowScope:
+    return _row_scope(decision.row_conditions, department, level, region, today)
 
 
 @lru_cache(maxsize=1024)
-def _row_predicate(
+def _row_scope(
     row_conditions: tuple[RowCondition, ...],
     department: str,
     level: Level,
     region: str,
     today: date,
-) -> ColumnElement[bool]:
+) -> RowScope:
     """One predicate object per caller scope: the statements built on it are cached
     (``gateway.storage.people``) and SQLAlchemy memoises its cache key."""
     if not row_conditions:
-        return false()
-    by_places: dict[frozenset[PlaceKind], list[ColumnElement[bool]]] = {}
+        return RowScope(false(), ())
+    by_places: dict[frozenset[PlaceKind], list[RowCondition]] = {}
     for condition in row_conditions:
-        by_places.setdefault(condition.places, []).append(_condition(condition, department, today))
+        by_places.setdefault(condition.places, []).append(condition)
+    groups = sorted(by_places.items(), key=lambda item: sorted(item[0]))
     scopes = [
-        and_(in_jurisdiction(places, department, level, region, today), or_(*conditions))
-        for places, conditions in sorted(by_places.items(), key=lambda item: sorted(item[0]))
+        and_(
+            in_jurisdiction(places, department, level, region, today),
+            or_(*(_condition(c, department, today) for c in conditions)),
+        )
+        for places, conditions in groups
     ]
-    reported = _reported(row_conditions, department, level, region, today)
-    if reported is not None:
-        scopes.append(reported)
-    return or_(*scopes)
+    # Per way in: the conditions of every group that names it.
+    granted: dict[PlaceKind, list[RowCondition]] = {}
+    for places, conditions in groups:
+        for kind in places:
+            granted.setdefault(kind, []).extend(conditions)
+    sources = [
+        _source(kind, granted[kind], department, level, region, today)
+        for kind in PlaceKind
+        if kind in granted
+    ]
+    own = _reported(row_conditions, region, today)
+    if own:
+        held = _places_held(frozenset({PlaceKind.REPORTED}), department, level, region, today)
+        everyone = any(isinstance(c, AllRows) for c in row_conditions)
+        scopes.append(and_(Person.id.in_(select(PersonPlace.person_id).where(held)), or_(*own)))
+        sources.append(IdSource(PersonPlace.person_id, held, None if everyone else or_(*own)))
+    return RowScope(or_(*scopes), tuple(sources))
 
 
-def _reported(
-    row_conditions: Iterable[RowCondition],
+def _source(
+    kind: PlaceKind,
+    conditions: list[RowCondition],
     department: str,
     level: Level,
     region: str,
     today: date,
-) -> ColumnElement[bool] | None:
-    """People the caller's department itself reported while they were held outside its region
-    (issue 14 item 4), under its row conditions evaluated on what its region sent: the sender
-    sees them exactly as it would see a person its row had created (``PlaceKind.REPORTED``)."""
+) -> IdSource:
+    if kind is PlaceKind.RESIDENCE:
+        key: InstrumentedAttribute[uuid.UUID] = Person.id
+        jurisdiction = _JURISDICTION_COLUMN[level] == region
+    else:
+        key = PersonPlace.person_id
+        jurisdiction = _places_held(frozenset({kind}), department, level, region, today)
+    if any(isinstance(c, AllRows) for c in conditions):
+        return IdSource(key, jurisdiction, None)
+    return IdSource(key, jurisdiction, or_(*(_condition(c, department, today) for c in conditions)))
+
+
+def _reported(
+    row_conditions: Iterable[RowCondition], region: str, today: date
+) -> list[ColumnElement[bool]]:
+    """The conditions under which the caller sees the people its department itself reported
+    while they were held outside its region (issue 14 item 4), evaluated on what its region
+    sent: the sender sees them exactly as it would see a person its row had created
+    (``PlaceKind.REPORTED``). Empty: its scope brings none."""
     own: list[ColumnElement[bool]] = []
     for condition in row_conditions:
         if isinstance(condition, AllRows):
@@ -104,10 +163,7 @@ def _reported(
                 )
             )
         # a push is addressed to the person's own county: a report brings none
-    if not own:
-        return None
-    held = _places_held(frozenset({PlaceKind.REPORTED}), department, level, region, today)
-    return and_(Person.id.in_(select(PersonPlace.person_id).where(held)), or_(*own))
+    return own
 
 
 # Places that belong to one department: where it recognised an identity, where a push was
@@ -116,7 +172,11 @@ def _reported(
 _OWN_DEPARTMENT_KINDS = frozenset({PlaceKind.IDENTITY, PlaceKind.ADDRESSED, PlaceKind.REPORTED})
 
 
-def _own_department(department: str) -> ColumnElement[bool]:
+def _own_department(kinds: frozenset[PlaceKind], department: str) -> ColumnElement[bool]:
+    if not kinds & _OWN_DEPARTMENT_KINDS:
+        return true()
+    if kinds <= _OWN_DEPARTMENT_KINDS:
+        return PersonPlace.department == department
     return or_(
         PersonPlace.kind.not_in([kind.value for kind in sorted(_OWN_DEPARTMENT_KINDS)]),
         PersonPlace.department == department,
@@ -133,7 +193,7 @@ def _places_held(
         PersonPlace.kind.in_(sorted(kind.value for kind in kinds)),
         PersonPlace.since <= today,
         or_(PersonPlace.until.is_(None), PersonPlace.until >= today),
-        _own_department(department),
+        _own_department(kinds, department),
     )
 
 
@@ -224,7 +284,7 @@ def place_narrowing(
     decision: AccessDecision, *, department: str, level: Level, region: str, today: date
 ) -> PlaceNarrowing | None:
     kinds = frozenset().union(*(c.places for c in decision.row_conditions)) & STORED_PLACE_KINDS
-    if _reported(decision.row_conditions, department, level, region, today) is not None:
+    if _reported(decision.row_conditions, region, today):
         kinds |= {PlaceKind.REPORTED}
     if not kinds - {PlaceKind.ADDRESSED}:
         return None  # residence and pushes only: everyone it sees, it sees whole

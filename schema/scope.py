@@ -16,7 +16,7 @@ from datetime import date
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters.mapping import Feed
-from authz.compiler import place_narrowing, row_predicate
+from authz.compiler import place_narrowing, row_scope
 from authz.decision import AccessDecision
 from authz.guard import FieldGuard
 from gateway.domain.places import PlaceKind
@@ -46,7 +46,7 @@ def scoped_context(
 ) -> RequestContext:
     """The context every resolver of one request gets, for ``principal`` under ``decision``:
     its reads run on ``connection`` with the decision's row predicate inside."""
-    predicate = row_predicate(
+    scope = row_scope(
         decision,
         department=principal.department.value,
         level=principal.level,
@@ -93,8 +93,9 @@ def scoped_context(
         after_load = narrow
     people = ScopedPeople(
         connection,
-        predicate,
+        scope.predicate,
         today,
+        sources=scope.sources,
         after_load=after_load,
         reported_members=(
             None

@@ -17,6 +17,7 @@ from datetime import date
 from typing import Any, cast
 
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
     Result,
     Row,
@@ -28,8 +29,10 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    union_all,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.orm import InstrumentedAttribute
 
 from gateway.storage.models import Anomaly, CostBurden, Enrollment, Person, ReliefStatus
 
@@ -78,6 +81,26 @@ def _plain(rows: Iterable[Row[Any]]) -> list[Any]:
 def _select_people() -> Select[Any]:
     """The person columns resolvers may need (ciphertexts are opened only when released)."""
     return cast("Select[Any]", select(*_PERSON_COLUMNS))
+
+
+@dataclass(frozen=True, slots=True)
+class IdSource:
+    """One way into a caller's jurisdiction and what people must meet there (built by
+    ``authz.compiler.row_scope``; a scope is in effect the ``OR`` of its sources).
+
+    ``key`` is ``person.id`` (the residence) or ``person_place.person_id`` (one stored kind);
+    ``jurisdiction`` is over the key's table, an index range in key order
+    (``ix_person_county_id``; ``ix_person_place_county``: region, kind, person_id), where a
+    place may list a person twice (two counties of one city). ``conditions`` is over
+    ``person``; ``None`` when everyone the source brings is in scope."""
+
+    key: InstrumentedAttribute[uuid.UUID]
+    jurisdiction: ColumnElement[bool]
+    conditions: ColumnElement[bool] | None
+
+    @property
+    def reads_places(self) -> bool:
+        return self.key is not Person.id
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,12 +179,16 @@ class ScopedPeople:
         predicate: ColumnElement[bool],
         today: date,
         *,
+        sources: Sequence[IdSource] = (),
         after_load: Callable[[list[PersonRow]], Awaitable[None]] | None = None,
         reported_members: Callable[[Sequence[uuid.UUID]], ColumnElement[bool]] | None = None,
     ) -> None:
         self._connection = connection
         self._predicate = predicate
         self._today = today
+        # The predicate read as ways into the jurisdiction (``authz.compiler.row_scope``), for
+        # keyset pages; a residence-only scope's predicate is already one index range.
+        self._sources = tuple(sources) if any(s.reads_places for s in sources) else ()
         # Told of every person row loaded, before any resolver sees it (fields follow the
         # place: the request's field guard learns who is seen only through which places; a
         # person seen only through the caller's own report is replaced by the report's view).
@@ -224,17 +251,51 @@ class ScopedPeople:
         embed = tuple(embed)
 
         def build() -> Select[Any]:
+            if self._sources:
+                return self._embedding(self._page_by_sources(criteria, after is not None), embed)
             stmt = self._embedding(self._filtered(_select_people(), criteria), embed)
             if after is not None:
                 stmt = stmt.where(Person.id > bindparam("after", type_=Person.id.type))
             return stmt.order_by(Person.id).limit(bindparam("limit"))
 
-        stmt = _cached(self._predicate, ("page", criteria, after is None, embed), build)
+        shape = ("page", criteria, after is None, embed, bool(self._sources))
+        stmt = _cached(self._predicate, shape, build)
         params: dict[str, Any] = {"limit": first + 1}
         if after is not None:
             params["after"] = after
         rows = _plain(await self._execute(stmt, params))
         return await self._loaded(rows[:first]), len(rows) > first
+
+    def _page_by_sources(self, criteria: PersonCriteria, after: bool) -> Select[Any]:
+        """The page read by sources (issue 14: the predicate's ``OR`` of a column and a place
+        subselect walks the primary key): each source's people in id order along its index,
+        with its conditions and the filter applied, stopped after ``limit``; the page is the
+        first ``limit`` distinct ids of those streams, then their rows.
+
+        Exact for any filter: a person among the first ``limit`` in scope is among the first
+        ``limit`` of each source that brings them in (whoever precedes them there is in scope
+        and precedes them on the page). Every stream carries its source's conditions, so no
+        statement selects a person out of scope. A place stream reads ``person_place`` alone
+        when nothing needs the person row."""
+        limit: BindParameter[Any] = bindparam("limit")
+        after_id = bindparam("after", type_=Person.id.type)
+        filters = self._criteria(criteria)
+        streams = []
+        for source in self._sources:
+            conditions = filters if source.conditions is None else [source.conditions, *filters]
+            stream = select(source.key.label("id")).where(source.jurisdiction, *conditions)
+            if source.reads_places:
+                if conditions:
+                    stream = stream.join(Person, Person.id == source.key)
+                stream = stream.distinct()
+            if after:
+                stream = stream.where(source.key > after_id)
+            ordered = stream.order_by(source.key).limit(limit).subquery()
+            streams.append(select(ordered.c.id))
+        merged = union_all(*streams).subquery()
+        page = select(merged.c.id).distinct().order_by(merged.c.id).limit(limit).subquery("page")
+        stmt = _select_people().select_from(page.join(Person, Person.id == page.c.id))
+        return stmt.order_by(Person.id)
 
     async def _loaded(self, rows: list[Any]) -> list[Any]:
         if rows and self._after_load is not None:
@@ -259,26 +320,30 @@ class ScopedPeople:
         return members
 
     def _filtered(self, stmt: Select[Any], criteria: PersonCriteria) -> Select[Any]:
-        stmt = stmt.where(self._predicate)
+        return stmt.where(self._predicate, *self._criteria(criteria))
+
+    def _criteria(self, criteria: PersonCriteria) -> list[ColumnElement[bool]]:
+        """The filter's conditions, over ``person``."""
+        filters: list[ColumnElement[bool]] = []
         prefix = criteria.region_prefix
         if prefix:
             # Equality on the split code columns uses their indexes; LIKE narrows the rest.
             if len(prefix) >= 6:
-                stmt = stmt.where(Person.county_code == prefix[:6])
+                filters.append(Person.county_code == prefix[:6])
             elif len(prefix) >= 4:
-                stmt = stmt.where(Person.city_code == prefix[:4])
+                filters.append(Person.city_code == prefix[:4])
             elif len(prefix) >= 2:
-                stmt = stmt.where(Person.province_code == prefix[:2])
+                filters.append(Person.province_code == prefix[:2])
             if len(prefix) not in (2, 4, 6):
-                stmt = stmt.where(Person.region_code.like(prefix + "%"))
+                filters.append(Person.region_code.like(prefix + "%"))
         if criteria.category is not None or criteria.active_on is not None:
             day = criteria.active_on or self._today
             conditions = [ReliefStatus.person_id == Person.id, _active_on(day)]
             if criteria.category is not None:
                 conditions.append(ReliefStatus.category == criteria.category)
-            stmt = stmt.where(exists(select(ReliefStatus.id).where(*conditions)))
+            filters.append(exists(select(ReliefStatus.id).where(*conditions)))
         if criteria.enrolled_in is not None:
-            stmt = stmt.where(
+            filters.append(
                 exists(
                     select(Enrollment.id).where(
                         Enrollment.person_id == Person.id,
@@ -287,7 +352,7 @@ class ScopedPeople:
                     )
                 )
             )
-        return stmt
+        return filters
 
     # ---------------------------------------------------------------- embedded relations
     def _embedding(self, stmt: Select[Any], embed: Sequence[Relation]) -> Select[Any]:
