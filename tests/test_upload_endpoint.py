@@ -33,8 +33,10 @@ from tests.exchange_support import (
     COUNTY,
     NEIGHBOUR,
     Someone,
+    audit_entries,
     county_token,
     exchange_gateway,  # noqa: F401 - fixture
+    last_audit_id,
     person_id,
     row_counts,
     someone,
@@ -440,3 +442,23 @@ async def test_the_report_is_its_departments_and_jurisdictions_alone(gw: Harness
     refused(await report(gw, clerk, "/ingest/batches/not-a-batch/report"), 404, "NOT_FOUND")
     unknown = "/ingest/batches/00000000-0000-4000-8000-000000000000/report"
     refused(await report(gw, clerk, unknown), 404, "NOT_FOUND")
+
+
+async def test_an_upload_and_a_report_download_are_in_the_audit_chain(gw: Harness) -> None:
+    """Who sent which file, and who read a report of rejected rows (names and ID numbers as
+    sent): each an entry of the hash-chained audit log, like every read."""
+    after = await last_audit_id(gw)
+    clerk = county_token(gw, "civil_affairs", COUNTY, "ca-clerk-audited")
+    result = result_of(
+        await post(gw, clerk, roster([row(someone(130)), row(someone(131), 姓名="")]))
+    )
+
+    download = await report(gw, clerk, result["reportUrl"])
+    assert download.status_code == 200
+
+    entries = [e for e in await audit_entries(gw, after) if e.subject == "ca-clerk-audited"]
+    assert [(e.operation, json.loads(e.fields)) for e in entries] == [
+        ("uploadFile", {"Ingest.submitRecords": "write"}),
+        ("downloadRejectionReport", {"IngestBatch.rejectionReport": "read"}),
+    ]
+    assert all(e.department == "civil_affairs" and e.region == COUNTY for e in entries)

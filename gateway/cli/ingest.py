@@ -75,11 +75,7 @@ def _ingest(settings: Settings, args: argparse.Namespace) -> int:
         raise BadUserInput(
             f"{DEPARTMENT_NAMES_ZH[department]}没有数据类别 {args.feed!r}; 可用: {listing}"
         )
-    region = args.region
-    if region is not None and not (
-        region.isascii() and region.isdigit() and len(region) in (2, 4, 6)
-    ):
-        raise BadUserInput("--region 应为 2、4 或 6 位行政区划代码")
+    region = args.region  # an existing region code: checked by its argument type (cli.app)
     for path in args.files:
         if not path.is_file():
             raise BadUserInput(f"找不到文件 {path}")

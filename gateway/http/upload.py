@@ -76,6 +76,7 @@ from gateway.domain.principal import Principal
 from gateway.http.refusals import internal_error_message, new_request_id, refusal
 from gateway.loop.tasks import verification_opener
 from gateway.runtime.parts import Runtime
+from gateway.storage import audit_chain as audit
 from gateway.storage.exchange import DepartmentExchange
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,10 @@ NO_STORE = {
 }
 OPERATION = "Ingest.submitRecords"  # the grant an upload needs, as the GraphQL push
 REPORT_OPERATION = "Ingest.batches"  # the grant reading a batch (and its report) needs
+# What the audit chain records (CONTRACT.md audit: operation and fields of each request).
+UPLOAD_AUDIT = "uploadFile"
+REPORT_AUDIT = "downloadRejectionReport"
+REPORT_FIELD = "IngestBatch.rejectionReport"
 
 STOPPED = "导入已中止: 服务正在停止; 请稍后重新上传同一文件, 将从中断处继续"
 
@@ -170,7 +175,7 @@ async def upload_endpoint(request: Request) -> Response:
             shutil.rmtree(workdir, ignore_errors=True)
         raise
 
-    run = _Import(runtime, principal, feed, path, workdir, dry_run, request_id)
+    run = _Import(runtime, principal, purpose, feed, path, workdir, dry_run, request_id)
     task = asyncio.create_task(run.main())
     _RUNNING.add(task)
     task.add_done_callback(_RUNNING.discard)
@@ -314,6 +319,7 @@ class _Import:
 
     runtime: Runtime
     principal: Principal
+    purpose: str
     feed: Feed
     path: Path
     workdir: Path
@@ -354,6 +360,15 @@ class _Import:
                 report.close()
             if result.batch_id is not None and result.counts.rows_rejected:
                 os.replace(partial, report_file(self.runtime, result.batch_id))
+            # who sent which file into which batch, in the audit chain like every read
+            await _audited(
+                self.runtime,
+                self.principal,
+                self.purpose,
+                self.request_id,
+                UPLOAD_AUDIT,
+                {"Ingest.submitRecords": "dry_run" if self.dry_run else "write"},
+            )
             self.events.put_nowait(await self._result(result))
             self.ended = True
             log.info(
@@ -451,6 +466,33 @@ async def _visible_batch(
         return await exchange.batch(batch_id)
 
 
+async def _audited(
+    runtime: Runtime,
+    principal: Principal,
+    purpose: str,
+    request_id: str,
+    operation: str,
+    fields: dict[str, str],
+) -> None:
+    """Append the audit entry of an upload or a report download before it is answered; an
+    entry that cannot be written withholds the answer, as on /graphql."""
+    decision = runtime.authorizer.decision_for(principal, purpose)
+    entry = audit.read_entry(
+        principal=principal,
+        purpose=purpose,
+        request_id=request_id,
+        operation=operation,
+        policy_version=decision.policy_version,
+        person_ids=(),
+        fields=fields,
+    )
+    try:
+        await runtime.audit.append(entry)
+    except Exception as exc:
+        log.exception("request %s: audit entry could not be written", request_id)
+        raise ServiceUnavailable("审计日志暂时无法写入, 本次操作的结果未返回, 请稍后重试") from exc
+
+
 def report_file(runtime: Runtime, batch_id: uuid.UUID) -> Path:
     return runtime.settings.data_dir / "reports" / f"{batch_id}.csv"
 
@@ -474,6 +516,10 @@ async def report_endpoint(request: Request) -> Response:
         path = report_file(runtime, batch_id)
         if batch is None or not path.is_file():
             raise absent  # another department's or county's batch is as one that is not there
+        # the report holds rejected rows as sent (names, ID numbers): read like person data
+        await _audited(
+            runtime, principal, purpose, request_id, REPORT_AUDIT, {REPORT_FIELD: "read"}
+        )
     except GatewayError as exc:
         return _refused(exc, request_id, request)
     stem = Path(batch.file_name or "批次").stem or "批次"
