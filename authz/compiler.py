@@ -62,6 +62,10 @@ class RowScope:
 
     predicate: ColumnElement[bool]
     sources: tuple[IdSource, ...]
+    # The same predicate with each place as a correlated EXISTS (an index probe per person)
+    # instead of ``IN (SELECT …)``, which PostgreSQL hashes whole — every place of the kind in
+    # the region — before it looks at the one person a lookup is about.
+    probe: ColumnElement[bool]
 
 
 def row_predicate(
@@ -89,18 +93,21 @@ def _row_scope(
     """One predicate object per caller scope: the statements built on it are cached
     (``gateway.storage.people``) and SQLAlchemy memoises its cache key."""
     if not row_conditions:
-        return RowScope(false(), ())
+        return RowScope(false(), (), false())
     by_places: dict[frozenset[PlaceKind], list[RowCondition]] = {}
     for condition in row_conditions:
         by_places.setdefault(condition.places, []).append(condition)
     groups = sorted(by_places.items(), key=lambda item: sorted(item[0]))
-    scopes = [
-        and_(
-            in_jurisdiction(places, department, level, region, today),
-            or_(*(_condition(c, department, today) for c in conditions)),
-        )
-        for places, conditions in groups
-    ]
+    scopes, probes = (
+        [
+            and_(
+                in_jurisdiction(places, department, level, region, today, probe=probe),
+                or_(*(_condition(c, department, today) for c in conditions)),
+            )
+            for places, conditions in groups
+        ]
+        for probe in (False, True)
+    )
     # Per way in: the conditions of every group that names it.
     granted: dict[PlaceKind, list[RowCondition]] = {}
     for places, conditions in groups:
@@ -115,9 +122,10 @@ def _row_scope(
     if own:
         held = _places_held(frozenset({PlaceKind.REPORTED}), department, level, region, today)
         everyone = any(isinstance(c, AllRows) for c in row_conditions)
-        scopes.append(and_(Person.id.in_(select(PersonPlace.person_id).where(held)), or_(*own)))
+        scopes.append(and_(_holds(held, probe=False), or_(*own)))
+        probes.append(and_(_holds(held, probe=True), or_(*own)))
         sources.append(IdSource(PersonPlace.person_id, held, None if everyone else or_(*own)))
-    return RowScope(or_(*scopes), tuple(sources))
+    return RowScope(or_(*scopes), tuple(sources), or_(*probes))
 
 
 def _source(
@@ -198,17 +206,30 @@ def _places_held(
 
 
 def in_jurisdiction(
-    places: frozenset[PlaceKind], department: str, level: Level, region: str, today: date
+    places: frozenset[PlaceKind],
+    department: str,
+    level: Level,
+    region: str,
+    today: date,
+    *,
+    probe: bool = False,
 ) -> ColumnElement[bool]:
-    """A person tied to ``region`` (at the caller's ``level``) by one of ``places``."""
+    """A person tied to ``region`` (at the caller's ``level``) by one of ``places``; with
+    ``probe``, each place looked up for the person at hand (see ``RowScope.probe``)."""
     parts: list[ColumnElement[bool]] = []
     if PlaceKind.RESIDENCE in places:
         parts.append(_JURISDICTION_COLUMN[level] == region)
     stored = sorted(places & STORED_PLACE_KINDS)
     if stored:
         held = _places_held(frozenset(stored), department, level, region, today)
-        parts.append(Person.id.in_(select(PersonPlace.person_id).where(held)))
+        parts.append(_holds(held, probe))
     return or_(*parts) if parts else false()
+
+
+def _holds(held: ColumnElement[bool], probe: bool) -> ColumnElement[bool]:
+    if probe:
+        return exists(select(PersonPlace.id).where(PersonPlace.person_id == Person.id, held))
+    return Person.id.in_(select(PersonPlace.person_id).where(held))
 
 
 def _condition(condition: RowCondition, department: str, today: date) -> ColumnElement[bool]:

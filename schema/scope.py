@@ -96,6 +96,7 @@ def scoped_context(
         scope.predicate,
         today,
         sources=scope.sources,
+        probe=scope.probe,
         after_load=after_load,
         reported_members=(
             None

@@ -407,3 +407,29 @@ async def test_any_scope_pages_alike(
     for caller, criterion, first, start in queries:
         after = ids[start] if start < len(ids) else None
         await _assert_same_pages(db, caller, criterion, first, after)
+
+
+async def test_a_lookup_probes_places_and_finds_exactly_the_predicates_people(
+    db: IngestDB,
+) -> None:
+    """Lookups (by ID number, by ids) use the predicate with each place probed per person:
+    for every scope, the same people as the predicate's ``IN (SELECT …)`` form."""
+    await _write(db, _county(random.Random(17), 120))
+    for case, caller in SCOPES.items():
+        scope = row_scope(
+            AccessDecision(1, "*", {}, caller.conditions),
+            department=caller.department,
+            level=caller.level,
+            region=caller.region,
+            today=TODAY,
+        )
+        assert "EXISTS" in str(scope.probe) or "person_place" not in str(scope.predicate), case
+        by_predicate = {row[0] for row in await db.all(select(Person.id).where(scope.predicate))}
+        by_probe = {row[0] for row in await db.all(select(Person.id).where(scope.probe))}
+        assert by_probe == by_predicate, case
+        async with db.engine.connect() as connection:
+            people = ScopedPeople(connection, scope.predicate, TODAY, probe=scope.probe)
+            found = await people.by_ids(
+                sorted(by_predicate | {row[0] for row in await db.all(select(Person.id))})
+            )
+        assert set(found) == by_predicate, case

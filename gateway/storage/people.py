@@ -180,11 +180,15 @@ class ScopedPeople:
         today: date,
         *,
         sources: Sequence[IdSource] = (),
+        probe: ColumnElement[bool] | None = None,
         after_load: Callable[[list[PersonRow]], Awaitable[None]] | None = None,
         reported_members: Callable[[Sequence[uuid.UUID]], ColumnElement[bool]] | None = None,
     ) -> None:
         self._connection = connection
         self._predicate = predicate
+        # For lookups of one person (by ID number, by ids): the predicate with places probed
+        # per person (``authz.compiler.RowScope.probe``); the same rows.
+        self._probe = predicate if probe is None else probe
         self._today = today
         # The predicate read as ways into the jurisdiction (``authz.compiler.row_scope``), for
         # keyset pages; a residence-only scope's predicate is already one index range.
@@ -226,17 +230,17 @@ class ScopedPeople:
         def build() -> Select[Any]:
             stmt = _select_people().where(
                 Person.id_number_bidx == bindparam("bidx", type_=Person.id_number_bidx.type),
-                self._predicate,
+                self._probe,
             )
             return self._embedding(stmt, embed)
 
-        stmt = _cached(self._predicate, ("by_index", embed), build)
+        stmt = _cached(self._probe, ("by_index", embed), build)
         rows = await self._loaded(_plain((await self._execute(stmt, {"bidx": index})).all()))
         return rows[0] if rows else None
 
     async def by_ids(self, person_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[PersonRow]]:
         """People by id, inside the caller's scope (anomalies point at people by id)."""
-        stmt = _select_people().where(Person.id.in_(person_ids), self._predicate)
+        stmt = _select_people().where(Person.id.in_(person_ids), self._probe)
         return {row.id: [row] for row in await self._loaded(_plain(await self._execute(stmt)))}
 
     async def page(
