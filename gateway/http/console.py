@@ -20,16 +20,11 @@ sees what is used:
 
 from __future__ import annotations
 
-from functools import cache
-from importlib import resources
 from pathlib import Path
 
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
-from gateway.domain.errors import NotFound
-from gateway.http.refusals import error_body, new_request_id
+from gateway.http.pages import StaticPage
 
 CONSOLE_PATH = "/console"
 
@@ -57,51 +52,12 @@ SECURITY_HEADERS: dict[str, str] = {
     "Cross-Origin-Resource-Policy": "same-origin",
 }
 
-# Only these kinds of file are served; anything else in the directory stays private.
-_MEDIA_TYPES = {
-    ".html": "text/html; charset=utf-8",
-    ".js": "text/javascript; charset=utf-8",
-    ".css": "text/css; charset=utf-8",
-}
+_PAGE = StaticPage(CONSOLE_PATH, "console", SECURITY_HEADERS)
 
 
 def console_directory() -> Path:
-    return Path(str(resources.files("gateway.http").joinpath("static/console")))
-
-
-@cache
-def _asset_names() -> frozenset[str]:
-    """The files the console may serve, fixed at first use: a request names one of these or
-    gets 404 (no path from the URL ever reaches the file system)."""
-    return frozenset(
-        path.name
-        for path in console_directory().iterdir()
-        if path.is_file() and path.suffix in _MEDIA_TYPES
-    )
-
-
-def _serve(name: str) -> Response:
-    if name not in _asset_names():
-        request_id = new_request_id()
-        headers = {**SECURITY_HEADERS, "X-Request-Id": request_id}
-        return JSONResponse(error_body(NotFound("未找到该文件"), request_id), 404, headers=headers)
-    path = console_directory() / name
-    return Response(
-        path.read_bytes(), media_type=_MEDIA_TYPES[path.suffix], headers=SECURITY_HEADERS
-    )
-
-
-async def console_page(_request: Request) -> Response:
-    return _serve("index.html")
-
-
-async def console_asset(request: Request) -> Response:
-    return _serve(str(request.path_params["name"]))
+    return _PAGE.directory
 
 
 def console_routes() -> list[BaseRoute]:
-    return [
-        Route(CONSOLE_PATH, console_page, methods=["GET", "HEAD"]),
-        Route(f"{CONSOLE_PATH}/", console_page, methods=["GET", "HEAD"]),
-        Route(f"{CONSOLE_PATH}/{{name}}", console_asset, methods=["GET", "HEAD"]),
-    ]
+    return _PAGE.routes()

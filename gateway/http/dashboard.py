@@ -26,41 +26,24 @@ from importlib import resources
 from pathlib import Path
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from gateway.domain.errors import NotFound
 from gateway.http.console import SECURITY_HEADERS
-from gateway.http.refusals import error_body, new_request_id
+from gateway.http.pages import MEDIA_TYPES, StaticPage, listing, not_found
 
 DASHBOARD_PATH = "/dashboard"
 
-_MEDIA_TYPES = {
-    ".html": "text/html; charset=utf-8",
-    ".js": "text/javascript; charset=utf-8",
-    ".css": "text/css; charset=utf-8",
-}
+_PAGE = StaticPage(DASHBOARD_PATH, "dashboard", SECURITY_HEADERS)
 
 
 def dashboard_directory() -> Path:
-    return Path(str(resources.files("gateway.http").joinpath("static/dashboard")))
-
-
-def _listing(directory: Path) -> frozenset[str]:
-    return frozenset(
-        path.name for path in directory.iterdir() if path.is_file() and path.suffix in _MEDIA_TYPES
-    )
-
-
-@cache
-def _page_files() -> frozenset[str]:
-    """The page's own files, fixed at first use: no path from the URL reaches the file system."""
-    return _listing(dashboard_directory())
+    return _PAGE.directory
 
 
 @cache
 def _vendor_files() -> frozenset[str]:
-    return _listing(dashboard_directory() / "vendor")
+    return listing(dashboard_directory() / "vendor")
 
 
 @cache
@@ -69,39 +52,16 @@ def _vendor_etag(name: str) -> str:
     return f'"{hashlib.sha256(data).hexdigest()[:32]}"'
 
 
-def _not_found() -> Response:
-    request_id = new_request_id()
-    headers = {**SECURITY_HEADERS, "X-Request-Id": request_id}
-    return JSONResponse(error_body(NotFound("未找到该文件"), request_id), 404, headers=headers)
-
-
-def _serve(name: str) -> Response:
-    if name not in _page_files():
-        return _not_found()
-    path = dashboard_directory() / name
-    return Response(
-        path.read_bytes(), media_type=_MEDIA_TYPES[path.suffix], headers=SECURITY_HEADERS
-    )
-
-
-async def dashboard_page(_request: Request) -> Response:
-    return _serve("index.html")
-
-
-async def dashboard_asset(request: Request) -> Response:
-    return _serve(str(request.path_params["name"]))
-
-
 async def vendor_asset(request: Request) -> Response:
     name = str(request.path_params["name"])
     if name not in _vendor_files():
-        return _not_found()
+        return not_found(SECURITY_HEADERS)
     etag = _vendor_etag(name)
     headers = {**SECURITY_HEADERS, "Cache-Control": "no-cache", "ETag": etag}
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
     path = dashboard_directory() / "vendor" / name
-    return Response(path.read_bytes(), media_type=_MEDIA_TYPES[path.suffix], headers=headers)
+    return Response(path.read_bytes(), media_type=MEDIA_TYPES[path.suffix], headers=headers)
 
 
 @cache
@@ -119,9 +79,9 @@ async def regions(_request: Request) -> Response:
 
 def dashboard_routes() -> list[BaseRoute]:
     return [
-        Route(DASHBOARD_PATH, dashboard_page, methods=["GET", "HEAD"]),
-        Route(f"{DASHBOARD_PATH}/", dashboard_page, methods=["GET", "HEAD"]),
+        Route(DASHBOARD_PATH, _PAGE.page, methods=["GET", "HEAD"]),
+        Route(f"{DASHBOARD_PATH}/", _PAGE.page, methods=["GET", "HEAD"]),
         Route(f"{DASHBOARD_PATH}/regions.json", regions, methods=["GET", "HEAD"]),
         Route(f"{DASHBOARD_PATH}/vendor/{{name}}", vendor_asset, methods=["GET", "HEAD"]),
-        Route(f"{DASHBOARD_PATH}/{{name}}", dashboard_asset, methods=["GET", "HEAD"]),
+        Route(f"{DASHBOARD_PATH}/{{name}}", _PAGE.asset, methods=["GET", "HEAD"]),
     ]
