@@ -1,6 +1,6 @@
 """The oversight dashboard (运行监测) in a real headless Chromium, on SQLite and PostgreSQL.
 
-A real gateway (``relief-gateway seed`` + ``warn run`` for ten months + ``serve``, Shanxi rules
+A real gateway (``relief-gateway seed`` + ``warn run`` for three months + ``serve``, Shanxi rules
 so the fixed 6,000/20,000 yuan lines produce warnings and tasks) and Debian's chromium through
 Playwright (never a downloaded browser; without chromium this FAILS). A province oversight user
 signs in by pasting a token, sees coverage against the 99% line, drills province → city (a
@@ -106,7 +106,7 @@ def _run(args: list[str], env: dict[str, str]) -> None:
 def gateway(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Gateway]:
-    """`relief-gateway serve` on a seeded database with ten months of warning runs."""
+    """`relief-gateway serve` on a seeded database with three months of warning runs (enough for a per-month chart)."""
     _chromium()
     backend = str(request.param)
     data_dir = tmp_path_factory.mktemp(f"dashboard-{backend}") / "data"
@@ -122,7 +122,7 @@ def gateway(
         database = f"relief_dashboard_{uuid.uuid4().hex[:12]}"
         env["RELIEF_DATABASE_URL"] = cluster.create_database(database)
     _run(["seed", "--persons", "1500", "--province", "shanxi"], env)
-    for month in range(1, 11):
+    for month in range(8, 11):
         _run(["warn", "run", "--month", f"2026-{month:02d}"], env)
     port = _free_port()
     log = data_dir.parent / "serve.log"
