@@ -106,7 +106,8 @@ def _run(args: list[str], env: dict[str, str]) -> None:
 def gateway(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Gateway]:
-    """`relief-gateway serve` on a seeded database with three months of warning runs (enough for a per-month chart)."""
+    """`relief-gateway serve` on a seeded database with three months of warning runs (enough
+    for the per-month chart)."""
     _chromium()
     backend = str(request.param)
     data_dir = tmp_path_factory.mktemp(f"dashboard-{backend}") / "data"
