@@ -212,12 +212,13 @@ async def test_valid_token_lowercase_scheme(harness: Harness) -> None:
 
 
 async def test_handmade_valid_token_is_accepted(harness: Harness) -> None:
-    """The negative cases above differ from an accepted token only in the claim under test."""
+    """The negative cases above differ from an accepted token only in the claim under test.
+    The deprecated role ``security_officer`` is accepted and read as ``security_admin``."""
     token = _sign(harness, _claims(harness, roles=["security_officer"]))
     response = await harness.post(token, "{ me { roles department } }")
     assert response.status_code == 200, response.text
     assert response.json()["data"]["me"] == {
-        "roles": ["security_officer"],
+        "roles": ["security_admin"],
         "department": "MEDICAL_INSURANCE",
     }
 
@@ -303,11 +304,13 @@ def test_minted_token_claims(harness: Harness) -> None:
     assert 0 < claims["exp"] - claims["iat"] <= 120
     principal = harness.runtime.tokens.verify(token)
     assert principal.subject == "s-1"
-    # Province-wide lines, lines limited to a region containing the caller's, the role.
+    # Province-wide lines, lines limited to a region containing the caller's, the role (and,
+    # for one release, lines still written for its deprecated alias).
     assert principal.subject_keys == (
         "health:city",
         "health@37:city",
         "health@3701:city",
+        "role:security_admin",
         "role:security_officer",
     )
 

@@ -193,7 +193,7 @@ async def test_token_works_over_http(seeded: Path) -> None:
     assert response.status_code == 200, response.text
     assert response.json()["data"]["me"] == {
         "subject": "cli-op",
-        "roles": ["security_officer"],
+        "roles": ["security_admin"],
         "department": "MEDICAL_INSURANCE",
         "region": "37",
     }

@@ -19,7 +19,7 @@ import jwt
 
 from gateway.domain.clock import now_utc
 from gateway.domain.errors import BadUserInput, ConfigurationError, Unauthenticated
-from gateway.domain.principal import Principal, check_claims
+from gateway.domain.principal import Principal, canonical_subject, check_claims
 
 ALGORITHM = "HS256"
 MIN_KEY_BYTES = 32
@@ -106,7 +106,8 @@ class TokenService:
             )
         except (KeyError, BadUserInput):
             raise Unauthenticated("令牌中的部门、层级或区划声明无效") from None
-        subject = str(claims["sub"]).strip()
+        # One person, one subject (issue 16): "OFFICER.A" and "officer.a" are one subject.
+        subject = canonical_subject(str(claims["sub"]))
         if not subject:
             raise Unauthenticated("令牌缺少主体 (sub)")
         principal = Principal(
