@@ -40,7 +40,7 @@ from authz.store import PolicyLine, current_version, lines_json, subject_region,
 from gateway.domain.clock import as_utc, now_utc
 from gateway.domain.departments import LEVEL_NAMES_ZH, Level
 from gateway.domain.errors import BadUserInput, ConfigurationError, Forbidden
-from gateway.domain.principal import Principal
+from gateway.domain.principal import Principal, canonical_subject
 from gateway.storage.models import CasbinRule, PolicyProposal, PolicyVersion
 
 Execute = Callable[[Any], Awaitable[Result[Any]]]
@@ -76,6 +76,11 @@ class Officer:
     @property
     def title(self) -> str:
         return f"{LEVEL_NAMES_ZH[self.level]}安全管理员 ({self.region})"
+
+    def is_subject(self, recorded: str) -> bool:
+        """Whether ``recorded`` (a proposer stored by any release, however spelled) is this
+        officer: one person, one subject (issue 16), whatever the case, width or spacing."""
+        return canonical_subject(recorded) == canonical_subject(self.subject)
 
     def covers(self, line: Sequence[str]) -> bool:
         """Whether this officer may add or remove ``line``: a province officer any line; below
@@ -325,7 +330,7 @@ class PolicyAdmin:
     def can_approve(officer: Officer, proposal: ProposalRecord, version_in_force: int) -> bool:
         return (
             proposal.status == PENDING
-            and proposal.proposed_by != officer.subject
+            and not officer.is_subject(proposal.proposed_by)
             and proposal.base_version == version_in_force
             and all(officer.covers(line) for line in proposal.lines)
         )
@@ -418,7 +423,7 @@ class PolicyAdmin:
             await self._serialise(connection, proposal_id)
             row = await self._proposal_row(connection, proposal_id, for_update=True)
             proposal = self._pending(row)
-            if proposal.proposed_by == officer.subject:
+            if officer.is_subject(proposal.proposed_by):
                 raise Forbidden("不能批准自己提出的变更 (四眼原则)")
             officer.require_cover(proposal.lines, "批准")
             in_force = await current_version(connection)
@@ -444,7 +449,7 @@ class PolicyAdmin:
         async with self._engine.begin() as connection:
             row = await self._proposal_row(connection, proposal_id, for_update=True)
             proposal = self._pending(row)
-            withdrawn = proposal.proposed_by == officer.subject
+            withdrawn = officer.is_subject(proposal.proposed_by)
             if not withdrawn:
                 officer.require_cover(proposal.lines, "驳回")
             await connection.execute(

@@ -55,6 +55,9 @@ class Principal:
     level: Level
     region: str
     roles: frozenset[str] = field(default_factory=frozenset)
+    # A registered department system (service account, ``relief-gateway clients add``) may
+    # declare only the purposes it was registered for; None: any purpose the policy allows.
+    allowed_purposes: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
         if self.roles & ROLE_ALIASES.keys():  # a deprecated name is held as the role it names
