@@ -5,6 +5,6 @@ and computes blind indexes. Neither knows about policies or GraphQL.
 """
 
 from gateway.crypto._cipher import FieldCipher
-from gateway.crypto._keys import DataKey, IndexKey, Keyring
+from gateway.crypto._keys import AuditKey, DataKey, IndexKey, Keyring
 
-__all__ = ["DataKey", "FieldCipher", "IndexKey", "Keyring"]
+__all__ = ["AuditKey", "DataKey", "FieldCipher", "IndexKey", "Keyring"]

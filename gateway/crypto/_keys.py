@@ -1,13 +1,23 @@
-"""The keyring file: data keys (each recording its algorithm) and the blind-index key.
+"""The keyring file: data keys (each recording its algorithm), the blind-index key and the
+audit keys.
 
 Layout (JSON, mode 0600, under the data dir, never in the database or in git)::
 
     {"format": 1, "primary": "dk-…",
      "data_keys": {"dk-…": {"algorithm": "AES-256-GCM", "key": "<base64>", "created_at": "…"}},
-     "index_key": {"id": "ik-…", "algorithm": "HMAC-SHA-256", "key": "<base64>"}}
+     "index_key": {"id": "ik-…", "algorithm": "HMAC-SHA-256", "key": "<base64>"},
+     "audit_primary": "ak-…", "audit_since": "…",
+     "audit_keys": {"ak-…": {"algorithm": "HMAC-SHA-256", "key": "<base64>", "created_at": "…"}}}
 
 The blind-index key is separate from the data keys (a leaked index key reveals equality, not
 plaintext) and does not rotate with them: rotating it means recomputing every index.
+
+The audit keys MAC each audit entry (``gateway.storage.audit_chain``): someone who can write
+the database but not read this file cannot rewrite the audit chain unnoticed. They rotate
+(:meth:`Keyring.rotate_audit_key`; each entry records its key id) and are never removed while
+entries they signed are online or archived. ``audit_since`` is when the first audit key was
+created: entries written after it must carry a MAC. Keyrings written before audit keys existed
+get one on :meth:`Keyring.load_or_create` or ``relief-gateway audit rotate-key``.
 
 Online rotation (``relief-gateway keys rotate`` / ``retire``) rewrites the file under an
 exclusive lock (:meth:`Keyring.editing`), atomically (temporary file, fsync, rename). Running
@@ -60,6 +70,19 @@ class DataKey:
 
 
 @dataclass(frozen=True, slots=True)
+class AuditKey:
+    """A key for the audit-entry MAC (HMAC-SHA-256, or HMAC-SM3 under the 国密 suite)."""
+
+    key_id: str
+    algorithm: str
+    material: bytes
+    created_at: str
+
+    def __repr__(self) -> str:
+        return f"AuditKey({self.key_id!r}, {self.algorithm!r})"
+
+
+@dataclass(frozen=True, slots=True)
 class IndexKey:
     key_id: str
     algorithm: str
@@ -76,6 +99,10 @@ class Keyring:
         self.data_keys = data_keys
         self.primary_id = primary
         self.index_key = index_key
+        # Audit keys: none in a keyring written before they existed (see add_audit_key).
+        self.audit_keys: dict[str, AuditKey] = {}
+        self.audit_primary_id: str | None = None
+        self.audit_since: str | None = None
         # The file this keyring came from (``load``) and which version of it, for reloading.
         self.path: Path | None = None
         self._stamp: _FileStamp | None = None
@@ -83,6 +110,35 @@ class Keyring:
     @property
     def primary(self) -> DataKey:
         return self.data_keys[self.primary_id]
+
+    @property
+    def audit_key(self) -> AuditKey | None:
+        """The audit key new entries are MAC'd with; None in a keyring that has none yet."""
+        if self.audit_primary_id is None:
+            return None
+        return self.audit_keys[self.audit_primary_id]
+
+    def rotate_audit_key(self, algorithm: str | None = None) -> AuditKey:
+        """Add an audit key and make it the one new entries use; the first one also sets
+        ``audit_since``. Old audit keys stay: entries record which key MAC'd them."""
+        current = self.audit_key
+        if algorithm is None:
+            # The suite's MAC, as the blind-index key (never rotated) records it.
+            algorithm = current.algorithm if current else self.index_key.algorithm
+        if algorithm not in INDEX_ALGORITHMS:
+            raise ConfigurationError(f"未知的审计密钥算法 {algorithm!r}")
+        created = now_utc().isoformat(timespec="seconds")
+        key = AuditKey(
+            key_id=f"ak-{now_utc().strftime('%Y%m%d')}-{secrets.token_hex(3)}",
+            algorithm=algorithm,
+            material=os.urandom(INDEX_ALGORITHMS[algorithm]),
+            created_at=created,
+        )
+        self.audit_keys = {**self.audit_keys, key.key_id: key}
+        self.audit_primary_id = key.key_id
+        if self.audit_since is None:
+            self.audit_since = created
+        return key
 
     @classmethod
     def generate(cls, suite: str) -> Keyring:
@@ -95,7 +151,9 @@ class Keyring:
             algorithm=index_algorithm,
             material=os.urandom(INDEX_ALGORITHMS[index_algorithm]),
         )
-        return cls({data_key.key_id: data_key}, data_key.key_id, index_key)
+        keyring = cls({data_key.key_id: data_key}, data_key.key_id, index_key)
+        keyring.rotate_audit_key(index_algorithm)
+        return keyring
 
     def rotate(self, algorithm: str | None = None) -> DataKey:
         """Add a new data key and make it primary; old keys stay to open old ciphertexts."""
@@ -147,6 +205,10 @@ class Keyring:
         # missing from data_keys.
         self.data_keys = fresh.data_keys
         self.primary_id = fresh.primary_id
+        # Audit keys only ever grow, so a process keeps verifying what it MAC'd before.
+        self.audit_keys = {**self.audit_keys, **fresh.audit_keys}
+        self.audit_primary_id = fresh.audit_primary_id or self.audit_primary_id
+        self.audit_since = self.audit_since or fresh.audit_since
         self._stamp = fresh._stamp
         log.info(
             "密钥环已重新载入: 主密钥 %s, 共 %d 个数据密钥", self.primary_id, len(self.data_keys)
@@ -175,6 +237,19 @@ class Keyring:
             primary = raw["primary"]
             if not isinstance(primary, str):
                 raise TypeError("primary")
+            audit_keys = {
+                key_id: AuditKey(
+                    key_id=key_id,
+                    algorithm=entry["algorithm"],
+                    material=base64.b64decode(entry["key"]),
+                    created_at=entry.get("created_at", ""),
+                )
+                for key_id, entry in raw.get("audit_keys", {}).items()
+            }
+            audit_primary = raw.get("audit_primary")
+            if audit_primary is not None and audit_primary not in audit_keys:
+                raise KeyError("audit_primary")
+            audit_since = raw.get("audit_since")
         except FileNotFoundError:
             raise ConfigurationError(f"找不到密钥环文件 {path}") from None
         except (ValueError, KeyError, TypeError, AttributeError):
@@ -183,7 +258,13 @@ class Keyring:
         for key in data_keys.values():
             _check_length(key.key_id, key.algorithm, key.material, DATA_ALGORITHMS)
         _check_length(index_key.key_id, index_key.algorithm, index_key.material, INDEX_ALGORITHMS)
+        for audit_key in audit_keys.values():
+            _check_length(
+                audit_key.key_id, audit_key.algorithm, audit_key.material, INDEX_ALGORITHMS
+            )
         keyring = cls(data_keys, primary, index_key)
+        keyring.audit_keys, keyring.audit_primary_id = audit_keys, audit_primary
+        keyring.audit_since = audit_since if isinstance(audit_since, str) else None
         keyring.path, keyring._stamp = path, stamp
         return keyring
 
@@ -229,6 +310,17 @@ class Keyring:
                 "key": base64.b64encode(self.index_key.material).decode(),
             },
         }
+        if self.audit_keys:
+            document["audit_primary"] = self.audit_primary_id
+            document["audit_since"] = self.audit_since
+            document["audit_keys"] = {
+                key.key_id: {
+                    "algorithm": key.algorithm,
+                    "key": base64.b64encode(key.material).decode(),
+                    "created_at": key.created_at,
+                }
+                for key in self.audit_keys.values()
+            }
         # mkstemp creates the file with mode 0600 and a name no other writer uses.
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
@@ -251,7 +343,14 @@ class Keyring:
     @classmethod
     def load_or_create(cls, path: Path, suite: str) -> Keyring:
         if path.exists():
-            return cls.load(path)
+            keyring = cls.load(path)
+            if keyring.audit_key is None:
+                # A keyring from before audit keys: add one, under the lock, once.
+                with cls.editing(path) as edited:
+                    if edited.audit_key is None:
+                        edited.rotate_audit_key(SUITES[suite][1])
+                keyring = cls.load(path)
+            return keyring
         keyring = cls.generate(suite)
         keyring.save(path)
         return keyring
