@@ -1,12 +1,15 @@
 """The one clock: everything that depends on today's date reads :func:`today`.
 
 ``RELIEF_TODAY`` (development only) pins the date so rules and deadlines can be tested on any
-day; production refuses it (see ``gateway.runtime.production``).
+day; production refuses it (see ``gateway.runtime.production``). Tests move the instant with
+:func:`travel` (a policy line's validity end, issue 16) instead of sleeping.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta, timezone
 
 # Chinese administrative days run on Beijing time, whatever the server's timezone.
@@ -20,8 +23,27 @@ def today() -> date:
     return datetime.now(CHINA_TZ).date()
 
 
+# Tests only (``travel``): added to the wall clock by ``now_utc``. Never set by the gateway.
+_shift = timedelta(0)
+
+
 def now_utc() -> datetime:
-    return datetime.now(UTC)
+    return datetime.now(UTC) + _shift
+
+
+@contextmanager
+def travel(to: datetime) -> Iterator[None]:
+    """Tests only: ``now_utc()`` reads ``to`` (then runs on from there) inside the block, in
+    every part of this process. ``today()`` is left to ``RELIEF_TODAY``."""
+    global _shift
+    if to.tzinfo is None:
+        raise ValueError("travel() needs an aware datetime")
+    saved = _shift
+    _shift = to - datetime.now(UTC)
+    try:
+        yield
+    finally:
+        _shift = saved
 
 
 def as_utc(moment: datetime) -> datetime:
