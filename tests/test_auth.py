@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import re
@@ -279,7 +280,7 @@ def test_mint_refuses_non_positive_ttl(harness: Harness, ttl: int) -> None:
         )
 
 
-def test_minted_token_claims(harness: Harness) -> None:
+async def test_minted_token_claims(harness: Harness) -> None:
     token = harness.runtime.tokens.mint(
         subject="s-1",
         dept="health",
@@ -302,7 +303,7 @@ def test_minted_token_claims(harness: Harness) -> None:
     assert claims["region"] == "3701"
     assert claims["roles"] == ["security_officer"]
     assert 0 < claims["exp"] - claims["iat"] <= 120
-    principal = harness.runtime.tokens.verify(token)
+    principal = await harness.runtime.tokens.verify(token)
     assert principal.subject == "s-1"
     # Province-wide lines, lines limited to a region containing the caller's, the role (and,
     # for one release, lines still written for its deprecated alias).
@@ -320,7 +321,7 @@ def test_short_signing_key_is_refused() -> None:
         TokenService(b"short", "relief-gateway")
 
 
-def test_a_verified_token_still_expires() -> None:
+async def test_a_verified_token_still_expires() -> None:
     """Verified tokens are cached (signature checked once); their expiry is checked on every
     use, so a cached token is refused from the second it expires."""
     from gateway.domain.errors import Unauthenticated
@@ -329,26 +330,26 @@ def test_a_verified_token_still_expires() -> None:
     token = service.mint(
         subject="clerk", dept="civil_affairs", level="county", region="370102", ttl_seconds=2
     )
-    first = service.verify(token)
-    assert service.verify(token) is first  # the second use comes from the cache
-    time.sleep(2.1)  # exp = int(mint time) + 2 <= now
+    first = await service.verify(token)
+    assert await service.verify(token) is first  # the second use comes from the cache
+    await asyncio.sleep(2.1)  # exp = int(mint time) + 2 <= now
     with pytest.raises(Unauthenticated, match="过期"):
-        service.verify(token)
+        await service.verify(token)
     with pytest.raises(Unauthenticated):
-        service.verify(token)
+        await service.verify(token)
 
 
-def test_a_cached_token_is_not_a_forgery_oracle() -> None:
+async def test_a_cached_token_is_not_a_forgery_oracle() -> None:
     """Only tokens that verified enter the cache: a token with a changed payload and the old
     signature is refused even after the original was used."""
     from gateway.domain.errors import Unauthenticated
 
     service = TokenService(b"k" * 32, "relief-gateway")
     token = service.mint(subject="clerk", dept="civil_affairs", level="county", region="370102")
-    service.verify(token)
+    await service.verify(token)
     header, payload, signature = token.split(".")
     claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     claims["region"] = "370103"
     forged_payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
     with pytest.raises(Unauthenticated):
-        service.verify(f"{header}.{forged_payload}.{signature}")
+        await service.verify(f"{header}.{forged_payload}.{signature}")

@@ -111,6 +111,25 @@ class Settings(BaseSettings):
     # show who calls what and how much.
     metrics_allow: str = ""
 
+    # Identity platform (统一身份认证, issue 16; docs/identity.md, gateway.runtime.issuers):
+    # trusted external token issuers. One issuer from these settings, or several from
+    # RELIEF_OIDC_FILE (TOML, with claim mappings), not both. Subjects become "<name>|<sub>".
+    oidc_issuer: str | None = None  # the platform's `iss`, exactly
+    oidc_name: str = "oidc"  # short name qualifying subjects
+    oidc_discovery_url: str | None = None  # …/.well-known/openid-configuration
+    oidc_jwks_url: str | None = None  # or the key set itself
+    oidc_jwks_file: Path | None = None  # or a key set on disk
+    oidc_audience: str | None = None  # comma-separated; the gateway's client id at the platform
+    oidc_algorithms: str = "RS256,ES256"  # pinned; HS* never accepted from a platform
+    oidc_leeway_seconds: float = 60.0  # clock skew allowed on exp / nbf / iat (0-300)
+    oidc_client_id: str | None = None  # the console's and workbench's browser sign-in (PKCE)
+    oidc_refresh_seconds: float = 30.0  # at most one key-set refresh per issuer per interval
+    oidc_timeout_seconds: float = 5.0  # discovery and JWKS fetches
+    oidc_file: Path | None = None  # several issuers (see docs/identity.md for the format)
+    # Production with issuers configured refuses the gateway's own HS256 tokens (minted by
+    # whoever holds token.key) unless this is set: people sign in at the platform.
+    oidc_allow_local_tokens: bool = False
+
     @field_validator("cors_origins")
     @classmethod
     def _origins_are_exact(cls, value: str) -> str:

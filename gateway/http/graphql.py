@@ -150,7 +150,7 @@ async def _serve(request: Request) -> Response:
         refusal = NotAcceptable(f"Accept 须包含 application/json 或 {GRAPHQL_RESPONSE_JSON}")
         return _error_response(refusal, refusal.http_status, request_id)
     try:
-        principal = _authenticate(runtime, request)
+        principal = await _authenticate(runtime, request)
         request.state.principal = principal
         runtime.rate_limiter.check(principal)
         purpose = _purpose(runtime, request)
@@ -325,12 +325,12 @@ def _wants_ide(request: Request) -> bool:
     return "query" not in request.query_params and "text/html" in request.headers.get("accept", "")
 
 
-def _authenticate(runtime: Runtime, request: Request) -> Principal:
+async def _authenticate(runtime: Runtime, request: Request) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("缺少令牌: 请在 Authorization 头中提供 Bearer 令牌")
-    return runtime.tokens.verify(token.strip())
+    return await runtime.tokens.verify(token.strip())
 
 
 def _purpose_refusal(

@@ -151,7 +151,7 @@ async def upload_endpoint(request: Request) -> Response:
     try:
         _same_origin(request)
         _not_a_form(request)
-        principal = _authenticate(runtime, request)
+        principal = await _authenticate(runtime, request)
         runtime.rate_limiter.check(principal)
         purpose = _purpose(runtime, request)
         dry_run = _dry_run(request)
@@ -210,12 +210,12 @@ def _not_a_form(request: Request) -> None:
         )
 
 
-def _authenticate(runtime: Runtime, request: Request) -> Principal:
+async def _authenticate(runtime: Runtime, request: Request) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("缺少令牌: 请在 Authorization 头中提供 Bearer 令牌")
-    return runtime.tokens.verify(token.strip())
+    return await runtime.tokens.verify(token.strip())
 
 
 def _purpose(runtime: Runtime, request: Request) -> str:
@@ -503,7 +503,7 @@ async def report_endpoint(request: Request) -> Response:
     request_id = new_request_id()
     absent = NotFound("未找到该批次的拒收报告")
     try:
-        principal = _authenticate(runtime, request)
+        principal = await _authenticate(runtime, request)
         runtime.rate_limiter.check(principal)
         purpose = _purpose(runtime, request)
         if not await _granted(runtime, principal, purpose, REPORT_OPERATION):

@@ -13,6 +13,7 @@ from gateway.crypto import FieldCipher, Keyring
 from gateway.domain.settings import Settings
 from gateway.loop.config import ProvinceRules, load_rules
 from gateway.runtime import production
+from gateway.runtime.issuers import load_issuers
 from gateway.runtime.rate_limit import RateLimiter
 from gateway.runtime.tokens import TokenService
 from gateway.runtime.trusted_documents import TrustedDocuments
@@ -51,8 +52,16 @@ class Runtime:
             keyring = Keyring.load_or_create(settings.keyring_path, settings.cipher_suite.value)
         else:
             keyring = Keyring.load(settings.keyring_path)
+        # The identity platforms (RELIEF_OIDC_*, validated here: a broken file stops start-up).
+        issuers = load_issuers(settings)
         tokens = TokenService.from_file(
-            settings.token_key_path, settings.token_issuer, create=create_keys
+            settings.token_key_path,
+            settings.token_issuer,
+            create=create_keys,
+            issuers=issuers,
+            # Production with a platform: people sign in there, not with the local key.
+            accept_local=not (settings.is_production and issuers)
+            or settings.oidc_allow_local_tokens,
         )
         engine = make_engine(settings.resolved_database_url)
         sessions = make_sessionmaker(engine)
@@ -79,6 +88,9 @@ class Runtime:
 
     async def start(self) -> None:
         """Install the default policies on first start and load the policy in force."""
+        # The platforms' keys (best effort, asynchronous: an unreachable platform is retried on
+        # the first token that needs it).
+        await self.tokens.start()
         async with self.sessions() as session:
             await install_default_policies(session)
             await self.authorizer.load(session)

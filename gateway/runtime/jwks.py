@@ -1,0 +1,178 @@
+"""The public keys of a trusted token issuer (a JWK Set, RFC 7517), cached and refreshed.
+
+Where the keys come from, in order of preference:
+
+    discovery URL   OpenID Connect Discovery 1.0: ``/.well-known/openid-configuration`` names
+                    the ``jwks_uri``; its ``issuer`` must be the configured issuer exactly (§4.3)
+    JWKS URL        the key set itself
+    JWKS file       a key set kept on disk (a platform without a reachable endpoint, or tests)
+
+Keys are read once and kept. A token signed with a ``kid`` the set does not hold triggers a
+refresh (the platform rolled its keys over), at most once per ``min_refresh_seconds`` per
+issuer: a flood of tokens with invented ``kid`` values costs the platform one request per
+interval, not one per token. Fetches are asynchronous (httpx) with a timeout, so a slow
+platform delays only the requests that need the new key, never the event loop.
+
+    keys = KeySource(issuer="https://iam.sd.gov.cn", jwks_url="https://iam…/jwks", …)
+    await keys.refresh()              # at start (best effort) and on an unknown kid
+    key = keys.get("2026-rsa")        # None: not (yet) known
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+
+log = logging.getLogger("gateway.identity")
+
+# JWK key types and the JWS algorithms each may verify (RFC 7518 §3): a token's ``alg`` must
+# fit its key, so an RSA key never checks an HS256 MAC (the public-key-as-HMAC-secret attack).
+ALGORITHMS_BY_KEY_TYPE = {"RSA": frozenset({"RS256"}), "EC": frozenset({"ES256"})}
+MAX_JWKS_BYTES = 512 * 1024  # a key set is a few KB; refuse to buffer a runaway response
+
+
+class KeySourceError(Exception):
+    """The key set could not be fetched or read; the message is for the server log only."""
+
+
+@dataclass
+class KeySource:
+    issuer: str
+    discovery_url: str | None = None
+    jwks_url: str | None = None
+    jwks_file: Path | None = None
+    min_refresh_seconds: float = 30.0
+    timeout_seconds: float = 5.0
+    # kid → key; a key set entry without kid is kept under "" (a platform with one key).
+    _keys: dict[str, jwt.PyJWK] = field(default_factory=dict, init=False)
+    _last_attempt: float = field(default=float("-inf"), init=False)
+    _lock: asyncio.Lock | None = field(default=None, init=False)
+    # Discovery document fields kept for the browser sign-in (authorization code + PKCE).
+    discovered: dict[str, Any] = field(default_factory=dict, init=False)
+    refreshes: int = field(default=0, init=False)  # successful loads, for tests and metrics
+
+    def get(self, kid: str | None) -> jwt.PyJWK | None:
+        if kid is None:
+            # No kid in the header: acceptable only while the set holds exactly one key.
+            return next(iter(self._keys.values())) if len(self._keys) == 1 else None
+        return self._keys.get(kid)
+
+    @property
+    def kids(self) -> frozenset[str]:
+        return frozenset(self._keys)
+
+    def may_refresh(self) -> bool:
+        return time.monotonic() - self._last_attempt >= self.min_refresh_seconds
+
+    async def refresh(self, *, force: bool = False) -> bool:
+        """Reload the key set unless one was attempted within ``min_refresh_seconds`` (``force``
+        at start-up). True when this call (or a concurrent one it waited for) loaded keys."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        attempted_before = self._last_attempt
+        async with self._lock:
+            if self._last_attempt != attempted_before:
+                return True  # another request refreshed while this one waited
+            if not force and not self.may_refresh():
+                return False
+            self._last_attempt = time.monotonic()
+            try:
+                document = await self._load()
+                keys = parse_key_set(document)
+            except KeySourceError as exc:
+                log.warning("identity platform %s: key set not loaded: %s", self.issuer, exc)
+                return False
+            self._keys = keys
+            self.refreshes += 1
+            log.info("identity platform %s: %d key(s) loaded", self.issuer, len(keys))
+            return True
+
+    async def _load(self) -> dict[str, Any]:
+        if self.jwks_file is not None:
+            text = await asyncio.to_thread(_read_file, self.jwks_file)
+            return _json_object(text, str(self.jwks_file))
+        async with httpx.AsyncClient(
+            timeout=self.timeout_seconds, follow_redirects=False, trust_env=False
+        ) as client:
+            url = self.jwks_url
+            if self.discovery_url is not None:
+                self.discovered = await _get_json(client, self.discovery_url)
+                if self.discovered.get("issuer") != self.issuer:
+                    # OIDC Discovery §4.3: a document naming another issuer is not this one's.
+                    raise KeySourceError(
+                        f"discovery document names issuer {self.discovered.get('issuer')!r}"
+                    )
+                url = self.discovered.get("jwks_uri")
+                if not isinstance(url, str):
+                    raise KeySourceError("discovery document has no jwks_uri")
+            if url is None:
+                raise KeySourceError("no discovery URL, JWKS URL or JWKS file")
+            return await _get_json(client, url)
+
+
+def parse_key_set(document: dict[str, Any]) -> dict[str, jwt.PyJWK]:
+    """Signature keys of a JWK Set by kid. Encryption keys (``use: enc``), private keys, key
+    types other than RSA and EC P-256, and malformed entries are left out (logged)."""
+    entries = document.get("keys")
+    if not isinstance(entries, list):
+        raise KeySourceError("key set has no keys list")
+    keys: dict[str, jwt.PyJWK] = {}
+    for entry in entries:
+        if not isinstance(entry, dict):
+            continue
+        kid = entry.get("kid", "")
+        if not isinstance(kid, str):
+            continue
+        if entry.get("use", "sig") != "sig" or "d" in entry:
+            continue  # encryption keys verify nothing; a private key has no place in a JWKS
+        if entry.get("kty") not in ALGORITHMS_BY_KEY_TYPE:
+            log.info("key %r: key type %r not supported, skipped", kid, entry.get("kty"))
+            continue
+        if entry.get("kty") == "EC" and entry.get("crv") != "P-256":
+            log.info("key %r: curve %r not supported, skipped", kid, entry.get("crv"))
+            continue
+        try:
+            keys[kid] = jwt.PyJWK(entry)
+        except (jwt.PyJWTError, ValueError, TypeError):
+            log.warning("key %r: malformed, skipped", kid)
+    return keys
+
+
+def _read_file(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise KeySourceError(f"cannot read {path}: {exc.strerror}") from None
+
+
+async def _get_json(client: httpx.AsyncClient, url: str) -> dict[str, Any]:
+    try:
+        async with client.stream("GET", url, headers={"Accept": "application/json"}) as reply:
+            if reply.status_code != 200:
+                raise KeySourceError(f"GET {url}: HTTP {reply.status_code}")
+            body = b""
+            async for chunk in reply.aiter_bytes():
+                body += chunk
+                if len(body) > MAX_JWKS_BYTES:
+                    raise KeySourceError(f"GET {url}: response larger than {MAX_JWKS_BYTES}")
+    except httpx.HTTPError as exc:
+        raise KeySourceError(f"GET {url}: {type(exc).__name__}") from None
+    return _json_object(body.decode("utf-8", "replace"), url)
+
+
+def _json_object(text: str, where: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise KeySourceError(f"{where}: not JSON") from None
+    if not isinstance(value, dict):
+        raise KeySourceError(f"{where}: not a JSON object")
+    return value
