@@ -14,6 +14,12 @@ Rules (DOMAIN.md rule 10: a department pair's data-sharing list is exactly a pol
 - a proposal is a diff against the version in force when it was made (``base_version``); once
   another version is in force it can no longer be approved (STALE), because its diff was
   reviewed against lines that no longer hold;
+- a line may carry a validity end (期限): it stops granting then, without a new version
+  (``authz.store.Authorizer``); adding a line whose end has passed is refused;
+- policy expectations (``authz.expectations``) travel with each version; a proposal may carry a
+  new complete set. A proposal whose lines break an expectation in force cannot be approved,
+  unless the same proposal changes that expectation: then the new set is what must hold, and
+  the approver (four eyes) approves the expectation change with the lines;
 - an approval writes ``casbin_rule``, a new ``policy_version`` with the complete lines, and the
   proposal's outcome in ONE transaction (PostgreSQL: under an advisory lock), so the two never
   disagree and two approvals never both build on the same base. The new version row announces
@@ -26,7 +32,6 @@ Reads run on the request's connection (``execute``); writes in their own transac
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -36,7 +41,30 @@ from typing import Any
 from sqlalchemy import Result, and_, delete, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from authz.store import PolicyLine, current_version, lines_json, subject_region, validate_line
+from authz.expectations import (
+    Failure,
+    canonical,
+    changed_expectations,
+    check_expectations,
+    parse_expectations,
+)
+from authz.store import (
+    PolicyLine,
+    current_version,
+    format_valid_to,
+    grants_at,
+    line_from_cells,
+    lines_from_json,
+    lines_json,
+    rule_values,
+    stored_end,
+    stored_lines_query,
+    subject_region,
+    valid_to_of,
+    valid_to_words,
+    validate_line,
+    with_valid_to,
+)
 from gateway.domain.clock import as_utc, now_utc
 from gateway.domain.departments import LEVEL_NAMES_ZH, Level
 from gateway.domain.errors import BadUserInput, ConfigurationError, Forbidden
@@ -55,8 +83,11 @@ POLICY_LOCK_KEY = 0x72656C6965_05
 
 
 def format_line(line: Sequence[str]) -> str:
-    """A line as the policy file writes it, without the leading ``p``."""
-    return ", ".join(line)
+    """A line as the policy file writes it, without the leading ``p`` (its validity end, when
+    it has one, as the sixth column)."""
+    end = valid_to_of(line)
+    text = ", ".join((line[0], line[1], line[2], line[3]))
+    return text if end is None else f"{text}, {format_valid_to(end)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +100,11 @@ class Officer:
 
     @classmethod
     def of(cls, principal: Principal) -> Officer:
-        if not principal.is_security_officer:
-            raise Forbidden("仅安全管理员可以查看和管理访问策略")
+        if not principal.is_security_admin:  # security_officer: its deprecated alias
+            raise Forbidden(
+                "仅安全管理员 (security_admin) 可以查看和管理访问策略 (三权分立: 审计管理员和"
+                "系统管理员不能提出、审批或模拟策略变更)"
+            )
         return cls(principal.subject, principal.level, principal.region)
 
     @property
@@ -90,6 +124,18 @@ class Officer:
             return True
         region = subject_region(line[0])
         return bool(region) and region.startswith(self.region)
+
+    def covers_expectation(self, region: str) -> bool:
+        """Whether this officer may change an expectation about a caller in ``region``."""
+        return self.level is Level.PROVINCE or region.startswith(self.region)
+
+    def require_cover_expectations(self, before: str | None, after: str | None, verb: str) -> None:
+        for expectation in changed_expectations(before, after):
+            if not self.covers_expectation(expectation.region):
+                raise Forbidden(
+                    f"超出辖区: {self.title}不能{verb}策略期望「{expectation.text}」"
+                    f"(调用方区域 {expectation.region} 不在本辖区 {self.region} 内)"
+                )
 
     def require_cover(self, lines: Iterable[Sequence[str]], verb: str) -> None:
         for line in lines:
@@ -114,6 +160,7 @@ class VersionRecord:
     approved_by: str | None
     proposal_id: uuid.UUID | None
     lines: tuple[PolicyLine, ...] | None  # None: older than migration 0004, no snapshot kept
+    expectations: str | None = None  # the version's policy expectations (canonical text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +180,7 @@ class ProposalRecord:
     decided_at: datetime | None
     decision_note: str | None
     resulting_version: int | None
+    expectations: str | None = None  # the proposed complete set; None: unchanged
 
     @property
     def lines(self) -> tuple[PolicyLine, ...]:
@@ -150,7 +198,7 @@ def apply_change(
 def _parse_lines(raw: str | None) -> tuple[PolicyLine, ...] | None:
     if raw is None:
         return None
-    return tuple((str(s), str(o), str(a), str(p)) for s, o, a, p in json.loads(raw))
+    return lines_from_json(raw)
 
 
 def _version(row: Any) -> VersionRecord:
@@ -162,6 +210,7 @@ def _version(row: Any) -> VersionRecord:
         approved_by=row.approved_by,
         proposal_id=row.proposal_id,
         lines=_parse_lines(row.lines),
+        expectations=row.expectations,
     )
 
 
@@ -182,6 +231,7 @@ def _proposal(row: Any) -> ProposalRecord:
         decided_at=as_utc(row.decided_at) if row.decided_at else None,
         decision_note=row.decision_note,
         resulting_version=row.resulting_version,
+        expectations=row.expectations,
     )
 
 
@@ -197,7 +247,8 @@ def _checked_note(note: str | None, *, required: bool = False) -> str | None:
 def _checked_lines(lines: Iterable[Sequence[str]], what: str) -> tuple[PolicyLine, ...]:
     checked: list[PolicyLine] = []
     for number, raw in enumerate(lines, start=1):
-        line: PolicyLine = (raw[0].strip(), raw[1].strip(), raw[2].strip(), raw[3].strip())
+        cells = (raw[0].strip(), raw[1].strip(), raw[2].strip(), raw[3].strip())
+        line = with_valid_to(cells, valid_to_of(raw))
         try:
             if any(len(cell) > MAX_CELL for cell in line):
                 raise ConfigurationError(f"每一列最多 {MAX_CELL} 个字符")
@@ -213,13 +264,16 @@ def _checked_lines(lines: Iterable[Sequence[str]], what: str) -> tuple[PolicyLin
 
 
 async def _lines_in_force(db: AsyncConnection | Execute) -> tuple[PolicyLine, ...]:
-    stmt = (
-        select(CasbinRule.v0, CasbinRule.v1, CasbinRule.v2, CasbinRule.v3)
-        .where(CasbinRule.ptype == "p")
-        .order_by(CasbinRule.id)
-    )
+    """The version's lines as enforced (``casbin_rule``), those past their end included."""
+    stmt = stored_lines_query()
     result = await (db.execute(stmt) if isinstance(db, AsyncConnection) else db(stmt))
-    return tuple((str(r.v0), str(r.v1), str(r.v2), str(r.v3)) for r in result)
+    return tuple(line_from_cells(tuple(row)) for row in result)
+
+
+async def _expectations_of(db: AsyncConnection | Execute, version: int) -> str | None:
+    stmt = select(PolicyVersion.expectations).where(PolicyVersion.id == version)
+    result = await (db.execute(stmt) if isinstance(db, AsyncConnection) else db(stmt))
+    return result.scalar()
 
 
 _PROPOSAL_COLUMNS = tuple(PolicyProposal.__table__.c)
@@ -260,6 +314,7 @@ class PolicyAdmin:
             record.approved_by,
             record.proposal_id,
             lines,
+            record.expectations,
         )
 
     async def version(self, number: int) -> VersionRecord | None:
@@ -335,6 +390,25 @@ class PolicyAdmin:
             and all(officer.covers(line) for line in proposal.lines)
         )
 
+    async def expectations_before(self, proposal: ProposalRecord) -> str:
+        """The expectations of the proposal's base version ("" for none)."""
+        return await _expectations_of(self._execute, proposal.base_version) or ""
+
+    async def expectation_failures(self, proposal: ProposalRecord) -> list[Failure]:
+        """The expectations the proposal's lines break (now): those of its new set when it
+        changes them, else those of its base version. An approval is refused while any."""
+        before = await self.lines_before(proposal)
+        after = apply_change(before, proposal.added, proposal.removed)
+        expectations = proposal.expectations
+        if expectations is None:
+            expectations = await self.expectations_before(proposal)
+        return check_expectations(parse_expectations(expectations), after)
+
+    async def in_force_failures(self) -> list[Failure]:
+        """The expectations the policy in force breaks now (a line reached its end)."""
+        record = await self.in_force()
+        return check_expectations(parse_expectations(record.expectations or ""), record.lines or ())
+
     # ---------------------------------------------------------------- proposals
     async def propose(
         self,
@@ -344,10 +418,12 @@ class PolicyAdmin:
         *,
         add: Iterable[Sequence[str]],
         remove: Iterable[Sequence[str]],
+        expectations: str | None = None,
     ) -> ProposalRecord:
         """File a change against the version in force. Refused: an invalid line (named), a
         line outside the officer's jurisdiction, removing a line not in force, adding one in
-        force, an empty change."""
+        force or past its end, an invalid expectation (named), an empty change.
+        ``expectations``: the proposed complete set of policy expectations (None: unchanged)."""
         title = title.strip()
         if not title:
             raise BadUserInput("请填写申请标题 (title)")
@@ -356,14 +432,27 @@ class PolicyAdmin:
         checked_note = _checked_note(note)
         added = _checked_lines(add, "新增")
         removed = _checked_lines(remove, "删除")
+        wanted = _checked_expectations(expectations)
         both = set(added) & set(removed)
         if both:
             raise BadUserInput(f"同一行不能既新增又删除:「{format_line(min(both))}」")
-        if not added and not removed:
-            raise BadUserInput("没有变化: 请至少新增或删除一行策略")
+        moment = now_utc()
+        for line in added:
+            end = valid_to_of(line)
+            if end is not None and not grants_at(line, moment):
+                raise BadUserInput(
+                    f"要新增的行期限已过 ({valid_to_words(end)}):「{format_line(line)}」"
+                )
         officer.require_cover(removed + added, "变更")
         async with self._engine.begin() as connection:
             base = await current_version(connection)
+            current_expectations = await _expectations_of(connection, base) or ""
+            if wanted is not None and wanted == current_expectations:
+                wanted = None  # the same set: no change of expectations
+            if not added and not removed and wanted is None:
+                raise BadUserInput("没有变化: 请至少新增或删除一行策略, 或修改策略期望")
+            if wanted is not None:
+                officer.require_cover_expectations(current_expectations, wanted, "变更")
             in_force = set(await _lines_in_force(connection))
             for line in removed:
                 if line not in in_force:
@@ -388,6 +477,7 @@ class PolicyAdmin:
                 "proposer_region": officer.region,
                 "proposed_at": now_utc(),
                 "status": PENDING,
+                "expectations": wanted,
             }
             await connection.execute(insert(PolicyProposal).values(**values))
             row = await self._proposal_row(connection, proposal_id)
@@ -408,9 +498,17 @@ class PolicyAdmin:
         if target.lines is None:
             raise BadUserInput(f"版本 {version} 没有保存完整的策略行 (早于迁移 0004), 无法回滚")
         add, remove = text_change(in_force.lines or (), target.lines)
-        if not add and not remove:
-            raise BadUserInput(f"没有变化: 版本 {version} 的策略行与当前版本相同")
-        return await self.propose(officer, f"回滚到版本 {version}", note, add=add, remove=remove)
+        expectations = target.expectations or ""
+        if not add and not remove and expectations == (in_force.expectations or ""):
+            raise BadUserInput(f"没有变化: 版本 {version} 的策略行和策略期望与当前版本相同")
+        return await self.propose(
+            officer,
+            f"回滚到版本 {version}",
+            note,
+            add=add,
+            remove=remove,
+            expectations=expectations,
+        )
 
     # ---------------------------------------------------------------- decisions
     async def approve(
@@ -431,7 +529,10 @@ class PolicyAdmin:
                 stale = f"该申请基于版本 {proposal.base_version}, 当前为版本 {in_force}; 请重新提出"
                 await self._mark_stale(connection, [(proposal.id, stale)])
             else:
-                await self._install(connection, proposal, officer, checked_note)
+                before = await _expectations_of(connection, in_force) or ""
+                if proposal.expectations is not None:
+                    officer.require_cover_expectations(before, proposal.expectations, "批准")
+                await self._install(connection, proposal, officer, checked_note, before)
             row = await self._proposal_row(connection, proposal_id)
         if stale is not None:
             raise BadUserInput(stale)
@@ -452,6 +553,9 @@ class PolicyAdmin:
             withdrawn = officer.is_subject(proposal.proposed_by)
             if not withdrawn:
                 officer.require_cover(proposal.lines, "驳回")
+                if proposal.expectations is not None:
+                    before = await _expectations_of(connection, proposal.base_version)
+                    officer.require_cover_expectations(before, proposal.expectations, "驳回")
             await connection.execute(
                 update(PolicyProposal)
                 .where(PolicyProposal.id == proposal_id)
@@ -522,6 +626,7 @@ class PolicyAdmin:
         proposal: ProposalRecord,
         approver: Officer,
         note: str | None,
+        expectations_before: str,
     ) -> None:
         lines = await _lines_in_force(connection)
         present = set(lines)
@@ -530,25 +635,38 @@ class PolicyAdmin:
         ):
             # casbin_rule was changed without a new version: refuse rather than guess.
             raise BadUserInput("当前生效的策略行与申请的基础版本不一致, 请重新提出申请")
-        for subject, obj, action, purpose in proposal.removed:
+        new_lines = apply_change(lines, proposal.added, proposal.removed)
+        expectations = (
+            expectations_before if proposal.expectations is None else proposal.expectations
+        )
+        # Policy tests gate the approval: what the change breaks cannot take effect unless the
+        # same proposal changes the expectation (then the approver approves that too).
+        failures = check_expectations(parse_expectations(expectations), new_lines)
+        if failures:
+            shown = "; ".join(failure.message for failure in failures[:5])
+            more = f" (另有 {len(failures) - 5} 条)" if len(failures) > 5 else ""
+            raise BadUserInput(
+                f"不能批准: 该申请违反 {len(failures)} 条策略期望: {shown}{more}。"
+                "如确需变更, 请在同一申请中修改相应的策略期望 (仍须另一名安全管理员批准)"
+            )
+        for line in proposal.removed:
+            end = stored_end(valid_to_of(line))
             await connection.execute(
                 delete(CasbinRule).where(
                     CasbinRule.ptype == "p",
-                    CasbinRule.v0 == subject,
-                    CasbinRule.v1 == obj,
-                    CasbinRule.v2 == action,
-                    CasbinRule.v3 == purpose,
+                    CasbinRule.v0 == line[0],
+                    CasbinRule.v1 == line[1],
+                    CasbinRule.v2 == line[2],
+                    CasbinRule.v3 == line[3],
+                    or_(CasbinRule.v4.is_(None), CasbinRule.v4 == "")
+                    if end is None
+                    else CasbinRule.v4 == end,
                 )
             )
         if proposal.added:
             await connection.execute(
-                insert(CasbinRule),
-                [
-                    {"ptype": "p", "v0": s, "v1": o, "v2": a, "v3": p}
-                    for s, o, a, p in proposal.added
-                ],
+                insert(CasbinRule), [rule_values(line) for line in proposal.added]
             )
-        new_lines = apply_change(lines, proposal.added, proposal.removed)
         decided_at = now_utc()
         version = (
             await connection.execute(
@@ -558,6 +676,7 @@ class PolicyAdmin:
                     created_by=proposal.proposed_by,
                     note=proposal.title,
                     lines=lines_json(new_lines),
+                    expectations=expectations,
                     proposal_id=proposal.id,
                     approved_by=approver.subject,
                 )
@@ -588,6 +707,16 @@ class PolicyAdmin:
                 for other, base in others.all()
             ],
         )
+
+
+def _checked_expectations(text: str | None) -> str | None:
+    """A proposed set of expectations in its canonical text (None: unchanged)."""
+    if text is None:
+        return None
+    try:
+        return canonical(text, source="策略期望")
+    except ConfigurationError as exc:
+        raise BadUserInput(exc.message) from None
 
 
 def text_change(

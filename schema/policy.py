@@ -28,6 +28,7 @@ from authz.effects import cells_of, effect_changes, grid_cells, grid_rows
 from authz.store import PolicyLine as StoredLine
 from authz.store import subject_region
 from gateway.domain.errors import BadUserInput
+from schema.audit import note_policy_change
 from schema.enums import FieldEffect
 from schema.paging import PageInfo
 from schema.types import Ctx
@@ -248,7 +249,9 @@ class PolicyMatrix:
 
 # ---------------------------------------------------------------- helpers
 def _officer(info: Ctx) -> Officer:
-    return Officer.of(info.context.principal)
+    officer = Officer.of(info.context.principal)
+    note_policy_change(info)  # a mutation enters the administrators' own trail (issue 16)
+    return officer
 
 
 def _admin(info: Ctx) -> PolicyAdmin:

@@ -25,7 +25,8 @@ from gateway.domain.departments import Department as DepartmentCode
 from gateway.domain.departments import Level as LevelCode
 from gateway.domain.errors import BadUserInput, Forbidden
 from gateway.domain.principal import Principal as Caller
-from gateway.storage.audit_log import AuditCriteria, AuditLogReader
+from gateway.storage.audit_log import AuditLogReader
+from schema.audit import audit_scope, auditor
 from schema.enums import Department, FieldEffect, Level
 from schema.policy import FieldEffectChange, PolicyAction, PolicyLine
 from schema.purposes import purpose_labels
@@ -119,7 +120,7 @@ class AccessExplanation:
 # ---------------------------------------------------------------- helpers
 def _officer(info: Ctx, what: str) -> Officer:
     principal = info.context.principal
-    if not principal.is_security_officer:
+    if not principal.is_security_admin:
         raise Forbidden(f"仅安全管理员可以{what}")
     if is_simulated(principal):
         raise Forbidden("模拟的请求中不能再发起模拟或解释")
@@ -230,7 +231,7 @@ async def simulate_access(
 async def explain_access_entry(
     info: Ctx, audit_entry_id: strawberry.ID
 ) -> AccessExplanation | None:
-    officer = _officer(info, "查看访问解释")
+    officer = auditor(info, "查看访问解释")  # 三权分立: the audit administrator's duty
     context = info.context
     raw = str(audit_entry_id)
     if not (raw.isascii() and raw.isdigit()):
@@ -238,7 +239,7 @@ async def explain_access_entry(
     entry_id = int(raw)
     # Entries of requests made inside the officer's jurisdiction only; others look absent.
     rows, _ = await AuditLogReader(context.engine).page(
-        AuditCriteria(region=officer.region), first=1, before_id=entry_id + 1
+        audit_scope(context.principal), first=1, before_id=entry_id + 1
     )
     if not rows or rows[0].id != entry_id:
         return None

@@ -1,7 +1,8 @@
-"""Officers read the audit log through GraphQL (issue 5 item 5): ``auditLog`` lists the
-requests made inside the officer's jurisdiction, by person, department, subject and period;
-``auditChain`` verifies the hash chain and names the first bad entry; a query of the audit is
-itself audited; anyone without the ``security_officer`` role is refused."""
+"""The audit administrator reads the audit log through GraphQL (issue 5 item 5, issue 16):
+``auditLog`` lists the requests made inside its jurisdiction, by person, department, subject
+and period, never its own; ``auditChain`` verifies the hash chain and names the first bad entry;
+a query of the audit is itself audited; anyone without the ``audit_admin`` role is refused, the
+security and system administrators included (三权分立)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ from datetime import date, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
 from gateway.domain.clock import CHINA_TZ, as_utc
 from gateway.domain.id_numbers import make_id_number
+from gateway.domain.principal import canonical_subject
 from gateway.storage.models import AuditEntry
 from tests.exchange_support import (
     audit_entries,
@@ -26,7 +28,7 @@ from tests.exchange_support import (
 )
 from tests.harness import Harness
 
-OFFICER = ["security_officer"]
+AUDITOR = ["audit_admin"]
 
 LOG = """
 query AuditLog($filter: AuditFilter, $first: Int = 50, $after: String) {
@@ -101,7 +103,18 @@ async def readings(exchange_gateway: Harness) -> Readings:  # noqa: F811
 
 
 def _officer(gateway: Harness, level: str, region: str, subject: str | None = None) -> str:
-    return gateway.token("big_data", level, region, roles=OFFICER, subject=subject)
+    """An audit administrator's token (subject by default the harness's ``test-big_data-…``)."""
+    return gateway.token("big_data", level, region, roles=AUDITOR, subject=subject)
+
+
+def _reader(level: str, region: str) -> str:
+    return f"test-big_data-{level}-{region}"
+
+
+def _visible(entries: list[AuditEntry], reader: str) -> list[AuditEntry]:
+    """What the reader may see: every entry but its own (any spelling)."""
+    own = canonical_subject(reader)
+    return [e for e in entries if canonical_subject(e.subject) != own]
 
 
 async def _log(gateway: Harness, token: str, **variables: Any) -> dict[str, Any]:
@@ -115,10 +128,11 @@ def _ids(log: dict[str, Any]) -> list[int]:
     return [int(edge["node"]["id"]) for edge in log["edges"]]
 
 
-async def _count(gateway: Harness, region: str) -> int:
+async def _count(gateway: Harness, region: str, reader: str) -> int:
     async with gateway.runtime.engine.connect() as connection:
-        stmt = select(func.count()).where(AuditEntry.region.startswith(region))
-        return int((await connection.execute(stmt)).scalar_one())
+        stmt = select(AuditEntry.subject).where(AuditEntry.region.startswith(region))
+        subjects = list((await connection.execute(stmt)).scalars())
+    return sum(1 for subject in subjects if canonical_subject(subject) != canonical_subject(reader))
 
 
 def _beijing_day(entry: AuditEntry) -> date:
@@ -134,19 +148,23 @@ async def test_non_officer_is_refused(
     readings: Readings,
     field: str,
 ) -> None:
-    """Even the province hub without the role: reading the log is the officers' job alone."""
+    """Even the province hub without the role, and the other two administrators: reading the
+    log is the audit administrator's job alone (三权分立)."""
     gateway = exchange_gateway
     query = LOG if field == "auditLog" else CHAIN
     for token in (
         gateway.token("civil_affairs", "county", readings.county),
         gateway.token("medical_insurance", "province", "37"),
+        gateway.token("big_data", "province", "37", roles=["security_admin"]),
+        gateway.token("big_data", "province", "37", roles=["security_officer"]),
+        gateway.token("big_data", "province", "37", roles=["system_admin"]),
     ):
         before = await last_audit_id(gateway)
         body = await gateway.query(token, query)
         assert body["data"] is None
         (error,) = body["errors"]
         assert error["extensions"]["code"] == "FORBIDDEN"
-        assert "仅安全管理员" in error["message"]
+        assert "仅审计管理员" in error["message"]
         assert await last_audit_id(gateway) == before  # nothing was read, nothing recorded
 
 
@@ -184,7 +202,7 @@ async def test_officer_sees_its_jurisdiction_only(
         ("county", r.far_county): ({r.far.id}, {r.near.id, r.hub.id}),
     }
     for (level, region), (seen, unseen) in cases.items():
-        expected = await _count(gateway, region)
+        expected = await _count(gateway, region, _reader(level, region))
         log = await _log(gateway, _officer(gateway, level, region), first=200)
         ids = set(_ids(log))
         assert seen <= ids, (level, region)
@@ -232,7 +250,7 @@ async def test_filter_by_person(
     token = _officer(gateway, "province", "37")
     expected = [
         e.id
-        for e in reversed(await audit_entries(gateway))
+        for e in reversed(_visible(await audit_entries(gateway), _reader("province", "37")))
         if str(readings.person) in json.loads(e.person_ids)
     ]
     log = await _log(gateway, token, filter={"idNumber": readings.id_number}, first=200)
@@ -296,7 +314,7 @@ async def test_filter_by_period_in_beijing_days(
         # What this query sees: every entry so far (its own is written after it answers).
         expected = [
             e.id
-            for e in reversed(await audit_entries(gateway))
+            for e in reversed(_visible(await audit_entries(gateway), _reader("province", "37")))
             if (start is None or _beijing_day(e) >= start)
             and (end is None or _beijing_day(e) <= end)
         ]
@@ -311,15 +329,18 @@ async def test_paging_newest_first(
 ) -> None:
     gateway = exchange_gateway
     token = _officer(gateway, "province", "37")
-    # Each page is itself audited, so the log grows while the officer pages through it; new
-    # entries are newer than the cursor, so the walk still yields exactly the entries it began
-    # with, newest first, once each.
-    at_start = [e.id for e in reversed(await audit_entries(gateway)) if e.region.startswith("37")]
+    # Each page is itself audited, so the log grows while the administrator pages through it,
+    # but with entries of its own, which it never sees: the walk yields exactly the entries it
+    # began with, newest first, once each. Another reader's pages are newer than the cursor.
+    other = _officer(gateway, "province", "37", subject="another-auditor")
+    visible = _visible(await audit_entries(gateway), _reader("province", "37"))
+    at_start = [e.id for e in reversed(visible) if e.region.startswith("37")]
     seen: list[int] = []
     after = None
     for pages_read in range(len(at_start)):
         log = await _log(gateway, token, first=2, after=after)
-        assert log["totalCount"] == len(at_start) + pages_read  # one entry per page read
+        assert log["totalCount"] == len(at_start) + pages_read  # the other's reads only
+        await _log(gateway, other, first=1)
         seen.extend(_ids(log))
         if not log["pageInfo"]["hasNextPage"]:
             break
@@ -349,7 +370,7 @@ async def test_query_of_the_audit_is_audited(
     assert json.loads(entry.person_ids) == [str(readings.person)]
     assert json.loads(entry.fields) == {"AuditLog.entries": "read"}
 
-    # ... and another officer finds it in the log afterwards.
+    # ... and another audit administrator finds it in the log afterwards.
     log = await _log(gateway, _officer(gateway, "province", "37"), filter={"subject": subject})
     (edge,) = log["edges"]
     assert edge["node"]["id"] == str(entry.id)

@@ -3,7 +3,9 @@
 Each authenticated request takes one token from its subject's bucket and one from its
 department's; a bucket refills at ``rate`` tokens a second up to ``burst``. A request that finds
 either bucket empty takes nothing and is refused with HTTP 429, ``RATE_LIMITED`` and a
-``Retry-After`` of the seconds until both have a token again.
+``Retry-After`` of the seconds until both have a token again. The subject's bucket is keyed by
+its canonical form: ``OFFICER.A`` and ``ｏｆｆｉｃｅｒ.ａ`` share ``officer.a``'s (one person,
+one subject, issue 16).
 
 The buckets live in each gateway process: behind a load balancer with N processes the effective
 limit is up to N times the configured one (docs/security.md "Hardening"). Operators who need one
@@ -22,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway.domain.errors import RateLimited
-from gateway.domain.principal import Principal
+from gateway.domain.principal import Principal, canonical_subject
 from gateway.domain.settings import Settings
 
 # Buckets kept per process: subjects hold signed tokens, so this bounds memory, not abuse.
@@ -112,7 +114,10 @@ class RateLimiter:
 
     def check(self, principal: Principal) -> None:
         """Take a token for the caller and its department, or refuse the request."""
-        subject_wait = self.subjects.wait(principal.subject) if self.subjects else 0.0
+        # Tokens carry canonical subjects already (gateway.runtime.tokens); canonicalised here
+        # too so no other way of building a Principal can give one person two buckets.
+        subject = canonical_subject(principal.subject)
+        subject_wait = self.subjects.wait(subject) if self.subjects else 0.0
         department = principal.department.value
         department_wait = self.departments.wait(department) if self.departments else 0.0
         if subject_wait > 0 or department_wait > 0:
@@ -124,6 +129,6 @@ class RateLimiter:
                 limit = f"本部门所有账号合计每秒最多 {self.departments.rate.per_second:g} 次请求"
             raise RateLimited(f"请求过于频繁 ({limit}), 请 {retry_after} 秒后重试", retry_after)
         if self.subjects:
-            self.subjects.take(principal.subject)
+            self.subjects.take(subject)
         if self.departments:
             self.departments.take(department)

@@ -1,9 +1,23 @@
-"""The audit log as a security officer reads it (issue 5): entries of requests made inside the
-officer's jurisdiction, newest first, filtered by person, department, subject and period, and
-the verification of the whole chain.
+"""The audit log as the audit administrator reads it (issues 5 and 16): entries of requests
+made inside the administrator's jurisdiction, newest first, filtered by person, department,
+subject and period, never the reader's own, and the verification of the whole chain.
 
-Jurisdiction is the requester's region: a city officer (``3701``) sees what callers of Jinan
-and its counties read, never another city's callers, whoever the people read were.
+Jurisdiction is the requester's region: a city administrator (``3701``) sees what callers of
+Jinan and its counties read, never another city's callers, whoever the people read were.
+
+One person, one subject (issue 16): subjects are compared in canonical form
+(:func:`gateway.domain.principal.canonical_subject`). Entries written since issue 16 store the
+canonical subject (tokens are canonicalised when verified), but the subject is inside the hash
+chain, so entries written before keep whatever spelling their token had (``OFFICER.A``,
+``ｏｆｆｉｃｅｒ.ａ``) and cannot be rewritten. The filter and the reader's own-subject exclusion
+therefore compare the canonical key of every stored subject, computed in the database as the
+rows are scanned (the query scans by id and region anyway; there is no subject index):
+
+- SQLite: :func:`canonical_subject` itself, registered on the connection as a SQL function;
+- PostgreSQL: ``lower(btrim(normalize(subject, NFKC)))``, the same mapping for every subject
+  except letters whose lower case differs from their case folding (``ß``/``ẞ``, final
+  ``ς``), which no subject scheme of an identity platform uses; subjects that are pure
+  printable ASCII skip ``normalize`` (NFKC leaves them unchanged).
 """
 
 from __future__ import annotations
@@ -13,10 +27,11 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy import ColumnElement, String, case, func, literal, literal_column, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from gateway.domain.clock import beijing_day_start
+from gateway.domain.principal import canonical_subject
 from gateway.storage.audit_chain import ChainReport, verify_chain
 from gateway.storage.models import AuditEntry, Person
 
@@ -27,9 +42,49 @@ class AuditCriteria:
     person_id: uuid.UUID | None = None
     no_person: bool = False  # an ID-number filter that matched nobody: nothing can match
     department: str | None = None
-    subject: str | None = None
+    subject: str | None = None  # any spelling: compared in canonical form
+    # The reader's own subject (any spelling): its entries are left out, an administrator
+    # never reads its own trail (三权分立, issue 16); another audit administrator does.
+    excluded_subject: str | None = None
     occurred_from: date | None = None  # Beijing dates, inclusive
     occurred_to: date | None = None
+
+
+# The SQLite function computing a stored subject's canonical key (registered per connection).
+SQLITE_SUBJECT_KEY = "relief_canonical_subject"
+# White space PostgreSQL's btrim removes around a normalised subject (NFKC turns the
+# ideographic and no-break spaces into U+0020 first).
+_TRIMMED = " \t\n\r\f\v"
+
+
+def subject_key(column: ColumnElement[str], dialect: str) -> ColumnElement[str]:
+    """The canonical key of a stored subject, in SQL (see the module docstring)."""
+    if dialect == "sqlite":
+        return getattr(func, SQLITE_SUBJECT_KEY)(column, type_=String)
+    ascii_only = column.op("~")(literal("^[ -~]*$"))
+    normalised = case((ascii_only, column), else_=func.normalize(column, literal_column("NFKC")))
+    return func.lower(func.btrim(normalised, _TRIMMED), type_=String)
+
+
+async def prepare_subject_key(connection: AsyncConnection) -> None:
+    """Register :data:`SQLITE_SUBJECT_KEY` on this SQLite connection (once per connection)."""
+    if connection.dialect.name != "sqlite":
+        return
+    raw = await connection.get_raw_connection()
+    if raw.info.get(SQLITE_SUBJECT_KEY):
+        return
+
+    def register(sync_connection: Any) -> None:
+        sync_connection.connection.dbapi_connection.create_function(
+            SQLITE_SUBJECT_KEY, 1, _sqlite_key, deterministic=True
+        )
+
+    await connection.run_sync(register)
+    raw.info[SQLITE_SUBJECT_KEY] = True
+
+
+def _sqlite_key(value: object) -> str | None:
+    return canonical_subject(value) if isinstance(value, str) else None
 
 
 class AuditLogReader:
@@ -49,7 +104,7 @@ class AuditLogReader:
             value = found.scalar()
         return None if value is None else uuid.UUID(str(value))
 
-    def _conditions(self, criteria: AuditCriteria) -> list[ColumnElement[bool]]:
+    def _conditions(self, criteria: AuditCriteria, dialect: str) -> list[ColumnElement[bool]]:
         conditions: list[ColumnElement[bool]] = [AuditEntry.region.startswith(criteria.region)]
         if criteria.no_person:
             conditions.append(AuditEntry.id < 0)
@@ -59,8 +114,11 @@ class AuditLogReader:
             conditions.append(AuditEntry.person_ids.contains(f'"{criteria.person_id}"'))
         if criteria.department is not None:
             conditions.append(AuditEntry.department == criteria.department)
+        key = subject_key(AuditEntry.subject, dialect)
         if criteria.subject is not None:
-            conditions.append(AuditEntry.subject == criteria.subject)
+            conditions.append(key == canonical_subject(criteria.subject))
+        if criteria.excluded_subject is not None:
+            conditions.append(key != canonical_subject(criteria.excluded_subject))
         # Bounds in UTC like the stored timestamps (see gateway.storage.exchange).
         if criteria.occurred_from is not None:
             conditions.append(AuditEntry.occurred_at >= beijing_day_start(criteria.occurred_from))
@@ -73,17 +131,21 @@ class AuditLogReader:
         self, criteria: AuditCriteria, *, first: int, before_id: int | None
     ) -> tuple[list[Any], bool]:
         """Newest first (ids grow with the chain); ``before_id`` is the cursor."""
-        stmt = select(*AuditEntry.__table__.c).where(*self._conditions(criteria))
-        if before_id is not None:
-            stmt = stmt.where(AuditEntry.id < before_id)
-        stmt = stmt.order_by(AuditEntry.id.desc()).limit(first + 1)
         async with self._engine.connect() as connection:
+            await prepare_subject_key(connection)
+            conditions = self._conditions(criteria, connection.dialect.name)
+            stmt = select(*AuditEntry.__table__.c).where(*conditions)
+            if before_id is not None:
+                stmt = stmt.where(AuditEntry.id < before_id)
+            stmt = stmt.order_by(AuditEntry.id.desc()).limit(first + 1)
             rows = list((await connection.execute(stmt)).all())
         return rows[:first], len(rows) > first
 
     async def count(self, criteria: AuditCriteria) -> int:
-        stmt = select(func.count()).select_from(AuditEntry).where(*self._conditions(criteria))
         async with self._engine.connect() as connection:
+            await prepare_subject_key(connection)
+            conditions = self._conditions(criteria, connection.dialect.name)
+            stmt = select(func.count()).select_from(AuditEntry).where(*conditions)
             return int((await connection.execute(stmt)).scalar_one())
 
     async def verify(self) -> ChainReport:
