@@ -494,8 +494,9 @@ class PolicyVersion(Base):
     """One row per policy version; the highest id is in force. Caches key on it.
 
     ``lines`` keeps the version's complete policy (JSON array of [subject, object, action,
-    purpose]), so every version can be shown, diffed, explained and rolled back to; null only
-    for versions older than migration 0004 that were no longer in force when it ran."""
+    purpose], and a fifth cell for a line's validity end, 期限), so every version can be shown,
+    diffed, explained and rolled back to; null only for versions older than migration 0004
+    that were no longer in force when it ran."""
 
     __tablename__ = "policy_version"
 
@@ -508,6 +509,9 @@ class PolicyVersion(Base):
         ForeignKey("policy_proposal.id", ondelete="SET NULL", name="fk_policy_version_proposal")
     )
     approved_by: Mapped[str | None] = mapped_column(String(128))
+    # The version's policy expectations (``authz.expectations``, migration 0010): canonical
+    # text, one ``e`` line each; null or "" for none.
+    expectations: Mapped[str | None] = mapped_column(Text)
 
 
 class PolicyProposal(Base):
@@ -532,6 +536,8 @@ class PolicyProposal(Base):
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     decision_note: Mapped[str | None] = mapped_column(Text)
     resulting_version: Mapped[int | None] = mapped_column(Integer)
+    # The proposed complete set of policy expectations (migration 0010); null: unchanged.
+    expectations: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("ix_policy_proposal_status", "status", "proposed_at"),)
 
