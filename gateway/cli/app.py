@@ -29,6 +29,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.cli.audit import add_audit_command
+from gateway.cli.clients import add_clients_command
 from gateway.cli.database import add_migrate_command, add_seed_command
 from gateway.cli.ingest import add_ingest_command
 from gateway.cli.keys import add_keys_command
@@ -265,5 +266,6 @@ def _parser() -> argparse.ArgumentParser:
     add_keys_command(command)
     add_partitions_command(command)
     add_audit_command(command)
+    add_clients_command(command)
     _shared_types(parser)
     return parser

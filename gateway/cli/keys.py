@@ -8,8 +8,20 @@ The operator's sequence, with the gateway serving throughout::
     relief-gateway keys status              # ciphertexts per key: the old key should show 0
     relief-gateway keys retire dk-…         # refused while any ciphertext still uses the key
 
-Only key ids are printed, never key material. The blind-index key (``ik-…``) is separate and
-is not rotated by these commands: rotating it means recomputing every lookup index.
+Keys in a cipher machine (RELIEF_PKCS11_*, docs/key-lifecycle.md)::
+
+    relief-gateway keys wrap --generate-kek # new token: generate the KEK in it (non-extractable)
+    relief-gateway keys wrap                # every key of keyring.json stored wrapped by the KEK;
+                                            # with a new RELIEF_PKCS11_KEY_LABEL: moved to that KEK
+    relief-gateway keys destroy-kek 标签 --confirm   # an old KEK nothing refers to any more
+    relief-gateway keys unwrap --confirm    # back to plaintext, to migrate off a module
+
+With the KEK configured, every command unwraps the keyring in memory and ``rotate`` / ``retire``
+store it wrapped again.
+
+Only key ids are printed, never key material or the token's PIN. The blind-index key
+(``ik-…``) is separate and is not rotated by these commands: rotating it means recomputing
+every lookup index.
 
 Exit codes: 0 done; 1 re-encryption finished with values it could not open; 2 refused.
 """
@@ -22,20 +34,44 @@ import sys
 import time
 from collections.abc import Callable
 
-from gateway.crypto import FieldCipher, Keyring
+from gateway.crypto import (
+    FieldCipher,
+    Keyring,
+    TokenProtector,
+    destroy_kek,
+    generate_kek,
+    open_keyring,
+    protector_from_settings,
+)
 from gateway.domain.settings import Settings
 
-ACTIONS = ("rotate", "reencrypt", "status", "retire")
+ACTIONS = ("rotate", "reencrypt", "status", "retire", "wrap", "unwrap", "destroy-kek")
 
 
 def add_keys_command(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
     keys = command(
         "keys",
         "数据密钥轮换: rotate 新建主密钥; reencrypt 用主密钥重新加密旧密文; "
-        "status 各密钥保护的密文数; retire 密钥ID 停用不再使用的旧密钥",
+        "status 各密钥保护的密文数; retire 密钥ID 停用不再使用的旧密钥; "
+        "wrap 用密码机中的密钥加密密钥封装密钥环; unwrap 解除封装 (明文); "
+        "destroy-kek 标签 销毁不再使用的密钥加密密钥",
     )
     keys.add_argument("action", choices=ACTIONS)
-    keys.add_argument("key_id", nargs="?", help="retire: 要停用的数据密钥 ID (dk-…)")
+    keys.add_argument(
+        "key_id",
+        nargs="?",
+        help="retire: 要停用的数据密钥 ID (dk-…); destroy-kek: 要销毁的密钥加密密钥标签",
+    )
+    keys.add_argument(
+        "--generate-kek",
+        action="store_true",
+        help="wrap: 先在密码机令牌中生成密钥加密密钥 (RELIEF_PKCS11_KEY_LABEL, 不可导出)",
+    )
+    keys.add_argument(
+        "--confirm",
+        action="store_true",
+        help="unwrap / destroy-kek: 确认这一降低保护或不可撤销的操作",
+    )
     keys.add_argument(
         "--algorithm",
         default=None,
@@ -57,9 +93,18 @@ def add_keys_command(command: Callable[[str, str], argparse.ArgumentParser]) -> 
 
 
 def _keys(settings: Settings, args: argparse.Namespace) -> int:
-    if args.action != "retire" and args.key_id is not None:
+    if args.action not in ("retire", "destroy-kek") and args.key_id is not None:
         print(f"错误: keys {args.action} 不接受密钥 ID 参数", file=sys.stderr)
         return 2
+    if args.action == "wrap":
+        return _wrap(settings, generate=args.generate_kek)
+    if args.action == "unwrap":
+        return _unwrap(settings, confirmed=args.confirm)
+    if args.action == "destroy-kek":
+        if not args.key_id:
+            print("错误: 用法 relief-gateway keys destroy-kek 标签 --confirm", file=sys.stderr)
+            return 2
+        return _destroy_kek(settings, args.key_id.strip(), confirmed=args.confirm)
     if args.action == "rotate":
         return _rotate(settings, args.algorithm)
     if args.action == "reencrypt":
@@ -76,10 +121,12 @@ def _keys(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _rotate(settings: Settings, algorithm: str | None) -> int:
-    with Keyring.editing(settings.keyring_path) as keyring:
+    kek = protector_from_settings(settings)
+    with Keyring.editing(settings.keyring_path, kek) as keyring:
         previous = keyring.primary_id
         key = keyring.rotate(algorithm)
     print(f"新数据密钥 {key.key_id} ({key.algorithm}) 已设为主密钥 (原主密钥 {previous} 保留)")
+    _say_protection(keyring, kek)
     print(
         f"运行中的网关将在 {settings.keyring_reload_seconds:g} 秒内自动载入, 此后新写入的数据"
         "使用新密钥; 旧密文照常可读"
@@ -90,7 +137,7 @@ def _rotate(settings: Settings, algorithm: str | None) -> int:
 
 def _cipher(settings: Settings) -> FieldCipher:
     # Reloads like a gateway does: a rotation during a long re-encryption is followed.
-    keyring = Keyring.load(settings.keyring_path)
+    keyring = open_keyring(settings)
     return FieldCipher(keyring, reload_seconds=settings.keyring_reload_seconds)
 
 
@@ -162,7 +209,7 @@ async def _status(settings: Settings) -> int:
     from gateway.storage.engine import make_engine
     from gateway.storage.reencrypt import SEALED_COLUMNS, key_usage
 
-    keyring = Keyring.load(settings.keyring_path)
+    keyring = open_keyring(settings)
     cipher = FieldCipher(keyring)
     engine = make_engine(settings.resolved_database_url)
     try:
@@ -187,6 +234,21 @@ async def _status(settings: Settings) -> int:
         f"盲索引密钥 {index.key_id} ({index.algorithm}): 独立于数据密钥, 不随 keys rotate 轮换"
         " (轮换需要重算全部盲索引)"
     )
+    if keyring.audit_keys:
+        print(f"审计密钥 {len(keyring.audit_keys)} 个, 当前 {keyring.audit_primary_id}")
+    protection = Keyring.protection(settings.keyring_path)
+    if protection.wrapped and not protection.plain:
+        labels = "、".join(sorted(protection.kek_labels))
+        mechanisms = "、".join(sorted({w.mechanism for w in protection.wrapped.values()}))
+        print(f"密钥保护: 全部 {len(protection.wrapped)} 个密钥由密码机中的密钥加密密钥 {labels}")
+        print(f"  ({mechanisms}) 封装存放, 文件中没有明文密钥")
+    elif protection.wrapped:
+        print(
+            f"密钥保护: {len(protection.wrapped)} 个密钥已封装, {len(protection.plain)} 个仍为"
+            "明文; 请运行 relief-gateway keys wrap"
+        )
+    else:
+        print("密钥保护: 明文存放于密钥环文件 (权限 600), 未使用密码机")
     return 0
 
 
@@ -204,7 +266,7 @@ def _retire(settings: Settings, key_id: str) -> int:
             await engine.dispose()
 
     # Counted under the keyring lock: no rotation can slip in between the count and the save.
-    with Keyring.editing(settings.keyring_path) as keyring:
+    with Keyring.editing(settings.keyring_path, protector_from_settings(settings)) as keyring:
         if key_id not in keyring.data_keys:
             raise ConfigurationError(
                 f"密钥环中没有数据密钥 {key_id} (见 relief-gateway keys status)"
@@ -224,4 +286,108 @@ def _retire(settings: Settings, key_id: str) -> int:
         f"数据密钥 {key_id} 已从密钥环中移除; "
         f"运行中的网关将在 {settings.keyring_reload_seconds:g} 秒内载入"
     )
+    return 0
+
+
+# ------------------------------------------------------------------------- cipher machine
+
+
+def _configured_kek(settings: Settings, action: str) -> TokenProtector:
+    from gateway.domain.errors import ConfigurationError
+
+    kek = protector_from_settings(settings)
+    if kek is None:
+        raise ConfigurationError(
+            f"keys {action} 需要配置密码机: RELIEF_PKCS11_MODULE (PKCS#11 模块路径)、"
+            "RELIEF_PKCS11_TOKEN_LABEL、RELIEF_PKCS11_KEY_LABEL 和 PIN "
+            "(RELIEF_PKCS11_PIN_FILE 或 RELIEF_PKCS11_PIN)"
+        )
+    return kek
+
+
+def _say_protection(keyring: Keyring, kek: TokenProtector | None) -> None:
+    if keyring.wrapped and kek is not None:
+        print(f"密钥环已由{kek.description} 封装保存, 文件中没有明文密钥")
+    elif kek is not None:
+        print("注意: 已配置密码机, 但密钥环仍以明文存放; 请运行 relief-gateway keys wrap")
+
+
+def _wrap(settings: Settings, *, generate: bool) -> int:
+    kek = _configured_kek(settings, "wrap")
+    if generate:
+        label = generate_kek(kek.token)
+        print(
+            f"已在密码机令牌 {kek.token.token_label} 中生成密钥加密密钥 {label} (AES-256, 不可导出)"
+        )
+    path = settings.keyring_path
+    with Keyring.editing(path, kek) as keyring:
+        before = Keyring.protection(path)  # read under the lock: what this run changes
+        keyring.wrapped = True
+    moved = {label for label in before.kek_labels if label != kek.token.kek_label}
+    count = len(before.plain) + len(before.wrapped)
+    print(
+        f"密钥环 {path} 的 {count} 个密钥 (数据密钥 {len(keyring.data_keys)} 个, 盲索引密钥 1 个, "
+        f"审计密钥 {len(keyring.audit_keys)} 个) 已由{kek.description} 封装"
+    )
+    if before.plain:
+        print(
+            f"其中 {len(before.plain)} 个原为明文; 此前的明文密钥环副本 (备份、旧磁盘)"
+            " 仍含明文密钥, 须按 docs/key-lifecycle.md 销毁"
+        )
+    if moved:
+        print(
+            f"原密钥加密密钥 {'、'.join(sorted(moved))} 已不再使用; 旧备份仍需要它, 确认后可用 "
+            "relief-gateway keys destroy-kek 销毁"
+        )
+    print(
+        f"运行中的网关将在 {settings.keyring_reload_seconds:g} 秒内重新载入 (须已配置同一密码机;"
+        " 未配置的进程继续使用内存中的密钥并记录警告, 重启前请补上 RELIEF_PKCS11_* 设置)"
+    )
+    return 0
+
+
+def _unwrap(settings: Settings, *, confirmed: bool) -> int:
+    path = settings.keyring_path
+    if not confirmed:
+        print(
+            f"错误: keys unwrap 会把全部密钥以明文写入 {path}, 只用于迁出密码机; "
+            "确认请加 --confirm",
+            file=sys.stderr,
+        )
+        return 2
+    kek = _configured_kek(settings, "unwrap")
+    with Keyring.editing(path, kek) as keyring:
+        if not keyring.wrapped:
+            print(f"密钥环 {path} 未被封装, 无需 unwrap")
+            return 0
+        keyring.wrapped = False
+    print(f"密钥环 {path} 已解除封装: 全部密钥现以明文存放 (权限 600)")
+    if settings.is_production:
+        print(
+            "注意: 生产环境在设置 RELIEF_PKCS11_MODULE 时拒绝明文密钥环; 迁移到新密码机后请立即"
+            " relief-gateway keys wrap"
+        )
+    return 0
+
+
+def _destroy_kek(settings: Settings, label: str, *, confirmed: bool) -> int:
+    from gateway.domain.errors import ConfigurationError
+
+    kek = _configured_kek(settings, "destroy-kek")
+    if label == kek.token.kek_label:
+        raise ConfigurationError(
+            f"{label} 是当前配置的密钥加密密钥 (RELIEF_PKCS11_KEY_LABEL), 不能销毁"
+        )
+    if label in Keyring.protection(settings.keyring_path).kek_labels:
+        raise ConfigurationError(
+            f"密钥环中仍有密钥由 {label} 封装, 不能销毁; 请先运行 relief-gateway keys wrap"
+        )
+    if not confirmed:
+        print(
+            f"错误: 销毁后, 由 {label} 封装的旧密钥环备份将永远无法解开; 确认请加 --confirm",
+            file=sys.stderr,
+        )
+        return 2
+    destroy_kek(kek.token, label)
+    print(f"密码机令牌 {kek.token.token_label} 中的密钥加密密钥 {label} 已销毁")
     return 0

@@ -1,10 +1,33 @@
 """Encryption at rest. The only code that touches key material.
 
 ``Keyring`` loads and creates the keyring file; ``FieldCipher`` seals and opens field values
-and computes blind indexes. Neither knows about policies or GraphQL.
+and computes blind indexes. Neither knows about policies or GraphQL. ``open_keyring`` opens
+the configured keyring, unwrapping it with the key-encryption key in a PKCS#11 token (the
+cipher machine) when ``RELIEF_PKCS11_MODULE`` is set (``_pkcs11``).
 """
 
 from gateway.crypto._cipher import FieldCipher
-from gateway.crypto._keys import AuditKey, DataKey, IndexKey, Keyring
+from gateway.crypto._keys import AuditKey, DataKey, IndexKey, Keyring, KeyringProtection
+from gateway.crypto._pkcs11 import (
+    TokenProtector,
+    TokenSettings,
+    destroy_kek,
+    generate_kek,
+    open_keyring,
+    protector_from_settings,
+)
 
-__all__ = ["AuditKey", "DataKey", "FieldCipher", "IndexKey", "Keyring"]
+__all__ = [
+    "AuditKey",
+    "DataKey",
+    "FieldCipher",
+    "IndexKey",
+    "Keyring",
+    "KeyringProtection",
+    "TokenProtector",
+    "TokenSettings",
+    "destroy_kek",
+    "generate_kek",
+    "open_keyring",
+    "protector_from_settings",
+]

@@ -13,7 +13,7 @@ from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # A request body of 1,000 full records (submitRecords) is about 1.2 MB of JSON.
@@ -42,6 +42,15 @@ class CipherSuite(StrEnum):
 
     AES = "aes-256-gcm+hmac-sha256"
     SM = "sm4-gcm+hmac-sm3"  # 国密, for 商用密码应用安全性评估
+
+
+class KeyWrapMechanism(StrEnum):
+    """How the key-encryption key in the PKCS#11 token protects the keyring's keys
+    (``gateway.crypto._pkcs11``; a 国密 module's SM4 mechanisms are vendor-defined: see
+    docs/key-lifecycle.md "SM4 in the cipher machine")."""
+
+    AES_GCM = "AES-GCM"  # CKM_AES_GCM, associated data binding each key to its id and role
+    AES_KEY_WRAP_PAD = "AES-KEY-WRAP-PAD"  # CKM_AES_KEY_WRAP_PAD (RFC 5649)
 
 
 class Settings(BaseSettings):
@@ -110,6 +119,39 @@ class Settings(BaseSettings):
     # "10.20.0.0/16"); "*" serves it to anyone. Metrics carry no personal data, but they do
     # show who calls what and how much.
     metrics_allow: str = ""
+    # Months the audit log stays online before `audit archive` may move a month to an archive
+    # file (gateway.storage.audit_archive): at least six, 网络安全法第二十一条.
+    audit_retention_months: int = MIN_AUDIT_RETENTION_MONTHS
+
+    # Service accounts (docs/service-accounts.md, gateway.http.oauth): lifetime of a token
+    # obtained by client credentials; how often each process re-reads the disabled clients (a
+    # disable is also announced at once on PostgreSQL); failed authentications per client id
+    # and minute before its sign-ins are refused for the rest of the minute.
+    client_token_ttl_seconds: int = Field(default=600, gt=0)
+    client_revocation_refresh_seconds: float = Field(default=2.0, gt=0)
+    client_auth_failures: int = Field(default=5, gt=0)
+    # Mutual TLS ended at the province's proxy: the request header in which the proxy passes
+    # the verified client certificate (URL-escaped PEM, nginx $ssl_client_escaped_cert) or its
+    # SHA-256 fingerprint, and the proxies (comma-separated CIDRs) whose header is believed.
+    # Both unset: certificates are not accepted.
+    client_cert_header: str = ""
+    client_cert_proxies: str = ""
+
+    # Keys in a cipher machine (docs/key-lifecycle.md): a key-encryption key (KEK) in a PKCS#11
+    # token wraps every key of the keyring (relief-gateway keys wrap). On when the module is
+    # set: the province's GB/T 37092 cipher machine in production, SoftHSM2 in tests. The PIN
+    # comes from a file (mode 0600) or the environment, never the database, never a log line.
+    pkcs11_module: Path | None = None
+    pkcs11_token_label: str | None = None
+    pkcs11_key_label: str = "relief-gateway-kek"
+    pkcs11_pin_file: Path | None = None
+    pkcs11_pin: SecretStr | None = None
+    pkcs11_mechanism: KeyWrapMechanism = KeyWrapMechanism.AES_GCM
+
+    @field_validator("pkcs11_module", "pkcs11_pin_file", "pkcs11_token_label", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     # Identity platform (统一身份认证, issue 16; docs/identity.md, gateway.runtime.issuers):
     # trusted external token issuers. One issuer from these settings, or several from
@@ -203,6 +245,16 @@ class Settings(BaseSettings):
     @property
     def token_key_path(self) -> Path:
         return self.data_dir / "token.key"
+
+    @property
+    def client_token_key_path(self) -> Path:
+        """The ES256 key pair signing service-account tokens (PEM, mode 0600)."""
+        return self.data_dir / "client-token-key.pem"
+
+    @property
+    def client_token_issuer(self) -> str:
+        """``iss`` of service-account tokens: distinct from the development tokens' issuer."""
+        return f"{self.token_issuer}/clients"
 
     @property
     def is_production(self) -> bool:

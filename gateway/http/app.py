@@ -28,8 +28,10 @@ from gateway.http.cors import Cors
 from gateway.http.dashboard import dashboard_routes
 from gateway.http.graphiql import ASSETS_PATH, assets_directory
 from gateway.http.graphql import graphql_endpoint
+from gateway.http.oauth import oauth_routes
 from gateway.http.ops import metrics_endpoint, start_when_possible
 from gateway.http.refusals import EXCEPTION_HANDLERS
+from gateway.http.signin import sign_in_routes
 from gateway.http.upload import upload_routes
 from gateway.http.url_limit import UrlLimit
 from gateway.http.workbench import workbench_routes
@@ -85,6 +87,8 @@ def create_app(runtime: Runtime) -> Starlette:
         *workbench_routes(),  # departments' workbench (部门工作台)
         *dashboard_routes(),  # province and city oversight (运行监测)
         *upload_routes(),  # department files uploaded from the browser
+        *sign_in_routes(),  # the pages' sign-in at the identity platform (PKCE)
+        *oauth_routes(),  # service accounts: client-credentials tokens and their JWKS
     ]
     if not runtime.settings.is_production:
         routes.append(Mount(ASSETS_PATH, StaticFiles(directory=assets_directory())))

@@ -68,6 +68,7 @@ from gateway.http.graphql_over_http import (
 from gateway.http.ops import observed, set_outcome
 from gateway.http.refusals import internal_error_message, new_request_id, refusal
 from gateway.http.request_json import loads
+from gateway.runtime.client_tokens import purpose_refusal as client_purpose_refusal
 from gateway.runtime.parts import Runtime
 from gateway.runtime.trusted_documents import requested_hash
 from gateway.storage import audit_chain as audit
@@ -158,6 +159,12 @@ async def _serve(request: Request) -> Response:
         # A department pinned to trusted documents runs only those (before parsing anything).
         query = runtime.trusted_documents.admit(principal.department.value, query, document_hash)
         request.state.operation = _operation_name(query, operation_name)
+        # A service account declares only the purposes it was registered for (issue 16).
+        reads = reads_person_data(query, operation_name, runtime.settings.max_query_tokens)
+        outside = client_purpose_refusal(principal, purpose, reads_person_data=reads)
+        if outside is not None:
+            set_outcome(request, "forbidden")
+            return _error_response(outside, 403, request_id)
     except Unauthenticated as exc:
         set_outcome(request, "unauthenticated")
         return _error_response(exc, 401, request_id)

@@ -75,6 +75,7 @@ from gateway.domain.errors import (
 from gateway.domain.principal import Principal
 from gateway.http.refusals import internal_error_message, new_request_id, refusal
 from gateway.loop.tasks import verification_opener
+from gateway.runtime.client_tokens import purpose_refusal as client_purpose_refusal
 from gateway.runtime.parts import Runtime
 from gateway.storage import audit_chain as audit
 from gateway.storage.exchange import DepartmentExchange
@@ -154,6 +155,7 @@ async def upload_endpoint(request: Request) -> Response:
         principal = await _authenticate(runtime, request)
         runtime.rate_limiter.check(principal)
         purpose = _purpose(runtime, request)
+        _registered_purpose(principal, purpose, reads_person_data=False)
         dry_run = _dry_run(request)
         feed = await _feed(runtime, request, principal, purpose)
         name = _file_name(request)
@@ -224,6 +226,13 @@ def _purpose(runtime: Runtime, request: Request) -> str:
         known = ", ".join(runtime.purposes)
         raise BadUserInput(f"未知的用途 X-Purpose: {purpose!r}; 可选: {known}")
     return purpose
+
+
+def _registered_purpose(principal: Principal, purpose: str, *, reads_person_data: bool) -> None:
+    """A service account declares only the purposes it was registered for (issue 16)."""
+    refused = client_purpose_refusal(principal, purpose, reads_person_data=reads_person_data)
+    if refused is not None:
+        raise refused
 
 
 def _dry_run(request: Request) -> bool:
@@ -506,6 +515,7 @@ async def report_endpoint(request: Request) -> Response:
         principal = await _authenticate(runtime, request)
         runtime.rate_limiter.check(principal)
         purpose = _purpose(runtime, request)
+        _registered_purpose(principal, purpose, reads_person_data=True)  # rows as sent
         if not await _granted(runtime, principal, purpose, REPORT_OPERATION):
             raise Forbidden(f"无权使用 {REPORT_OPERATION}")
         try:

@@ -9,10 +9,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from adapters.mapping import Feed, load_feeds
 from authz.store import Authorizer, install_default_policies
-from gateway.crypto import FieldCipher, Keyring
+from gateway.crypto import AuditMac, FieldCipher, open_keyring
 from gateway.domain.settings import Settings
 from gateway.loop.config import ProvinceRules, load_rules
 from gateway.runtime import production
+from gateway.runtime.client_tokens import ClientCredentials
 from gateway.runtime.issuers import load_issuers
 from gateway.runtime.rate_limit import RateLimiter
 from gateway.runtime.tokens import TokenService
@@ -42,16 +43,17 @@ class Runtime:
     rate_limiter: RateLimiter
     trusted_documents: TrustedDocuments
     policy_listener: PolicyListener | None = field(default=None, init=False)
+    # Service accounts (issue 16 item 2): their ES256 key, verifier and disabled clients.
+    clients: ClientCredentials | None = field(default=None, init=False)
 
     @classmethod
     def create(cls, settings: Settings, *, create_keys: bool = False) -> Runtime:
         """Open keys and database. Keys are created only when asked (``demo``); production
         refuses to start without them (``gateway.runtime.production``)."""
         production.check(settings)
-        if create_keys:
-            keyring = Keyring.load_or_create(settings.keyring_path, settings.cipher_suite.value)
-        else:
-            keyring = Keyring.load(settings.keyring_path)
+        # Unwrapped with the key-encryption key in the cipher machine when RELIEF_PKCS11_MODULE
+        # is set (a wrong PIN, a missing token or KEK stop the start here).
+        keyring = open_keyring(settings, create=create_keys)
         # The identity platforms (RELIEF_OIDC_*, validated here: a broken file stops start-up).
         issuers = load_issuers(settings)
         tokens = TokenService.from_file(
@@ -85,6 +87,15 @@ class Runtime:
             # And the trusted documents: a hash that does not match its text stops it too.
             trusted_documents=TrustedDocuments.load(settings.trusted_documents_dir),
         )
+        runtime.clients = ClientCredentials.create(
+            settings.client_token_key_path,
+            settings.client_token_issuer,
+            ttl_seconds=settings.client_token_ttl_seconds,
+            production=settings.is_production,
+            failures_per_minute=settings.client_auth_failures,
+        )
+        tokens.register(runtime.clients.verifier)  # iss = <RELIEF_TOKEN_ISSUER>/clients
+        return runtime
 
     async def start(self) -> None:
         """Install the default policies on first start and load the policy in force."""
@@ -99,6 +110,12 @@ class Runtime:
         if dsn is not None and self.policy_listener is None:
             self.policy_listener = PolicyListener(dsn, self._policy_announced)
             await self.policy_listener.start()
+        if self.clients is not None:  # a disabled client refused within seconds, everywhere
+            await self.clients.start(
+                self.sessions,
+                refresh_seconds=self.settings.client_revocation_refresh_seconds,
+                dsn=dsn,
+            )
 
     async def _policy_announced(self) -> None:
         self.authorizer.invalidate()
@@ -106,6 +123,8 @@ class Runtime:
             await self.authorizer.refresh(connection)
 
     async def close(self) -> None:
+        if self.clients is not None:
+            await self.clients.close()
         if self.policy_listener is not None:
             await self.policy_listener.close()
             self.policy_listener = None

@@ -10,6 +10,10 @@ it and exits 2, no traceback).
                 Shandong default), with rules that load and name a real GB/T 2260 province
                 whose key matches
     logging     RELIEF_LOG_FORMAT json/text, RELIEF_METRICS_ALLOW valid networks
+    cipher      with RELIEF_PKCS11_MODULE set: the module present, token label and PIN
+    machine     configured (a PIN file private like the keys), and every key of the keyring
+                stored wrapped by the KEK in the token (docs/key-lifecycle.md); the token
+                itself (PIN, KEK) is tried when the keyring is opened, right after
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ def check(settings: Settings) -> None:
     ):
         _check_private_file(path, what)
     _check_token_key(settings.token_key_path)
+    _check_cipher_machine(settings)
     if settings.log_format not in (None, "json", "text"):
         raise ConfigurationError(
             f"RELIEF_LOG_FORMAT 应为 json 或 text, 收到 {settings.log_format!r}"
@@ -128,4 +133,26 @@ def _check_token_key(path: Path) -> None:
         raise ConfigurationError(
             f"令牌签名密钥文件 {path} 中的密钥像是占位符 (只有 {len(set(key))} 种不同字符); "
             "请换成随机生成的密钥"
+        )
+
+
+def _check_cipher_machine(settings: Settings) -> None:
+    from gateway.crypto import Keyring, TokenSettings
+
+    if settings.pkcs11_module is None:
+        return
+    if not settings.pkcs11_module.is_file():
+        raise ConfigurationError(
+            f"RELIEF_PKCS11_MODULE 指向的密码机 PKCS#11 模块 {settings.pkcs11_module} 不存在"
+        )
+    if settings.pkcs11_pin_file is not None:
+        _check_private_file(settings.pkcs11_pin_file, "密码机 PIN 文件")
+    TokenSettings.from_settings(settings)  # token label and exactly one PIN source
+    protection = Keyring.protection(settings.keyring_path)
+    if protection.plain:
+        raise ConfigurationError(
+            "生产环境已启用密码机 (RELIEF_PKCS11_MODULE), 但密钥环文件 "
+            f"{settings.keyring_path} 中有 {len(protection.plain)} 个密钥以明文存放, "
+            "未由密码机中的密钥加密密钥保护: 拒绝启动; "
+            "请先运行 relief-gateway keys wrap"
         )

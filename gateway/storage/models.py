@@ -568,3 +568,26 @@ class AuditEntry(Base):
         Index("ix_audit_log_occurred", "occurred_at"),
         UniqueConstraint("entry_hash", "occurred_at", name="ux_audit_log_entry_hash"),
     )
+
+
+class ServiceClient(Base):
+    """服务账号: a department system that obtains short-lived tokens by OAuth2 client
+    credentials (issue 16 item 2, ``gateway.storage.clients``). The secret is kept only as a
+    slow hash with its parameters (``scrypt$ln=…,r=…,p=…$salt$hash``); a client registered with
+    a certificate keeps its SHA-256 fingerprint instead (null secret). Never deleted: a
+    disabled client stays listed with who disabled it and when."""
+
+    __tablename__ = "service_client"
+
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    department: Mapped[str] = mapped_column(String(32))
+    level: Mapped[str] = mapped_column(String(16))
+    region: Mapped[str] = mapped_column(String(12))
+    purposes: Mapped[str] = mapped_column(Text)  # JSON array of purpose codes
+    secret_hash: Mapped[str | None] = mapped_column(String(255))
+    cert_sha256: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str] = mapped_column(String(128))
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    disabled_by: Mapped[str | None] = mapped_column(String(128))
