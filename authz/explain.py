@@ -6,16 +6,23 @@ the lines that granted it and a reason a security officer reads without knowing 
 
 The subject is rebuilt from the audit entry (department, level, region). The entry does not
 record the token's roles: what a ``role:`` line grants is not counted, and a reason says so
-where such a line would have mattered.
+where such a line would have mattered. Lines are taken as they granted at the moment of the
+request (``at``): a line past its validity end (期限) granted nothing.
+
+A denied field or row scope names the line that came closest (issue 16 item 8): a line of the
+caller's department for that object that missed on one or two counts, and which ones: limited
+to another region, to another purpose, for another level, or expired (at …).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from casbin.util import key_match
 
+from authz.admin import format_line
 from authz.conditions import (
     PLACE_ORDER,
     RESIDENCE_ONLY,
@@ -28,7 +35,9 @@ from authz.decision import AccessDecision, Effect
 from authz.offline import OfflinePolicy
 from authz.purpose import named_purposes
 from authz.resources import DERIVED_FROM, GUARDED_FIELDS, MASKABLE_FIELDS, PARENT_RELATION
-from authz.store import PolicyLine, subject_region
+from authz.store import PolicyLine, grants_at, subject_region, valid_to_of, valid_to_words
+from gateway.domain.clock import now_utc
+from gateway.domain.departments import LEVEL_NAMES_ZH, Level
 from gateway.domain.places import PLACE_NAMES_ZH
 from gateway.domain.principal import Principal
 
@@ -65,15 +74,31 @@ class Explanation:
     rows: tuple[RowReason, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class NearMiss:
+    """A line that would have granted but for ``misses`` (in Chinese, one per count)."""
+
+    line: NumberedLine
+    misses: tuple[str, ...]
+
+
 class _Explainer:
     def __init__(
-        self, lines: Sequence[PolicyLine], principal: Principal, purpose: str, version: int
+        self,
+        lines: Sequence[PolicyLine],
+        principal: Principal,
+        purpose: str,
+        version: int,
+        at: datetime,
     ) -> None:
-        self.lines = tuple(lines)
+        self.all_lines = tuple(lines)
         self.numbers: dict[PolicyLine, int] = {}
-        for number, line in enumerate(self.lines, start=1):
+        for number, line in enumerate(self.all_lines, start=1):
             self.numbers.setdefault(line, number)
-        self.policy = OfflinePolicy(self.lines, version=version)
+        self.at = at
+        self.policy = OfflinePolicy(self.all_lines, version=version, at=at)
+        self.lines = self.policy.granting  # the lines that granted at the request's moment
+        self.principal = principal
         self.keys = principal.subject_keys
         self.purpose = purpose
         self.decision: AccessDecision = self.policy.decision(principal, purpose)
@@ -143,7 +168,57 @@ class _Explainer:
         elsewhere = self.for_other_purposes(name, "read") + self.for_other_purposes(name, "mask")
         if elsewhere:
             return _purpose_reason(self.purpose, elsewhere) + self.role_note(name)
-        return "没有任何策略行授予 (默认拒绝)" + self.role_note(name)
+        return (
+            "没有任何策略行授予 (默认拒绝)"
+            + self.near_note(name, ("read", "mask"))
+            + (self.role_note(name))
+        )
+
+    # ---------------------------------------------------------------- near misses
+    def misses(self, line: PolicyLine) -> tuple[str, ...] | None:
+        """Why ``line`` does not apply to this caller, purpose and moment (one reason per
+        count), or None when it is not a line of the caller's department at all."""
+        head, _, level = line[0].partition(":")
+        department, _, region = head.partition("@")
+        if department != self.principal.department.value:
+            return None
+        misses: list[str] = []
+        if region and not self.principal.region.startswith(region):
+            misses.append(
+                f"限于区域 {region} 内的调用方, 而调用方辖区为 {self.principal.region or '未知'}"
+            )
+        if level != "*" and level != self.principal.level.value:
+            known = {lv.value: LEVEL_NAMES_ZH[lv] for lv in Level}
+            wanted = known.get(level, level)
+            misses.append(f"只授予{wanted}调用方, 而调用方为{LEVEL_NAMES_ZH[self.principal.level]}")
+        if line[3] != "*" and line[3] != self.purpose:
+            misses.append(f"限于用途 {line[3]}, 而本次请求声明的用途为 {self.purpose or '未声明'}")
+        end = valid_to_of(line)
+        if end is not None and not grants_at(line, self.at):
+            misses.append(f"已于 {valid_to_words(end)} 到期")
+        return tuple(misses)
+
+    def near_misses(self, obj: str, acts: Sequence[str]) -> list[NearMiss]:
+        """The lines for ``obj`` (and these actions) of the caller's department that missed on
+        the fewest counts (one or two), closest first; none when nothing came close."""
+        found: list[NearMiss] = []
+        for line in self.all_lines:
+            if line[2] not in acts or not key_match(obj, line[1]):
+                continue
+            misses = self.misses(line)
+            if misses and len(misses) <= 2:
+                found.append(NearMiss(NumberedLine(self.numbers[line], line), misses))
+        if not found:
+            return []
+        fewest = min(len(near.misses) for near in found)
+        return [near for near in found if len(near.misses) == fewest][:3]
+
+    def near_note(self, obj: str, acts: Sequence[str]) -> str:
+        nearest = self.near_misses(obj, acts)
+        if not nearest:
+            return ""
+        parts = [f"{_cite([near.line])}{'; 且'.join(near.misses)}" for near in nearest]
+        return "; 最接近的是" + "; ".join(parts)
 
     def role_note(self, obj: str, act: str = "read") -> str:
         found = self.role_lines(obj, act) or (self.role_lines(obj, "mask") if act == "read" else ())
@@ -165,7 +240,7 @@ class _Explainer:
         if elsewhere:
             reason = _purpose_reason(self.purpose, elsewhere)
         else:
-            reason = "没有任何策略行授予此行范围 (默认拒绝)"
+            reason = "没有任何策略行授予此行范围 (默认拒绝)" + self.near_note(obj, ("rows",))
         return RowReason(condition, False, (), reason + self.role_note(obj, "rows"))
 
 
@@ -176,11 +251,13 @@ def explain_access(
     *,
     released: Mapping[str, str],
     version: int = 0,
+    at: datetime | None = None,
 ) -> Explanation:
-    """Every guarded field and row scope for ``principal`` and ``purpose`` under ``lines``.
-    Released names that are not policy fields (what an officer's own request notes, such as
-    ``AuditLog.entries``) are listed after the guarded fields."""
-    explainer = _Explainer(lines, principal, purpose, version)
+    """Every guarded field and row scope for ``principal`` and ``purpose`` under ``lines`` as
+    they granted at ``at`` (the request's moment; default now). Released names that are not
+    policy fields (what an officer's own request notes, such as ``AuditLog.entries``) are
+    listed after the guarded fields."""
+    explainer = _Explainer(lines, principal, purpose, version, at if at is not None else now_utc())
     fields = [explainer.field(name, released.get(name)) for name in GUARDED_FIELDS]
     for name in sorted(set(released) - set(GUARDED_FIELDS)):
         fields.append(
@@ -192,7 +269,7 @@ def explain_access(
                 "不受数据共享策略约束: 安全管理员角色的查询 (如审计日志、访问模拟), 本身已记入审计",
             )
         )
-    row_objects = sorted({obj for _, obj, act, _ in explainer.lines if act == "rows"})
+    row_objects = sorted({obj for _, obj, act, _ in explainer.all_lines if act == "rows"})
     rows = [explainer.row(obj) for obj in row_objects if is_row_object(obj)]
     return Explanation(principal.subject_keys, tuple(fields), tuple(rows))
 
@@ -201,7 +278,7 @@ def _cite(lines: Sequence[NumberedLine]) -> str:
     """``第 3 行「health:*, Person.name, read, *」(仅限区域 3701)``"""
     parts = []
     for numbered in lines:
-        text = f"第 {numbered.number} 行「{', '.join(numbered.line)}」"
+        text = f"第 {numbered.number} 行「{format_line(numbered.line)}」"
         region = subject_region(numbered.line[0])
         if region:
             text += f"(仅限区域 {region} 内的调用方)"

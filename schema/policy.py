@@ -2,7 +2,12 @@
 versions, proposals with their diff and field effects, the console's grid, and the four-eyes
 mutations. Thin resolvers over :class:`authz.admin.PolicyAdmin`; every refusal comes from there
 (FORBIDDEN outside the officer's jurisdiction or for its own approval, BAD_USER_INPUT for an
-invalid or stale change).
+invalid or stale change, or one that breaks a policy expectation).
+
+Issue 16: a line may carry a validity end (``validTo``, 期限); ``policies(expiringWithinDays: 30)``
+lists the lines that stop granting within that many days. Policy expectations (策略期望,
+``authz.expectations``) come with the policy in force, its versions and a proposal (its new
+set, and the expectations its lines break: ``expectationFailures``).
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import asyncio
 import base64
 import binascii
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import Enum
 
 import strawberry
@@ -25,8 +30,10 @@ from authz.admin import (
 )
 from authz.decision import Effect
 from authz.effects import cells_of, effect_changes, grid_cells, grid_rows
+from authz.expectations import Failure
 from authz.store import PolicyLine as StoredLine
-from authz.store import subject_region
+from authz.store import grants_at, in_force_at, subject_region, valid_to_of, with_valid_to
+from gateway.domain.clock import now_utc
 from gateway.domain.errors import BadUserInput
 from schema.audit import note_policy_change
 from schema.enums import FieldEffect
@@ -62,6 +69,12 @@ class PolicyLine:
     purpose: str = strawberry.field(description="用途 (X-Purpose), * 为任何用途")
     region: str | None = strawberry.field(description="主体限定的区域; 为空表示全省通用")
     editable: bool = strawberry.field(description="在调用的安全管理员辖区内 (可提出变更)")
+    valid_to: datetime | None = strawberry.field(
+        default=None, description="期限: 该行授予至此时刻 (不含); 为空表示长期有效"
+    )
+    expired: bool = strawberry.field(
+        default=False, description="已到期: 期限已过, 该行不再授予任何权限 (仍在策略中, 可删除)"
+    )
 
 
 def _line(line: StoredLine, officer: Officer) -> PolicyLine:
@@ -72,6 +85,8 @@ def _line(line: StoredLine, officer: Officer) -> PolicyLine:
         purpose=line[3],
         region=subject_region(line[0]) or None,
         editable=officer.covers(line),
+        valid_to=valid_to_of(line),
+        expired=not grants_at(line, now_utc()),
     )
 
 
@@ -81,10 +96,43 @@ class PolicyLineInput:
     object_: str = strawberry.field(name="object", description="如 Person.phone")
     action: PolicyAction
     purpose: str = strawberry.field(default="*", description="用途, * 为任何用途")
+    valid_to: datetime | None = strawberry.field(
+        default=None,
+        description="期限 (可选): 该行授予至此时刻, 须带时区 (如 2027-04-01T00:00:00+08:00)",
+    )
 
 
 def _stored(line: PolicyLineInput) -> StoredLine:
-    return (line.subject, line.object_, line.action.name.lower(), line.purpose)
+    fields = (line.subject, line.object_, line.action.name.lower(), line.purpose)
+    if line.valid_to is not None and line.valid_to.tzinfo is None:
+        raise BadUserInput(
+            f"期限缺少时区:「{', '.join(fields)}」validTo 请写明时区, 如 2027-04-01T00:00:00+08:00"
+        )
+    return with_valid_to(fields, line.valid_to)
+
+
+@strawberry.type(description="一条不成立的策略期望 (策略测试): 在该用途下实际的效果与期望不同")
+class ExpectationFailure:
+    line: int = strawberry.field(description="期望在其文本中的行号")
+    expectation: str = strawberry.field(description="期望原文: e, 调用方, 用途, 对象, 期望")
+    purpose: str = strawberry.field(description="不成立时声明的用途; 空为未声明")
+    actual: str = strawberry.field(description="实际: read/mask/deny, call/deny 或行范围")
+    expected: str = strawberry.field(description="期望: read/mask/deny, call/deny 或行范围")
+    message: str = strawberry.field(description="说明 (中文)")
+
+
+def failures_of(found: list[Failure]) -> list[ExpectationFailure]:
+    return [
+        ExpectationFailure(
+            line=failure.expectation.number,
+            expectation=failure.expectation.text,
+            purpose=failure.purpose,
+            actual=failure.actual,
+            expected=failure.expectation.expected,
+            message=failure.message,
+        )
+        for failure in found
+    ]
 
 
 @strawberry.type(description="当前生效的策略")
@@ -94,6 +142,15 @@ class PolicySet:
     created_by: str = strawberry.field(description="提出人")
     note: str = strawberry.field(description="说明 (申请标题)")
     lines: list[PolicyLine]
+    expectations: str = strawberry.field(
+        default="", description="策略期望 (每行一条: e, 调用方, 用途, 对象, 期望); 空为没有"
+    )
+
+    @strawberry.field(
+        description="当前策略 (此刻仍授予的行) 下不成立的策略期望: 如某行已到期 (空: 全部成立)"
+    )
+    async def expectation_failures(self, info: Ctx) -> list[ExpectationFailure]:
+        return failures_of(await _admin(info).in_force_failures())
 
 
 @strawberry.type(description="策略版本 (每个版本都保留完整的策略行)")
@@ -108,6 +165,9 @@ class PolicyVersion:
     lines: list[PolicyLine] | None = strawberry.field(
         description="该版本的完整策略行 (早于迁移 0004 且当时未生效的版本为空)"
     )
+    expectations: str | None = strawberry.field(
+        default=None, description="该版本的策略期望 (早于迁移 0010 的版本为空)"
+    )
 
 
 def _version(record: VersionRecord, officer: Officer) -> PolicyVersion:
@@ -120,6 +180,7 @@ def _version(record: VersionRecord, officer: Officer) -> PolicyVersion:
         proposal_id=strawberry.ID(str(record.proposal_id)) if record.proposal_id else None,
         line_count=len(record.lines) if record.lines is not None else None,
         lines=[_line(line, officer) for line in record.lines] if record.lines is not None else None,
+        expectations=record.expectations,
     )
 
 
@@ -162,9 +223,28 @@ class PolicyProposal:
     added: list[PolicyLine]
     removed: list[PolicyLine]
     can_approve: bool = strawberry.field(
-        description="调用方可以批准: 不是提出人、所有行在其辖区内、待审批且基础版本仍生效"
+        description=(
+            "调用方可以批准: 不是提出人、所有行在其辖区内、待审批且基础版本仍生效 "
+            "(策略期望另见 expectationFailures: 有不成立的期望时批准被拒绝)"
+        )
+    )
+    expectations: str | None = strawberry.field(
+        default=None, description="申请的完整策略期望 (批准后生效); 为空表示不修改策略期望"
     )
     record: strawberry.Private[ProposalRecord]
+
+    @strawberry.field(description="申请所基于版本的策略期望 (与 expectations 对照查看修改)")
+    async def expectations_before(self, info: Ctx) -> str:
+        return await _admin(info).expectations_before(self.record)
+
+    @strawberry.field(
+        description=(
+            "按申请变更后 (此刻) 不成立的策略期望; 申请修改了期望时按新期望检查. "
+            "非空时不能批准, 除非在同一申请中修改相应的期望"
+        )
+    )
+    async def expectation_failures(self, info: Ctx) -> list[ExpectationFailure]:
+        return failures_of(await _admin(info).expectation_failures(self.record))
 
     @strawberry.field(
         description=(
@@ -176,7 +256,10 @@ class PolicyProposal:
         admin = _admin(info)
         before = await admin.lines_before(self.record)
         after = apply_change(before, self.record.added, self.record.removed)
-        changes = await asyncio.to_thread(effect_changes, before, after)
+        moment = now_utc()  # the cells as they would be now: lines past their end grant nothing
+        changes = await asyncio.to_thread(
+            effect_changes, in_force_at(before, moment), in_force_at(after, moment)
+        )
         return [
             FieldEffectChange(
                 subject=change.subject,
@@ -204,6 +287,7 @@ def _proposal(record: ProposalRecord, officer: Officer, in_force: int) -> Policy
         added=[_line(line, officer) for line in record.added],
         removed=[_line(line, officer) for line in record.removed],
         can_approve=PolicyAdmin.can_approve(officer, record, in_force),
+        expectations=record.expectations,
         record=record,
     )
 
@@ -287,15 +371,28 @@ def _proposal_id(value: strawberry.ID) -> uuid.UUID:
 
 
 # ---------------------------------------------------------------- queries
-async def policies(info: Ctx) -> PolicySet:
+async def policies(info: Ctx, expiring_within_days: int | None = None) -> PolicySet:
+    """``expiringWithinDays``: only the lines whose validity end (期限) falls within that many
+    days from now (soonest first): the grants officers must renew or let lapse."""
     officer = _officer(info)
     record = await _admin(info).in_force()
+    lines = list(record.lines or ())
+    if expiring_within_days is not None:
+        if not 0 <= expiring_within_days <= 3660:
+            raise BadUserInput("expiringWithinDays 应在 0 到 3660 之间")
+        moment = now_utc()
+        until = moment + timedelta(days=expiring_within_days)
+        soon = [
+            (end, line) for line in lines if (end := valid_to_of(line)) and moment < end <= until
+        ]
+        lines = [line for _, line in sorted(soon, key=lambda item: item[0])]
     return PolicySet(
         version=record.version,
         created_at=record.created_at,
         created_by=record.created_by,
         note=record.note,
-        lines=[_line(line, officer) for line in record.lines or ()],
+        lines=[_line(line, officer) for line in lines],
+        expectations=record.expectations or "",
     )
 
 
@@ -375,6 +472,8 @@ async def policy_matrix(info: Ctx, proposal_id: strawberry.ID | None = None) -> 
         before = await admin.lines_before(record)
         after = apply_change(before, record.added, record.removed)
         version = record.base_version
+    moment = now_utc()  # the grid as it grants now: lines past their end grant nothing
+    before, after = in_force_at(before, moment), in_force_at(after, moment)
     rows, columns = grid_rows(before, after), grid_cells(before, after)
 
     def grid() -> list[PolicyMatrixCell]:
@@ -409,7 +508,10 @@ async def propose_policy_change(
     note: str | None = None,
     add: list[PolicyLineInput] = [],  # noqa: B006 - GraphQL default, never mutated
     remove: list[PolicyLineInput] = [],  # noqa: B006
+    expectations: str | None = None,
 ) -> PolicyProposal:
+    """``expectations``: the complete new set of policy expectations (策略期望, one ``e`` line
+    each; "" for none); omitted or null: unchanged."""
     officer = _officer(info)
     admin = _admin(info)
     record = await admin.propose(
@@ -418,6 +520,7 @@ async def propose_policy_change(
         note,
         add=[_stored(line) for line in add],
         remove=[_stored(line) for line in remove],
+        expectations=expectations,
     )
     return _proposal(record, officer, record.base_version)
 

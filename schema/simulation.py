@@ -19,8 +19,8 @@ from authz.admin import Officer, PolicyAdmin, apply_change
 from authz.decision import Effect
 from authz.explain import Explanation, NumberedLine, explain_access
 from authz.offline import OfflinePolicy
-from authz.store import subject_region
-from gateway.domain.clock import as_utc
+from authz.store import grants_at, subject_region, valid_to_of
+from gateway.domain.clock import as_utc, now_utc
 from gateway.domain.departments import Department as DepartmentCode
 from gateway.domain.departments import Level as LevelCode
 from gateway.domain.errors import BadUserInput, Forbidden
@@ -28,7 +28,13 @@ from gateway.domain.principal import Principal as Caller
 from gateway.storage.audit_log import AuditLogReader
 from schema.audit import audit_scope, auditor
 from schema.enums import Department, FieldEffect, Level
-from schema.policy import FieldEffectChange, PolicyAction, PolicyLine
+from schema.policy import (
+    ExpectationFailure,
+    FieldEffectChange,
+    PolicyAction,
+    PolicyLine,
+    failures_of,
+)
 from schema.purposes import purpose_labels
 from schema.simulator import is_simulated, simulate, simulated_principal
 from schema.types import Ctx, FieldAccess
@@ -79,6 +85,10 @@ class Simulation:
     people_gained: int = strawberry.field(description="变更后新增可见的人数 (本查询内)")
     people_lost: int = strawberry.field(description="变更后不再可见的人数 (本查询内)")
     identical: bool = strawberry.field(description="两次结果的形状、错误和人员完全相同")
+    expectation_failures: list[ExpectationFailure] = strawberry.field(
+        default_factory=list,
+        description="按申请变更后不成立的策略期望 (非空时不能批准, 除非同一申请修改相应期望)",
+    )
 
 
 @strawberry.type(description="一个字段为何被授予或拒绝")
@@ -136,6 +146,8 @@ def _policy_line(numbered: NumberedLine, officer: Officer) -> PolicyLine:
         purpose=line[3],
         region=subject_region(line[0]) or None,
         editable=officer.covers(line),
+        valid_to=valid_to_of(line),
+        expired=not grants_at(line, now_utc()),
     )
 
 
@@ -225,6 +237,7 @@ async def simulate_access(
         people_gained=len(comparison.people_gained),
         people_lost=len(comparison.people_lost),
         identical=comparison.identical,
+        expectation_failures=failures_of(await admin.expectation_failures(record)),
     )
 
 
@@ -260,7 +273,12 @@ async def explain_access_entry(
     )
     released: dict[str, str] = json.loads(entry.fields)
     explanation: Explanation = explain_access(
-        lines, caller, entry.purpose, released=released, version=entry.policy_version
+        lines,
+        caller,
+        entry.purpose,
+        released=released,
+        version=entry.policy_version,
+        at=as_utc(entry.occurred_at),  # a line past its end then granted nothing then
     )
     context.guard.note_read(AUDIT_EXPLANATION)
     return AccessExplanation(
