@@ -67,7 +67,7 @@ class Runtime:
         )
         engine = make_engine(settings.resolved_database_url)
         sessions = make_sessionmaker(engine)
-        return cls(
+        runtime = cls(
             settings=settings,
             engine=engine,
             sessions=sessions,
