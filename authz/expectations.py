@@ -101,11 +101,11 @@ class Failure:
     @property
     def message(self) -> str:
         expectation = self.expectation
-        purpose = f"用途 {self.purpose}" if self.purpose else "未声明用途"
+        purpose = f"声明用途 {self.purpose} 时" if self.purpose else "未声明用途时"
         where = f"第 {expectation.number} 行" if expectation.number else ""
         return (
             f"策略期望{where}「{expectation.text}」不成立: {expectation.caller_words()}"
-            f"{purpose}时 {expectation.target} 为 {_words(expectation.target, self.actual)}, "
+            f"{purpose} {expectation.target} 为 {_words(expectation.target, self.actual)}, "
             f"期望 {_words(expectation.target, expectation.expected)}"
         )
 

@@ -5,6 +5,11 @@
 The lines are grouped by department (roles last) and kept in a fixed order inside each group
 (region, level, object in catalogue order, action, purpose), so that a one-line change is a
 one-line diff whatever order the lines were added in.
+
+A line with a validity end (期限) carries it as a sixth column: a bare date when the line ends
+with that day in Beijing time (``2027-03-31``), else the moment with its offset. The version's
+policy expectations (``authz.expectations``) follow the lines in a section of their own, as
+``e`` lines in their stored order; ``policy import`` reads both back, ``policy test`` runs them.
 """
 
 from __future__ import annotations
@@ -12,8 +17,10 @@ from __future__ import annotations
 from typing import Any
 
 from authz.admin import VersionRecord, format_line
+from authz.expectations import HEADER as EXPECTATIONS_HEADER
+from authz.expectations import parse_expectations
 from authz.resources import GUARDED_FIELDS, OPERATIONS
-from authz.store import PolicyLine
+from authz.store import PolicyLine, valid_to_of
 from gateway.domain.departments import DEPARTMENT_NAMES_ZH, Department
 
 _ACTION_ORDER = ("rows", "read", "mask", "call")
@@ -44,6 +51,8 @@ def _line_rank(line: PolicyLine) -> tuple[Any, ...]:
         _object_rank(line[1]),
         _ACTION_ORDER.index(line[2]),
         line[3],
+        valid_to_of(line) is not None,
+        str(valid_to_of(line) or ""),
     )
 
 
@@ -60,7 +69,8 @@ def policy_text(record: VersionRecord) -> str:
         f"# 说明: {' '.join(record.note.split())}",
         "# 修改后导入: relief-gateway policy import <文件> --proposed-by <安全管理员>",
         "#   (生成变更申请, 由另一名安全管理员审批后生效)",
-        "# 列: p, 主体, 对象, 动作, 用途",
+        "# 列: p, 主体, 对象, 动作, 用途[, 期限]",
+        "#   (期限可选: 2027-03-31 为北京时间当日结束, 或带时区的时刻 2027-03-31T12:00:00+08:00)",
     ]
     groups: dict[str, list[PolicyLine]] = {}
     for line in dict.fromkeys(record.lines or ()):
@@ -71,4 +81,11 @@ def policy_text(record: VersionRecord) -> str:
         name = "角色" if department == "role" else DEPARTMENT_NAMES_ZH[Department(department)]
         out.extend(["", f"# -- {name} ({department})"])
         out.extend("p, " + format_line(line) for line in sorted(groups[department], key=_line_rank))
+    expectations = parse_expectations(record.expectations or "")
+    if expectations:
+        out.extend(
+            ["", "# -- 策略期望 (每次变更申请都按此检查; relief-gateway policy test 离线运行)"]
+        )
+        out.append(EXPECTATIONS_HEADER)
+        out.extend(expectation.text for expectation in expectations)
     return "\n".join(out) + "\n"
