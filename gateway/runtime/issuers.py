@@ -42,7 +42,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import jwt
+from jwt.types import Options
 
+from gateway.domain.clock import now_utc
 from gateway.domain.departments import Department, Level
 from gateway.domain.errors import BadUserInput, ConfigurationError, Unauthenticated
 from gateway.domain.principal import KNOWN_ROLES, Principal, canonical_roles
@@ -184,15 +186,11 @@ class Issuer:
                 algorithms=[algorithm],
                 audience=list(self.config.audience),
                 issuer=self.config.issuer,
-                leeway=self.config.leeway_seconds,
-                options={"require": ["exp", "iss", "sub", "aud"]},
+                options=decode_options("exp", "iss", "sub", "aud"),
             )
-        except jwt.ExpiredSignatureError:
-            raise Unauthenticated("令牌已过期, 请重新登录") from None
-        except jwt.ImmatureSignatureError:
-            raise Unauthenticated("令牌尚未生效, 请检查服务器时间或稍后重试") from None
         except jwt.PyJWTError:
             raise Unauthenticated(INVALID) from None
+        check_lifetime(claims, self.config.leeway_seconds, again="请重新登录")
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject or subject != subject.strip():
             raise Unauthenticated(INVALID)
@@ -217,6 +215,36 @@ class Issuer:
             "authorizationEndpoint": endpoint,
             "tokenEndpoint": token_endpoint if isinstance(token_endpoint, str) else "",
         }
+
+
+# PyJWT would read the wall clock; lifetimes are checked against gateway.domain.clock instead.
+def decode_options(*required: str) -> Options:
+    return {
+        "require": list(required),
+        "verify_exp": False,
+        "verify_nbf": False,
+        "verify_iat": False,
+    }
+
+
+def check_lifetime(claims: dict[str, Any], leeway: float, *, again: str) -> float:
+    """``exp`` (required), ``nbf`` and ``iat`` against :func:`gateway.domain.clock.now_utc`
+    with ``leeway`` seconds of clock skew, as RFC 7519 §4.1.4-6 and PyJWT read them; the
+    token's exp. Unauthenticated when outside."""
+    now = now_utc().timestamp()
+    times: dict[str, float] = {}
+    for name in ("exp", "nbf", "iat"):
+        value = claims.get(name)
+        if value is None and name != "exp":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise Unauthenticated(INVALID)
+        times[name] = float(value)
+    if now >= times["exp"] + leeway:
+        raise Unauthenticated(f"令牌已过期, {again}")
+    if now < times.get("nbf", now) - leeway or now < times.get("iat", now) - leeway:
+        raise Unauthenticated("令牌尚未生效, 请检查签发方与本网关的服务器时间")
+    return times["exp"]
 
 
 # --------------------------------------------------------------------------- configuration

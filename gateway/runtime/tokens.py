@@ -29,7 +29,6 @@ import json
 import os
 import secrets
 import stat
-import time
 from collections.abc import Awaitable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
@@ -39,7 +38,7 @@ import jwt
 from gateway.domain.clock import now_utc
 from gateway.domain.errors import BadUserInput, ConfigurationError, Unauthenticated
 from gateway.domain.principal import Principal, canonical_roles, canonical_subject, check_claims
-from gateway.runtime.issuers import SUBJECT_SEPARATOR, Issuer
+from gateway.runtime.issuers import SUBJECT_SEPARATOR, Issuer, check_lifetime, decode_options
 
 ALGORITHM = "HS256"
 MIN_KEY_BYTES = 32
@@ -168,7 +167,7 @@ class TokenService:
         cached = self._verified.get(token)
         if cached is not None:
             principal, expires = cached
-            if time.time() < expires:  # PyJWT's rule: expired once exp <= now
+            if now_utc().timestamp() < expires:  # RFC 7519: expired once exp <= now
                 return principal
             del self._verified[token]
             raise Unauthenticated("令牌已过期, 请重新获取")
@@ -204,12 +203,11 @@ class TokenService:
                 self._key,
                 algorithms=[ALGORITHM],  # pinned: never "none", never an alg the token picks
                 issuer=self._issuer,
-                options={"require": ["exp", "sub", "iss"]},
+                options=decode_options("exp", "sub", "iss"),
             )
-        except jwt.ExpiredSignatureError:
-            raise Unauthenticated("令牌已过期, 请重新获取") from None
         except jwt.PyJWTError:
             raise Unauthenticated("令牌无效") from None
+        expires = check_lifetime(claims, 0, again="请重新获取")
         roles = claims.get("roles") or []
         if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
             raise Unauthenticated("令牌中的部门、层级或区划声明无效")
@@ -230,7 +228,7 @@ class TokenService:
         principal = Principal(
             subject, checked.department, checked.level, checked.region, checked.roles
         )
-        self._remember(token, principal, float(claims["exp"]))
+        self._remember(token, principal, expires)
         return principal
 
 

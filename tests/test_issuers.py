@@ -1,0 +1,807 @@
+"""Tokens from the province's identity platform (统一身份认证, issue 16 item 1), against real
+issuers served on loopback (tests.issuer_support): their keys, discovery and JWKS documents are
+fetched over HTTP by the gateway, never patched in.
+
+The rules, each with its boundary: an issuer's tokens verify only with the keys it publishes,
+under the algorithms pinned for it, for this gateway's audience, within their lifetime (plus the
+configured clock leeway); a new key is picked up without restart, at most one key-set fetch per
+interval; subjects are the platform's ``sub`` qualified by the issuer's name, kept exact; two
+administrator roles are refused at sign-in; a bad configuration stops start-up in Chinese.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import os
+import re
+import textwrap
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import jwt
+import pytest
+
+from gateway.domain import clock
+from gateway.domain.errors import ConfigurationError, Unauthenticated
+from gateway.domain.principal import Principal
+from gateway.domain.settings import load_settings
+from gateway.http.app import create_app
+from gateway.runtime.issuers import ClaimMapping, Issuer, IssuerConfig, issuer_configs
+from gateway.runtime.parts import Runtime
+from gateway.runtime.tokens import TokenService
+from gateway.storage.migrate import upgrade_to_head
+from tests.issuer_support import TestIssuer, new_key, pkce_pair
+
+CHINESE = re.compile(r"[\u4e00-\u9fff]")
+ME = "{ me { subject department level region roles } }"
+GATEWAY_ORIGIN = "http://gateway.test"
+LOCAL_KEY = b"k" * 32
+
+# The second platform speaks its own words: nested org claims, Chinese department names and
+# organisation codes, Keycloak-style realm roles in Chinese, no level claim (from the region).
+MAPPED_CLAIMS = """
+[issuer.claims]
+department = "org.code"
+region = "org.region"
+level = ""
+roles = "realm_access.roles"
+
+[issuer.claims.departments]
+"11370000MB0000001X" = "medical_insurance"
+"山东省民政厅" = "civil_affairs"
+
+[issuer.claims.role_names]
+"安全管理员" = "security_admin"
+"审计管理员" = "audit_admin"
+"系统管理员" = "system_admin"
+"""
+
+
+@pytest.fixture(scope="module")
+def platform() -> Iterator[TestIssuer]:
+    with TestIssuer(cors_origin=GATEWAY_ORIGIN) as issuer:
+        yield issuer
+
+
+@pytest.fixture(scope="module")
+def mapped_platform() -> Iterator[TestIssuer]:
+    with TestIssuer(audience="relief-gateway") as issuer:
+        yield issuer
+
+
+def issuers_file(directory: Path, platform: TestIssuer, mapped: TestIssuer) -> Path:
+    path = directory / "issuers.toml"
+    path.write_text(
+        textwrap.dedent(f"""
+            [[issuer]]
+            name = "sd-iam"
+            issuer = "{platform.url}"
+            discovery_url = "{platform.discovery_url}"
+            audience = ["relief-gateway"]
+            algorithms = ["RS256", "ES256"]
+            leeway_seconds = 30
+            client_id = "relief-gateway"
+
+            [[issuer]]
+            name = "gov-sso"
+            issuer = "{mapped.url}"
+            jwks_url = "{mapped.jwks_url}"
+            audience = "relief-gateway"
+            algorithms = ["ES256"]
+            """)
+        + MAPPED_CLAIMS,
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+async def gateway(
+    platform: TestIssuer, mapped_platform: TestIssuer, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[tuple[Runtime, httpx.AsyncClient]]:
+    """A gateway (SQLite, default policies) trusting both platforms through RELIEF_OIDC_FILE."""
+    data_dir = tmp_path_factory.mktemp("issuers")
+    settings = load_settings(
+        data_dir=data_dir,
+        database_url=f"sqlite+aiosqlite:///{data_dir / 'relief.db'}",
+        oidc_file=issuers_file(data_dir, platform, mapped_platform),
+    )
+    runtime = Runtime.create(settings, create_keys=True)
+    await upgrade_to_head(runtime.engine)
+    await runtime.start()
+    transport = httpx.ASGITransport(app=create_app(runtime))
+    async with httpx.AsyncClient(transport=transport, base_url=GATEWAY_ORIGIN) as client:
+        yield runtime, client
+    await runtime.close()
+
+
+async def me(client: httpx.AsyncClient, token: str) -> httpx.Response:
+    return await client.post(
+        "/graphql",
+        json={"query": ME},
+        headers={"Authorization": f"Bearer {token}", "X-Purpose": "supervision"},
+    )
+
+
+def assert_refused(response: httpx.Response, *leaks: str) -> str:
+    """401 UNAUTHENTICATED, a Chinese message, and nothing of the token's or keys' detail."""
+    assert response.status_code == 401, response.text
+    errors = response.json()["errors"]
+    assert errors[0]["extensions"]["code"] == "UNAUTHENTICATED"
+    message: str = errors[0]["message"]
+    assert CHINESE.search(message), message
+    for leak in ("Traceback", "Signature", "signature", "BEGIN", "PyJWT", "jwt", *leaks):
+        assert leak not in response.text
+    return message
+
+
+# --------------------------------------------------------------------------- accepted
+
+
+@pytest.mark.parametrize("alg", ["RS256", "ES256"])
+async def test_platform_token_signs_in_over_http(
+    gateway: tuple[Runtime, httpx.AsyncClient], platform: TestIssuer, alg: str
+) -> None:
+    _, client = gateway
+    token = platform.mint(
+        {
+            "sub": "Zhang.San-0001",
+            "dept": "health",
+            "level": "city",
+            "region": "3701",
+            "roles": ["audit_admin", "offline_access"],
+        },
+        alg=alg,
+    )
+    response = await me(client, token)
+    assert response.status_code == 200, response.text
+    assert response.json()["data"]["me"] == {
+        # The platform's sub, qualified by the issuer's name and kept exactly (OIDC: the case
+        # of a sub matters); roles the gateway does not know are ignored.
+        "subject": "sd-iam|Zhang.San-0001",
+        "department": "HEALTH",
+        "level": "CITY",
+        "region": "3701",
+        "roles": ["audit_admin"],
+    }
+
+
+async def test_claims_are_mapped_through_the_tables(
+    gateway: tuple[Runtime, httpx.AsyncClient], mapped_platform: TestIssuer
+) -> None:
+    _, client = gateway
+    cases = [
+        (
+            {"code": "山东省民政厅", "region": "370102"},
+            ["安全管理员", "default-roles"],
+            ("CIVIL_AFFAIRS", "COUNTY", "370102", ["security_admin"]),
+        ),
+        (
+            {"code": "11370000MB0000001X", "region": "37"},
+            [],
+            ("MEDICAL_INSURANCE", "PROVINCE", "37", []),
+        ),
+        (
+            {"code": "health", "region": "3701"},
+            ["审计管理员"],  # already our word: kept
+            ("HEALTH", "CITY", "3701", ["audit_admin"]),
+        ),
+    ]
+    for org, roles, (department, level, region, ours) in cases:
+        token = mapped_platform.mint(
+            {"sub": "u-7", "org": org, "realm_access": {"roles": roles}}, alg="ES256"
+        )
+        response = await me(client, token)
+        assert response.status_code == 200, response.text
+        assert response.json()["data"]["me"] == {
+            "subject": "gov-sso|u-7",
+            "department": department,
+            "level": level,
+            "region": region,
+            "roles": ours,
+        }
+
+
+async def test_two_platforms_subjects_never_meet(
+    gateway: tuple[Runtime, httpx.AsyncClient], platform: TestIssuer, mapped_platform: TestIssuer
+) -> None:
+    runtime, _ = gateway
+    first = await runtime.tokens.verify(
+        platform.mint({"sub": "u-1", "dept": "health", "level": "province", "region": "37"})
+    )
+    second = await runtime.tokens.verify(
+        mapped_platform.mint({"sub": "u-1", "org": {"code": "health", "region": "37"}}, alg="ES256")
+    )
+    assert (first.subject, second.subject) == ("sd-iam|u-1", "gov-sso|u-1")
+    case = await runtime.tokens.verify(
+        platform.mint({"sub": "U-1", "dept": "health", "level": "province", "region": "37"})
+    )
+    assert case.subject == "sd-iam|U-1"  # another person at the platform: sub is case-sensitive
+
+
+# --------------------------------------------------------------------------- refused
+
+
+def hs256_with_public_key(platform: TestIssuer, claims: dict[str, Any]) -> str:
+    """The key-confusion attack: an HMAC keyed with the issuer's public key (PEM), which a
+    verifier taking ``alg`` from the token would check with the very same bytes."""
+    from cryptography.hazmat.primitives import serialization
+
+    key = platform.key("RS256")
+    pem = key.private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    header = {"alg": "HS256", "typ": "JWT", "kid": key.kid}
+    signing_input = f"{b64(header)}.{b64(claims)}"
+    mac = hmac.new(pem, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
+
+
+def b64(value: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+
+def refused_tokens(platform: TestIssuer) -> dict[str, str]:
+    person = {"sub": "u-9", "dept": "health", "level": "city", "region": "3701"}
+    claims = {**platform.claims("u-9"), **person}
+    now = int(clock.now_utc().timestamp())
+    kid = platform.key("RS256").kid
+    return {
+        "forged-other-key-same-kid": platform.mint(person, key=new_key("RS256"), kid=kid),
+        "forged-es256-other-key": platform.mint(
+            person, key=new_key("ES256"), kid=platform.key("ES256").kid
+        ),
+        "payload-changed": _swap_payload(platform.mint(person), {**claims, "region": "3702"}),
+        "expired-beyond-leeway": platform.mint({**person, "iat": now - 700, "exp": now - 31}),
+        "not-yet-valid-beyond-leeway": platform.mint({**person, "nbf": now + 31}),
+        "issued-in-the-future": platform.mint({**person, "iat": now + 120}),
+        "wrong-audience": platform.mint({**person, "aud": "another-system"}),
+        "no-audience": platform.mint(
+            {k: v for k, v in claims.items() if k != "aud"}, defaults=False
+        ),
+        "wrong-issuer": platform.mint({**person, "iss": "https://evil.example"}),
+        "issuer-other-case": platform.mint({**person, "iss": platform.url.upper()}),
+        "alg-none": f"{b64({'alg': 'none', 'typ': 'JWT'})}.{b64(claims)}.",
+        "alg-none-with-kid": f"{b64({'alg': 'none', 'kid': kid})}.{b64(claims)}.",
+        "hs256-signed-with-the-public-key": hs256_with_public_key(platform, claims),
+        "rs256-header-on-es256-key": _relabel(platform.mint(person, alg="ES256"), alg="RS256"),
+        "unknown-kid": platform.mint(person, kid="never-published"),
+        "no-sub": platform.mint({k: v for k, v in claims.items() if k != "sub"}, defaults=False),
+        "unknown-department": platform.mint({**person, "dept": "police"}),
+        "level-region-mismatch": platform.mint({**person, "level": "county"}),
+    }
+
+
+def _swap_payload(token: str, claims: dict[str, Any]) -> str:
+    header, _, signature = token.split(".")
+    return f"{header}.{b64(claims)}.{signature}"
+
+
+def _relabel(token: str, *, alg: str) -> str:
+    header, payload, signature = token.split(".")
+    fields = json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))
+    return f"{b64({**fields, 'alg': alg})}.{payload}.{signature}"
+
+
+async def test_untrusted_tokens_are_refused_without_detail(
+    gateway: tuple[Runtime, httpx.AsyncClient], platform: TestIssuer
+) -> None:
+    _, client = gateway
+    for case, token in refused_tokens(platform).items():
+        response = await me(client, token)
+        message = assert_refused(response, platform.url, "never-published", "evil")
+        if case.startswith("expired"):
+            assert "过期" in message, case
+        if case.startswith("not-yet") or case.startswith("issued-in"):
+            assert "尚未生效" in message, case
+
+
+async def test_leeway_is_the_configured_clock_skew(
+    gateway: tuple[Runtime, httpx.AsyncClient], platform: TestIssuer
+) -> None:
+    """leeway_seconds = 30: a token 29 s past its exp (or 29 s before its nbf) still signs in;
+    31 s is refused (test_untrusted_tokens_are_refused_without_detail)."""
+    _, client = gateway
+    person = {"sub": "u-9", "dept": "health", "level": "city", "region": "3701"}
+    now = int(clock.now_utc().timestamp())
+    for claims in ({"iat": now - 700, "exp": now - 29}, {"nbf": now + 29}):
+        response = await me(client, platform.mint({**person, **claims}))
+        assert response.status_code == 200, response.text
+
+
+async def test_a_cached_platform_token_still_expires(
+    gateway: tuple[Runtime, httpx.AsyncClient], platform: TestIssuer
+) -> None:
+    runtime, _ = gateway
+    token = platform.mint({"sub": "u-3", "dept": "health", "level": "city", "region": "3701"})
+    first = await runtime.tokens.verify(token)
+    assert await runtime.tokens.verify(token) is first  # from the cache
+    with (
+        clock.travel(clock.now_utc() + timedelta(seconds=600 + 31)),
+        pytest.raises(Unauthenticated, match="过期"),
+    ):
+        await runtime.tokens.verify(token)
+
+
+async def test_two_administrator_roles_are_refused_at_sign_in(
+    gateway: tuple[Runtime, httpx.AsyncClient], platform: TestIssuer, mapped_platform: TestIssuer
+) -> None:
+    """三权分立 (等保 8.1.5): whichever way the platform spells the roles."""
+    _, client = gateway
+    tokens = [
+        platform.mint(
+            {
+                "sub": "root",
+                "dept": "big_data",
+                "level": "province",
+                "region": "37",
+                "roles": ["security_admin", "audit_admin"],
+            }
+        ),
+        platform.mint(
+            {
+                "sub": "root",
+                "dept": "big_data",
+                "level": "province",
+                "region": "37",
+                "roles": ["security_officer", "system_admin"],
+            }
+        ),  # alias counts
+        mapped_platform.mint(
+            {
+                "sub": "root",
+                "org": {"code": "health", "region": "37"},
+                "realm_access": {"roles": ["审计管理员", "系统管理员"]},
+            },
+            alg="ES256",
+        ),
+    ]
+    for token in tokens:
+        message = assert_refused(await me(client, token))
+        assert "三权分立" in message
+        assert "拒绝登录" in message
+
+
+async def test_local_tokens_may_not_borrow_a_platform_subject(
+    gateway: tuple[Runtime, httpx.AsyncClient],
+) -> None:
+    runtime, client = gateway
+    own = runtime.tokens.mint(subject="clerk", dept="health", level="city", region="3701")
+    assert (await me(client, own)).status_code == 200  # development: the local key still works
+    borrowed = runtime.tokens.mint(
+        subject="SD-IAM|Zhang.San-0001", dept="health", level="city", region="3701"
+    )
+    assert_refused(await me(client, borrowed))
+
+
+# --------------------------------------------------------------------------- keys
+
+
+def service_for(platform: TestIssuer, *, min_refresh_seconds: float) -> TokenService:
+    config = IssuerConfig(
+        name="sd-iam",
+        issuer=platform.url,
+        audience=(platform.audience,),
+        jwks_url=platform.jwks_url,
+        min_refresh_seconds=min_refresh_seconds,
+    )
+    return TokenService(LOCAL_KEY, "relief-gateway", issuers=[Issuer(config)])
+
+
+async def test_key_rollover_needs_no_restart() -> None:
+    """The platform publishes a new key and retires the old one: tokens with the new kid are
+    accepted by the same gateway process, new tokens with the retired key are refused."""
+    person = {"dept": "health", "level": "city", "region": "3701"}
+    with TestIssuer() as platform:
+        service = service_for(platform, min_refresh_seconds=0.2)
+        await service.start()
+        old = platform.key("RS256")
+        assert (await service.verify(platform.mint({"sub": "a", **person}))).subject == "sd-iam|a"
+        new_kid = platform.rotate("RS256")
+        platform.retire(old.kid)
+        await asyncio.sleep(0.25)
+        fetched = platform.jwks_requests
+        rolled = platform.mint({"sub": "b", **person}, kid=new_kid, key=platform.keys[new_kid])
+        assert (await service.verify(rolled)).subject == "sd-iam|b"
+        assert platform.jwks_requests == fetched + 1  # one fetch for the unknown kid
+        await asyncio.sleep(0.25)
+        with pytest.raises(Unauthenticated):
+            await service.verify(platform.mint({"sub": "c", **person}, key=old))
+
+
+async def test_unknown_kids_refresh_at_most_once_per_interval() -> None:
+    """A flood of tokens with invented kids costs the platform one key-set request per
+    interval (30 s here), even when they arrive together."""
+    person = {"sub": "a", "dept": "health", "level": "city", "region": "3701"}
+    with TestIssuer() as platform:
+        service = service_for(platform, min_refresh_seconds=30)
+        forged = [platform.mint(person, kid=f"invented-{n}") for n in range(20)]
+        results = await asyncio.gather(
+            *(service.verify(token) for token in forged), return_exceptions=True
+        )
+        assert all(isinstance(result, Unauthenticated) for result in results)
+        assert platform.jwks_requests == 1
+        for token in forged:
+            with pytest.raises(Unauthenticated):
+                await service.verify(token)
+        assert platform.jwks_requests == 1
+        # The keys fetched by that one request serve the real tokens.
+        assert (await service.verify(platform.mint(person))).subject == "sd-iam|a"
+        assert platform.jwks_requests == 1
+
+
+async def test_discovery_naming_another_issuer_is_not_trusted() -> None:
+    """OIDC Discovery §4.3: the document's issuer must be the configured one exactly."""
+    person = {"sub": "a", "dept": "health", "level": "city", "region": "3701"}
+    with TestIssuer(issuer_override="https://someone-else.example") as platform:
+        config = IssuerConfig(
+            name="sd-iam",
+            issuer=platform.url,
+            audience=(platform.audience,),
+            discovery_url=platform.discovery_url,
+        )
+        service = TokenService(LOCAL_KEY, "relief-gateway", issuers=[Issuer(config)])
+        await service.start()
+        assert platform.jwks_requests == 0
+        with pytest.raises(Unauthenticated):
+            await service.verify(platform.mint(person))
+
+
+async def test_unreachable_platform_refuses_its_tokens_only() -> None:
+    with TestIssuer() as platform:
+        token = platform.mint({"sub": "a", "dept": "health", "level": "city", "region": "3701"})
+        url = platform.jwks_url
+    config = IssuerConfig(
+        name="sd-iam",
+        issuer=platform.url,
+        audience=("relief-gateway",),
+        jwks_url=url,
+        timeout_seconds=1,
+    )
+    service = TokenService(LOCAL_KEY, "relief-gateway", issuers=[Issuer(config)])
+    await service.start()  # logged, not raised: the gateway still starts
+    with pytest.raises(Unauthenticated):
+        await service.verify(token)
+    local = service.mint(subject="clerk", dept="health", level="city", region="3701")
+    assert (await service.verify(local)).subject == "clerk"
+
+
+async def test_jwks_file_is_a_key_source(tmp_path: Path) -> None:
+    with TestIssuer() as platform:
+        path = tmp_path / "jwks.json"
+        path.write_text(json.dumps(platform.jwks()), encoding="utf-8")
+        config = IssuerConfig(
+            name="file",
+            issuer=platform.url,
+            audience=("relief-gateway",),
+            jwks_file=path,
+            algorithms=("ES256",),
+        )
+        service = TokenService(LOCAL_KEY, "relief-gateway", issuers=[Issuer(config)])
+        person = {"sub": "a", "dept": "health", "level": "city", "region": "3701"}
+        principal = await service.verify(platform.mint(person, alg="ES256"))
+        assert principal.subject == "file|a"
+        with pytest.raises(Unauthenticated):  # RS256 is not pinned for this issuer
+            await service.verify(platform.mint(person, alg="RS256"))
+
+
+# --------------------------------------------------------------------------- dispatch
+
+
+class StaticVerifier:
+    """A verifier of another part of the gateway (service accounts register theirs)."""
+
+    issuer = "relief-gateway/clients"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def verify(self, token: str) -> Principal:
+        self.calls += 1
+        claims = jwt.decode(token, options={"verify_signature": False})
+        if claims.get("sub") != "system-a":
+            raise Unauthenticated("令牌无效")
+        from gateway.domain.departments import Department, Level
+
+        return Principal("client:system-a", Department.HEALTH, Level.CITY, "3701")
+
+
+async def test_registered_verifiers_get_their_issuers_tokens_uncached() -> None:
+    service = TokenService(LOCAL_KEY, "relief-gateway")
+    verifier = StaticVerifier()
+    service.register(verifier)
+    token = jwt.encode({"iss": verifier.issuer, "sub": "system-a"}, "x" * 32, algorithm="HS256")
+    assert (await service.verify(token)).subject == "client:system-a"
+    await service.verify(token)
+    assert verifier.calls == 2  # its own decision every time (a disabled client stops at once)
+    with pytest.raises(ConfigurationError):
+        service.register(verifier)  # one verifier per issuer
+    with pytest.raises(Unauthenticated):
+        await service.verify(jwt.encode({"iss": "nobody", "sub": "x"}, "x" * 32))
+
+
+async def test_production_with_a_platform_refuses_local_tokens(platform: TestIssuer) -> None:
+    config = IssuerConfig(
+        name="sd-iam", issuer=platform.url, audience=("relief-gateway",), jwks_url=platform.jwks_url
+    )
+    strict = TokenService(LOCAL_KEY, "relief-gateway", issuers=[Issuer(config)], accept_local=False)
+    local = strict.mint(subject="clerk", dept="health", level="city", region="3701")
+    with pytest.raises(Unauthenticated, match="统一身份认证"):
+        await strict.verify(local)
+    person = {"sub": "a", "dept": "health", "level": "city", "region": "3701"}
+    assert (await strict.verify(platform.mint(person))).subject == "sd-iam|a"
+
+
+async def test_runtime_decides_local_tokens_by_environment(tmp_path: Path) -> None:
+    """Runtime.create: production with a platform refuses local HS256 tokens unless
+    RELIEF_OIDC_ALLOW_LOCAL_TOKENS; development, and production without a platform, accept
+    them (the demo, deployments not yet connected)."""
+    from gateway.crypto import Keyring
+
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text('{"keys": []}', encoding="utf-8")
+    oidc = {
+        "oidc_issuer": "https://iam.example",
+        "oidc_jwks_file": jwks,
+        "oidc_audience": "relief-gateway",
+    }
+    cases = [
+        ("development", oidc, True),
+        ("production", oidc, False),
+        ("production", {**oidc, "oidc_allow_local_tokens": True}, True),
+        ("production", {}, True),
+    ]
+    for number, (environment, extra, accepted) in enumerate(cases):
+        data_dir = tmp_path / f"case-{number}"
+        data_dir.mkdir(mode=0o700)
+        Keyring.generate("aes-256-gcm+hmac-sha256").save(data_dir / "keyring.json")
+        TokenService.from_file(data_dir / "token.key", "relief-gateway", create=True)
+        pinned = os.environ.pop("RELIEF_TODAY", None)  # production refuses a pinned clock
+        try:
+            settings = load_settings(
+                env=environment,
+                province="shandong",
+                data_dir=data_dir,
+                database_url=f"sqlite+aiosqlite:///{data_dir / 'relief.db'}",
+                **extra,
+            )
+            runtime = Runtime.create(settings)
+        finally:
+            if pinned is not None:
+                os.environ["RELIEF_TODAY"] = pinned
+        try:
+            assert len(runtime.tokens.platforms) == (1 if extra else 0)
+            local = runtime.tokens.mint(
+                subject="clerk", dept="health", level="province", region="37"
+            )
+            if accepted:
+                assert (await runtime.tokens.verify(local)).subject == "clerk"
+            else:
+                with pytest.raises(Unauthenticated, match="统一身份认证"):
+                    await runtime.tokens.verify(local)
+        finally:
+            await runtime.close()
+
+
+# --------------------------------------------------------------------------- the browser sign-in
+
+
+async def test_authorization_code_with_pkce_signs_in(
+    gateway: tuple[Runtime, httpx.AsyncClient], platform: TestIssuer
+) -> None:
+    """The flow the console and workbench use: /authorize (login form) → code → /token with
+    the PKCE verifier → an access token the gateway accepts."""
+    runtime, client = gateway
+    sign_in = runtime.tokens.platforms[0].sign_in()
+    assert sign_in is not None
+    assert sign_in["authorizationEndpoint"] == f"{platform.url}/authorize"
+    assert sign_in["clientId"] == "relief-gateway"
+    verifier, challenge = pkce_pair()
+    redirect = f"{GATEWAY_ORIGIN}/console/"
+    params = {
+        "response_type": "code",
+        "client_id": "relief-gateway",
+        "redirect_uri": redirect,
+        "state": "st-1",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
+    async with httpx.AsyncClient() as browser:
+        form = await browser.get(sign_in["authorizationEndpoint"], params=params)
+        assert form.status_code == 200
+        assert 'name="username"' in form.text
+        login = await browser.post(
+            sign_in["authorizationEndpoint"], params=params, data={"username": "officer.b"}
+        )
+        assert login.status_code == 302
+        location = urlsplit(login.headers["location"])
+        answer = parse_qs(location.query)
+        assert answer["state"] == ["st-1"]
+        exchange = {
+            "grant_type": "authorization_code",
+            "code": answer["code"][0],
+            "redirect_uri": redirect,
+            "client_id": "relief-gateway",
+        }
+        wrong = await browser.post(
+            sign_in["tokenEndpoint"],
+            data={**exchange, "code_verifier": "not-the-verifier"},
+            headers={"Origin": GATEWAY_ORIGIN},
+        )
+        assert wrong.status_code == 400
+        assert wrong.json()["error"] == "invalid_grant"
+        assert wrong.headers["access-control-allow-origin"] == GATEWAY_ORIGIN
+        # The failed attempt spent the code (RFC 6749 §4.1.2: a code is good once).
+        login = await browser.post(
+            sign_in["authorizationEndpoint"], params=params, data={"username": "officer.b"}
+        )
+        exchange["code"] = parse_qs(urlsplit(login.headers["location"]).query)["code"][0]
+        tokens = await browser.post(
+            sign_in["tokenEndpoint"], data={**exchange, "code_verifier": verifier}
+        )
+        assert tokens.status_code == 200, tokens.text
+        again = await browser.post(
+            sign_in["tokenEndpoint"], data={**exchange, "code_verifier": verifier}
+        )
+        assert again.status_code == 400
+    response = await me(client, tokens.json()["access_token"])
+    assert response.status_code == 200, response.text
+    assert response.json()["data"]["me"]["subject"] == "sd-iam|officer.b"
+    assert response.json()["data"]["me"]["roles"] == ["security_admin"]
+    # The id token is for the browser (audience: the client), not a bearer for the gateway
+    # unless the platform lists the gateway's audience in it too.
+    id_claims = jwt.decode(tokens.json()["id_token"], options={"verify_signature": False})
+    assert (id_claims["aud"], id_claims["sub"]) == ("relief-gateway", "officer.b")
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def settings_with(tmp_path: Path, body: str | None = None, **values: Any) -> Any:
+    if body is not None:
+        path = tmp_path / "issuers.toml"
+        path.write_text(textwrap.dedent(body), encoding="utf-8")
+        values["oidc_file"] = path
+    return load_settings(data_dir=tmp_path, **values)
+
+
+GOOD = """
+[[issuer]]
+name = "sd-iam"
+issuer = "https://iam.example"
+jwks_url = "https://iam.example/jwks"
+audience = ["relief-gateway"]
+"""
+
+
+@pytest.mark.parametrize(
+    ("case", "body", "expected"),
+    [
+        ("not toml", "[[issuer]\nname=", "不是有效的 TOML"),
+        ("no issuers", "title = 'x'\n", "未知的表"),
+        ("empty", "", "没有 [[issuer]]"),
+        ("no audience", GOOD.replace('audience = ["relief-gateway"]', ""), "必须设置 audience"),
+        ("hs256", GOOD + 'algorithms = ["HS256"]\n', "不支持的签名算法 HS256"),
+        ("none", GOOD + 'algorithms = ["none"]\n', "不支持的签名算法 none"),
+        (
+            "two sources",
+            GOOD + 'discovery_url = "https://iam.example/.well-known/x"\n',
+            "只能设置一个",
+        ),
+        ("no source", GOOD.replace('jwks_url = "https://iam.example/jwks"', ""), "只能设置一个"),
+        ("bad name", GOOD.replace('"sd-iam"', '"sd iam|x"'), "name 应为"),
+        ("leeway", GOOD + "leeway_seconds = 3600\n", "leeway_seconds"),
+        ("unknown key", GOOD + 'audiance = "x"\n', "未知的配置项 audiance"),
+        (
+            "bad url",
+            GOOD.replace("https://iam.example/jwks", "ftp://iam.example/jwks"),
+            "应为 http(s) 地址",
+        ),
+        (
+            "department table",
+            GOOD + '[issuer.claims.departments]\n"民政厅" = "police"\n',
+            "不是本系统的取值",
+        ),
+        (
+            "role table",
+            GOOD + '[issuer.claims.role_names]\n"管理员" = "root"\n',
+            "不是本系统的取值",
+        ),
+        ("region table", GOOD + '[issuer.claims.regions]\n"济南" = "jinan"\n', "行政区划代码"),
+        ("duplicate", GOOD + GOOD, "name 重复"),
+        ("missing file", None, "无法读取身份平台配置文件"),
+    ],
+)
+def test_configuration_errors_are_chinese(
+    tmp_path: Path, case: str, body: str | None, expected: str
+) -> None:
+    if body is None:
+        settings = settings_with(tmp_path, oidc_file=tmp_path / "absent.toml")
+    else:
+        settings = settings_with(tmp_path, body)
+    with pytest.raises(ConfigurationError) as refused:
+        issuer_configs(settings)
+    assert expected in refused.value.message, (case, refused.value.message)
+    assert CHINESE.search(refused.value.message)
+
+
+def test_environment_issuer_and_its_errors(tmp_path: Path) -> None:
+    configs = issuer_configs(
+        settings_with(
+            tmp_path,
+            oidc_issuer="https://iam.example",
+            oidc_audience="a, b",
+            oidc_jwks_url="https://iam.example/jwks",
+            oidc_algorithms="ES256",
+            oidc_name="sd-iam",
+            oidc_client_id="relief-console",
+        )
+    )
+    assert [(c.name, c.audience, c.algorithms, c.client_id) for c in configs] == [
+        ("sd-iam", ("a", "b"), ("ES256",), "relief-console")
+    ]
+    for values, expected in [
+        (
+            {"oidc_issuer": "https://iam.example", "oidc_jwks_url": "https://iam.example/j"},
+            "必须设置 audience",
+        ),
+        ({"oidc_issuer": "https://iam.example", "oidc_audience": "a"}, "只能设置一个"),
+        (
+            {"oidc_issuer": "relief-gateway", "oidc_audience": "a", "oidc_jwks_url": "https://x/j"},
+            "RELIEF_TOKEN_ISSUER",
+        ),
+        (
+            {
+                "oidc_issuer": "https://iam.example",
+                "oidc_audience": "a",
+                "oidc_jwks_url": "http://iam.example/j",
+                "env": "production",
+            },
+            "必须使用 https",
+        ),
+    ]:
+        with pytest.raises(ConfigurationError, match=expected):
+            issuer_configs(settings_with(tmp_path, **values))
+    both = settings_with(tmp_path, GOOD, oidc_issuer="https://iam.example")
+    with pytest.raises(ConfigurationError, match="只能设置其一"):
+        issuer_configs(both)
+
+
+def test_claim_mapping_table() -> None:
+    mapping = ClaimMapping(
+        department="org.code",
+        level=None,
+        region="org.region",
+        roles="groups",
+        departments={"卫健委": "health"},
+        regions={"JN": "3701"},
+        role_table={"审计": "audit_admin"},
+    )
+    principal = mapping.principal(
+        "p|x", {"org": {"code": "卫健委", "region": "JN"}, "groups": "审计, 访客"}
+    )
+    assert (principal.department.value, principal.level.value, principal.region) == (
+        "health",
+        "city",
+        "3701",
+    )
+    assert principal.roles == frozenset({"audit_admin"})
+    # A claim literally named with dots is found before the nested path.
+    flat = mapping.principal("p|x", {"org.code": "health", "org.region": "37"})
+    assert flat.level.value == "province"
+    for claims in (
+        {"org": {"code": "公安厅", "region": "37"}},  # not in the table, not ours
+        {"org": {"code": "health", "region": "3701001"}},  # no level for 7 digits
+        {"org": {"code": "health"}},
+        {"org": {"code": ["health"], "region": "37"}},
+    ):
+        with pytest.raises(Unauthenticated):
+            mapping.principal("p|x", claims)
