@@ -135,7 +135,8 @@ async def test_workbench_loads_nothing_from_outside(client: httpx.AsyncClient) -
 
 async def test_every_module_import_resolves(client: httpx.AsyncClient) -> None:
     """Plain ES modules, no bundler: each import is a file the gateway serves (the workbench's
-    own, or the console's shared helpers), and every workbench module is used."""
+    own, the console's shared helpers or the shared sign-in), and every workbench module is
+    used."""
     seen: set[str] = set()
     pending = ["/workbench/workbench.js"]
     while pending:
@@ -148,7 +149,8 @@ async def test_every_module_import_resolves(client: httpx.AsyncClient) -> None:
         assert response.headers["content-type"] == "text/javascript; charset=utf-8", path
         base = path.rsplit("/", 1)[0]
         for target in MODULE_IMPORT.findall(response.text):
-            assert target.startswith(("./", "/console/")), f"{path} imports {target}"
+            # the workbench's own, the console's helpers, the shared sign-in (/auth/signin.js)
+            assert target.startswith(("./", "/console/", "/auth/")), f"{path} imports {target}"
             pending.append(f"{base}/{target[2:]}" if target.startswith("./") else target)
     own = {f"/workbench/{name}" for name in _modules()}
     assert own <= seen, f"modules nobody imports: {own - seen}"

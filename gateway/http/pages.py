@@ -19,6 +19,7 @@ from starlette.routing import BaseRoute, Route
 
 from gateway.domain.errors import NotFound
 from gateway.http.refusals import error_body, new_request_id
+from gateway.http.signin import page_headers
 
 MEDIA_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -60,16 +61,20 @@ class StaticPage:
     def names(self) -> frozenset[str]:
         return listing(self.directory)
 
-    def serve(self, name: str) -> Response:
+    def serve(self, name: str, headers: dict[str, str] | None = None) -> Response:
         if name not in self.names:
             return not_found(self.headers)
         path = self.directory / name
         return Response(
-            path.read_bytes(), media_type=MEDIA_TYPES[path.suffix], headers=self.headers
+            path.read_bytes(),
+            media_type=MEDIA_TYPES[path.suffix],
+            headers=self.headers if headers is None else headers,
         )
 
-    async def page(self, _request: Request) -> Response:
-        return self.serve("index.html")
+    async def page(self, request: Request) -> Response:
+        # With a browser sign-in configured, the page may also connect to the identity
+        # platform's token endpoint (gateway.http.signin), and to nothing else.
+        return self.serve("index.html", page_headers(request, self.headers))
 
     async def asset(self, request: Request) -> Response:
         return self.serve(str(request.path_params["name"]))

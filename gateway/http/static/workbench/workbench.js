@@ -1,5 +1,6 @@
 // The workbench's entry: sign-in, who-am-I, the purpose, tabs. Each tab lives in its own module.
 
+import { setUpSignIn } from "/auth/signin.js";
 import { ApiError, graphql, purpose, token } from "./api.js";
 import { ME, ME_PURPOSE } from "./queries.js";
 import { $, busy, fill, h, message, session } from "./ui.js";
@@ -177,9 +178,19 @@ function start() {
   });
   $("#logout").addEventListener("click", signOut);
 
-  // A reload in the same tab keeps the clerk signed in (the token is in sessionStorage).
-  const saved = token.get();
-  if (saved) busy(null, output, () => signIn(saved));
+  // 统一身份认证 when the gateway trusts a platform (the button; back from it, the code traded
+  // for the token), the token form where allowed. A reload in the same tab keeps the clerk
+  // signed in (the token is in sessionStorage).
+  setUpSignIn({
+    box: $("#signin"),
+    tokenForm: form,
+    show: (kind, text) => message(output, kind, text),
+    signIn: (value) => busy(null, output, () => signIn(value)),
+    saved: token.get(),
+    expired: (messages) => {
+      if (token.get()) signedOut(messages);
+    },
+  });
 }
 
 start();
