@@ -26,6 +26,8 @@ import json
 import os
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -38,6 +40,9 @@ from gateway.domain.regions import provinces
 from gateway.domain.settings import Settings
 from gateway.storage.audit_chain import append_entries
 from gateway.storage.models import AuditEntry
+
+if TYPE_CHECKING:
+    from gateway.crypto import AuditMac
 
 OPERATION_PREFIX = "relief-gateway "
 MAX_SUBJECT = 128  # audit_log.subject
@@ -105,44 +110,56 @@ async def record_admin_action(
     operator: str | None = None,
     details: Mapping[str, object] | None = None,
     sessions: async_sessionmaker[AsyncSession] | None = None,
+    macs: AuditMac | None = None,
 ) -> AuditEntry:
     """Append the entry of one administrative command to the audit chain and return it.
 
     ``sessions``: the command's own session factory when it has one open (else an engine is
-    made from ``settings`` for this one entry). Raises BadUserInput for an unknown role or a
-    bad operator; a database error propagates (the command reports it and exits 2: an action
-    that cannot be recorded is reported, never silently unaudited)."""
+    made from ``settings`` for this one entry). ``macs``: the keyring's audit MAC when the
+    command holds the keyring already (``keys rotate``); else the keyring of ``settings`` is
+    opened, so the entry is MAC'd like every request's (issue 16 item 6).
+
+    Raises BadUserInput for an unknown role or a bad operator; a database error propagates
+    (the command reports it and exits 2: an action that cannot be recorded is reported, never
+    silently unaudited)."""
     subject = operator_subject(operator)
     region = province_code(settings)
+    if macs is None:
+        from gateway.crypto import AuditMac, open_keyring
+
+        macs = AuditMac(open_keyring(settings))
+    action = _Action(subject, role, operation, region, details, macs)
     if sessions is not None:
-        return await _append(sessions, subject, role, operation, region, details)
+        return await action.append(sessions)
     from gateway.storage.engine import make_engine, make_sessionmaker
 
     engine = make_engine(settings.resolved_database_url)
     try:
-        return await _append(make_sessionmaker(engine), subject, role, operation, region, details)
+        return await action.append(make_sessionmaker(engine))
     finally:
         await engine.dispose()
 
 
-async def _append(
-    sessions: async_sessionmaker[AsyncSession],
-    subject: str,
-    role: str,
-    operation: str,
-    region: str,
-    details: Mapping[str, object] | None,
-) -> AuditEntry:
-    async with sessions() as session:
-        version = await current_version(session)
-        await session.commit()  # append_entries needs an idle session
-        entry = admin_entry(
-            subject=subject,
-            role=role,
-            operation=operation,
-            region=region,
-            policy_version=version,
-            details=details,
-        )
-        await append_entries(session, [entry])
-    return entry
+@dataclass(frozen=True, slots=True)
+class _Action:
+    subject: str
+    role: str
+    operation: str
+    region: str
+    details: Mapping[str, object] | None
+    macs: AuditMac
+
+    async def append(self, sessions: async_sessionmaker[AsyncSession]) -> AuditEntry:
+        async with sessions() as session:
+            version = await current_version(session)
+            await session.commit()  # append_entries needs an idle session
+            entry = admin_entry(
+                subject=self.subject,
+                role=self.role,
+                operation=self.operation,
+                region=self.region,
+                policy_version=version,
+                details=self.details,
+            )
+            await append_entries(session, [entry], macs=self.macs)
+        return entry

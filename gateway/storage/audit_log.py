@@ -57,10 +57,12 @@ SQLITE_SUBJECT_KEY = "relief_canonical_subject"
 _TRIMMED = " \t\n\r\f\v"
 
 
-def subject_key(column: ColumnElement[str], dialect: str) -> ColumnElement[str]:
-    """The canonical key of a stored subject, in SQL (see the module docstring)."""
+def subject_key(column: ColumnElement[str] | Any, dialect: str) -> ColumnElement[str]:
+    """The canonical key of a stored subject (a column or a literal), in SQL (see the module
+    docstring)."""
     if dialect == "sqlite":
-        return getattr(func, SQLITE_SUBJECT_KEY)(column, type_=String)
+        key: ColumnElement[str] = getattr(func, SQLITE_SUBJECT_KEY)(column, type_=String)
+        return key
     ascii_only = column.op("~")(literal("^[ -~]*$"))
     normalised = case((ascii_only, column), else_=func.normalize(column, literal_column("NFKC")))
     return func.lower(func.btrim(normalised, _TRIMMED), type_=String)
