@@ -1,11 +1,13 @@
 """Encryption at rest. The only code that touches key material.
 
 ``Keyring`` loads and creates the keyring file; ``FieldCipher`` seals and opens field values
-and computes blind indexes. Neither knows about policies or GraphQL. ``open_keyring`` opens
-the configured keyring, unwrapping it with the key-encryption key in a PKCS#11 token (the
-cipher machine) when ``RELIEF_PKCS11_MODULE`` is set (``_pkcs11``).
+and computes blind indexes; ``AuditMac`` MACs audit evidence with the audit keys. None of them
+knows about policies or GraphQL. ``open_keyring`` opens the configured keyring, unwrapping it
+with the key-encryption key in a PKCS#11 token (the cipher machine) when
+``RELIEF_PKCS11_MODULE`` is set (``_pkcs11``).
 """
 
+from gateway.crypto._audit_mac import AuditMac
 from gateway.crypto._cipher import FieldCipher
 from gateway.crypto._keys import AuditKey, DataKey, IndexKey, Keyring, KeyringProtection
 from gateway.crypto._pkcs11 import (
@@ -19,6 +21,7 @@ from gateway.crypto._pkcs11 import (
 
 __all__ = [
     "AuditKey",
+    "AuditMac",
     "DataKey",
     "FieldCipher",
     "IndexKey",

@@ -23,6 +23,9 @@ MAX_BODY_BYTES = 4_000_000
 # is refused by the application first: 414 in the JSON error shape, counted and logged.
 SERVER_URL_LIMIT = 65_535
 
+# 网络安全法第二十一条: network logs are kept for no less than six months.
+MIN_AUDIT_RETENTION_MONTHS = 6
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -171,6 +174,16 @@ class Settings(BaseSettings):
     # Production with issuers configured refuses the gateway's own HS256 tokens (minted by
     # whoever holds token.key) unless this is set: people sign in at the platform.
     oidc_allow_local_tokens: bool = False
+
+    @field_validator("audit_retention_months")
+    @classmethod
+    def _retention_at_least_six_months(cls, value: int) -> int:
+        if value < MIN_AUDIT_RETENTION_MONTHS:
+            raise ValueError(
+                f"RELIEF_AUDIT_RETENTION_MONTHS 不能少于 {MIN_AUDIT_RETENTION_MONTHS} 个月, "
+                f"收到 {value}: 《网络安全法》第二十一条要求留存相关的网络日志不少于六个月"
+            )
+        return value
 
     @field_validator("cors_origins")
     @classmethod

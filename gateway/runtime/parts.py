@@ -78,7 +78,8 @@ class Runtime:
                 production=settings.is_production, limits=QueryLimits.from_settings(settings)
             ),
             purposes=dict(purpose_labels()),
-            audit=AuditWriter(sessions),
+            # Every audit entry MAC'd with the keyring's audit key (issue 16 item 6).
+            audit=AuditWriter(sessions, macs=AuditMac(keyring)),
             # Feed mappings are validated at start-up: a broken one stops the gateway here.
             feeds=load_feeds([settings.mappings_dir] if settings.mappings_dir else []),
             # So are the province rules (thresholds, ranking, benefit dates).

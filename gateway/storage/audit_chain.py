@@ -5,6 +5,18 @@ application only appends; ``verify_chain`` finds the first entry that was change
 re-ordered. Appends are serialised (an advisory lock on PostgreSQL, a process lock on SQLite,
 which has a single writer anyway) so the chain has no forks.
 
+The chain alone is unkeyed: whoever can write the database can change an entry and recompute
+every hash after it. So each entry also carries ``entry_mac``, an HMAC of its hash with an
+audit key of the keyring (``gateway.crypto.AuditMac``; HMAC-SM3 under the 国密 suite) and the
+key's id. The key never enters the database: a rewritten chain fails at its first rewritten
+entry. Stripping the MACs does not help a forger either: from the first MAC'd entry on (the
+``mac_start`` anchor, written with it, itself MAC'd) and for every entry dated after the
+keyring's ``audit_since``, a missing MAC is reported like a wrong one.
+
+Old months leave the online log for signed archive files (``gateway.storage.audit_archive``);
+an ``archive`` anchor then records the last archived entry, and the online chain starts from
+its hash instead of the genesis hash.
+
 What a chain cannot show: deleting the LAST entries (or rolling the whole table back to an
 earlier state) leaves a shorter chain that is intact. Only a copy of the head kept outside the
 database reveals it: ``relief-gateway audit verify`` prints the head hash for an operator to
@@ -24,15 +36,16 @@ import hashlib
 import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.domain.clock import now_utc
+from gateway.crypto import AuditMac
+from gateway.domain.clock import as_utc, now_utc
 from gateway.domain.principal import Principal
-from gateway.storage.models import AuditEntry
+from gateway.storage.models import AuditAnchor, AuditEntry
 
 GENESIS = "0" * 64
 _AUDIT_LOCK_KEY = 0x52454C494546  # "RELIEF": pg_advisory_xact_lock key for the chain head
@@ -44,12 +57,15 @@ def _entry_digest(prev_hash: str, fields: Mapping[str, object]) -> str:
     return hashlib.sha256((prev_hash + canonical).encode("utf-8")).hexdigest()
 
 
+def _naive_utc_text(moment: datetime) -> str:
+    if moment.tzinfo is not None:  # PostgreSQL returns aware UTC, SQLite naive UTC
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment.isoformat(timespec="microseconds")
+
+
 def _hashed_fields(entry: AuditEntry) -> dict[str, object]:
-    occurred: datetime = entry.occurred_at
-    if occurred.tzinfo is not None:  # PostgreSQL returns aware UTC, SQLite naive UTC
-        occurred = occurred.astimezone(UTC).replace(tzinfo=None)
     return {
-        "occurred_at": occurred.isoformat(timespec="microseconds"),
+        "occurred_at": _naive_utc_text(entry.occurred_at),
         "request_id": entry.request_id,
         "subject": entry.subject,
         "department": entry.department,
@@ -89,29 +105,110 @@ def read_entry(
     )
 
 
-async def append_entries(session: AsyncSession, entries: Sequence[AuditEntry]) -> None:
-    """Chain and commit entries in order, in one transaction (the session must be idle)."""
+def anchor_message(anchor: AuditAnchor) -> bytes:
+    """What an anchor's MAC covers: every field but its own id and MAC."""
+    fields = {
+        "kind": anchor.kind,
+        "created_at": _naive_utc_text(anchor.created_at),
+        "operator": anchor.operator,
+        "month": anchor.month,
+        "entries": anchor.entries,
+        "first_prev_hash": anchor.first_prev_hash,
+        "last_entry_id": anchor.last_entry_id,
+        "last_entry_hash": anchor.last_entry_hash,
+        "file_name": anchor.file_name,
+        "file_digest": anchor.file_digest,
+    }
+    return json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def seal_anchor(anchor: AuditAnchor, macs: AuditMac) -> AuditAnchor:
+    anchor.mac_key_id, anchor.anchor_mac = macs.sign("anchor", anchor_message(anchor))
+    return anchor
+
+
+async def archived_head(session: AsyncSession) -> str | None:
+    """The hash the online chain starts from: the last archived entry's, if any."""
+    stmt = (
+        select(AuditAnchor.last_entry_hash)
+        .where(AuditAnchor.kind == "archive")
+        .order_by(AuditAnchor.id.desc())
+        .limit(1)
+    )
+    return (await session.execute(stmt)).scalar()
+
+
+# Databases (by URL) where this process has seen the mac_start anchor: one look-up per process,
+# not one per append.
+_mac_start_known: set[str] = set()
+
+
+async def append_entries(
+    session: AsyncSession, entries: Sequence[AuditEntry], *, macs: AuditMac | None = None
+) -> None:
+    """Chain, MAC (with ``macs``) and commit entries in order, in one transaction (the session
+    must be idle)."""
     async with _process_lock:
-        if session.get_bind().dialect.name == "postgresql":
+        bind = session.get_bind()
+        if bind.dialect.name == "postgresql":
             await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _AUDIT_LOCK_KEY})
         head = (
             await session.execute(
                 select(AuditEntry.entry_hash).order_by(AuditEntry.id.desc()).limit(1)
             )
         ).scalar()
+        if head is None:  # an empty online log: it goes on from the last archived entry
+            head = await archived_head(session)
         previous = head or GENESIS
+        key_id = macs.key_id if macs is not None else None
         for entry in entries:
             entry.prev_hash = previous
             entry.entry_hash = previous = _entry_digest(previous, _hashed_fields(entry))
+            if macs is not None and key_id is not None:
+                entry.mac_key_id, entry.entry_mac = macs.sign("entry", previous.encode())
         session.add_all(entries)
+        database = str(bind.engine.url)
+        if macs is not None and key_id is not None and entries and database not in _mac_start_known:
+            await _record_mac_start(session, entries[0], macs)
         await session.commit()
+        if key_id is not None:
+            _mac_start_known.add(database)
+
+
+async def _record_mac_start(session: AsyncSession, first: AuditEntry, macs: AuditMac) -> None:
+    """The first MAC'd entry ever, anchored in the same transaction (under the chain lock):
+    from it on a missing MAC is tampering, not an entry older than the MACs."""
+    found = await session.execute(
+        select(AuditAnchor.id).where(AuditAnchor.kind == "mac_start").limit(1)
+    )
+    if found.scalar() is not None:
+        return
+    await session.flush()  # the entry's id
+    anchor = AuditAnchor(
+        kind="mac_start",
+        created_at=now_utc(),
+        operator="relief-gateway",
+        month=None,
+        entries=0,
+        first_prev_hash=first.prev_hash,
+        last_entry_id=first.id,
+        last_entry_hash=first.entry_hash,
+        file_name=None,
+        file_digest=None,
+    )
+    session.add(seal_anchor(anchor, macs))
 
 
 class AuditWriter:
-    """Group commit of audit entries for one process (see the module docstring)."""
+    """Group commit of audit entries for one process (see the module docstring). With
+    ``macs`` every entry is MAC'd with the keyring's current audit key: one HMAC of 64 bytes
+    per entry, from a keyed state prepared once."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], *, macs: AuditMac | None = None
+    ) -> None:
         self._sessions = sessions
+        self.macs = macs
         self._pending: list[tuple[AuditEntry, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -129,7 +226,7 @@ class AuditWriter:
             batch, self._pending = self._pending, []
             try:
                 async with self._sessions() as session:
-                    await append_entries(session, [entry for entry, _ in batch])
+                    await append_entries(session, [entry for entry, _ in batch], macs=self.macs)
             except Exception as exc:  # every waiter learns its entry was not written
                 for _, future in batch:
                     if not future.done():
@@ -142,6 +239,22 @@ class AuditWriter:
 
 ANCHOR_MISSING = "记录过的链头哈希不在日志中 (其后的记录被删除, 或日志被整体回退)"
 
+# What failed, for the operator: the chain (links, hashes) or the MAC.
+LINK, HASH, MAC, MAC_MISSING, MAC_KEY, ANCHOR = (
+    "link",
+    "hash",
+    "mac",
+    "mac_missing",
+    "mac_key",
+    "anchor",
+)
+REASONS = {
+    LINK: "前一条记录的哈希不符(记录被删除或重排)",
+    HASH: "记录内容与其哈希不符(记录被修改)",
+    MAC: "MAC 校验失败(记录被改写后重新计算了哈希, 或 MAC 被篡改)",
+    MAC_MISSING: "缺少 MAC(自启用 MAC 起每条记录都必须有, MAC 被剥离)",
+}
+
 
 @dataclass(frozen=True, slots=True)
 class ChainReport:
@@ -152,23 +265,163 @@ class ChainReport:
     # chain, to be recorded outside the database (see the module docstring).
     head_hash: str = GENESIS
     anchor_missing: bool = False  # an ``anchor`` was given and is not in the intact chain
+    failure: str | None = None  # LINK, HASH, MAC, MAC_MISSING, MAC_KEY or ANCHOR
+    macs_verified: bool = False  # whether MACs were checked (a keyring was given)
+    mac_entries: int = 0  # entries whose MAC was checked and holds
+    pre_mac_entries: int = 0  # entries from before MACs began (no MAC required)
+    # Where the online chain starts: the latest archive anchor (GENESIS without archives).
+    start_hash: str = GENESIS
+    archive_anchors: int = 0
+    # When the first bad entry failed its MAC: the first entry where the hash chain itself
+    # breaks, if it does (a forger who did not recompute every hash), else None.
+    chain_bad_id: int | None = None
+    chain_reason: str | None = None
 
     @property
     def ok(self) -> bool:
-        return self.first_bad_id is None and not self.anchor_missing
+        return self.first_bad_id is None and not self.anchor_missing and self.failure is None
+
+
+@dataclass
+class _Walk:
+    """What ``verify_chain`` knows while it walks."""
+
+    macs: AuditMac | None
+    required_from: int | None  # the mac_start anchor's entry id
+    since: datetime | None  # the keyring's audit_since
+    mac_seen: bool = False
+    mac_entries: int = 0
+    pre_mac_entries: int = 0
+
+    def mac_problem(self, entry: AuditEntry) -> tuple[str, str] | None:
+        if self.macs is None:
+            return None
+        if entry.entry_mac is None or entry.mac_key_id is None:
+            required = (
+                self.mac_seen
+                or (self.required_from is not None and entry.id >= self.required_from)
+                or (self.since is not None and as_utc(entry.occurred_at) >= self.since)
+            )
+            if required:
+                return MAC_MISSING, REASONS[MAC_MISSING]
+            self.pre_mac_entries += 1
+            return None
+        holds = self.macs.check(
+            entry.mac_key_id, "entry", entry.entry_hash.encode(), entry.entry_mac
+        )
+        if holds is None:
+            return MAC_KEY, f"MAC 使用了密钥环中没有的审计密钥 {entry.mac_key_id[:32]!r}"
+        if not holds:
+            return MAC, REASONS[MAC]
+        self.mac_seen = True
+        self.mac_entries += 1
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Anchors:
+    start_hash: str
+    archive_hashes: frozenset[str]
+    archives: int
+    required_from: int | None
+    problem: str | None
+
+
+async def _read_anchors(session: AsyncSession, macs: AuditMac | None) -> _Anchors:
+    """The anchors, checked: each MAC (with a keyring), and the archives one after another
+    from the genesis hash (each archive takes the next prefix of the chain)."""
+    rows = list((await session.execute(select(AuditAnchor).order_by(AuditAnchor.id))).scalars())
+    problem = None
+    expected = GENESIS
+    archives = [row for row in rows if row.kind == "archive"]
+    starts = [row for row in rows if row.kind == "mac_start"]
+    for row in rows:
+        if macs is None or problem is not None:
+            break
+        holds = macs.check(row.mac_key_id, "anchor", anchor_message(row), row.anchor_mac)
+        if holds is None:
+            problem = f"锚点 {row.id} 的 MAC 使用了密钥环中没有的审计密钥 {row.mac_key_id[:32]!r}"
+        elif not holds:
+            problem = f"锚点 {row.id} 的 MAC 不符 (锚点被伪造或修改)"
+    for row in archives:
+        if problem is None and row.first_prev_hash != expected:
+            problem = f"归档锚点 {row.id} 与前一次归档不衔接 (归档锚点被删除或伪造)"
+        expected = row.last_entry_hash
+    return _Anchors(
+        start_hash=expected,
+        archive_hashes=frozenset(row.last_entry_hash for row in archives),
+        archives=len(archives),
+        required_from=min((row.last_entry_id for row in starts), default=None),
+        problem=problem,
+    )
 
 
 async def verify_chain(
-    session: AsyncSession, *, batch: int = 5000, anchor: str | None = None
+    session: AsyncSession,
+    *,
+    batch: int = 5000,
+    anchor: str | None = None,
+    macs: AuditMac | None = None,
+    archived_hashes: Iterable[str] = (),
 ) -> ChainReport:
-    """Walk the chain in id order; report the first entry whose links or digest do not hold.
+    """Walk the online chain in id order from the latest archive anchor; report the first
+    entry whose link, digest or (with ``macs``) MAC does not hold.
 
     ``anchor``: a head hash recorded earlier; the chain must still contain it, else the entries
-    after it were deleted (which the links alone cannot show)."""
-    expected_prev = GENESIS
+    after it were deleted (which the links alone cannot show). A head that has since been
+    archived counts when it is an archive anchor's hash or in ``archived_hashes`` (the hashes
+    of archive files the caller verified)."""
+    anchors = await _read_anchors(session, macs)
+    since = None
+    if macs is not None and macs.since:
+        since = as_utc(datetime.fromisoformat(macs.since))
+    walk = _Walk(macs, anchors.required_from, since)
+    base = ChainReport(
+        0,
+        None,
+        None,
+        anchors.start_hash,
+        macs_verified=macs is not None,
+        start_hash=anchors.start_hash,
+        archive_anchors=anchors.archives,
+    )
+    if anchors.problem is not None:
+        return replace(base, reason=anchors.problem, failure=ANCHOR)
+    known = {*anchors.archive_hashes, *archived_hashes, GENESIS}
+    anchor_seen = anchor is None or anchor in known
+    expected_prev = anchors.start_hash
     count = 0
     last_id = 0
-    anchor_seen = anchor is None or anchor == GENESIS
+    mac_failure: ChainReport | None = None  # the first entry whose MAC fails, as a report
+
+    def report(chain_bad_id: int | None = None, failure: str | None = None) -> ChainReport:
+        """The first failure (a MAC failure comes before the chain's, which it may explain)."""
+        walked = replace(
+            base,
+            entries=count,
+            head_hash=expected_prev,
+            mac_entries=walk.mac_entries,
+            pre_mac_entries=walk.pre_mac_entries,
+        )
+        if mac_failure is not None:
+            chain_reason = None if failure is None else REASONS[failure]
+            return replace(
+                mac_failure,
+                mac_entries=walk.mac_entries,
+                pre_mac_entries=walk.pre_mac_entries,
+                chain_bad_id=chain_bad_id,
+                chain_reason=chain_reason,
+            )
+        if failure is not None:
+            return replace(
+                walked, first_bad_id=chain_bad_id, reason=REASONS[failure], failure=failure
+            )
+        if macs is not None and walk.mac_seen and anchors.required_from is None:
+            return replace(walked, reason="MAC 起点锚点缺失 (锚点被删除)", failure=ANCHOR)
+        if not anchor_seen:
+            return replace(walked, reason=ANCHOR_MISSING, anchor_missing=True)
+        return walked
+
     while True:
         rows = (
             (
@@ -183,16 +436,23 @@ async def verify_chain(
             .all()
         )
         if not rows:
-            if anchor_seen:
-                return ChainReport(count, None, None, expected_prev)
-            return ChainReport(count, None, ANCHOR_MISSING, expected_prev, anchor_missing=True)
+            return report()
         for entry in rows:
             if entry.prev_hash != expected_prev:
-                reason = "前一条记录的哈希不符(记录被删除或重排)"
-                return ChainReport(count, entry.id, reason, expected_prev)
+                return report(entry.id, LINK)
             if _entry_digest(entry.prev_hash, _hashed_fields(entry)) != entry.entry_hash:
-                reason = "记录内容与其哈希不符(记录被修改)"
-                return ChainReport(count, entry.id, reason, expected_prev)
+                return report(entry.id, HASH)
+            if mac_failure is None:
+                problem = walk.mac_problem(entry)
+                if problem is not None:
+                    mac_failure = replace(
+                        base,
+                        entries=count,
+                        first_bad_id=entry.id,
+                        reason=problem[1],
+                        head_hash=expected_prev,
+                        failure=problem[0],
+                    )
             expected_prev = entry.entry_hash
             anchor_seen = anchor_seen or entry.entry_hash == anchor
             count += 1

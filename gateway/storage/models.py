@@ -542,6 +542,33 @@ class PolicyProposal(Base):
     __table_args__ = (Index("ix_policy_proposal_status", "status", "proposed_at"),)
 
 
+class AuditAnchor(Base):
+    """审计锚点: where the online audit chain starts (issue 16 item 6, migration 0011).
+
+    ``archive``: the entries up to ``last_entry_id`` went to the archive file ``file_name``
+    (SHA-256 ``file_digest``); the first online entry's ``prev_hash`` is ``last_entry_hash``.
+    ``mac_start``: ``last_entry_id`` is the first entry written with a MAC; from it on every
+    entry must carry one. Each anchor is MAC'd with the audit key (``anchor_mac``), so one
+    inserted or edited by someone without the key is detected. Never updated or deleted.
+    """
+
+    __tablename__ = "audit_anchor"
+
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))  # archive | mac_start
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    operator: Mapped[str] = mapped_column(String(128))
+    month: Mapped[str | None] = mapped_column(String(7))  # archive: YYYY-MM (Beijing time)
+    entries: Mapped[int] = mapped_column(Integer)
+    first_prev_hash: Mapped[str] = mapped_column(String(64))
+    last_entry_id: Mapped[int] = mapped_column(BigInteger)
+    last_entry_hash: Mapped[str] = mapped_column(String(64))
+    file_name: Mapped[str | None] = mapped_column(String(255))
+    file_digest: Mapped[str | None] = mapped_column(String(64))
+    mac_key_id: Mapped[str] = mapped_column(String(32))
+    anchor_mac: Mapped[str] = mapped_column(String(64))
+
+
 class AuditEntry(Base):
     """审计: who read what. Hash-chained: ``entry_hash`` covers the entry and ``prev_hash``."""
 
@@ -561,6 +588,10 @@ class AuditEntry(Base):
     fields: Mapped[str] = mapped_column(Text)  # JSON object: field -> "read" | "mask"
     prev_hash: Mapped[str] = mapped_column(String(64))
     entry_hash: Mapped[str] = mapped_column(String(64))
+    # HMAC of entry_hash with the audit key ``mac_key_id`` (migration 0011); null on entries
+    # written before (gateway.storage.audit_chain says when one is required).
+    mac_key_id: Mapped[str | None] = mapped_column(String(32))
+    entry_mac: Mapped[str | None] = mapped_column(String(64))
 
     # Partitioned by month of occurred_at on PostgreSQL (migration 0005): the primary key there
     # is (id, occurred_at); ids come from one sequence, and the chain links every hash.

@@ -181,6 +181,19 @@ def create_partition(connection: Connection, scheme: Scheme, start: date) -> boo
     return True
 
 
+def drop_partition(connection: Connection, scheme: Scheme, start: date) -> bool:
+    """Detach and drop the partition of ``start``'s unit, rows and all; False when there is
+    none. For ``audit archive`` (``gateway.storage.audit_archive``), once the month's entries
+    are in a verified archive file: dropping a partition is instant where deleting a month of
+    rows would bloat the table. :func:`ensure_partitions` never recreates a past unit."""
+    name = scheme.name(start)
+    if name not in existing_partitions(connection, scheme.table):
+        return False
+    connection.execute(text(f"ALTER TABLE {scheme.table} DETACH PARTITION {SCHEMA}.{name}"))
+    connection.execute(text(f"DROP TABLE {SCHEMA}.{name}"))
+    return True
+
+
 def missing_work(
     connection: Connection,
     today: date,
