@@ -113,6 +113,9 @@ class KeySource:
                 url = self.discovered.get("jwks_uri")
                 if not isinstance(url, str):
                     raise KeySourceError("discovery document has no jwks_uri")
+                if self.discovery_url.startswith("https:") and not url.startswith("https:"):
+                    # Keys in clear text after a TLS discovery: a downgrade, refused.
+                    raise KeySourceError(f"jwks_uri {url!r} is not https")
             if url is None:
                 raise KeySourceError("no discovery URL, JWKS URL or JWKS file")
             return await _get_json(client, url)
@@ -163,7 +166,7 @@ async def _get_json(client: httpx.AsyncClient, url: str) -> dict[str, Any]:
                 body += chunk
                 if len(body) > MAX_JWKS_BYTES:
                     raise KeySourceError(f"GET {url}: response larger than {MAX_JWKS_BYTES}")
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
         raise KeySourceError(f"GET {url}: {type(exc).__name__}") from None
     return _json_object(body.decode("utf-8", "replace"), url)
 
