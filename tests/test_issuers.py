@@ -20,7 +20,7 @@ import os
 import re
 import textwrap
 from collections.abc import AsyncIterator, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -260,8 +260,8 @@ def refused_tokens(platform: TestIssuer) -> dict[str, str]:
             person, key=new_key("ES256"), kid=platform.key("ES256").kid
         ),
         "payload-changed": _swap_payload(platform.mint(person), {**claims, "region": "3702"}),
-        "expired-beyond-leeway": platform.mint({**person, "iat": now - 700, "exp": now - 31}),
-        "not-yet-valid-beyond-leeway": platform.mint({**person, "nbf": now + 31}),
+        "expired-beyond-leeway": platform.mint({**person, "iat": now - 700, "exp": now - 120}),
+        "not-yet-valid-beyond-leeway": platform.mint({**person, "nbf": now + 120}),
         "issued-in-the-future": platform.mint({**person, "iat": now + 120}),
         "wrong-audience": platform.mint({**person, "aud": "another-system"}),
         "no-audience": platform.mint(
@@ -307,13 +307,23 @@ async def test_untrusted_tokens_are_refused_without_detail(
 async def test_leeway_is_the_configured_clock_skew(
     gateway: tuple[Runtime, httpx.AsyncClient], platform: TestIssuer
 ) -> None:
-    """leeway_seconds = 30: a token 29 s past its exp (or 29 s before its nbf) still signs in;
-    31 s is refused (test_untrusted_tokens_are_refused_without_detail)."""
+    """leeway_seconds = 30, read on the gateway's clock: 25 s past exp (or before nbf) still
+    signs in, 35 s does not (5 s either side of the boundary for the test's own run time)."""
     _, client = gateway
     person = {"sub": "u-9", "dept": "health", "level": "city", "region": "3701"}
-    now = int(clock.now_utc().timestamp())
-    for claims in ({"iat": now - 700, "exp": now - 29}, {"nbf": now + 29}):
-        response = await me(client, platform.mint({**person, **claims}))
+    moment = int(clock.now_utc().timestamp()) + 3600
+    for claims, boundary in (
+        ({"iat": moment - 700, "exp": moment}, moment),
+        ({"iat": moment - 700, "nbf": moment, "exp": moment + 600}, moment),
+    ):
+        late = 1 if "nbf" not in claims else -1  # past exp, or before nbf
+        beyond = platform.mint({**person, **claims})
+        within = platform.mint({**person, **claims, "jti": "within"})
+        with clock.travel(datetime.fromtimestamp(boundary + late * 35, UTC)):
+            message = assert_refused(await me(client, beyond))
+        assert ("过期" if late == 1 else "尚未生效") in message
+        with clock.travel(datetime.fromtimestamp(boundary + late * 25, UTC)):
+            response = await me(client, within)
         assert response.status_code == 200, response.text
 
 

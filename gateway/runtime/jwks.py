@@ -99,8 +99,9 @@ class KeySource:
         if self.jwks_file is not None:
             text = await asyncio.to_thread(_read_file, self.jwks_file)
             return _json_object(text, str(self.jwks_file))
+        # trust_env: HTTPS_PROXY / NO_PROXY and SSL_CERT_FILE (a province's own CA) apply.
         async with httpx.AsyncClient(
-            timeout=self.timeout_seconds, follow_redirects=False, trust_env=False
+            timeout=self.timeout_seconds, follow_redirects=False
         ) as client:
             url = self.jwks_url
             if self.discovery_url is not None:
