@@ -1,6 +1,8 @@
-"""The security officers' console over HTTP: the page and its files, their security headers,
-nothing loaded from outside, no inline script, and every GraphQL document the page sends valid
-against the gateway's schema. (The page driven in a browser: tests/test_console_browser.py.)"""
+"""The administrators' console over HTTP: the page and its files, their security headers,
+nothing loaded from outside, no inline script, every GraphQL document the page sends valid
+against the gateway's schema, and each administrator role's screens kept out of the document
+until that role signs in (三权分立). (The page driven in a browser:
+tests/test_console_browser.py.)"""
 
 from __future__ import annotations
 
@@ -75,8 +77,38 @@ async def test_console_page_is_served_in_chinese(client: httpx.AsyncClient, path
     title = re.search(r"<title>(.*?)</title>", page.text)
     assert title
     assert CHINESE.search(title.group(1))
-    for label in ("登录", "访问令牌", "策略表", "审批", "审计", "校验哈希链"):
+    for label in ("登录", "访问令牌", "策略表", "审批", "审计", "校验哈希链", "系统管理"):
         assert label in page.text
+
+
+ROLE_SCREENS = {
+    "security_admin": ["policy", "review"],
+    "audit_admin": ["audit"],
+    "system_admin": ["system"],
+}
+
+
+async def test_screens_are_templates_until_a_role_signs_in(client: httpx.AsyncClient) -> None:
+    """No screen is part of the document as served: each is an inert <template> that
+    console.js copies in for the signed-in role only (not hidden by CSS: absent)."""
+    page = (await client.get("/console")).text
+    outside = re.sub(r"<template\b.*?</template>", "", page, flags=re.S)
+    assert 'role="tabpanel"' not in outside
+    assert 'role="tab"' not in outside
+    assert re.search(r'<nav [^>]*id="tabs"[^>]*></nav>', outside)
+    assert '<div id="screens"></div>' in outside
+    templates = dict(re.findall(r'<template id="([\w-]+)">(.*?)</template>', page, re.S))
+    for role, screens in ROLE_SCREENS.items():
+        tabs = templates[f"tabs-{role}"]
+        assert re.findall(r'id="tab-(\w+)"', tabs) == screens, role
+        for screen in screens:
+            assert f'<section id="panel-{screen}" role="tabpanel"' in templates[f"screen-{screen}"]
+    # console.js maps exactly these roles to exactly these screens, in this order.
+    source = _modules()["console.js"]
+    block = re.search(r"export const ROLE_SCREENS = \{(.*?)\n\};", source, re.S)
+    assert block
+    mapped = dict(re.findall(r"(\w+): \{ ([\w, ]+) \}", block.group(1)))
+    assert {role: names.split(", ") for role, names in mapped.items()} == ROLE_SCREENS
 
 
 async def test_console_security_headers(client: httpx.AsyncClient) -> None:

@@ -1,4 +1,5 @@
-"""The console in a real headless Chromium: the full propose → simulate → approve → effect cycle.
+"""The console in a real headless Chromium: the full propose → simulate → approve → effect cycle,
+and each administrator's screens (三权分立, issue 16).
 
 A real gateway (``relief-gateway serve`` on SQLite, seeded by ``relief-gateway seed``) and
 Debian's chromium driven through Playwright with its executable path: Playwright never
@@ -11,9 +12,13 @@ A cannot approve its own proposal. Officer B, in a separate browser session, see
 simulates the change as a civil affairs county clerk (phone: 已脱敏 → 已读取), approves; the
 civil affairs token then reads phone numbers in clear over HTTP. Then officer A drafts a second
 change (the cell carries the draft's mark), proposes it (the mark says 待审批) and withdraws it
-(撤回: its own proposal offers no 驳回). At every step the page's text is scanned: no English word
-outside code and identifiers. Screenshots of every step are kept in ``$RELIEF_TEST_ARTIFACTS``
-(default ``tests/artifacts/console/``, gitignored).
+(撤回: its own proposal offers no 驳回). The audit administrator, signing in on its own, finds the
+clerk's read and the officers' approval in the log, explains the read and verifies the chain; its
+own queries it cannot look up. Each role's page holds its own screens only (the others' are not
+in the document at all), the system administrator's says its work is on the command line. At
+every step the page's text is scanned: no English word outside code and identifiers.
+Screenshots of every step are kept in ``$RELIEF_TEST_ARTIFACTS`` (default
+``tests/artifacts/console/``, gitignored).
 """
 
 from __future__ import annotations
@@ -81,8 +86,10 @@ PHONES = "{ persons(first: 50) { edges { node { phone } } } }"
 @dataclass
 class Gateway:
     base: str
-    officer_a: str
-    officer_b: str
+    officer_a: str  # security_admin
+    officer_b: str  # security_officer, the deprecated name of the same role
+    auditor: str  # audit_admin
+    operator: str  # system_admin
     civil_affairs: str  # a county clerk: Person.phone masked by the default policies
     county: str
     data_dir: Path  # its keys: tests mint tokens of their own
@@ -172,13 +179,9 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
             settings.token_key_path, settings.token_issuer, create=False
         )
 
-        def officer(subject: str) -> str:
+        def admin(subject: str, role: str) -> str:
             return tokens.mint(
-                subject=subject,
-                dept="big_data",
-                level="province",
-                region="37",
-                roles=["security_officer"],
+                subject=subject, dept="big_data", level="province", region="37", roles=[role]
             )
 
         # The county with most people who have a phone number, seen by the province hub.
@@ -193,8 +196,10 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
         county = max(sorted(counties), key=lambda code: counties[code])
         yield Gateway(
             base=base,
-            officer_a=officer("officer-a"),
-            officer_b=officer("officer-b"),
+            officer_a=admin("officer-a", "security_admin"),
+            officer_b=admin("officer-b", "security_officer"),
+            auditor=admin("auditor-a", "audit_admin"),
+            operator=admin("operator-a", "system_admin"),
             civil_affairs=tokens.mint(
                 subject="civil-affairs-clerk", dept="civil_affairs", level="county", region=county
             ),
@@ -271,13 +276,14 @@ def test_propose_simulate_approve_effect(gateway: Gateway) -> None:
 
 
 def _cycle(browser: Browser, gateway: Gateway) -> None:
-    # ---- a token without the security_officer role is refused, in Chinese
+    # ---- a token without an administrator role is refused, in Chinese
     clerk = Session(browser, gateway.base)
     clerk.shot("00-login")
     clerk.sign_in(gateway.civil_affairs)
-    expect(clerk.page.locator("#login-message")).to_contain_text("没有安全管理员")
+    expect(clerk.page.locator("#login-message")).to_contain_text("没有管理员角色")
     expect(clerk.page.locator("#app")).to_be_hidden()
-    clerk.shot("01-refused-without-officer-role")
+    _screens_are(clerk.page, set())
+    clerk.shot("01-refused-without-admin-role")
     clerk.close()
 
     # ---- officer A: the grid, one cell, grant, propose
@@ -285,7 +291,9 @@ def _cycle(browser: Browser, gateway: Gateway) -> None:
     a.sign_in(gateway.officer_a)
     page = a.page
     expect(page.locator("#whoami-text")).to_contain_text("officer-a")
+    expect(page.locator("#whoami-text")).to_contain_text("安全管理员")
     expect(page.locator("#current-version")).to_have_text("1")
+    _screens_are(page, {"policy", "review"})
     cell = page.locator(
         '#grid button[data-subject="civil_affairs:county"][data-field="Person.phone"]'
     )
@@ -340,6 +348,7 @@ def _cycle(browser: Browser, gateway: Gateway) -> None:
     b.sign_in(gateway.officer_b)
     page = b.page
     expect(page.locator("#whoami-text")).to_contain_text("officer-b")
+    _screens_are(page, {"policy", "review"})  # security_officer: security_admin's old name
     page.get_by_role("tab", name="审批").click()
     proposal = page.locator("article.proposal").filter(has_text=TITLE)
     expect(proposal.locator("ul.diff li.added")).to_contain_text(ADDED_LINE)
@@ -376,8 +385,19 @@ def _cycle(browser: Browser, gateway: Gateway) -> None:
     expect(page.locator("#versions")).to_contain_text("officer-b")  # approved by
     b.shot("08-officer-b-approved")
 
-    # ---- the audit: the clerk's read before the change, explained; the chain verifies
-    page.get_by_role("tab", name="审计").click()
+    # ---- the audit administrator: the clerk's read before the change, explained; the officers'
+    # own actions in the log; the chain verifies; its own queries it cannot look up
+    auditor = Session(browser, gateway.base)
+    auditor.sign_in(gateway.auditor)
+    page = auditor.page
+    expect(page.locator("#whoami-text")).to_contain_text("审计管理员")
+    _screens_are(page, {"audit"})
+    expect(page.get_by_role("tab")).to_have_count(1)
+    rows = page.locator("#audit-rows tr[data-entry-id]")
+    approval = rows.filter(has_text="批准策略变更")
+    expect(approval.first).to_contain_text("officer-b")
+    expect(rows.filter(has_text="提出策略变更").first).to_contain_text("officer-a")
+    auditor.shot("09-auditor-administrators-trail")
     page.get_by_label("主体", exact=True).fill("civil-affairs-clerk")
     page.get_by_role("button", name="查询", exact=True).click()
     entries = page.locator("#audit-rows tr[data-entry-id]")
@@ -389,7 +409,29 @@ def _cycle(browser: Browser, gateway: Gateway) -> None:
     explanation = page.locator("#explain-panel")
     expect(explanation).to_contain_text("联系电话")
     expect(explanation).to_contain_text("脱敏")
-    b.shot("09-officer-b-audit")
+    auditor.shot("09b-auditor-explanation")
+    page.get_by_label("主体", exact=True).fill(" AUDITOR-A ")  # itself, in another spelling
+    page.get_by_role("button", name="查询", exact=True).click()
+    expect(page.locator("#audit-message")).to_contain_text("不能查询本人的审计记录")
+    auditor.shot("09c-auditor-own-trail-refused")
+    page.get_by_role("button", name="清除条件").click()
+    expect(rows.first).to_be_visible()
+    expect(rows.filter(has_text="auditor-a")).to_have_count(0)
+    auditor_problems = auditor.problems
+    auditor.close()
+
+    # ---- the system administrator: its work is on the command line
+    operator = Session(browser, gateway.base)
+    operator.sign_in(gateway.operator)
+    page = operator.page
+    expect(page.locator("#whoami-text")).to_contain_text("系统管理员")
+    _screens_are(page, {"system"})
+    expect(page.locator("#panel-system")).to_contain_text("命令行")
+    expect(page.locator("#panel-system")).to_contain_text("relief-gateway keys rotate")
+    expect(page.locator("#system-status")).to_contain_text("网关就绪")
+    operator.shot("09d-system-admin")
+    auditor_problems += operator.problems
+    operator.close()
 
     # ---- officer A's grid now shows the new version
     a.page.reload()
@@ -404,10 +446,25 @@ def _cycle(browser: Browser, gateway: Gateway) -> None:
 
     _withdraw(a)
 
-    problems = a.problems + b.problems
+    problems = a.problems + b.problems + auditor_problems
     assert problems == [], problems
     a.close()
     b.close()
+
+
+SCREENS = ("policy", "review", "audit", "system")
+
+
+def _screens_are(page: Page, screens: set[str]) -> None:
+    """The role's screens are in the document, and no other: not hidden, absent."""
+    for screen in SCREENS:
+        count = 1 if screen in screens else 0
+        expect(page.locator(f"#panel-{screen}")).to_have_count(count)
+        expect(page.locator(f"#tab-{screen}")).to_have_count(count)
+    if "policy" not in screens:
+        expect(page.locator("#grid")).to_have_count(0)
+    if "audit" not in screens:
+        expect(page.locator("#audit-rows")).to_have_count(0)
 
 
 def _withdraw(a: Session) -> None:

@@ -1,11 +1,21 @@
-"""The security officers' console (安全管理员控制台) at ``/console``, served by the gateway itself.
+"""The administrators' console (管理员控制台) at ``/console``, served by the gateway itself.
 
 No build step: ``static/console/`` holds the page as checked in (``index.html``,
 ``console.css`` and vanilla JavaScript ES modules), so a fresh machine, or a provincial network
-without internet, serves it as is. The page holds no secret of its own: the officer pastes a
-token, kept in the tab's ``sessionStorage``, and the page talks only to ``POST /graphql``, where
-every officer field is authorised like any other request. It is served in production too:
-officers govern the policy there.
+without internet, serves it as is. The page holds no secret of its own: the administrator
+pastes a token, kept in the tab's ``sessionStorage``, and the page talks only to
+``POST /graphql`` (and ``GET /readyz``), where every administrator field is authorised like
+any other request. It is served in production too: administrators govern the policy and read
+the audit there.
+
+Separation of duties (三权分立, issue 16): each administrator role sees only its own screens,
+the security administrator the policy grid and the review (proposals, simulation, versions),
+the audit administrator the audit log with its explanations and the chain's verification, the
+system administrator a page saying its work is on the server's command line, with the gateway's
+status. The screens are inert ``<template>`` elements; ``console.js`` copies in those of the
+signed-in role only, so another role's screen is never part of the document, and the gateway
+refuses its data anyway (FORBIDDEN). A token without an administrator role is refused at
+sign-in, in Chinese.
 
 Every response carries strict headers, because the page is where a token that can change who
 sees what is used:

@@ -1,5 +1,6 @@
-// The console's only connection: POST /graphql with the officer's token and the purpose
-// "supervision". The token lives in this tab's sessionStorage and nowhere else.
+// The console's only connection: POST /graphql with the administrator's token and the purpose
+// "supervision", and GET /readyz for the system administrator's status line. The token lives
+// in this tab's sessionStorage and nowhere else.
 
 const TOKEN_KEY = "relief-console-token";
 
@@ -75,4 +76,19 @@ export async function graphql(query, variables = {}) {
     throw new ApiError([`网关返回了错误 (HTTP ${response.status})`]);
   }
   return body.data;
+}
+
+/** The gateway's readiness (GET /readyz, no token): {ready, policyVersion} or {ready, reason}. */
+export async function readiness() {
+  let response;
+  try {
+    response = await fetch("/readyz", { credentials: "omit", cache: "no-store" });
+  } catch {
+    throw new ApiError(["无法连接网关, 请检查网络后重试"]);
+  }
+  try {
+    return await response.json();
+  } catch {
+    throw new ApiError([`网关返回了无法识别的响应 (HTTP ${response.status})`]);
+  }
 }

@@ -1,5 +1,6 @@
-// 审计: the audit log with filters and paging, the hash-chain check, and "解释" for an entry
-// (which policy lines released or denied each field and row condition).
+// 审计 (the audit administrator's screen): the audit log with filters and paging, the
+// hash-chain check, and "解释" for an entry (which policy lines released or denied each field
+// and row condition). The gateway leaves out the reader's own entries (三权分立).
 
 import { graphql } from "./api.js";
 import { $, busy, fill, h, message } from "./dom.js";
@@ -94,9 +95,25 @@ async function showPage(index) {
   });
 }
 
+// An administrator's own action releases no person field: named without "明文".
+const OWN_ACTIONS = new Set([
+  "AuditLog.entries",
+  "AuditLog.explanation",
+  "AuditLog.chain",
+  "Policy.change",
+  "Simulation.shapes",
+]);
+
+function releasedField(f) {
+  if (OWN_ACTIONS.has(f.field)) return fieldName(f.field);
+  // A command run on the server: its role and details, as recorded.
+  if (f.field.startsWith("Admin.")) return `${fieldName(f.field)}: ${f.effect}`;
+  return `${fieldName(f.field)} (${RELEASED[String(f.effect).toLowerCase()] || f.effect})`;
+}
+
 function releasedFields(fields) {
   if (!fields.length) return "—";
-  return fields.map((f) => `${fieldName(f.field)} (${RELEASED[String(f.effect).toLowerCase()] || f.effect})`).join("、");
+  return fields.map(releasedField).join("、");
 }
 
 function renderRows(entries) {
@@ -119,7 +136,7 @@ function renderRows(entries) {
           {},
           `${departmentName(entry.department)} / ${levelName(entry.level)} / ${entry.region}`,
         ),
-        h("td", {}, purposeName(entry.purpose)),
+        h("td", {}, entry.purpose ? purposeName(entry.purpose) : "未声明"),
         h("td", {}, operationName(entry.operation), " ", h("code", {}, entry.operation)),
         h("td", {}, String(entry.policyVersion)),
         h("td", {}, String(entry.personCount)),

@@ -1,6 +1,13 @@
-// The console's entry: sign-in, who-am-I, tabs. Each tab lives in its own module.
+// The console's entry: sign-in, who-am-I, and the screens of the signed-in administrator's role.
+//
+// Separation of duties (三权分立): the security administrator sees the policy grid and the
+// review (proposals, simulation, versions); the audit administrator the audit log and its
+// explanations; the system administrator a page saying its work is on the command line, with
+// the gateway's status. A role's screens live in <template> elements of index.html and are
+// copied into the document only for that role: another role's screen is never rendered (and
+// the gateway refuses its data anyway). A token without an administrator role is refused here.
 
-import { ApiError, graphql, token } from "./api.js";
+import { ApiError, graphql, readiness, token } from "./api.js";
 import { $, busy, fill, h, message } from "./dom.js";
 import { departmentName, levelName, roleName } from "./labels.js";
 import { ME } from "./queries.js";
@@ -9,13 +16,38 @@ import * as policy from "./policy.js";
 import * as review from "./review.js";
 import * as audit from "./audit.js";
 
-const OFFICER_ROLE = "security_officer";
-
-const TABS = {
-  policy: { module: policy, loaded: false },
-  review: { module: review, loaded: false },
-  audit: { module: audit, loaded: false },
+const system = {
+  init() {
+    $("#system-refresh").addEventListener("click", () => system.load());
+  },
+  async load() {
+    const output = $("#system-status");
+    await busy($("#system-refresh"), output, async () => {
+      const status = await readiness();
+      if (status.ready) {
+        message(output, "ok", `✓ 网关就绪: 数据库可用, 生效的策略版本 ${status.policyVersion}`);
+      } else {
+        message(output, "error", `✕ 网关未就绪: ${status.reason || "原因未知"}`);
+      }
+    });
+  },
 };
+
+// Each administrator role and its screens, in tab order (roles as the gateway resolves them:
+// the deprecated security_officer arrives as security_admin).
+export const ROLE_SCREENS = {
+  security_admin: { policy, review },
+  audit_admin: { audit },
+  system_admin: { system },
+};
+
+let mounted = null; // the role whose screens are in the document
+let tabs = {};
+
+/** The one administrator role of `me` (the gateway refuses tokens holding two), or null. */
+export function adminRole(me) {
+  return Object.keys(ROLE_SCREENS).find((role) => me.roles.includes(role)) || null;
+}
 
 async function signIn(value) {
   token.set(value);
@@ -26,15 +58,37 @@ async function signIn(value) {
     token.clear();
     throw error;
   }
-  if (!me.roles.includes(OFFICER_ROLE)) {
+  const role = adminRole(me);
+  if (!role) {
     token.clear();
     throw new ApiError([
-      `该令牌 (${me.subject}) 没有安全管理员 (security_officer) 角色, 不能使用本控制台; ` +
-        "请使用带有该角色的令牌登录",
+      `该令牌 (${me.subject}) 没有管理员角色, 不能使用本控制台: 请使用带有安全管理员 ` +
+        "(security_admin)、审计管理员 (audit_admin) 或系统管理员 (system_admin) 角色的令牌登录",
     ]);
   }
+  if (mounted && mounted !== role) {
+    // Another administrator in the same tab: start from a clean page (the token is kept).
+    window.location.reload();
+    return;
+  }
   session.me = me;
+  session.role = role;
+  if (!mounted) mount(role);
   showApp();
+}
+
+/** Copy the role's tabs and screens into the document and start their modules. */
+function mount(role) {
+  fill($("#tabs"), $(`#tabs-${role}`).content.cloneNode(true));
+  const screens = $("#screens");
+  tabs = {};
+  for (const [name, module] of Object.entries(ROLE_SCREENS[role])) {
+    screens.append($(`#screen-${name}`).content.cloneNode(true));
+    tabs[name] = { module, loaded: false };
+  }
+  for (const tab of Object.values(tabs)) tab.module.init();
+  wireTabs();
+  mounted = role;
 }
 
 function showApp() {
@@ -42,18 +96,19 @@ function showApp() {
   fill(
     $("#whoami-text"),
     h("code", { class: "subject" }, me.subject),
-    ` · ${departmentName(me.department)} ${levelName(me.level)} · 辖区 ${me.region} · ${roleName(OFFICER_ROLE)}`,
+    ` · ${departmentName(me.department)} ${levelName(me.level)} · 辖区 ${me.region} · `,
+    h("strong", { class: "role" }, roleName(session.role)),
   );
   $("#whoami").hidden = false;
   $("#login").hidden = true;
   $("#app").hidden = false;
-  for (const tab of Object.values(TABS)) tab.loaded = false;
-  selectTab("policy");
-  review.refreshPendingCount();
+  for (const tab of Object.values(tabs)) tab.loaded = false;
+  selectTab(Object.keys(tabs)[0]);
+  if (tabs.review) review.refreshPendingCount();
 }
 
 function signOut() {
-  // Drop the token, the draft and everything the previous officer saw.
+  // Drop the token, the draft and everything the previous administrator saw.
   sessionStorage.clear();
   session.me = null;
   session.version = null;
@@ -70,7 +125,7 @@ function signedOut(messages) {
 }
 
 function selectTab(name) {
-  for (const [key, tab] of Object.entries(TABS)) {
+  for (const [key, tab] of Object.entries(tabs)) {
     const selected = key === name;
     const button = $(`#tab-${key}`);
     button.setAttribute("aria-selected", String(selected));
@@ -84,7 +139,7 @@ function selectTab(name) {
 }
 
 function wireTabs() {
-  const names = Object.keys(TABS);
+  const names = Object.keys(tabs);
   for (const name of names) {
     const button = $(`#tab-${name}`);
     button.addEventListener("click", () => selectTab(name));
@@ -99,19 +154,20 @@ function wireTabs() {
 }
 
 function start() {
-  wireTabs();
-  policy.init();
-  review.init();
-  audit.init();
-  onVersion((version) => fill($("#current-version"), String(version)));
+  onVersion((version) => {
+    const shown = $("#current-version");
+    if (shown) fill(shown, String(version));
+  });
   document.addEventListener("console:proposals-changed", () => {
-    TABS.review.loaded = false; // reloaded when next opened
+    if (!tabs.review) return;
+    tabs.review.loaded = false; // reloaded when next opened
     review.refreshPendingCount();
     policy.refreshPending(); // the grid marks the cells an open proposal would change
   });
   document.addEventListener("console:unauthenticated", (event) => signedOut(event.detail));
   document.addEventListener("console:preview", (event) => {
-    TABS.policy.loaded = true;
+    if (!tabs.policy) return;
+    tabs.policy.loaded = true;
     selectTab("policy");
     policy.load(event.detail.proposalId);
   });
@@ -134,7 +190,7 @@ function start() {
   });
   $("#logout").addEventListener("click", signOut);
 
-  // A reload in the same tab keeps the officer signed in (the token is in sessionStorage).
+  // A reload in the same tab keeps the administrator signed in (the token is in sessionStorage).
   const saved = token.get();
   if (saved) busy(null, output, () => signIn(saved));
 }

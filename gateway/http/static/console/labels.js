@@ -99,14 +99,24 @@ export const FIELDS = {
   "Loop.reliefChain": "救助链条",
   "Loop.coverage": "参保覆盖",
   "Statistics.read": "汇总统计",
-  // What an officer's own requests release, as their audit entries record it (schema/audit.py,
-  // schema/simulation.py): no person field, but audited like one.
+  // What an administrator's own actions release, as their audit entries record it
+  // (schema/audit.py, schema/simulation.py): no person field, but audited like one.
   "Simulation.shapes": "模拟结果的结构 (不含数据值)",
   "AuditLog.entries": "审计记录",
   "AuditLog.explanation": "审计记录的解释",
+  "AuditLog.chain": "审计哈希链校验",
+  "Policy.change": "访问策略变更",
+  // A command run on the server (gateway/storage/admin_audit.py): its role and details.
+  "Admin.role": "管理员角色",
+  "Admin.key": "密钥",
+  "Admin.algorithm": "算法",
+  "Admin.client": "部门系统",
+  "Admin.months": "月份",
+  "Admin.before": "截止月份",
 };
 
-// Token roles (CONTRACT.md: administrator roles; security_officer is the old name).
+// Token roles (CONTRACT.md: administrator roles, mutually exclusive; security_officer is the
+// old name of security_admin).
 export const ROLES = {
   security_officer: "安全管理员",
   security_admin: "安全管理员",
@@ -119,8 +129,17 @@ export const ROLES = {
 export const OPERATIONS = {
   anonymous: "未命名的查询",
   auditLog: "查询审计日志",
+  auditChain: "校验审计哈希链",
+  explainAccess: "查看访问解释",
   simulateAccess: "模拟访问",
+  proposePolicyChange: "提出策略变更",
+  proposePolicyRollback: "提出策略回滚",
+  approvePolicyChange: "批准策略变更",
+  rejectPolicyChange: "驳回或撤回策略变更",
 };
+
+// Commands run on the server, as their audit entries name them ("relief-gateway keys rotate").
+const COMMAND_PREFIX = "relief-gateway ";
 
 // Effects: colour AND text AND a symbol, so no one depends on colour alone.
 export const EFFECTS = {
@@ -222,6 +241,7 @@ export function roleName(role) {
 }
 
 export function operationName(operation) {
+  if (String(operation).startsWith(COMMAND_PREFIX)) return "服务器命令行操作";
   return OPERATIONS[operation] || "";
 }
 

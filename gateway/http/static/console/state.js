@@ -1,6 +1,7 @@
-// What the signed-in page knows: who the officer is and which policy version is in force.
+// What the signed-in page knows: who the administrator is, in which role (security_admin,
+// audit_admin or system_admin: one of them, 三权分立), and which policy version is in force.
 
-export const session = { me: null, version: null };
+export const session = { me: null, role: null, version: null };
 
 const versionListeners = new Set();
 
