@@ -245,22 +245,34 @@ def _demo_story(runtime: object, story: Any) -> None:
 
 
 def _demo_console(runtime: object, args: argparse.Namespace, province: str) -> None:
-    """Two province security officers: one proposes, the other approves (four eyes)."""
+    """Two province security administrators (one proposes, the other approves: four eyes) and
+    an audit administrator (the log, the officers' own actions in it, the chain): 三权分立."""
     from gateway.runtime.parts import Runtime
 
     assert isinstance(runtime, Runtime)
-    print(f"■ 安全管理员控制台: http://127.0.0.1:{args.port}/console (粘贴下面任一登录凭据)")
-    for name in ("甲", "乙"):
+    print(
+        f"■ 管理员控制台: http://127.0.0.1:{args.port}/console "
+        "(粘贴下面任一登录凭据; 三权分立, 每个角色只看到自己的功能)"
+    )
+    administrators = (
+        ("安全管理员甲", "demo-officer-a", "security_admin"),
+        ("安全管理员乙", "demo-officer-b", "security_admin"),
+        ("审计管理员", "demo-auditor", "audit_admin"),
+    )
+    for title, subject, role in administrators:
         credential = runtime.tokens.mint(
-            subject=f"demo-officer-{'ab'['甲乙'.index(name)]}",
+            subject=subject,
             dept="medical_insurance",
             level="province",
             region=province,
-            roles=["security_officer"],
+            roles=[role],
             ttl_seconds=24 * 3600,
         )
-        print(f"  安全管理员{name} (省级): {credential}")
-    print("  甲在“策略表”中提出变更, 乙在“审批”中模拟并批准; “审计”中可校验哈希链\n")
+        print(f"  {title} (省级): {credential}")
+    print(
+        "  甲在“策略表”中提出变更, 乙在“审批”中模拟并批准; "
+        "审计管理员在“审计日志”中查看记录 (含甲乙的操作)、解释访问并校验哈希链\n"
+    )
 
 
 # Written once into the demo's data directory (picked up as <data dir>/rules.toml): the
