@@ -190,10 +190,13 @@ def _fingerprint(path: Path) -> str:
 async def _store(
     settings: Settings, args: argparse.Namespace, by: str, fingerprint: str | None
 ) -> NewClient:
+    from sqlalchemy import delete
+
     from gateway.domain.principal import SYSTEM_ADMIN
     from gateway.storage.admin_audit import record_admin_action
     from gateway.storage.clients import add_client
     from gateway.storage.engine import make_engine, make_sessionmaker
+    from gateway.storage.models import ServiceClient
 
     engine = make_engine(settings.resolved_database_url)
     try:
@@ -211,14 +214,23 @@ async def _store(
                 cert_sha256=fingerprint,
             )
             await session.commit()
-        # The system administrator's action, in the trail the audit administrator reads.
-        await record_admin_action(
-            settings,
-            role=SYSTEM_ADMIN,
-            operation="clients add",
-            operator=by,
-            details={"client": created.client.client_id, "name": created.client.name},
-        )
+            # The system administrator's action, in the trail the audit administrator reads.
+            # Not recorded, not done: the client goes again and its secret is never shown.
+            try:
+                await record_admin_action(
+                    settings,
+                    role=SYSTEM_ADMIN,
+                    operation="clients add",
+                    operator=by,
+                    details={"client": created.client.client_id, "name": created.client.name},
+                    sessions=make_sessionmaker(engine),
+                )
+            except BaseException:
+                await session.execute(
+                    delete(ServiceClient).where(ServiceClient.client_id == created.client.client_id)
+                )
+                await session.commit()
+                raise
         return created
     finally:
         await engine.dispose()
