@@ -2,7 +2,8 @@
 (统一身份认证) in tests: its own keys (RSA 2048 and EC P-256, generated at start), a discovery
 document, a JWK Set, key rollover, and the browser sign-in (authorization code + PKCE S256).
 
-    with TestIssuer(audience="relief-gateway", cors_origin="http://127.0.0.1:8000") as platform:
+    with TestIssuer(cors_origin="http://127.0.0.1:8000",
+                    redirect_uris={"http://127.0.0.1:8000/console/"}) as platform:
         platform.url                        # http://127.0.0.1:<port>, the issuer (iss)
         platform.discovery_url              # …/.well-known/openid-configuration
         platform.jwks_url                   # …/jwks
@@ -113,6 +114,7 @@ class TestIssuer:
         cors_origin: str | None = None,
         users: Mapping[str, dict[str, Any]] | None = None,
         issuer_override: str | None = None,
+        redirect_uris: set[str] | None = None,
     ) -> None:
         self.audience = audience
         self.cors_origin = cors_origin
@@ -130,6 +132,8 @@ class TestIssuer:
         self.url = f"http://127.0.0.1:{self._socket.getsockname()[1]}"
         # A discovery document naming another issuer (OIDC Discovery §4.3 test).
         self.issuer_override = issuer_override
+        # Registered redirect URIs (None: any, for convenience); a real platform checks them.
+        self.redirect_uris = redirect_uris
         self._server = uvicorn.Server(
             uvicorn.Config(self._app(), log_level="warning", lifespan="off", access_log=False)
         )
@@ -268,6 +272,8 @@ class TestIssuer:
                 "state, code_challenge)</p>",
                 status_code=400,
             )
+        if self.redirect_uris is not None and params["redirect_uri"] not in self.redirect_uris:
+            return HTMLResponse("<p>redirect_uri 未登记</p>", status_code=400)
         if params.get("code_challenge_method") != "S256":
             return HTMLResponse("<p>只支持 code_challenge_method=S256</p>", status_code=400)
         username = params.get("username", "")

@@ -28,6 +28,8 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import jwt
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.domain import clock
 from gateway.domain.errors import ConfigurationError, Unauthenticated
@@ -815,3 +817,102 @@ def test_claim_mapping_table() -> None:
     ):
         with pytest.raises(Unauthenticated):
             mapping.principal("p|x", claims)
+
+
+# --------------------------------------------------------------------------- properties
+
+
+_FUZZ_KEYS = new_key("RS256", kid="fuzz")
+
+
+def _fuzz_service(directory: Path) -> TokenService:
+    path = directory / "jwks.json"
+    path.write_text(json.dumps({"keys": [_FUZZ_KEYS.public_jwk()]}), encoding="utf-8")
+    config = IssuerConfig(
+        name="fz", issuer="https://iam.example", audience=("relief-gateway",), jwks_file=path
+    )
+    return TokenService(LOCAL_KEY, "relief-gateway", issuers=[Issuer(config)])
+
+
+def _jws(header: object, payload: object, signature: bytes) -> str:
+    def part(value: object) -> str:
+        raw = value if isinstance(value, bytes) else json.dumps(value).encode()
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    return f"{part(header)}.{part(payload)}.{part(signature)}"
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    header=st.fixed_dictionaries(
+        {"alg": st.sampled_from(["RS256", "ES256", "HS256", "none", "SM2", "rs256"])},
+        optional={"kid": st.sampled_from(["fuzz", "other", ""]) | JSON, "typ": JSON},
+    )
+    | JSON,
+    payload=st.fixed_dictionaries(
+        {"iss": st.sampled_from(["https://iam.example", "relief-gateway", "x"]) | JSON},
+        optional={
+            "sub": JSON,
+            "aud": JSON,
+            "exp": JSON,
+            "nbf": JSON,
+            "dept": JSON,
+            "level": JSON,
+            "region": JSON,
+            "roles": JSON,
+        },
+    )
+    | JSON,
+    signature=st.binary(max_size=300),
+)
+def test_any_unsigned_token_is_refused_as_unauthenticated(
+    tmp_path_factory: pytest.TempPathFactory, header: object, payload: object, signature: bytes
+) -> None:
+    """Whatever a caller puts in the header, the claims or the signature, without the
+    platform's private key the answer is Unauthenticated (HTTP 401), never another error
+    (HTTP 500) and never a caller."""
+    service = _fuzz_service(tmp_path_factory.mktemp("fuzz"))
+    with pytest.raises(Unauthenticated):
+        asyncio.run(service.verify(_jws(header, payload, signature)))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    roles=st.lists(
+        st.sampled_from(
+            [
+                "security_admin",
+                "security_officer",
+                "audit_admin",
+                "system_admin",
+                "offline_access",
+                "安全管理员",
+                "审计管理员",
+            ]
+        ),
+        max_size=5,
+    )
+)
+def test_a_token_holds_at_most_one_administrator_role(roles: list[str]) -> None:
+    """三权分立 as a property of the claim mapping: two distinct administrator roles (aliases
+    and mapped names included) never make a principal."""
+    table = {"安全管理员": "security_admin", "审计管理员": "audit_admin"}
+    table.update({role: role for role in ("security_admin", "audit_admin", "system_admin")})
+    table["security_officer"] = "security_admin"
+    mapping = ClaimMapping(role_table=table)
+    held = {table[role] for role in roles if role in table}
+    claims = {"dept": "health", "level": "province", "region": "37", "roles": roles}
+    if len(held) > 1:
+        with pytest.raises(Unauthenticated, match="三权分立"):
+            mapping.principal("p|x", claims)
+    else:
+        assert mapping.principal("p|x", claims).roles == frozenset(held)
