@@ -131,7 +131,9 @@ def _entry_of(record: dict[str, Any]) -> AuditEntry:
 
 
 def _signature_message(signature: dict[str, Any]) -> bytes:
-    body = {key: value for key, value in signature.items() if key not in ("mac", "mac_key_id")}
+    # The key id is inside the MAC already (its prefix), and the key fixes the algorithm.
+    unsigned = ("mac", "mac_key_id", "algorithm")
+    body = {key: value for key, value in signature.items() if key not in unsigned}
     return json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
 
 

@@ -324,14 +324,14 @@ class _Anchors:
     archive_hashes: frozenset[str]
     archives: int
     required_from: int | None
-    problem: str | None
+    problem: tuple[str, str] | None  # (failure, reason)
 
 
 async def _read_anchors(session: AsyncSession, macs: AuditMac | None) -> _Anchors:
     """The anchors, checked: each MAC (with a keyring), and the archives one after another
     from the genesis hash (each archive takes the next prefix of the chain)."""
     rows = list((await session.execute(select(AuditAnchor).order_by(AuditAnchor.id))).scalars())
-    problem = None
+    problem: tuple[str, str] | None = None
     expected = GENESIS
     archives = [row for row in rows if row.kind == "archive"]
     starts = [row for row in rows if row.kind == "mac_start"]
@@ -340,12 +340,13 @@ async def _read_anchors(session: AsyncSession, macs: AuditMac | None) -> _Anchor
             break
         holds = macs.check(row.mac_key_id, "anchor", anchor_message(row), row.anchor_mac)
         if holds is None:
-            problem = f"锚点 {row.id} 的 MAC 使用了密钥环中没有的审计密钥 {row.mac_key_id[:32]!r}"
+            reason = f"锚点 {row.id} 的 MAC 使用了密钥环中没有的审计密钥 {row.mac_key_id[:32]!r}"
+            problem = MAC_KEY, reason
         elif not holds:
-            problem = f"锚点 {row.id} 的 MAC 不符 (锚点被伪造或修改)"
+            problem = ANCHOR, f"锚点 {row.id} 的 MAC 不符 (锚点被伪造或修改)"
     for row in archives:
         if problem is None and row.first_prev_hash != expected:
-            problem = f"归档锚点 {row.id} 与前一次归档不衔接 (归档锚点被删除或伪造)"
+            problem = ANCHOR, f"归档锚点 {row.id} 与前一次归档不衔接 (归档锚点被删除或伪造)"
         expected = row.last_entry_hash
     return _Anchors(
         start_hash=expected,
@@ -386,7 +387,7 @@ async def verify_chain(
         archive_anchors=anchors.archives,
     )
     if anchors.problem is not None:
-        return replace(base, reason=anchors.problem, failure=ANCHOR)
+        return replace(base, failure=anchors.problem[0], reason=anchors.problem[1])
     known = {*anchors.archive_hashes, *archived_hashes, GENESIS}
     anchor_seen = anchor is None or anchor in known
     expected_prev = anchors.start_hash
