@@ -607,3 +607,28 @@ def test_production_with_a_wrapped_keyring(
     production.check(sound)
     assert open_keyring(sound).wrapped
     assert PIN not in repr(sound)
+
+
+def test_new_keys_draw_on_the_cipher_machines_generator(
+    tmp_path: Path, on_token: dict[str, str]
+) -> None:
+    """With a KEK configured, every new key's material mixes in C_GenerateRandom's bytes (the
+    certified module's RNG), XORed with the kernel's."""
+
+    class Counting(TokenProtector):
+        sizes: list[int]
+
+        def random(self, size: int) -> bytes:
+            self.sizes.append(size)
+            return super().random(size)
+
+    counting = Counting(_kek().token)
+    counting.sizes = []
+    path = tmp_path / "keyring.json"
+    Keyring.load_or_create(path, SUITES[1], counting)
+    assert counting.sizes == [16, 32, 32]  # SM4 data key, HMAC-SM3 index and audit keys
+    with Keyring.editing(path, counting) as keyring:
+        keyring.rotate("AES-256-GCM")
+        keyring.rotate_audit_key()
+    assert counting.sizes[3:] == [32, 32]
+    assert len({*_materials(Keyring.load(path, _kek()))}) == 5

@@ -117,6 +117,8 @@ class KeyProtector(Protocol):
 
     def wrap(self, keys: Sequence[tuple[KeyName, bytes]]) -> list[WrappedKey]: ...
 
+    def random(self, size: int) -> bytes: ...
+
     def unwrap(self, keys: Sequence[tuple[KeyName, WrappedKey]]) -> list[bytes]: ...
 
 
@@ -211,7 +213,7 @@ class Keyring:
         key = AuditKey(
             key_id=f"ak-{now_utc().strftime('%Y%m%d')}-{secrets.token_hex(3)}",
             algorithm=algorithm,
-            material=os.urandom(INDEX_ALGORITHMS[algorithm]),
+            material=_key_material(INDEX_ALGORITHMS[algorithm], self.kek),
             created_at=created,
         )
         self.audit_keys = {**self.audit_keys, key.key_id: key}
@@ -221,23 +223,26 @@ class Keyring:
         return key
 
     @classmethod
-    def generate(cls, suite: str) -> Keyring:
+    def generate(cls, suite: str, kek: KeyProtector | None = None) -> Keyring:
+        """A new keyring: one data key, the index key, one audit key. With ``kek`` the key
+        material also draws on the cipher machine's generator (see :func:`_key_material`)."""
         if suite not in SUITES:
             raise ConfigurationError(f"未知的密码套件 {suite!r}, 可选: {', '.join(SUITES)}")
         data_algorithm, index_algorithm = SUITES[suite]
-        data_key = _new_data_key(data_algorithm)
+        data_key = _new_data_key(data_algorithm, kek)
         index_key = IndexKey(
             key_id=f"ik-{secrets.token_hex(4)}",
             algorithm=index_algorithm,
-            material=os.urandom(INDEX_ALGORITHMS[index_algorithm]),
+            material=_key_material(INDEX_ALGORITHMS[index_algorithm], kek),
         )
         keyring = cls({data_key.key_id: data_key}, data_key.key_id, index_key)
+        keyring.kek = kek
         keyring.rotate_audit_key(index_algorithm)
         return keyring
 
     def rotate(self, algorithm: str | None = None) -> DataKey:
         """Add a new data key and make it primary; old keys stay to open old ciphertexts."""
-        key = _new_data_key(algorithm or self.primary.algorithm)
+        key = _new_data_key(algorithm or self.primary.algorithm, self.kek)
         self.data_keys[key.key_id] = key
         self.primary_id = key.key_id
         return key
@@ -497,8 +502,8 @@ class Keyring:
                         edited.rotate_audit_key(SUITES[suite][1])
                 keyring = cls.load(path, kek)
             return keyring
-        keyring = cls.generate(suite)
-        keyring.kek, keyring.wrapped = kek, kek is not None
+        keyring = cls.generate(suite, kek)
+        keyring.wrapped = kek is not None
         keyring.save(path)
         return keyring
 
@@ -565,14 +570,29 @@ def _open_materials(
     return materials
 
 
-def _new_data_key(algorithm: str) -> DataKey:
+def _key_material(size: int, kek: KeyProtector | None) -> bytes:
+    """``size`` random bytes for a new key: the kernel's CSPRNG (getrandom), XORed with the
+    cipher machine's generator when a KEK is configured. The XOR of two independent sources is
+    as unpredictable as the better one, so a level-3 assessment can count the certified module's
+    RNG (GB/T 39786: keys generated with a certified module's random numbers) without the key
+    depending on it alone."""
+    host = os.urandom(size)
+    if kek is None:
+        return host
+    module = kek.random(size)
+    if len(module) != size:
+        raise ConfigurationError("密码机返回的随机数长度不符")
+    return bytes(a ^ b for a, b in zip(host, module, strict=True))
+
+
+def _new_data_key(algorithm: str, kek: KeyProtector | None = None) -> DataKey:
     if algorithm not in DATA_ALGORITHMS:
         raise ConfigurationError(f"未知的加密算法 {algorithm!r}")
     stamp = now_utc().strftime("%Y%m%d")
     return DataKey(
         key_id=f"dk-{stamp}-{secrets.token_hex(3)}",
         algorithm=algorithm,
-        material=os.urandom(DATA_ALGORITHMS[algorithm]),
+        material=_key_material(DATA_ALGORITHMS[algorithm], kek),
         created_at=now_utc().isoformat(timespec="seconds"),
     )
 

@@ -159,6 +159,17 @@ class TokenProtector:
                 wrapped.append(WrappedKey(token.kek_label, token.mechanism, value))
         return wrapped
 
+    def random(self, size: int) -> bytes:
+        """``size`` bytes from the token's random number generator (C_GenerateRandom)."""
+        with _session(self.token) as session:
+            try:
+                generated: bytes = session.generate_random(size * 8)
+            except p11.PKCS11Error as exc:
+                raise ConfigurationError(
+                    f"{_where(self.token)}无法生成随机数: {_reason(exc)}"
+                ) from None
+        return generated
+
     def unwrap(self, keys: Sequence[tuple[KeyName, WrappedKey]]) -> list[bytes]:
         token = self.token
         with _session(token) as session:
