@@ -471,6 +471,106 @@ async def test_brute_force_locks_the_client_id_out(harness: Harness) -> None:
     assert (await _token(harness, other_id, other_secret))["token_type"] == "Bearer"
 
 
+# ------------------------------------------------------------------------------- certificates
+def _certificate(common_name: str) -> bytes:
+    """A self-signed client certificate (PEM): what the province's proxy has verified."""
+    from datetime import timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = now_utc()
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM)
+
+
+async def test_a_client_certificate_passed_by_the_trusted_proxy(harness: Harness) -> None:
+    from urllib.parse import quote
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    pem = _certificate("county-insurance-system")
+    fingerprint = x509.load_pem_x509_certificate(pem).fingerprint(hashes.SHA256())
+    async with harness.runtime.sessions() as session:
+        created = await add_client(
+            session,
+            name="证书认证的系统",
+            department=COUNTY[0],
+            level=COUNTY[1],
+            region=harness.busiest_county(),
+            purposes=["supervision"],
+            known_purposes=list(harness.runtime.purposes),
+            created_by="test",
+            cert_sha256=":".join(f"{byte:02X}" for byte in fingerprint),
+        )
+        await session.commit()
+    assert created.secret is None  # the certificate is its credential
+    client_id = created.client.client_id
+    form = f"grant_type=client_credentials&client_id={client_id}"
+    escaped = {"X-SSL-Client-Cert": quote(pem.decode())}  # nginx $ssl_client_escaped_cert
+    settings = harness.runtime.settings
+    # Not configured: the header is ignored, and without a secret the client cannot sign in.
+    assert (await _token_request(harness, form, headers=escaped)).status_code == 401
+    settings.client_cert_header = "X-SSL-Client-Cert"
+    try:
+        # From a sender that is not the proxy: ignored (anyone could send the header).
+        settings.client_cert_proxies = "10.9.0.0/16"
+        assert (await _token_request(harness, form, headers=escaped)).status_code == 401
+        settings.client_cert_proxies = "127.0.0.0/8"
+        accepted = await _token_request(harness, form, headers=escaped)
+        assert accepted.status_code == 200, accepted.text
+        token = accepted.json()["access_token"]
+        assert (await harness.post(token, ME, purpose="supervision")).status_code == 200
+        # The fingerprint alone, as some proxies pass it.
+        by_fingerprint = {"X-SSL-Client-Cert": fingerprint.hex()}
+        assert (await _token_request(harness, form, headers=by_fingerprint)).status_code == 200
+        # Another certificate, even one with the same name, is not this client's.
+        other = {"X-SSL-Client-Cert": quote(_certificate("county-insurance-system").decode())}
+        refused = await _token_request(harness, form, headers=other)
+        assert refused.status_code == 401
+        assert refused.json()["error"] == "invalid_client"
+        garbage = await _token_request(harness, form, headers={"X-SSL-Client-Cert": "%2D%2D"})
+        assert garbage.status_code == 400
+    finally:
+        settings.client_cert_header = ""
+        settings.client_cert_proxies = ""
+
+
+def test_clients_add_with_a_certificate_prints_no_secret(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    assert _cli(data_dir, "migrate").returncode == 0
+    assert _cli(data_dir, "seed", "--persons", "3").returncode == 0
+    certificate = tmp_path / "client.pem"
+    certificate.write_bytes(_certificate("system"))
+    args = ["clients", "add", "--dept", "health", "--level", "province", "--region", "37"]
+    added = _cli(
+        data_dir, *args, "--name", "省卫健", "--purpose", "supervision", "--cert", str(certificate)
+    )
+    assert added.returncode == 0, added.stderr
+    assert "client_secret" not in added.stdout
+    assert "SHA-256 指纹" in added.stdout
+    missing = _cli(
+        data_dir, *args, "--name", "省卫健", "--purpose", "supervision", "--cert", "nope.pem"
+    )
+    assert "找不到证书文件" in _refused_cleanly(missing)
+    listed = json.loads(_cli(data_dir, "clients", "list", "--json").stdout)
+    assert len(listed) == 1
+    assert re.fullmatch(r"[0-9a-f]{64}", listed[0]["cert_sha256"])
+
+
 # ------------------------------------------------------------------------------- purposes
 async def test_a_client_declares_only_its_registered_purposes(harness: Harness) -> None:
     client_id, secret = await _register(harness, purposes=("enrollment_verification",))
@@ -548,7 +648,7 @@ def test_the_verifier_accepts_its_own_tokens_only(
     principal = verifier.verify(good)
     assert principal.subject == "client:medical-insurance-000000000001"
     assert principal.roles == frozenset()
-    assert principal.allowed_purposes == {"supervision"}
+    assert principal.allowed_purposes == frozenset({"supervision"})
 
     public_pem = key.public_key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
