@@ -35,6 +35,7 @@ from gateway.runtime.parts import Runtime
 from gateway.runtime.tokens import TokenService
 from tests.issuer_support import TestIssuer
 
+ROOT = Path(__file__).resolve().parents[1]
 CHINESE = re.compile(r"[\u4e00-\u9fff]")
 PAGES = ("/workbench", "/console", "/dashboard")
 CLIENT_ID = "relief-gateway"
@@ -216,6 +217,9 @@ async def test_the_pages_may_connect_to_the_token_endpoint_only(
         assert "code_challenge_method" in script.text
         head = await http.head("/auth/signin.js")
         assert head.status_code == 200
+        style = await http.get("/auth/signin.css")
+        assert style.status_code == 200
+        assert style.headers["content-type"] == "text/css; charset=utf-8"
         missing = await http.get("/auth/other.js")
         assert missing.status_code == 404
 
@@ -233,6 +237,20 @@ async def test_a_token_endpoint_elsewhere_is_the_origin_allowed(
             served = await http.get("/workbench")
     assert config["tokenEndpoint"] == token_endpoint
     assert _connect_src(served) == ["'self'", "http://127.0.0.2:9"]
+
+
+def test_the_shared_script_builds_no_markup_and_names_no_address() -> None:
+    """signin.js: every address comes from /auth/config; text becomes text nodes only; the
+    verifier and state come from the platform's CSPRNG and stay in sessionStorage."""
+    source = (ROOT / "gateway/http/static/signin/signin.js").read_text(encoding="utf-8")
+    assert not re.search(r"""["'`](?:https?:)?//""", source)
+    assert not re.search(r"\.(?:inner|outer)HTML\s*=|insertAdjacentHTML|document\.write", source)
+    assert "eval(" not in source
+    assert "localStorage" not in source  # this tab only
+    assert "Math.random" not in source
+    assert "crypto.getRandomValues" in source
+    assert 'crypto.subtle.digest("SHA-256"' in source
+    assert 'credentials: "omit"' in source  # no cookie of the gateway's goes to the platform
 
 
 # --------------------------------------------------------------------------- refusals

@@ -10,6 +10,7 @@ the workbench need to sign in with authorization code + PKCE, and the script tha
                          {"enabled": true, "ready": false,         the platform's discovery not
                           "message", "tokenForm"}                  (yet) readable or unfit
     GET /auth/signin.js  the shared ES module (``static/signin/signin.js``)
+    GET /auth/signin.css its look (``static/signin/signin.css``)
 
 The browser sign-in uses the first configured platform with a ``client_id``
 (``gateway.runtime.issuers``); its endpoints come from the platform's discovery document, read
@@ -32,6 +33,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -48,6 +50,7 @@ log = logging.getLogger("gateway.identity")
 
 CONFIG_PATH = "/auth/config"
 SCRIPT_PATH = "/auth/signin.js"
+STYLE_PATH = "/auth/signin.css"
 # OpenID Connect's own scope; "profile" for the name the platform shows at its consent page.
 SCOPES = "openid profile"
 UNAVAILABLE = "统一身份认证平台暂时无法访问, 请稍后刷新页面重试"
@@ -57,7 +60,7 @@ ORIGIN = re.compile(
     r"https?://(?:[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?"
 )
 _NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
-# The script as the pages' own files are served (gateway.http.pages): same origin only.
+# The script and its style sheet, as the pages' own files are served: same origin only.
 _SCRIPT_HEADERS = {**_NO_STORE, "Cross-Origin-Resource-Policy": "same-origin"}
 
 
@@ -180,15 +183,27 @@ async def auth_config(request: Request) -> Response:
     return JSONResponse(await sign_in_config(runtime), headers=_NO_STORE)
 
 
-async def sign_in_script(_request: Request) -> Response:
-    script = resources.files("gateway.http").joinpath("static/signin/signin.js").read_bytes()
-    return Response(script, media_type="text/javascript; charset=utf-8", headers=_SCRIPT_HEADERS)
+def _static(name: str, media_type: str) -> Callable[[Request], Awaitable[Response]]:
+    """A fixed file of ``static/signin/`` (no name from the URL reaches the file system)."""
+
+    async def serve(_request: Request) -> Response:
+        body = resources.files("gateway.http").joinpath(f"static/signin/{name}").read_bytes()
+        return Response(body, media_type=media_type, headers=_SCRIPT_HEADERS)
+
+    return serve
 
 
 def sign_in_routes() -> list[BaseRoute]:
     return [
         Route(CONFIG_PATH, auth_config, methods=["GET", "HEAD"]),
-        Route(SCRIPT_PATH, sign_in_script, methods=["GET", "HEAD"]),
+        Route(
+            SCRIPT_PATH,
+            _static("signin.js", "text/javascript; charset=utf-8"),
+            methods=["GET", "HEAD"],
+        ),
+        Route(
+            STYLE_PATH, _static("signin.css", "text/css; charset=utf-8"), methods=["GET", "HEAD"]
+        ),
     ]
 
 

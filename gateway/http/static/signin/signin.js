@@ -85,9 +85,11 @@ export async function loadConfig() {
   return { enabled: false, tokenForm: true, message: "无法读取登录方式, 请刷新页面后重试" };
 }
 
-/** The page's own address without query and fragment: where the issuer sends the user back. */
+/** The page's own address without query, fragment or trailing slash ("/workbench/" and
+ * "/workbench" are one page): where the issuer sends the user back, registered exactly. */
 function ownAddress() {
-  return `${window.location.origin}${window.location.pathname}`;
+  const path = window.location.pathname.replace(/\/+$/, "") || "/";
+  return `${window.location.origin}${path}`;
 }
 
 // ------------------------------------------------------------------ going to the issuer
@@ -223,7 +225,10 @@ export async function completeSignIn(config) {
   if (!(Date.now() - Number(pending.at) < PENDING_TTL_MS)) {
     throw new SignInError("登录耗时过长, 请求已失效, 请重新登录");
   }
-  if (!config.enabled || !config.ready || pending.issuer !== config.issuer) {
+  if (config.enabled && !config.ready) {
+    throw new SignInError(config.message || "统一身份认证平台暂时不可用, 请稍后重新登录");
+  }
+  if (!config.enabled || pending.issuer !== config.issuer) {
     throw new SignInError("网关的统一身份认证配置已变更, 请重新登录");
   }
   if (answer.iss !== null && answer.iss !== config.issuer) {
