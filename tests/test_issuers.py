@@ -429,6 +429,35 @@ async def test_key_rollover_needs_no_restart() -> None:
             await service.verify(platform.mint({"sub": "c", **person}, key=old))
 
 
+async def test_a_withdrawn_key_stops_verifying_without_a_new_kid() -> None:
+    """A key the platform withdraws (compromised) while no new kid appears: the keys, older
+    than key_max_age_seconds, are read again before use, and its new tokens are refused."""
+    person = {"dept": "health", "level": "city", "region": "3701"}
+    with TestIssuer() as platform:
+        config = IssuerConfig(
+            name="sd-iam",
+            issuer=platform.url,
+            audience=(platform.audience,),
+            jwks_url=platform.jwks_url,
+            min_refresh_seconds=0.3,
+            key_max_age_seconds=0.3,
+        )
+        service = TokenService(LOCAL_KEY, "relief-gateway", issuers=[Issuer(config)])
+        withdrawn = platform.key("RS256")
+        assert (await service.verify(platform.mint({"sub": "a", **person}))).subject == "sd-iam|a"
+        platform.retire(withdrawn.kid)
+        # Within the age the keys in hand are used (no fetch per token).
+        assert await service.verify(platform.mint({"sub": "b", **person}, key=withdrawn))
+        assert platform.jwks_requests == 1
+        await asyncio.sleep(0.65)
+        with pytest.raises(Unauthenticated):
+            await service.verify(platform.mint({"sub": "c", **person}, key=withdrawn))
+        # The fetch for the age, and at most one more for the unknown kid (rate-limited).
+        assert 2 <= platform.jwks_requests <= 3
+        principal = await service.verify(platform.mint({"sub": "d", **person}, alg="ES256"))
+        assert principal.subject == "sd-iam|d"
+
+
 async def test_unknown_kids_refresh_at_most_once_per_interval() -> None:
     """A flood of tokens with invented kids costs the platform one key-set request per
     interval (30 s here), even when they arrive together."""

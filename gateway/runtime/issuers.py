@@ -138,6 +138,7 @@ class IssuerConfig:
     client_id: str | None = None  # the browser sign-in's OAuth client (authorization code + PKCE)
     min_refresh_seconds: float = 30.0
     timeout_seconds: float = 5.0
+    key_max_age_seconds: float = 3600.0
     claims: ClaimMapping = field(default_factory=ClaimMapping)
 
 
@@ -157,6 +158,7 @@ class Issuer:
             jwks_file=config.jwks_file,
             min_refresh_seconds=config.min_refresh_seconds,
             timeout_seconds=config.timeout_seconds,
+            max_age_seconds=config.key_max_age_seconds,
         )
 
     async def verify(self, token: str) -> tuple[Principal, float]:
@@ -172,6 +174,7 @@ class Issuer:
         kid = header.get("kid")
         if kid is not None and not isinstance(kid, str):
             raise Unauthenticated(INVALID)
+        await self.keys.ensure_fresh()
         key = self.keys.get(kid)
         if key is None and await self.keys.refresh():
             key = self.keys.get(kid)  # the platform rolled its keys over
@@ -324,7 +327,8 @@ def _from_file(path: Path, *, production: bool) -> list[IssuerConfig]:
 
 ISSUER_KEYS = {
     "name", "issuer", "discovery_url", "jwks_url", "jwks_file", "audience", "algorithms",
-    "leeway_seconds", "client_id", "min_refresh_seconds", "timeout_seconds", "claims",
+    "leeway_seconds", "client_id", "min_refresh_seconds", "timeout_seconds",
+    "key_max_age_seconds", "claims",
 }  # fmt: skip
 CLAIM_KEYS = {
     "department", "level", "region", "roles", "departments", "levels", "regions", "role_names",
@@ -370,8 +374,9 @@ def _config(raw: dict[str, Any], where: str, *, production: bool) -> IssuerConfi
         )
     refresh = _number(raw.get("min_refresh_seconds", 30), "min_refresh_seconds", fail)
     timeout = _number(raw.get("timeout_seconds", 5), "timeout_seconds", fail)
-    if refresh <= 0 or timeout <= 0:
-        raise fail("min_refresh_seconds 与 timeout_seconds 应为正数 (秒)")
+    max_age = _number(raw.get("key_max_age_seconds", 3600), "key_max_age_seconds", fail)
+    if refresh <= 0 or timeout <= 0 or max_age <= 0:
+        raise fail("min_refresh_seconds、timeout_seconds 与 key_max_age_seconds 应为正数 (秒)")
     client_id = raw.get("client_id")
     if client_id is not None:
         client_id = _text(client_id, "client_id", fail)
@@ -387,6 +392,7 @@ def _config(raw: dict[str, Any], where: str, *, production: bool) -> IssuerConfi
         client_id=client_id,
         min_refresh_seconds=refresh,
         timeout_seconds=timeout,
+        key_max_age_seconds=max_age,
         claims=_claims(raw.get("claims", {}), fail),
     )
 

@@ -10,8 +10,10 @@ Where the keys come from, in order of preference:
 Keys are read once and kept. A token signed with a ``kid`` the set does not hold triggers a
 refresh (the platform rolled its keys over), at most once per ``min_refresh_seconds`` per
 issuer: a flood of tokens with invented ``kid`` values costs the platform one request per
-interval, not one per token. Fetches are asynchronous (httpx) with a timeout, so a slow
-platform delays only the requests that need the new key, never the event loop.
+interval, not one per token. Keys older than ``max_age_seconds`` (an hour) are read again
+before use, so a key the platform withdraws stops verifying. Fetches are asynchronous (httpx)
+with a timeout, so a slow platform delays only the requests that need its keys, never the
+event loop.
 
     keys = KeySource(issuer="https://iam.sd.gov.cn", jwks_url="https://iam…/jwks", …)
     await keys.refresh()              # at start (best effort) and on an unknown kid
@@ -51,9 +53,13 @@ class KeySource:
     jwks_file: Path | None = None
     min_refresh_seconds: float = 30.0
     timeout_seconds: float = 5.0
+    # Keys are re-read when older than this even if no unknown kid shows up, so a key the
+    # platform withdrew (compromised, retired early) stops verifying without a restart.
+    max_age_seconds: float = 3600.0
     # kid → key; a key set entry without kid is kept under "" (a platform with one key).
     _keys: dict[str, jwt.PyJWK] = field(default_factory=dict, init=False)
     _last_attempt: float = field(default=float("-inf"), init=False)
+    _loaded_at: float = field(default=float("-inf"), init=False)
     _lock: asyncio.Lock | None = field(default=None, init=False)
     # Discovery document fields kept for the browser sign-in (authorization code + PKCE).
     discovered: dict[str, Any] = field(default_factory=dict, init=False)
@@ -68,6 +74,12 @@ class KeySource:
     @property
     def kids(self) -> frozenset[str]:
         return frozenset(self._keys)
+
+    async def ensure_fresh(self) -> None:
+        """Re-read keys older than ``max_age_seconds`` (one request waits for the fetch; if the
+        platform does not answer, the keys in hand keep serving)."""
+        if time.monotonic() - self._loaded_at > self.max_age_seconds and self.may_refresh():
+            await self.refresh()
 
     def may_refresh(self) -> bool:
         return time.monotonic() - self._last_attempt >= self.min_refresh_seconds
@@ -91,6 +103,7 @@ class KeySource:
                 log.warning("identity platform %s: key set not loaded: %s", self.issuer, exc)
                 return False
             self._keys = keys
+            self._loaded_at = time.monotonic()
             self.refreshes += 1
             log.info("identity platform %s: %d key(s) loaded", self.issuer, len(keys))
             return True
