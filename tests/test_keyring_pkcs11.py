@@ -20,7 +20,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -632,3 +632,52 @@ def test_new_keys_draw_on_the_cipher_machines_generator(
         keyring.rotate_audit_key()
     assert counting.sizes[3:] == [32, 32]
     assert len({*_materials(Keyring.load(path, _kek()))}) == 5
+
+
+@pytest.mark.parametrize(
+    ("overrides", "words"),
+    [
+        ({"RELIEF_PKCS11_MECHANISM": "SM4-ECB"}, ("RELIEF_PKCS11_MECHANISM", "SM4-ECB")),
+        ({"RELIEF_PKCS11_TOKEN_LABEL": ""}, ("RELIEF_PKCS11_TOKEN_LABEL",)),
+        ({"RELIEF_PKCS11_PIN": ""}, ("RELIEF_PKCS11_PIN_FILE", "RELIEF_PKCS11_PIN")),
+        ({"RELIEF_PKCS11_PIN_FILE": "/nonexistent/pin"}, ("只能设置其一",)),
+        ({"RELIEF_PKCS11_KEY_LABEL": " "}, ("RELIEF_PKCS11_KEY_LABEL",)),
+    ],
+)
+def test_incomplete_cipher_machine_settings_are_one_clear_refusal(
+    wrapped_dir: Path, on_token: dict[str, str], overrides: dict[str, str], words: tuple[str, ...]
+) -> None:
+    ran = _cli(
+        "keys", "status", env={**os.environ, "RELIEF_DATA_DIR": str(wrapped_dir), **overrides}
+    )
+    assert ran.code == 2
+    for word in words:
+        assert word in ran.err
+
+
+def test_a_reload_the_token_refuses_keeps_the_keys_in_memory(
+    wrapped_dir: Path, token: SoftToken, kek_label: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The cipher machine refusing a reload (here: the PIN changed under a running process) is
+    logged once, without the PIN, and the process keeps serving with the keys it holds."""
+    path = wrapped_dir / "keyring.json"
+    running = Keyring.load(path, _kek())
+    held = running.primary_id
+    with Keyring.editing(path, _kek()) as keyring:
+        keyring.rotate()
+    wrong = TokenProtector(replace(token.settings(kek_label), pin=WRONG_PIN))
+    running.kek = wrong
+    with caplog.at_level("WARNING", logger="gateway.crypto"):
+        assert not running.reload_if_changed()
+        assert not running.reload_if_changed()  # once per version of the file
+    refusals = [r.getMessage() for r in caplog.records if "PIN 不正确" in r.getMessage()]
+    assert len(refusals) == 1
+    assert WRONG_PIN not in refusals[0]
+    assert running.primary_id == held
+    # With the token answering again, the next version of the file is taken.
+    running.kek = _kek()
+    with Keyring.editing(path, _kek()) as keyring:
+        latest = keyring.rotate()
+    assert running.reload_if_changed()
+    assert running.primary_id == latest.key_id
+    assert held in running.data_keys

@@ -156,6 +156,17 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("pkcs11_mechanism", mode="before")
+    @classmethod
+    def _mechanism_is_known(cls, value: object) -> object:
+        known = [m.value for m in KeyWrapMechanism]
+        if isinstance(value, str) and value not in known:
+            raise ValueError(
+                f"RELIEF_PKCS11_MECHANISM 应为 {'、'.join(known)} 之一, 收到 {value!r} "
+                "(国密 SM4 机制由密码机厂商定义, 见 docs/key-lifecycle.md)"
+            )
+        return value
+
     # Identity platform (统一身份认证, issue 16; docs/identity.md, gateway.runtime.issuers):
     # trusted external token issuers. One issuer from these settings, or several from
     # RELIEF_OIDC_FILE (TOML, with claim mappings), not both. Subjects become "<name>|<sub>".
