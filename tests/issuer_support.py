@@ -13,9 +13,10 @@ document, a JWK Set, key rollover, and the browser sign-in (authorization code +
         platform.jwks_requests              # how often the JWKS was fetched (refresh rate limit)
         platform.users["clerk.a"] = {"dept": "civil_affairs", "level": "county", …}
 
-Browser sign-in, as the console / workbench would do it (``client_id`` is the audience):
+Browser sign-in, as the console / workbench would do it (any ``client_id``; the access token's
+``aud`` is the issuer's ``audience``, the gateway's, and the ID token's is the ``client_id``):
 
-    GET  /authorize?response_type=code&client_id=relief-gateway&redirect_uri=R&state=S
+    GET  /authorize?response_type=code&client_id=relief-console&redirect_uri=R&state=S
          &code_challenge=BASE64URL(SHA256(verifier))&code_challenge_method=S256[&nonce=N]
          → a minimal HTML login form (one field: username, one of ``platform.users``)
     POST /authorize (the form)  → 302 to R?code=C&state=S  (unknown user: 200 with an error)
@@ -23,6 +24,17 @@ Browser sign-in, as the console / workbench would do it (``client_id`` is the au
          &code_verifier=verifier
          → {"access_token", "id_token", "token_type": "Bearer", "expires_in"}; a code is good
            once, for 60 s, only with its verifier and redirect URI (400 invalid_grant otherwise)
+
+A gateway trusting it (``docs/identity.md``; ``Issuer.sign_in()`` then gives a page the
+endpoints and client id once discovery has been read at ``Runtime.start``):
+
+    settings = load_settings(..., oidc_issuer=platform.url, oidc_name="sd-iam",
+                             oidc_discovery_url=platform.discovery_url,
+                             oidc_audience=platform.audience, oidc_client_id="relief-console")
+
+With ``redirect_uris`` given, ``/authorize`` refuses any other redirect URI (400), as a real
+platform does. Token times come from ``gateway.domain.clock.now_utc`` (``clock.travel`` moves
+them).
 
 ``/token``, the discovery document and the JWKS answer CORS requests from ``cors_origin`` (the
 gateway's pages call them from the browser). The server runs uvicorn in a thread with its own

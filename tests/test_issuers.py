@@ -90,7 +90,7 @@ def issuers_file(directory: Path, platform: TestIssuer, mapped: TestIssuer) -> P
             audience = ["relief-gateway"]
             algorithms = ["RS256", "ES256"]
             leeway_seconds = 30
-            client_id = "relief-gateway"
+            client_id = "relief-console"
 
             [[issuer]]
             name = "gov-sso"
@@ -644,12 +644,12 @@ async def test_authorization_code_with_pkce_signs_in(
     sign_in = runtime.tokens.platforms[0].sign_in()
     assert sign_in is not None
     assert sign_in["authorizationEndpoint"] == f"{platform.url}/authorize"
-    assert sign_in["clientId"] == "relief-gateway"
+    assert sign_in["clientId"] == "relief-console"
     verifier, challenge = pkce_pair()
     redirect = f"{GATEWAY_ORIGIN}/console/"
     params = {
         "response_type": "code",
-        "client_id": "relief-gateway",
+        "client_id": "relief-console",
         "redirect_uri": redirect,
         "state": "st-1",
         "code_challenge": challenge,
@@ -670,7 +670,7 @@ async def test_authorization_code_with_pkce_signs_in(
             "grant_type": "authorization_code",
             "code": answer["code"][0],
             "redirect_uri": redirect,
-            "client_id": "relief-gateway",
+            "client_id": "relief-console",
         }
         wrong = await browser.post(
             sign_in["tokenEndpoint"],
@@ -697,10 +697,11 @@ async def test_authorization_code_with_pkce_signs_in(
     assert response.status_code == 200, response.text
     assert response.json()["data"]["me"]["subject"] == "sd-iam|officer.b"
     assert response.json()["data"]["me"]["roles"] == ["security_admin"]
-    # The id token is for the browser (audience: the client), not a bearer for the gateway
-    # unless the platform lists the gateway's audience in it too.
-    id_claims = jwt.decode(tokens.json()["id_token"], options={"verify_signature": False})
-    assert (id_claims["aud"], id_claims["sub"]) == ("relief-gateway", "officer.b")
+    # The ID token is for the browser (audience: the sign-in client), never a bearer token.
+    id_token = tokens.json()["id_token"]
+    id_claims = jwt.decode(id_token, options={"verify_signature": False})
+    assert (id_claims["aud"], id_claims["sub"]) == ("relief-console", "officer.b")
+    assert_refused(await me(client, id_token))
 
 
 # --------------------------------------------------------------------------- configuration
