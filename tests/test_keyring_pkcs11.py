@@ -298,13 +298,20 @@ async def _wait_until_sealing_with(harness: Harness, key_id: str) -> None:
     raise AssertionError(f"the gateway did not pick up {key_id}")
 
 
-@pytest.fixture
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def wrapped_harness(
-    tmp_path: Path, on_token: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    on_token: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[Harness]:
     monkeypatch.setenv("RELIEF_KEYRING_RELOAD_SECONDS", "0.2")
-    url = f"sqlite+aiosqlite:///{tmp_path / 'relief.db'}"
-    built = await build_harness(tmp_path / "data", url, backend="sqlite", persons=30)
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'relief.db'}"
+    else:
+        cluster = request.getfixturevalue("postgres_cluster")
+        url = cluster.create_database(f"pkcs11_{uuid.uuid4().hex[:8]}")
+    built = await build_harness(tmp_path / "data", url, backend=request.param, persons=30)
     yield built
     await built.close()
 
