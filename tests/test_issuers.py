@@ -632,6 +632,39 @@ async def test_runtime_decides_local_tokens_by_environment(tmp_path: Path) -> No
             await runtime.close()
 
 
+def test_production_refuses_a_platform_over_plain_http(tmp_path: Path) -> None:
+    """Keys fetched in clear text could be swapped in transit: production refuses to start."""
+    from gateway.crypto import Keyring
+    from gateway.runtime import production
+
+    Keyring.generate("aes-256-gcm+hmac-sha256").save(tmp_path / "keyring.json")
+    TokenService.from_file(tmp_path / "token.key", "relief-gateway", create=True)
+    pinned = os.environ.pop("RELIEF_TODAY", None)
+    try:
+        for url, refused in [
+            ("http://iam.example/jwks", True),
+            ("http://127.0.0.1:9/jwks", False),
+            ("https://iam.example/jwks", False),
+        ]:
+            settings = load_settings(
+                env="production",
+                province="shandong",
+                data_dir=tmp_path,
+                database_url=f"sqlite+aiosqlite:///{tmp_path / 'relief.db'}",
+                oidc_issuer="https://iam.example",
+                oidc_jwks_url=url,
+                oidc_audience="gw",
+            )
+            if refused:
+                with pytest.raises(ConfigurationError, match="必须使用 https"):
+                    production.check(settings)
+            else:
+                production.check(settings)
+    finally:
+        if pinned is not None:
+            os.environ["RELIEF_TODAY"] = pinned
+
+
 # --------------------------------------------------------------------------- the browser sign-in
 
 

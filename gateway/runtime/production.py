@@ -10,6 +10,9 @@ it and exits 2, no traceback).
                 Shandong default), with rules that load and name a real GB/T 2260 province
                 whose key matches
     logging     RELIEF_LOG_FORMAT json/text, RELIEF_METRICS_ALLOW valid networks
+    identity    RELIEF_OIDC_* / RELIEF_OIDC_FILE valid, the platforms' discovery and JWKS over
+                https (loopback excepted); with a platform configured, the gateway's own HS256
+                tokens are refused unless RELIEF_OIDC_ALLOW_LOCAL_TOKENS (docs/identity.md)
     cipher      with RELIEF_PKCS11_MODULE set: the module present, token label and PIN
     machine     configured (a PIN file private like the keys), and every key of the keyring
                 stored wrapped by the KEK in the token (docs/key-lifecycle.md); the token
@@ -24,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gateway.domain.errors import ConfigurationError
+from gateway.runtime.issuers import issuer_configs
 
 if TYPE_CHECKING:
     from gateway.domain.settings import Settings
@@ -73,6 +77,7 @@ def check(settings: Settings) -> None:
             "RELIEF_METRICS_ALLOW 应为逗号分隔的网段 (如 10.20.0.0/16) 或 *, "
             f"收到 {settings.metrics_allow!r}"
         ) from None
+    issuer_configs(settings)  # the identity platforms: Chinese refusals, https only
 
 
 def _check_province(settings: Settings) -> None:
