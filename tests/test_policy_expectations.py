@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from graphql import parse, validate
 
 from authz.expectations import (
     Expectation,
@@ -27,6 +29,7 @@ from authz.store import default_policy_lines
 from gateway import cli
 from gateway.domain.clock import now_utc, travel
 from gateway.domain.errors import ConfigurationError
+from schema import build_schema
 from tests.exchange_support import exchange_gateway  # noqa: F401
 from tests.harness import Harness
 from tests.policy_governance_support import (
@@ -395,3 +398,20 @@ def test_expectation_principal_is_the_named_caller() -> None:
     principal = expectation.principal()
     assert principal.subject_keys[:2] == ("civil_affairs:county", "civil_affairs@37:county")
     assert expectation.caller_words() == "370102 县级民政局"
+
+
+# ============================================================================ the console
+def test_the_console_documents_of_expiry_and_expectations_are_valid() -> None:
+    """The documents policy.js and review.js send for 期限 and expectations (beside
+    queries.js, which ``tests/test_console.py`` checks) are valid against the schema."""
+    console = Path(__file__).resolve().parent.parent / "gateway/http/static/console"
+    graphql_schema = build_schema()._schema
+    found = {}
+    for name in ("policy.js", "review.js"):
+        source = (console / name).read_text(encoding="utf-8")
+        strings = dict(re.findall(r'^const (\w+) = "([^"]*)";', source, re.M))
+        for constant, body in re.findall(r"^const (\w+) = `([^`]*)`;", source, re.M):
+            if re.match(r"\s*(query|mutation)\b", body):
+                document = re.sub(r"\$\{(\w+)\}", lambda m, known=strings: known[m.group(1)], body)
+                found[constant] = [e.message for e in validate(graphql_schema, parse(document))]
+    assert found == {"POLICY_LINES": [], "PROPOSE": [], "REVIEW_PROPOSALS": []}

@@ -1,5 +1,7 @@
 // 策略表: the grid of departments × levels × fields, the lines behind a cell, and the draft
-// of a change (additions and removals) that becomes a proposal.
+// of a change (additions and removals, a line's 期限, the policy expectations) that becomes a
+// proposal. Above the grid: the grants that stop within 30 days (即将到期), the lines already
+// past their end, and the expectations the policy in force no longer meets.
 
 import { graphql } from "./api.js";
 import { $, busy, fill, h, message } from "./dom.js";
@@ -18,11 +20,38 @@ import {
   subjectName,
   typeOf,
 } from "./labels.js";
-import { lineInput, lineItem, lineKey, lineWords, linesForCell } from "./lines.js";
-import { MATRIX, POLICIES, PROPOSALS, PROPOSE } from "./queries.js";
+import {
+  EXPIRING_DAYS,
+  endOfDay,
+  lineInput,
+  lineItem,
+  lineKey,
+  lineWords,
+  linesForCell,
+} from "./lines.js";
+import { MATRIX, PROPOSALS } from "./queries.js";
 import { isProvinceOfficer, onVersion, session, setVersion } from "./state.js";
 
 const DRAFT_KEY = "relief-console-draft";
+
+// The policy in force with each line's 期限, its expectations and those it no longer meets;
+// and the lines that stop granting within 30 days (issue 16).
+const LINE_FIELDS = "subject object action purpose region editable validTo expired";
+const FAILURE_FIELDS = "line expectation purpose actual expected message";
+const POLICY_LINES = `
+query ConsolePolicyLines($days: Int) {
+  policies { version expectations lines { ${LINE_FIELDS} }
+             expectationFailures { ${FAILURE_FIELDS} } }
+  expiring: policies(expiringWithinDays: $days) { lines { ${LINE_FIELDS} } }
+}`;
+const PROPOSE = `
+mutation ConsoleProposeChange($title: String!, $note: String, $add: [PolicyLineInput!]!,
+                              $remove: [PolicyLineInput!]!, $expectations: String) {
+  proposePolicyChange(title: $title, note: $note, add: $add, remove: $remove,
+                      expectations: $expectations) {
+    id status title baseVersion expectationFailures { ${FAILURE_FIELDS} }
+  }
+}`;
 const SHORT_LEVEL = { province: "省", city: "市", county: "县" };
 
 // Reading a child record's field presupposes the relation to it (authz/resources.py).
@@ -39,17 +68,21 @@ let previewing = null; // a proposal id while the grid shows that proposal's out
 let selected = null; // {subject, field}
 let loaded = false;
 let proposedLines = []; // the added and removed lines of every open (pending) proposal
+let expectationsInForce = ""; // the policy expectations of the version in force
 
 // ------------------------------------------------------------------ draft (sessionStorage)
 
 function readDraft() {
   try {
     const saved = JSON.parse(sessionStorage.getItem(DRAFT_KEY) || "null");
-    if (saved && Array.isArray(saved.add) && Array.isArray(saved.remove)) return saved;
+    if (saved && Array.isArray(saved.add) && Array.isArray(saved.remove)) {
+      if (typeof saved.expectations !== "string") saved.expectations = null;
+      return saved;
+    }
   } catch {
     // a damaged draft is dropped
   }
-  return { add: [], remove: [] };
+  return { add: [], remove: [], expectations: null };
 }
 
 const draft = readDraft();
@@ -59,6 +92,10 @@ function saveDraft() {
   renderDraft();
   if (matrix) renderGrid(); // the cells the draft changes carry its mark
   if (selected) renderCell();
+}
+
+function draftChangesExpectations() {
+  return draft.expectations !== null && draft.expectations !== undefined;
 }
 
 function inDraft(kind, line) {
@@ -75,6 +112,9 @@ export function init() {
   $("#draft-clear").addEventListener("click", () => {
     draft.add = [];
     draft.remove = [];
+    draft.expectations = null;
+    const editor = document.getElementById("draft-expectations");
+    if (editor) editor.value = expectationsInForce;
     saveDraft();
     message($("#draft-message"), "info", "");
   });
@@ -94,11 +134,14 @@ export async function load(proposalId = null) {
   await busy(null, output, async () => {
     const [matrixData, policyData, proposalData] = await Promise.all([
       graphql(MATRIX, { proposalId }),
-      graphql(POLICIES),
+      graphql(POLICY_LINES, { days: EXPIRING_DAYS }),
       graphql(PROPOSALS, { status: "PENDING", first: 100 }),
     ]);
     matrix = matrixData.policyMatrix;
     lines = policyData.policies.lines;
+    expectationsInForce = policyData.policies.expectations;
+    renderValidity(policyData);
+    renderExpectationsEditor();
     proposedLines = openProposalLines(proposalData);
     if (!proposalId) setVersion(matrix.version);
     renderPreviewBanner();
@@ -421,6 +464,8 @@ function grantForm(subject, parsed, field) {
       })
     : null;
 
+  const until = h("input", { id: "grant-valid-to", type: "date", autocomplete: "off" });
+
   function grant(action) {
     const code = region ? region.value.trim() : "";
     if (code && !/^(\d{2}|\d{4}|\d{6})$/.test(code)) {
@@ -438,6 +483,17 @@ function grantForm(subject, parsed, field) {
         : `${parsed.department}:${parsed.level}`;
     }
     const line = { subject: lineSubject, object: field, action, purpose: purpose.value };
+    if (until.value) {
+      if (!/^\d{4}-\d{2}-\d{2}$/.test(until.value)) {
+        message(output, "error", "期限应为日期 (年-月-日)");
+        return;
+      }
+      line.validTo = endOfDay(until.value);
+      if (Date.parse(line.validTo) <= Date.now()) {
+        message(output, "error", "期限已过: 请选择今天或以后的日期");
+        return;
+      }
+    }
     if (inDraft("add", line)) {
       message(output, "error", "草稿中已有这一行");
       return;
@@ -473,6 +529,8 @@ function grantForm(subject, parsed, field) {
     purpose,
     region ? h("label", { for: "grant-region" }, "只限区划 (可选: 市 4 位或县 6 位)") : null,
     region,
+    h("label", { for: "grant-valid-to" }, "期限 (可选: 授予至该日北京时间 24:00 止, 到期自动失效)"),
+    until,
     h("div", { class: "buttons" }, buttons),
     output,
   );
@@ -485,9 +543,102 @@ function renderDraft() {
     ...draft.add.map((line, index) => lineItem(line, "added", undoButton("add", index))),
     ...draft.remove.map((line, index) => lineItem(line, "removed", undoButton("remove", index))),
   ];
+  if (draftChangesExpectations()) {
+    items.push(
+      h(
+        "li",
+        { class: "expectations-changed" },
+        h("span", { class: "line-words" }, "策略期望已修改 (提交后与策略行一并审批)"),
+      ),
+    );
+  }
   fill($("#draft-list"), items);
   $("#draft-empty").hidden = items.length > 0;
   $("#draft-submit").disabled = items.length === 0;
+}
+
+// ------------------------------------------------------------------ 期限 and expectations
+
+function validitySection() {
+  let section = document.getElementById("validity-panel");
+  if (!section) {
+    section = h("section", { id: "validity-panel", class: "card", "aria-live": "polite" });
+    const layout = document.querySelector("#panel-policy .policy-layout");
+    if (layout) layout.before(section);
+    else $("#policy-message").after(section);
+  }
+  return section;
+}
+
+/** 即将到期: the grants that stop within 30 days; the lines already past their end (they
+ * grant nothing, and can be removed); the expectations the policy no longer meets. */
+function renderValidity(data) {
+  const expiring = data.expiring.lines;
+  const expired = data.policies.lines.filter((line) => line.expired);
+  const failures = data.policies.expectationFailures;
+  const section = validitySection();
+  const parts = [h("h3", {}, `即将到期 (${EXPIRING_DAYS} 天内)`)];
+  parts.push(
+    expiring.length
+      ? h("ul", { class: "lines expiring" }, expiring.map((line) => lineItem(line, "line")))
+      : h("p", { class: "hint" }, `没有在 ${EXPIRING_DAYS} 天内到期的策略行。`),
+  );
+  if (expired.length) {
+    parts.push(
+      h("h4", {}, "已到期 (不再授予, 可提出删除)"),
+      h(
+        "ul",
+        { class: "lines expired" },
+        expired.map((line) => lineItem(line, "line", removeControl(line))),
+      ),
+    );
+  }
+  if (failures.length) {
+    parts.push(
+      h("h4", {}, "当前策略不满足的策略期望"),
+      h(
+        "ul",
+        { class: "expectation-failures" },
+        failures.map((failure) => h("li", {}, failure.message)),
+      ),
+    );
+  }
+  fill(section, parts);
+}
+
+/** The expectations editor of the draft: the complete set, as text (e lines). */
+function renderExpectationsEditor() {
+  let editor = document.getElementById("draft-expectations");
+  if (!editor) {
+    editor = h("textarea", {
+      id: "draft-expectations",
+      rows: "6",
+      spellcheck: "false",
+      placeholder: "e, civil_affairs:county@370102, -, Person.phone, mask",
+    });
+    const details = h(
+      "details",
+      { id: "draft-expectations-details" },
+      h("summary", {}, "策略期望 (可选: 修改完整的期望, 与策略行一并审批)"),
+      h(
+        "p",
+        { class: "hint" },
+        "每行一条: e, 调用方 (部门:层级@区划), 用途 (- 未声明, * 任何情形), 对象, 期望 ",
+        "(read / mask / deny; 操作 call / deny; rows 与人员范围或 none)。",
+        "每个变更申请都按期望检查, 不满足的申请不能批准。",
+      ),
+      h("label", { for: "draft-expectations" }, "完整的策略期望"),
+      editor,
+    );
+    const buttons = document.querySelector("#draft-form .buttons");
+    if (buttons) buttons.before(details);
+    else $("#draft-form").append(details);
+    editor.addEventListener("input", () => {
+      draft.expectations = editor.value === expectationsInForce ? null : editor.value;
+      saveDraft();
+    });
+  }
+  editor.value = draftChangesExpectations() ? draft.expectations : expectationsInForce;
 }
 
 function undoButton(kind, index) {
@@ -509,8 +660,8 @@ function undoButton(kind, index) {
 async function submitDraft() {
   const output = $("#draft-message");
   const title = $("#draft-title").value.trim();
-  if (!draft.add.length && !draft.remove.length) {
-    message(output, "error", "草稿为空: 请先在策略表中删除或授予");
+  if (!draft.add.length && !draft.remove.length && !draftChangesExpectations()) {
+    message(output, "error", "草稿为空: 请先在策略表中删除或授予, 或修改策略期望");
     return;
   }
   if (!title) {
@@ -525,17 +676,21 @@ async function submitDraft() {
       note,
       add: draft.add.map(lineInput),
       remove: draft.remove.map(lineInput),
+      expectations: draftChangesExpectations() ? draft.expectations : null,
     });
     const proposal = data.proposePolicyChange;
     draft.add = [];
     draft.remove = [];
+    draft.expectations = null;
     saveDraft();
     $("#draft-title").value = "";
     $("#draft-note").value = "";
+    const broken = proposal.expectationFailures.length;
     message(
       output,
-      "ok",
-      `已提交申请 #${shortId(proposal.id)} (基于版本 ${proposal.baseVersion}), 等待另一位安全管理员审批`,
+      broken ? "error" : "ok",
+      `已提交申请 #${shortId(proposal.id)} (基于版本 ${proposal.baseVersion}), 等待另一位安全管理员审批` +
+        (broken ? `; 注意: 该申请不满足 ${broken} 条策略期望, 在修改期望之前不能批准` : ""),
     );
     document.dispatchEvent(new CustomEvent("console:proposals-changed"));
   });

@@ -1,5 +1,7 @@
-// 审批: pending proposals with their diff, the field changes, a simulation of the proposed
-// policy next to the current one, and the decision (four-eyes: never one's own proposal).
+// 审批: pending proposals with their diff (each line's 期限), the change of the policy
+// expectations and the expectations the proposal breaks (it cannot be approved while any), the
+// field changes, a simulation of the proposed policy next to the current one, and the decision
+// (four-eyes: never one's own proposal).
 
 import { graphql } from "./api.js";
 import { $, busy, fill, h, message } from "./dom.js";
@@ -18,6 +20,25 @@ import {
 } from "./labels.js";
 import { lineItem } from "./lines.js";
 import { APPROVE, PROPOSALS, REJECT, ROLLBACK, SIMULATE, VERSIONS } from "./queries.js";
+
+// The pending proposals as review needs them: lines with their 期限, the proposed expectations
+// next to those of the base version, and the expectations the change breaks (issue 16).
+const REVIEW_LINE = "subject object action purpose region editable validTo expired";
+const REVIEW_PROPOSALS = `
+query ConsoleReviewProposals($status: ProposalStatus, $first: Int) {
+  policyProposals(status: $status, first: $first) {
+    totalCount
+    edges { node {
+      id status title note proposedBy proposedAt baseVersion
+      decidedBy decidedAt decisionNote resultingVersion canApprove
+      added { ${REVIEW_LINE} }
+      removed { ${REVIEW_LINE} }
+      fieldChanges { subject field before after }
+      expectations expectationsBefore
+      expectationFailures { line expectation purpose actual expected message }
+    } }
+  }
+}`;
 
 // Person fields a simulation answer holds, by the record type they belong to (column headers).
 const RELATION_TYPES = {
@@ -60,7 +81,7 @@ function showPendingCount(count) {
 async function loadProposals() {
   const target = $("#proposals");
   await busy(null, $("#review-message"), async () => {
-    const data = await graphql(PROPOSALS, { status: "PENDING", first: PAGE });
+    const data = await graphql(REVIEW_PROPOSALS, { status: "PENDING", first: PAGE });
     const proposals = data.policyProposals.edges.map((edge) => edge.node);
     showPendingCount(data.policyProposals.totalCount);
     if (!proposals.length) {
@@ -100,6 +121,8 @@ function proposalCard(proposal) {
       proposal.added.map((line) => lineItem(line, "added")),
       proposal.removed.map((line) => lineItem(line, "removed")),
     ),
+    expectationsChange(proposal),
+    expectationsCheck(proposal),
     h("h4", {}, "字段效果变化"),
     fieldChangesTable(proposal.fieldChanges),
     h(
@@ -122,6 +145,59 @@ function proposalCard(proposal) {
     decisionSection(proposal, own),
   );
   return card;
+}
+
+function expectationLines(text) {
+  return (text || "")
+    .split("\n")
+    .map((line) => line.trim())
+    .filter((line) => line.startsWith("e,"));
+}
+
+/** The proposed complete set of expectations, as a diff against the base version's. */
+function expectationsChange(proposal) {
+  if (proposal.expectations === null || proposal.expectations === undefined) return null;
+  const before = expectationLines(proposal.expectationsBefore);
+  const after = expectationLines(proposal.expectations);
+  const added = after.filter((line) => !before.includes(line));
+  const removed = before.filter((line) => !after.includes(line));
+  return [
+    h("h4", {}, "策略期望的修改 (与策略行一并审批)"),
+    added.length || removed.length
+      ? h(
+          "ul",
+          { class: "diff expectations" },
+          added.map((line) => h("li", { class: "added" }, h("code", {}, line))),
+          removed.map((line) => h("li", { class: "removed" }, h("code", {}, line))),
+        )
+      : h("p", { class: "hint" }, "期望的内容不变 (仅顺序或格式不同)。"),
+  ];
+}
+
+/** The policy tests: the expectations the proposed policy breaks, or that it meets them. */
+function expectationsCheck(proposal) {
+  const failures = proposal.expectationFailures || [];
+  const count = expectationLines(proposal.expectations ?? proposal.expectationsBefore).length;
+  if (!failures.length) {
+    return h(
+      "p",
+      { class: "hint expectations-ok" },
+      count ? `策略期望检查: 全部 ${count} 条成立。` : "策略期望检查: 没有策略期望。",
+    );
+  }
+  return [
+    h("h4", {}, "策略期望检查: 不成立"),
+    h(
+      "p",
+      { class: "reason" },
+      `该申请不满足 ${failures.length} 项策略期望, 不能批准; 如确需变更, 须在同一申请中修改相应的期望 (仍须另一位安全管理员批准)。`,
+    ),
+    h(
+      "ul",
+      { class: "expectation-failures" },
+      failures.map((failure) => h("li", {}, failure.message)),
+    ),
+  ];
 }
 
 function effectBadge(effect, field) {
@@ -536,6 +612,9 @@ function outcomeColumn(title, outcome, flat, columns, baseline, kind) {
 
 function refusalReason(proposal, own) {
   if (own) return "不能批准自己提出的变更 (四眼原则: 须由另一位安全管理员批准)";
+  if (proposal.expectationFailures?.length) {
+    return "该申请不满足策略期望 (见上方“策略期望检查”), 不能批准";
+  }
   if (session.version !== null && proposal.baseVersion !== session.version) {
     return `该申请基于版本 ${proposal.baseVersion}, 当前为版本 ${session.version}; 须重新提出`;
   }
@@ -558,7 +637,8 @@ function decisionSection(proposal, own) {
     note,
     h("div", { class: "buttons" }, approve, decline),
   ];
-  if (!proposal.canApprove) {
+  const approvable = proposal.canApprove && !proposal.expectationFailures?.length;
+  if (!approvable) {
     approve.disabled = true;
     const reason = h(
       "p",
@@ -592,7 +672,7 @@ function decisionSection(proposal, own) {
       );
       document.dispatchEvent(new CustomEvent("console:proposals-changed"));
     }).then(() => {
-      if (!proposal.canApprove) approve.disabled = true;
+      if (!approvable) approve.disabled = true;
     }),
   );
   decline.addEventListener("click", () => {
