@@ -534,6 +534,38 @@ async def test_jwks_file_is_a_key_source(tmp_path: Path) -> None:
             await service.verify(platform.mint(person, alg="RS256"))
 
 
+async def test_a_key_verifies_only_the_algorithm_published_for_it(tmp_path: Path) -> None:
+    """A JWK that says ``alg: RS512`` does not verify an RS256 token, though both are RSA."""
+    signer = new_key("RS256", kid="k1")
+    published = {**signer.public_jwk(), "alg": "RS512"}
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps({"keys": [published]}), encoding="utf-8")
+    config = IssuerConfig(
+        name="file",
+        issuer="https://iam.example",
+        audience=("gw",),
+        jwks_file=path,
+        algorithms=("RS256",),
+    )
+    service = TokenService(LOCAL_KEY, "relief-gateway", issuers=[Issuer(config)])
+    now = int(clock.now_utc().timestamp())
+    claims = {
+        "iss": "https://iam.example",
+        "aud": "gw",
+        "sub": "a",
+        "exp": now + 60,
+        "dept": "health",
+        "level": "province",
+        "region": "37",
+    }
+    token = jwt.encode(claims, signer.private, algorithm="RS256", headers={"kid": "k1"})
+    with pytest.raises(Unauthenticated):
+        await service.verify(token)
+    path.write_text(json.dumps({"keys": [signer.public_jwk()]}), encoding="utf-8")
+    fixed = TokenService(LOCAL_KEY, "relief-gateway", issuers=[Issuer(config)])
+    assert (await fixed.verify(token)).subject == "file|a"
+
+
 # --------------------------------------------------------------------------- dispatch
 
 

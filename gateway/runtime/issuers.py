@@ -180,8 +180,13 @@ class Issuer:
             key = self.keys.get(kid)  # the platform rolled its keys over
         if key is None:
             raise Unauthenticated("令牌无效: 身份平台未公布该签名密钥, 请重新登录")
-        if algorithm not in ALGORITHMS_BY_KEY_TYPE.get(key.key_type or "", ()):
-            raise Unauthenticated(INVALID)  # the alg must fit the key it claims
+        if (
+            algorithm not in ALGORITHMS_BY_KEY_TYPE.get(key.key_type or "", ())
+            or key.algorithm_name != algorithm
+        ):
+            # The alg must fit the key it claims, and the alg the platform published for the
+            # key (RFC 7517 §4.4; PyJWK defaults it from the key type when absent).
+            raise Unauthenticated(INVALID)
         try:
             claims = jwt.decode(
                 token,
