@@ -114,14 +114,26 @@ def _verify(settings: Settings, anchor_text: str | None, archives: list[Path]) -
     if anchor is not None and not re.fullmatch(r"[0-9a-f]{64}", anchor):
         print("错误: --anchor 应为 64 位十六进制的链头哈希", file=sys.stderr)
         return 2
-    # The MACs need the audit key: no keyring, no verification worth the name (exit 2).
-    macs = AuditMac(open_keyring(settings))
+    # The MACs need the audit key. Without a keyring file the chain alone is checked, and the
+    # report says so; a keyring that exists but cannot be opened is an error (exit 2).
+    macs = AuditMac(open_keyring(settings)) if settings.keyring_path.exists() else None
+    if macs is None:
+        print(
+            f"警告: 找不到密钥环文件 {settings.keyring_path}: 只校验哈希链, 未校验 MAC "
+            "(没有审计密钥, 重新计算了全部哈希的改写无法发现)",
+            file=sys.stderr,
+        )
 
     async def verify() -> int:
         engine = make_engine(settings.resolved_database_url)
         try:
             async with make_sessionmaker(engine)() as session:
-                files = await verify_archives(session, archives, macs) if archives else None
+                files = None
+                if archives and macs is not None:
+                    files = await verify_archives(session, archives, macs)
+                elif archives:
+                    print("错误: 校验归档文件需要密钥环中的审计密钥", file=sys.stderr)
+                    return 2
                 hashes = files.hashes if files is not None else frozenset()
                 report = await verify_chain(
                     session, anchor=anchor, macs=macs, archived_hashes=hashes
@@ -129,7 +141,7 @@ def _verify(settings: Settings, anchor_text: str | None, archives: list[Path]) -
         finally:
             await engine.dispose()
         files_ok = _print_archives(files, report) if files is not None else True
-        code = _print_chain(report, keyed=macs.key_id is not None)
+        code = _print_chain(report, keyed=macs is not None and macs.key_id is not None)
         return code if files_ok else 1
 
     return asyncio.run(verify())
@@ -176,13 +188,13 @@ def _print_chain(report: ChainReport, keyed: bool) -> int:
             macs += f", {report.pre_mac_entries} 条早于启用 MAC)" if report.pre_mac_entries else ")"
         else:
             macs = "密钥环中没有审计密钥, 未校验 MAC (请 relief-gateway audit rotate-key)"
-        print(f"审计日志完整: {report.entries} 条在线记录, {start}, 哈希链无误, {macs}")
+        print(f"审计日志完整: {report.entries} 条记录在线, {start}, 哈希链无误, {macs}")
         # The chain cannot reveal deleted LAST entries: the head, kept elsewhere, can.
         print(f"链头哈希: {report.head_hash} (请在系统外记录, 下次用 --anchor 核对)")
         return 0
     if report.anchor_missing:
         print(
-            f"审计日志被篡改: {report.reason}; 当前 {report.entries} 条在线记录, "
+            f"审计日志被篡改: {report.reason}; 当前 {report.entries} 条记录在线, "
             f"链头哈希 {report.head_hash} (如该哈希已归档, 请用 --archive 给出归档文件)",
             file=sys.stderr,
         )

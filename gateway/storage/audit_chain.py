@@ -39,8 +39,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from sqlalchemy import select, text
+from sqlalchemy import inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import load_only
 
 from gateway.crypto import AuditMac
 from gateway.domain.clock import as_utc, now_utc
@@ -127,8 +128,17 @@ def seal_anchor(anchor: AuditAnchor, macs: AuditMac) -> AuditAnchor:
     return anchor
 
 
+async def _keyed_schema(session: AsyncSession) -> bool:
+    """Whether the database has the evidence tables of migration 0011 (a database at an
+    earlier revision, mid-upgrade or downgraded, still has a chain to verify)."""
+    connection = await session.connection()
+    return await connection.run_sync(lambda sync: inspect(sync).has_table("audit_anchor"))
+
+
 async def archived_head(session: AsyncSession) -> str | None:
     """The hash the online chain starts from: the last archived entry's, if any."""
+    if not await _keyed_schema(session):
+        return None
     stmt = (
         select(AuditAnchor.last_entry_hash)
         .where(AuditAnchor.kind == "archive")
@@ -372,7 +382,16 @@ async def verify_chain(
     after it were deleted (which the links alone cannot show). A head that has since been
     archived counts when it is an archive anchor's hash or in ``archived_hashes`` (the hashes
     of archive files the caller verified)."""
-    anchors = await _read_anchors(session, macs)
+    keyed = await _keyed_schema(session)
+    unkeyed = ("mac_key_id", "entry_mac")  # added by 0011
+    columns = [c for c in AuditEntry.__table__.columns if keyed or c.key not in unkeyed]
+    if not keyed:  # before 0011: no MACs, no anchors; only the chain can be checked
+        macs = None
+    anchors = (
+        await _read_anchors(session, macs)
+        if keyed
+        else _Anchors(GENESIS, frozenset(), 0, None, None)
+    )
     since = None
     if macs is not None and macs.since:
         since = as_utc(datetime.fromisoformat(macs.since))
@@ -428,6 +447,7 @@ async def verify_chain(
             (
                 await session.execute(
                     select(AuditEntry)
+                    .options(load_only(*(getattr(AuditEntry, c.key) for c in columns)))
                     .where(AuditEntry.id > last_id)
                     .order_by(AuditEntry.id)
                     .limit(batch)
