@@ -121,6 +121,22 @@ export function lineItem(line, className, ...extra) {
   );
 }
 
+/** An expectation that fails: the expectation as written, then in words what the policy gives
+ * (codes in <code>: the words around them are Chinese). */
+export function failureItem(failure) {
+  return h(
+    "li",
+    { title: failure.message },
+    h("code", {}, failure.expectation),
+    ` 不成立 (${failure.purpose ? "用途 " : "未声明用途"}`,
+    failure.purpose ? h("code", {}, failure.purpose) : null,
+    "): 实际 ",
+    h("code", {}, failure.actual),
+    ", 期望 ",
+    h("code", {}, failure.expected),
+  );
+}
+
 function globMatches(pattern, value) {
   if (!pattern.includes("*")) return pattern === value;
   const escaped = pattern.replace(/[.+?^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*");

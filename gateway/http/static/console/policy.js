@@ -23,6 +23,7 @@ import {
 import {
   EXPIRING_DAYS,
   endOfDay,
+  failureItem,
   lineInput,
   lineItem,
   lineKey,
@@ -599,7 +600,7 @@ function renderValidity(data) {
       h(
         "ul",
         { class: "expectation-failures" },
-        failures.map((failure) => h("li", {}, failure.message)),
+        failures.map(failureItem),
       ),
     );
   }
@@ -623,9 +624,23 @@ function renderExpectationsEditor() {
       h(
         "p",
         { class: "hint" },
-        "每行一条: e, 调用方 (部门:层级@区划), 用途 (- 未声明, * 任何情形), 对象, 期望 ",
-        "(read / mask / deny; 操作 call / deny; rows 与人员范围或 none)。",
-        "每个变更申请都按期望检查, 不满足的申请不能批准。",
+        "每行一条: ",
+        h("code", {}, "e, 调用方, 用途, 对象, 期望"),
+        "; 调用方写作 ",
+        h("code", {}, "部门:层级@区划"),
+        ", 用途 ",
+        h("code", {}, "-"),
+        " 为未声明、",
+        h("code", {}, "*"),
+        " 为任何情形; 字段的期望为 ",
+        h("code", {}, "read / mask / deny"),
+        ", 操作为 ",
+        h("code", {}, "call / deny"),
+        ", 对象 ",
+        h("code", {}, "rows"),
+        " 的期望为人员范围或 ",
+        h("code", {}, "none"),
+        "。每个变更申请都按期望检查, 不满足的申请不能批准。",
       ),
       h("label", { for: "draft-expectations" }, "完整的策略期望"),
       editor,

@@ -18,7 +18,7 @@ import {
   shortId,
   subjectName,
 } from "./labels.js";
-import { lineItem } from "./lines.js";
+import { failureItem, lineItem } from "./lines.js";
 import { APPROVE, PROPOSALS, REJECT, ROLLBACK, SIMULATE, VERSIONS } from "./queries.js";
 
 // The pending proposals as review needs them: lines with their 期限, the proposed expectations
@@ -195,7 +195,7 @@ function expectationsCheck(proposal) {
     h(
       "ul",
       { class: "expectation-failures" },
-      failures.map((failure) => h("li", {}, failure.message)),
+      failures.map(failureItem),
     ),
   ];
 }
