@@ -688,3 +688,15 @@ def test_a_reload_the_token_refuses_keeps_the_keys_in_memory(
     assert running.reload_if_changed()
     assert running.primary_id == latest.key_id
     assert held in running.data_keys
+
+
+def test_wrap_without_a_cipher_machine_names_the_settings(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "keyring.json"
+    Keyring.generate(SUITES[0]).save(path)
+    before = path.read_bytes()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RELIEF_PKCS11_")}
+    ran = _cli("keys", "wrap", env={**env, "RELIEF_DATA_DIR": str(path.parent)})
+    assert ran.code == 2
+    assert "keys wrap 需要配置密码机" in ran.err
+    assert "RELIEF_PKCS11_MODULE" in ran.err
+    assert path.read_bytes() == before
