@@ -86,7 +86,7 @@ def add_clients_command(command: Callable[[str, str], argparse.ArgumentParser]) 
     )
     clients.add_argument("action", choices=ACTIONS)
     clients.add_argument("client_id", nargs="?", help="disable: 要停用的客户端标识")
-    clients.add_argument("--dept", type=department_code, help="add: 部门代码, 如 medical_security")
+    clients.add_argument("--dept", type=department_code, help="add: 部门代码, 如 medical_insurance")
     clients.add_argument("--level", choices=["province", "city", "county"], help="add: 层级")
     clients.add_argument("--region", help="add: 辖区代码: 省 2 位, 市 4 位, 县 6 位")
     clients.add_argument("--name", help="add: 系统名称, 如 县医保结算系统")
@@ -173,18 +173,14 @@ def _add(settings: Settings, args: argparse.Namespace, by: str) -> int:
 
 
 def _fingerprint(path: Path) -> str:
-    import hashlib
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives.serialization import Encoding
+    from gateway.crypto._signing import certificate_sha256
 
     try:
-        certificate = x509.load_pem_x509_certificate(path.read_bytes())
+        return certificate_sha256(path.read_bytes())
     except FileNotFoundError:
         raise BadUserInput(f"找不到证书文件 {path}") from None
     except (OSError, ValueError):
         raise BadUserInput(f"无法读取证书 {path}: 应为 PEM 格式的 X.509 证书") from None
-    return hashlib.sha256(certificate.public_bytes(Encoding.DER)).hexdigest()
 
 
 async def _store(

@@ -39,19 +39,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import hashlib
 import ipaddress
 import logging
 import re
 import weakref
 from urllib.parse import parse_qsl, unquote, unquote_plus
 
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from gateway.crypto._signing import certificate_sha256
 from gateway.domain.errors import BadUserInput
 from gateway.domain.settings import Settings
 from gateway.runtime.parts import Runtime
@@ -237,10 +235,9 @@ def _certificate(settings: Settings, request: Request) -> str | None:
         return None
     if "BEGIN CERTIFICATE" in value or value.startswith("-----") or "%" in value:
         try:
-            certificate = x509.load_pem_x509_certificate(unquote(value).encode())
+            return certificate_sha256(unquote(value).encode())
         except ValueError:
             raise _invalid_request("代理传来的客户端证书无法解析") from None
-        return hashlib.sha256(certificate.public_bytes(Encoding.DER)).hexdigest()
     try:
         return normalize_fingerprint(value)
     except BadUserInput:

@@ -39,10 +39,9 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 import jwt
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway.crypto._signing import PrivateKey, PublicKey, SigningKey
 from gateway.domain.clock import now_utc
 from gateway.domain.errors import BadUserInput, ConfigurationError, Forbidden, Unauthenticated
 from gateway.domain.principal import Principal, check_claims
@@ -63,11 +62,15 @@ APPLICATION_NAME = "relief-gateway client listener"
 # ---------------------------------------------------------------------------- the key pair
 @dataclass(frozen=True)
 class ClientTokenKey:
-    private_key: ec.EllipticCurvePrivateKey
+    signing: SigningKey
 
     @property
-    def public_key(self) -> ec.EllipticCurvePublicKey:
-        return self.private_key.public_key()
+    def private_key(self) -> PrivateKey:
+        return self.signing.private
+
+    @property
+    def public_key(self) -> PublicKey:
+        return self.signing.public
 
     @property
     def kid(self) -> str:
@@ -78,13 +81,7 @@ class ClientTokenKey:
         return _b64(hashlib.sha256(canonical).digest())
 
     def public_jwk(self) -> dict[str, str]:
-        numbers = self.public_key.public_numbers()
-        return {
-            "kty": "EC",
-            "crv": "P-256",
-            "x": _b64(numbers.x.to_bytes(32, "big")),
-            "y": _b64(numbers.y.to_bytes(32, "big")),
-        }
+        return self.signing.public_jwk()
 
     def jwks(self) -> dict[str, Any]:
         return {"keys": [{**self.public_jwk(), "use": "sig", "alg": ALGORITHM, "kid": self.kid}]}
@@ -102,23 +99,18 @@ class ClientTokenKey:
                 f"服务账号签名密钥 {path} 权限过宽, 应仅属主可读写 (chmod 600)"
             )
         try:
-            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        except (ValueError, TypeError):
-            raise ConfigurationError(f"服务账号签名密钥 {path} 不是 PEM 格式的私钥") from None
-        if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
-            raise ConfigurationError(f"服务账号签名密钥 {path} 应为 P-256 (ES256) 椭圆曲线私钥")
-        return cls(key)
+            return cls(SigningKey.from_pem(path.read_bytes()))
+        except ValueError:
+            raise ConfigurationError(
+                f"服务账号签名密钥 {path} 应为 PEM 格式的 P-256 (ES256) 椭圆曲线私钥"
+            ) from None
 
 
 def _create(path: Path) -> None:
     """Write a new key atomically and exclusively: two processes starting at once end up with
     one key (the second link fails and that process reads the first one's file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
+    pem = SigningKey.generate_pem()
     staging = path.with_name(f".{path.name}.{secrets.token_hex(6)}")
     fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IRUSR | stat.S_IWUSR)
     try:
@@ -294,7 +286,7 @@ class ClientTokenVerifier:
     """
 
     def __init__(
-        self, issuer: str, public_key: ec.EllipticCurvePublicKey | None, disabled: DisabledClients
+        self, issuer: str, public_key: PublicKey | None, disabled: DisabledClients
     ) -> None:
         self.issuer = issuer
         self._public_key = public_key
