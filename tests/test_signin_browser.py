@@ -38,7 +38,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 
 from tests.issuer_support import TestIssuer, pkce_pair
 
@@ -168,14 +168,19 @@ def development(data_dir: Path) -> Iterator[Served]:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
+def playwright() -> Iterator[Playwright]:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=_chromium(), headless=True)
-        try:
-            yield launched
-        finally:
-            launched.close()
+    with sync_playwright() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    launched = playwright.chromium.launch(executable_path=_chromium(), headless=True)
+    try:
+        yield launched
+    finally:
+        launched.close()
 
 
 # --------------------------------------------------------------------------- browser helpers
@@ -252,7 +257,7 @@ class Session:
         self.context.close()
 
 
-def _planted_code(served: Served, username: str) -> tuple[str, str, str]:
+def _planted_code(served: Served, username: str, page: str = "/workbench") -> tuple[str, str, str]:
     """Someone else's sign-in, done outside the victim's browser: (code, state, verifier)."""
     verifier, challenge = pkce_pair()
     state = "attacker-state-0123456789"
@@ -261,7 +266,7 @@ def _planted_code(served: Served, username: str) -> tuple[str, str, str]:
         data={
             "response_type": "code",
             "client_id": CLIENT_ID,
-            "redirect_uri": f"{served.base}/workbench",
+            "redirect_uri": f"{served.base}{page}",
             "state": state,
             "code_challenge": challenge,
             "code_challenge_method": "S256",
@@ -451,6 +456,29 @@ def test_the_platforms_token_running_out_signs_the_page_out(
     clerk.close()
 
 
+def test_an_address_without_https_is_told_to_use_it(
+    development: Served, playwright: Playwright
+) -> None:
+    """Opened by a plain-http host name (not loopback), the page is no secure context and the
+    browser offers no crypto.subtle for PKCE: the page says to use https instead of failing."""
+    port = urlsplit(development.base).port
+    plain = playwright.chromium.launch(
+        executable_path=_chromium(),
+        headless=True,
+        args=["--host-resolver-rules=MAP gateway.intranet 127.0.0.1"],
+    )
+    try:
+        page = plain.new_page(locale="zh-CN")
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(f"http://gateway.intranet:{port}/workbench")
+        assert page.evaluate("window.isSecureContext") is False
+        expect(page.locator("#signin")).to_contain_text("请通过 https 地址打开本页")
+        expect(page.get_by_role("button", name=SIGN_IN)).to_be_disabled()
+        page.screenshot(path=str(ARTIFACTS / "workbench-13-not-https.png"), full_page=True)
+    finally:
+        plain.close()
+
+
 def test_production_offers_the_platform_only(data_dir: Path, browser: Browser) -> None:
     """In production the gateway refuses its own tokens once a platform is trusted: no token
     form, and the platform's sign-in works there the same."""
@@ -466,3 +494,4 @@ def test_production_offers_the_platform_only(data_dir: Path, browser: Browser) -
         clerk.shot("workbench-11-production-signed-in")
         assert clerk.problems == []
         clerk.close()
+

@@ -20,6 +20,8 @@ const PENDING_KEY = "relief-signin-pending";
 const EXPIRES_KEY = "relief-signin-expires";
 // A sign-in not finished within this time is refused on return (a stale or planted response).
 const PENDING_TTL_MS = 10 * 60 * 1000;
+const NOT_SECURE =
+  "无法使用统一身份认证登录: 请通过 https 地址打开本页 (浏览器只在安全连接中提供所需的加密功能)";
 // A timer cannot wait longer than this (2^31 - 1 ms); expiries further out are rechecked.
 const LONGEST_TIMER_MS = 2_147_483_647;
 
@@ -331,10 +333,17 @@ function renderBox(box, config, show) {
   const button = element("button", { type: "button", class: "primary", id: "signin-issuer" });
   button.textContent = "统一身份认证登录";
   const note = element("p", { class: "hint" });
-  note.textContent = config.ready
-    ? `将跳转到统一身份认证平台${host ? ` (${host})` : ""} 登录, 完成后返回本页。`
-    : config.message || "统一身份认证平台暂时不可用, 请稍后刷新页面重试";
-  button.disabled = !config.ready;
+  // crypto.subtle (the SHA-256 of PKCE) exists only in a secure context: https, or loopback.
+  const secure = window.isSecureContext && Boolean(window.crypto?.subtle);
+  if (!config.ready) {
+    note.textContent = config.message || "统一身份认证平台暂时不可用, 请稍后刷新页面重试";
+  } else if (!secure) {
+    note.className = "message message-error";
+    note.textContent = NOT_SECURE;
+  } else {
+    note.textContent = `将跳转到统一身份认证平台${host ? ` (${host})` : ""} 登录, 完成后返回本页。`;
+  }
+  button.disabled = !config.ready || !secure;
   button.addEventListener("click", async () => {
     button.disabled = true;
     button.setAttribute("aria-busy", "true");
