@@ -282,6 +282,8 @@ async def test_sql_key_is_the_canonical_subject(gw: Harness) -> None:
         "①②",
         "ﬁle.clerk",
         "K\u212a",  # Kelvin sign
+        "\x1f Officer.A\x1c",  # ASCII white space Python strips too
+        "\u2028ｏｆｆｉｃｅｒ.a\u1680",  # white space NFKC keeps
         "",
         "   ",
     ]

@@ -16,8 +16,8 @@ rows are scanned (the query scans by id and region anyway; there is no subject i
 - SQLite: :func:`canonical_subject` itself, registered on the connection as a SQL function;
 - PostgreSQL: ``lower(btrim(normalize(subject, NFKC)))``, the same mapping for every subject
   except letters whose lower case differs from their case folding (``ß``/``ẞ``, final
-  ``ς``), which no subject scheme of an identity platform uses; subjects that are pure
-  printable ASCII skip ``normalize`` (NFKC leaves them unchanged).
+  ``ς``), which no subject scheme of an identity platform uses; an ASCII subject skips
+  ``normalize`` (NFKC leaves it unchanged) and is lowered byte by byte (``COLLATE "C"``).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, case, func, literal, literal_column, select
+from sqlalchemy import ColumnElement, String, case, func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from gateway.domain.clock import beijing_day_start
@@ -52,9 +52,10 @@ class AuditCriteria:
 
 # The SQLite function computing a stored subject's canonical key (registered per connection).
 SQLITE_SUBJECT_KEY = "relief_canonical_subject"
-# White space PostgreSQL's btrim removes around a normalised subject (NFKC turns the
-# ideographic and no-break spaces into U+0020 first).
-_TRIMMED = " \t\n\r\f\v"
+# What Python's str.strip() removes once NFKC has run (NFKC turns the ideographic, no-break and
+# other spaces into U+0020 first): ASCII white space, then the few non-ASCII ones NFKC keeps.
+_ASCII_SPACE = " \t\n\v\f\r\x1c\x1d\x1e\x1f"
+_UNICODE_SPACE = _ASCII_SPACE + "\x85\u1680\u2028\u2029"
 
 
 def subject_key(column: ColumnElement[str] | Any, dialect: str) -> ColumnElement[str]:
@@ -63,9 +64,14 @@ def subject_key(column: ColumnElement[str] | Any, dialect: str) -> ColumnElement
     if dialect == "sqlite":
         key: ColumnElement[str] = getattr(func, SQLITE_SUBJECT_KEY)(column, type_=String)
         return key
-    ascii_only = column.op("~")(literal("^[ -~]*$"))
-    normalised = case((ascii_only, column), else_=func.normalize(column, literal_column("NFKC")))
-    return func.lower(func.btrim(normalised, _TRIMMED), type_=String)
+    # An ASCII subject (as many bytes as characters) needs no normalisation, and its lower
+    # case is the C collation's, byte by byte: several times cheaper per row than a
+    # locale's lower() of NFKC (docs/security.md, 三权分立).
+    ascii_only = func.octet_length(column) == func.char_length(column)
+    ascii_key = func.lower(func.btrim(column, _ASCII_SPACE).collate("C"), type_=String)
+    normalised = func.normalize(column, literal_column("NFKC"))
+    unicode_key = func.lower(func.btrim(normalised, _UNICODE_SPACE), type_=String)
+    return case((ascii_only, ascii_key), else_=unicode_key)
 
 
 async def prepare_subject_key(connection: AsyncConnection) -> None:
