@@ -471,6 +471,34 @@ async def test_brute_force_locks_the_client_id_out(harness: Harness) -> None:
     assert (await _token(harness, other_id, other_secret))["token_type"] == "Bearer"
 
 
+async def test_the_database_away_is_a_retryable_503(tmp_path: Path) -> None:
+    from gateway.domain.settings import load_settings
+    from gateway.http.app import create_app
+    from gateway.runtime.parts import Runtime
+
+    settings = load_settings(
+        data_dir=tmp_path / "data", database_url="postgresql+asyncpg://u:p@127.0.0.1:9/none"
+    )
+    runtime = Runtime.create(settings, create_keys=True)
+    transport = httpx.ASGITransport(app=create_app(runtime))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw.test") as client:
+            response = await client.post(
+                "/oauth/token",
+                content="grant_type=client_credentials",
+                headers={
+                    "Content-Type": "application/x-www-form-urlencoded",
+                    **_basic("civil-affairs-000000000000", "secret"),
+                },
+            )
+    finally:
+        await runtime.engine.dispose()
+    assert response.status_code == 503, response.text
+    assert response.json()["error"] == "temporarily_unavailable"
+    assert "Retry-After" in response.headers
+    assert "SELECT" not in response.text
+
+
 # ------------------------------------------------------------------------------- certificates
 def _certificate(common_name: str) -> bytes:
     """A self-signed client certificate (PEM): what the province's proxy has verified."""

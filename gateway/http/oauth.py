@@ -24,6 +24,7 @@ them when omitted); the token carries them and a request declaring another X-Pur
                                  Retry-After after RELIEF_CLIENT_AUTH_FAILURES failures a minute
     unsupported_grant_type  400  any grant but client_credentials
     invalid_scope           400  a purpose the client is not registered for, or unknown
+    temporarily_unavailable 503  no signing key yet; the database unreachable (Retry-After)
 
 (``invalid_grant`` has no occasion here: the client-credentials grant carries no grant of its
 own to be invalid.)
@@ -45,6 +46,7 @@ import re
 import weakref
 from urllib.parse import parse_qsl, unquote, unquote_plus
 
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -135,7 +137,7 @@ async def _token(runtime: Runtime, request: Request) -> Response:
         raise OAuthError(
             400,
             "unsupported_grant_type",
-            f"不支持的授权类型 {grant_type!r}; 仅支持 client_credentials",
+            f"不支持的授权类型 {grant_type[:40]!r}; 仅支持 client_credentials",
         )
     client_id, secret, fingerprint = _credentials(runtime.settings, request, params)
     wait = clients.failures.retry_after(client_id)
@@ -146,7 +148,14 @@ async def _token(runtime: Runtime, request: Request) -> Response:
             f"该客户端认证失败次数过多, 请 {wait} 秒后再试",
             {"Retry-After": str(wait)},
         )
-    client = await _authenticate(runtime, client_id, secret, fingerprint)
+    try:
+        client = await _authenticate(runtime, client_id, secret, fingerprint)
+    except (SQLAlchemyError, OSError) as exc:
+        # The log names the kind of failure only: the exception's text carries SQL.
+        log.warning("token endpoint: database unavailable (%s)", type(exc).__name__)
+        raise OAuthError(
+            503, "temporarily_unavailable", "数据库暂时不可用, 请稍后重试", {"Retry-After": "5"}
+        ) from None
     if client is None:
         clients.failures.failed(client_id)
         log.warning("client authentication failed: %s", _loggable(client_id))
