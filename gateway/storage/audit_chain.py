@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -47,6 +48,8 @@ from gateway.crypto import AuditMac
 from gateway.domain.clock import as_utc, now_utc
 from gateway.domain.principal import Principal
 from gateway.storage.models import AuditAnchor, AuditEntry
+
+log = logging.getLogger("gateway.audit")
 
 GENESIS = "0" * 64
 _AUDIT_LOCK_KEY = 0x52454C494546  # "RELIEF": pg_advisory_xact_lock key for the chain head
@@ -219,6 +222,11 @@ class AuditWriter:
     ) -> None:
         self._sessions = sessions
         self.macs = macs
+        if macs is not None and macs.key_id is None:
+            log.warning(
+                "密钥环中没有审计密钥: 审计记录不带 MAC, 改写整条哈希链将无法发现; "
+                "请运行 relief-gateway audit rotate-key"
+            )
         self._pending: list[tuple[AuditEntry, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
