@@ -36,7 +36,10 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from gateway.crypto._signing import SigningKey
 from gateway.domain.clock import now_utc
 from gateway.domain.errors import Unauthenticated
 from gateway.runtime.client_tokens import (
@@ -291,6 +294,14 @@ def test_secret_hash_records_its_parameters_and_is_salted() -> None:
     assert not needs_rehash(first)
     assert not verify_secret("s3cret", "scrypt$ln=40,r=8,p=1$AAAA$AAAA")  # no runaway cost
     assert not verify_secret("s3cret", "plain:s3cret")
+
+
+@settings(max_examples=25, deadline=None)
+@given(secret=st.text(max_size=64), other=st.text(max_size=64))
+def test_a_hash_accepts_its_secret_and_nothing_else(secret: str, other: str) -> None:
+    stored = hash_secret(secret, log_n=10)  # the format at a cost a property can afford
+    assert verify_secret(secret, stored)
+    assert verify_secret(other, stored) == (other == secret)
 
 
 async def test_unknown_client_and_wrong_secret_cost_alike(harness: Harness) -> None:
@@ -727,6 +738,41 @@ def _hs256(claims: dict[str, Any], secret: bytes) -> str:
     signing = f"{part(header)}.{part(json.dumps(claims).encode())}"
     signature = hmac.new(secret, signing.encode(), hashlib.sha256).digest()
     return f"{signing}.{part(signature)}"
+
+
+_FUZZ_KEY = ClientTokenKey(SigningKey.from_pem(SigningKey.generate_pem()))
+_FUZZ_DISABLED = DisabledClients()
+_FUZZ_DISABLED.replace(frozenset())
+_FUZZ_VERIFIER = ClientTokenVerifier("gw/clients", _FUZZ_KEY.public_key, _FUZZ_DISABLED)
+_JWT_PIECE = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_=")
+
+
+@settings(max_examples=300)
+@given(
+    token=st.one_of(
+        st.text(max_size=400),
+        st.builds(lambda a, b, c: f"{a}.{b}.{c}", _JWT_PIECE, _JWT_PIECE, _JWT_PIECE),
+        st.builds(
+            # signed with the right key, whatever the claims (PyJWT's encode would check them)
+            lambda claims: jwt.PyJWS().encode(
+                json.dumps(claims).encode(), _FUZZ_KEY.private_key, algorithm="ES256"
+            ),
+            st.dictionaries(
+                st.sampled_from(
+                    ["iss", "sub", "client_id", "dept", "level", "region", "purposes", "exp", "iat"]
+                ),
+                st.one_of(
+                    st.none(), st.integers(), st.text(max_size=12), st.lists(st.text(max_size=8))
+                ),
+            ),
+        ),
+    )
+)
+def test_the_verifier_refuses_anything_else_with_unauthenticated(token: str) -> None:
+    """Whatever arrives (garbage, JWT-shaped pieces, our own signature over wrong claims): a
+    401, never another exception (a 500)."""
+    with pytest.raises(Unauthenticated):
+        _FUZZ_VERIFIER.verify(token)
 
 
 def test_a_disabled_client_is_refused_at_once_when_announced(
