@@ -498,8 +498,12 @@ class PolicyAdmin:
         if target.lines is None:
             raise BadUserInput(f"版本 {version} 没有保存完整的策略行 (早于迁移 0004), 无法回滚")
         add, remove = text_change(in_force.lines or (), target.lines)
-        expectations = target.expectations or ""
-        if not add and not remove and expectations == (in_force.expectations or ""):
+        # The target's expectations come back with its lines; a version older than migration
+        # 0010 recorded none (null): the expectations in force stay.
+        expectations = target.expectations
+        if expectations is not None and expectations == (in_force.expectations or ""):
+            expectations = None
+        if not add and not remove and expectations is None:
             raise BadUserInput(f"没有变化: 版本 {version} 的策略行和策略期望与当前版本相同")
         return await self.propose(
             officer,
