@@ -228,8 +228,13 @@ def _archive(settings: Settings, before_text: str, out: Path | None, operator: s
     out_dir = out if out is not None else settings.data_dir / "audit-archive"
 
     async def run() -> int:
+        from authz.store import current_version
+        from gateway.storage.engine import make_sessionmaker
+
         engine = make_engine(settings.resolved_database_url)
         try:
+            async with make_sessionmaker(engine)() as session:
+                version = await current_version(session)
             result = await archive(
                 engine,
                 macs,
@@ -239,6 +244,7 @@ def _archive(settings: Settings, before_text: str, out: Path | None, operator: s
                 retention_months=settings.audit_retention_months,
                 operator=subject,
                 region=province_code(settings),
+                policy_version=version,
             )
         except LogNotIntact as exc:
             print("拒绝归档: 在线审计日志未通过校验, 不能把被篡改的日志签名归档", file=sys.stderr)

@@ -43,7 +43,6 @@ from typing import Any
 from sqlalchemy import Connection, delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from authz.store import current_version
 from gateway.crypto import AuditMac
 from gateway.domain.clock import CHINA_TZ, as_utc, beijing_day_start, now_utc
 from gateway.domain.errors import BadUserInput, GatewayError
@@ -229,8 +228,10 @@ async def archive(
     retention_months: int,
     operator: str,
     region: str,
+    policy_version: int,
 ) -> ArchiveResult:
-    """Archive the entries before ``before`` (see the module docstring). Raises
+    """Archive the entries before ``before`` (see the module docstring); ``policy_version``:
+    the version in force, for the archive's own audit entry. Raises
     ``ArchiveRefused`` inside the retention window or without an audit key, ``LogNotIntact``
     when the online log fails verification, ``BadUserInput`` when a file already exists."""
     check_retention(before, today, retention_months)
@@ -268,7 +269,7 @@ async def archive(
                 await asyncio.to_thread(_seal_file, out_dir, month, previous, pending, macs)
             )
         await session.commit()
-    return await _record(engine, macs, result, operator, region, before)
+    return await _record(engine, macs, result, operator, region, before, policy_version)
 
 
 def _seal_file(
@@ -325,12 +326,11 @@ async def _record(
     operator: str,
     region: str,
     before: date,
+    version: int,
 ) -> ArchiveResult:
     """Anchors, removal and the audit entry of the action: one transaction."""
     cutoff = beijing_day_start(before)
     async with AsyncSession(engine, expire_on_commit=False) as session:
-        version = await current_version(session)
-        await session.commit()
         anchors = []
         if result.files:
             last = result.files[-1]
