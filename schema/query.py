@@ -206,10 +206,11 @@ class Query:
     policy_matrix = strawberry.field(resolver=policy.policy_matrix, description="策略表格")
     audit_log = strawberry.field(
         resolver=audit_fields.audit_log,
-        description="审计日志 (仅安全管理员; 辖区内发起的请求, 最新的在前); 本查询本身也记入审计",
+        description="审计日志 (仅审计管理员; 辖区内发起的请求, 不含本人的记录, 最新的在前); "
+        "本查询本身也记入审计",
     )
     audit_chain = strawberry.field(
-        resolver=audit_fields.audit_chain, description="校验审计日志哈希链 (仅安全管理员)"
+        resolver=audit_fields.audit_chain, description="校验审计日志哈希链 (仅审计管理员)"
     )
     simulate_access = strawberry.field(
         resolver=simulation_fields.simulate_access,
@@ -219,7 +220,7 @@ class Query:
     explain_access = strawberry.field(
         resolver=simulation_fields.explain_access_entry,
         description="解释审计日志中的一次请求: 每个字段和行范围由哪些策略行授予或为何被拒绝 "
-        "(仅安全管理员, 辖区内的记录; 不存在或不在辖区内为 null)",
+        "(仅审计管理员, 辖区内他人的记录; 不存在、不在辖区内或为本人的记录时为 null)",
     )
 
 

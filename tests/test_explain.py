@@ -24,7 +24,7 @@ def gateway(exchange_gateway: Harness) -> Harness:  # noqa: F811
     return exchange_gateway
 
 
-OFFICER = ["security_officer"]
+OFFICER = ["audit_admin"]  # explanations are the audit administrator's (三权分立)
 
 EXPLAIN = """
 query Explain($id: ID!) {
@@ -49,16 +49,21 @@ query Read { persons(first: 5) { edges { node {
 
 
 def officer(gateway: Harness, subject: str, level: str = "province", region: str = "") -> str:
+    """An audit administrator (explanations are its duty)."""
     region = region or gateway.busiest_county()[: {"province": 2, "city": 4}.get(level, 6)]
     return gateway.token("big_data", level, region, roles=OFFICER, subject=subject)
 
 
+def security_admin(gateway: Harness, subject: str) -> str:
+    return gateway.token("big_data", "province", "37", roles=["security_admin"], subject=subject)
+
+
 async def install(gateway: Harness, *lines: dict[str, str]) -> None:
     """Add lines through the four-eyes path (two province officers)."""
-    body = await gateway.query(officer(gateway, "officer-a"), PROPOSE, {"add": list(lines)})
+    body = await gateway.query(security_admin(gateway, "officer-a"), PROPOSE, {"add": list(lines)})
     assert "errors" not in body, body
     proposal = body["data"]["proposePolicyChange"]["id"]
-    body = await gateway.query(officer(gateway, "officer-b"), APPROVE, {"id": proposal})
+    body = await gateway.query(security_admin(gateway, "officer-b"), APPROVE, {"id": proposal})
     assert body["data"]["approvePolicyChange"]["status"] == "APPROVED", body
 
 
@@ -168,7 +173,7 @@ async def test_explanations(gateway: Harness) -> None:
     ]
     assert "授予脱敏读取" in phone["reason"]
     # A province officer may change the province-wide line; a county officer may not.
-    assert phone["lines"][0]["editable"] is True
+    assert phone["lines"][0]["editable"] is False  # an audit administrator edits no line
 
 
 async def test_jurisdiction_and_refusals(gateway: Harness) -> None:

@@ -604,7 +604,10 @@ async def test_explanation_names_the_places_of_the_row_scope(cast: Cast) -> None
     read = await cast.harness.query(clerk, READ_ONE, {"id": cast["甲"].id_number})
     assert read["data"]["person"]["name"] == cast["甲"].name
     [entry] = [e for e in await audit_entries(cast.harness, mark) if e.subject.endswith("yaohai")]
-    body = await cast.harness.query(officer(cast, "places-officer-b"), EXPLAIN, {"id": entry.id})
+    auditor = cast.harness.token(
+        "big_data", "province", ANHUI, roles=["audit_admin"], subject="places-auditor"
+    )
+    body = await cast.harness.query(auditor, EXPLAIN, {"id": entry.id})
     assert "errors" not in body, body
     rows = {row["condition"]: row for row in body["data"]["explainAccess"]["rows"]}
     granted = rows["Person(all; places: residence|insured)"]
