@@ -9,6 +9,7 @@ document, a JWK Set, key rollover, and the browser sign-in (authorization code +
         platform.jwks_url                   # …/jwks
         token = platform.mint({"sub": "u-1", "dept": "health", …}, alg="ES256")
         platform.rotate("RS256")            # publish a new key; returns its kid
+        TestIssuer(sm2=True)                # also an SM2 key (alg "SM2"), signing with gmssl
         platform.retire(kid)                # stop publishing a key (tokens it signed now fail)
         platform.jwks_requests              # how often the JWKS was fetched (refresh rate limit)
         platform.users["clerk.a"] = {"dept": "civil_affairs", "level": "county", …}
@@ -83,6 +84,9 @@ class SigningKey:
     alg: str  # RS256 or ES256
     private: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
+    def sign_compact(self, header: dict[str, Any], claims: Mapping[str, Any]) -> str:
+        return jwt.encode(dict(claims), self.private, algorithm=self.alg, headers=header)
+
     def public_jwk(self) -> dict[str, Any]:
         public = self.private.public_key()
         text = (
@@ -95,8 +99,75 @@ class SigningKey:
         return jwk
 
 
-def new_key(alg: str, kid: str | None = None) -> SigningKey:
+@dataclass
+class Sm2SigningKey:
+    """An SM2 key signing with gmssl: an implementation independent of the gateway's (pysmx),
+    so a token it signs and the gateway accepts shows the two agree (Z value with the default
+    signer ID 1234567812345678, e = SM3(Z ‖ M), r ‖ s)."""
+
+    kid: str
+    alg: str  # "SM2" or "SM3withSM2", as the platform names it
+    private_hex: str
+    public_hex: str  # x ‖ y, 128 hex digits
+
+    @classmethod
+    def generate(cls, kid: str, alg: str = "SM2") -> Sm2SigningKey:
+        from gmssl import sm2  # type: ignore[import-untyped]
+
+        order = int(sm2.default_ecc_table["n"], 16)
+        while True:
+            private = f"{secrets.randbelow(order - 1) + 1:064x}"
+            public = sm2.CryptSM2(private_key=private, public_key="")._kg(
+                int(private, 16), sm2.default_ecc_table["g"]
+            )
+            # gmssl strips a leading "04" with str.lstrip, eating the x coordinate's own leading
+            # 0s and 4s: keep to keys it reads correctly.
+            if public[0] not in "04":
+                return cls(kid, alg, private, public)
+
+    def sign(self, signing_input: bytes) -> bytes:
+        from gmssl import sm2
+
+        signer = sm2.CryptSM2(private_key=self.private_hex, public_key=self.public_hex)
+        order = int(sm2.default_ecc_table["n"], 16)
+        while True:  # gmssl draws its nonce from random.choice unless given one: give a CSPRNG's
+            signature = signer.sign_with_sm3(
+                signing_input, f"{secrets.randbelow(order - 1) + 1:064x}"
+            )
+            if signature is not None:
+                return bytes.fromhex(signature)
+
+    def sign_compact(self, header: dict[str, Any], claims: Mapping[str, Any]) -> str:
+        signing_input = f"{_b64url(json.dumps({'alg': self.alg, 'typ': 'JWT', **header}))}." + (
+            _b64url(json.dumps(dict(claims)))
+        )
+        return f"{signing_input}.{_b64url(self.sign(signing_input.encode()))}"
+
+    def public_jwk(self) -> dict[str, Any]:
+        x, y = bytes.fromhex(self.public_hex[:64]), bytes.fromhex(self.public_hex[64:])
+        return {
+            "kty": "EC",
+            "crv": "SM2",
+            "x": _b64url(x),
+            "y": _b64url(y),
+            "kid": self.kid,
+            "use": "sig",
+            "alg": self.alg,
+        }
+
+
+def _b64url(data: str | bytes) -> str:
+    raw = data.encode() if isinstance(data, str) else data
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+AnyKey = SigningKey | Sm2SigningKey
+
+
+def new_key(alg: str, kid: str | None = None) -> AnyKey:
     private: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+    if alg in ("SM2", "SM3withSM2"):
+        return Sm2SigningKey.generate(kid or f"sm2-{secrets.token_hex(4)}", alg)
     if alg == "RS256":
         private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     elif alg == "ES256":
@@ -127,12 +198,13 @@ class TestIssuer:
         users: Mapping[str, dict[str, Any]] | None = None,
         issuer_override: str | None = None,
         redirect_uris: set[str] | None = None,
+        sm2: bool = False,
     ) -> None:
         self.audience = audience
         self.cors_origin = cors_origin
         self.users: dict[str, dict[str, Any]] = dict(users or DEFAULT_USERS)
-        self.keys: dict[str, SigningKey] = {}
-        for alg in ("RS256", "ES256"):
+        self.keys: dict[str, AnyKey] = {}
+        for alg in ("RS256", "ES256", "SM2") if sm2 else ("RS256", "ES256"):
             key = new_key(alg)
             self.keys[key.kid] = key
         self.jwks_requests = 0
@@ -183,7 +255,7 @@ class TestIssuer:
         return f"{self.url}/jwks"
 
     # ------------------------------------------------------------------ keys and tokens
-    def key(self, alg: str) -> SigningKey:
+    def key(self, alg: str) -> AnyKey:
         """The newest published key for ``alg``."""
         return [k for k in self.keys.values() if k.alg == alg][-1]
 
@@ -210,7 +282,7 @@ class TestIssuer:
         claims: Mapping[str, Any],
         *,
         alg: str = "RS256",
-        key: SigningKey | None = None,
+        key: AnyKey | None = None,
         kid: str | None = None,
         defaults: bool = True,
     ) -> str:
@@ -218,8 +290,7 @@ class TestIssuer:
         the defaults (iss, aud, iat, exp = +600 s) unless ``defaults`` is False."""
         signer = key or self.key(alg)
         body = {**self.claims(str(claims.get("sub", "u-1"))), **claims} if defaults else claims
-        headers = {"kid": kid if kid is not None else signer.kid}
-        return jwt.encode(dict(body), signer.private, algorithm=signer.alg, headers=headers)
+        return signer.sign_compact({"kid": kid if kid is not None else signer.kid}, body)
 
     def user_token(self, username: str, *, audience: str | None = None) -> str:
         return self.mint(

@@ -15,9 +15,12 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import itertools
 import json
 import os
 import re
+import secrets
+import subprocess
 import textwrap
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -36,11 +39,13 @@ from gateway.domain.errors import ConfigurationError, Unauthenticated
 from gateway.domain.principal import Principal
 from gateway.domain.settings import load_settings
 from gateway.http.app import create_app
+from gateway.runtime import sm2
 from gateway.runtime.issuers import ClaimMapping, Issuer, IssuerConfig, issuer_configs
 from gateway.runtime.parts import Runtime
+from gateway.runtime.sm2 import Sm2PublicKey
 from gateway.runtime.tokens import TokenService
 from gateway.storage.migrate import upgrade_to_head
-from tests.issuer_support import TestIssuer, new_key, pkce_pair
+from tests.issuer_support import SigningKey, Sm2SigningKey, TestIssuer, new_key, pkce_pair
 
 CHINESE = re.compile(r"[\u4e00-\u9fff]")
 ME = "{ me { subject department level region roles } }"
@@ -69,7 +74,7 @@ roles = "realm_access.roles"
 
 @pytest.fixture(scope="module")
 def platform() -> Iterator[TestIssuer]:
-    with TestIssuer(cors_origin=GATEWAY_ORIGIN) as issuer:
+    with TestIssuer(cors_origin=GATEWAY_ORIGIN, sm2=True) as issuer:
         yield issuer
 
 
@@ -88,7 +93,7 @@ def issuers_file(directory: Path, platform: TestIssuer, mapped: TestIssuer) -> P
             issuer = "{platform.url}"
             discovery_url = "{platform.discovery_url}"
             audience = ["relief-gateway"]
-            algorithms = ["RS256", "ES256"]
+            algorithms = ["RS256", "ES256", "SM2"]
             leeway_seconds = 30
             client_id = "relief-console"
 
@@ -148,7 +153,7 @@ def assert_refused(response: httpx.Response, *leaks: str) -> str:
 # --------------------------------------------------------------------------- accepted
 
 
-@pytest.mark.parametrize("alg", ["RS256", "ES256"])
+@pytest.mark.parametrize("alg", ["RS256", "ES256", "SM2"])
 async def test_platform_token_signs_in_over_http(
     gateway: tuple[Runtime, httpx.AsyncClient], platform: TestIssuer, alg: str
 ) -> None:
@@ -238,6 +243,7 @@ def hs256_with_public_key(platform: TestIssuer, claims: dict[str, Any]) -> str:
     from cryptography.hazmat.primitives import serialization
 
     key = platform.key("RS256")
+    assert isinstance(key, SigningKey)
     pem = key.private.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -276,10 +282,51 @@ def refused_tokens(platform: TestIssuer) -> dict[str, str]:
         "hs256-signed-with-the-public-key": hs256_with_public_key(platform, claims),
         "rs256-header-on-es256-key": _relabel(platform.mint(person, alg="ES256"), alg="RS256"),
         "unknown-kid": platform.mint(person, kid="never-published"),
+        "sm2-forged-other-key-same-kid": platform.mint(
+            person, key=new_key("SM2"), kid=platform.key("SM2").kid
+        ),
+        "sm2-payload-changed": _swap_payload(
+            platform.mint(person, alg="SM2"), {**claims, "region": "3702"}
+        ),
+        "sm2-name-not-pinned": platform.mint(person, key=_renamed(platform.key("SM2"))),
+        "es256-header-on-sm2-key": _relabel(platform.mint(person, alg="SM2"), alg="ES256"),
+        "sm2-header-on-es256-key": _relabel(platform.mint(person, alg="ES256"), alg="SM2"),
+        "sm2-der-signature": _der_signature(platform.mint(person, alg="SM2")),
+        "sm2-signature-zero": _with_signature(platform.mint(person, alg="SM2"), bytes(64)),
         "no-sub": platform.mint({k: v for k, v in claims.items() if k != "sub"}, defaults=False),
         "unknown-department": platform.mint({**person, "dept": "police"}),
         "level-region-mismatch": platform.mint({**person, "level": "county"}),
     }
+
+
+def _renamed(key: Any) -> Sm2SigningKey:
+    """The same SM2 key announcing itself as "SM3withSM2", a name this issuer did not pin."""
+    assert isinstance(key, Sm2SigningKey)
+    return Sm2SigningKey(key.kid, "SM3withSM2", key.private_hex, key.public_hex)
+
+
+def _signature(token: str) -> bytes:
+    encoded = token.rsplit(".", 1)[1]
+    return base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+
+
+def _with_signature(token: str, signature: bytes) -> str:
+    encoded = base64.urlsafe_b64encode(signature).rstrip(b"=").decode()
+    return f"{token.rsplit('.', 1)[0]}.{encoded}"
+
+
+def _der_signature(token: str) -> str:
+    """r ‖ s re-encoded as DER (what some Java stacks emit): refused, raw r ‖ s only."""
+    raw = _signature(token)
+
+    def integer(value: bytes) -> bytes:
+        value = value.lstrip(b"\0") or b"\0"
+        if value[0] & 0x80:
+            value = b"\0" + value
+        return bytes([2, len(value)]) + value
+
+    body = integer(raw[:32]) + integer(raw[32:])
+    return _with_signature(token, bytes([0x30, len(body)]) + body)
 
 
 def _swap_payload(token: str, claims: dict[str, Any]) -> str:
@@ -299,6 +346,7 @@ async def test_untrusted_tokens_are_refused_without_detail(
     _, client = gateway
     for case, token in refused_tokens(platform).items():
         response = await me(client, token)
+        assert response.status_code == 401, case
         message = assert_refused(response, platform.url, "never-published", "evil")
         if case.startswith("expired"):
             assert "过期" in message, case
@@ -537,6 +585,7 @@ async def test_jwks_file_is_a_key_source(tmp_path: Path) -> None:
 async def test_a_key_verifies_only_the_algorithm_published_for_it(tmp_path: Path) -> None:
     """A JWK that says ``alg: RS512`` does not verify an RS256 token, though both are RSA."""
     signer = new_key("RS256", kid="k1")
+    assert isinstance(signer, SigningKey)
     published = {**signer.public_jwk(), "alg": "RS512"}
     path = tmp_path / "jwks.json"
     path.write_text(json.dumps({"keys": [published]}), encoding="utf-8")
@@ -1011,3 +1060,195 @@ def test_a_token_holds_at_most_one_administrator_role(roles: list[str]) -> None:
             mapping.principal("p|x", claims)
     else:
         assert mapping.principal("p|x", claims).roles == frozenset(held)
+
+
+# --------------------------------------------------------------------------- SM2 (国密)
+# The gateway verifies with pysmx (snowland-smx); tokens are signed by independent
+# implementations (gmssl, Debian's OpenSSL), and pysmx's signatures verify with both.
+
+
+def _sm2_key() -> Sm2SigningKey:
+    return Sm2SigningKey.generate("k", "SM2")
+
+
+def _public(key: Sm2SigningKey) -> Sm2PublicKey:
+    return Sm2PublicKey.from_jwk(key.public_jwk())
+
+
+def test_sm2_gmssl_signs_and_the_gateway_verifies() -> None:
+    key = _sm2_key()
+    message = b"eyJhbGciOiJTTTIifQ.eyJzdWIiOiJ1LTEifQ"
+    signature = key.sign(message)
+    assert sm2.verify_signature(message, signature, _public(key), sm2.DEFAULT_USER_ID)
+    assert not sm2.verify_signature(message + b"x", signature, _public(key), sm2.DEFAULT_USER_ID)
+    assert not sm2.verify_signature(message, signature, _public(_sm2_key()), sm2.DEFAULT_USER_ID)
+    # The signer ID is part of what is signed (Z value): another ID, another digest.
+    assert not sm2.verify_signature(message, signature, _public(key), "another-signer-id")
+
+
+def test_sm2_the_gateways_library_signs_and_gmssl_verifies() -> None:
+    from gmssl import sm2 as gmssl_sm2  # type: ignore[import-untyped]
+    from pysmx.SM2 import Sign  # type: ignore[import-untyped]
+
+    key = _sm2_key()
+    message = b"header.payload"
+    nonce = f"{secrets.randbelow(sm2.N - 1) + 1:064x}"
+    signature: bytes = Sign(message, key.private_hex, nonce, 64, uid=sm2.DEFAULT_USER_ID)
+    verifier = gmssl_sm2.CryptSM2(private_key="", public_key=key.public_hex)
+    assert verifier.verify_with_sm3(signature.hex(), message)
+    assert not verifier.verify_with_sm3(signature.hex(), message + b"x")
+
+
+def _openssl_sm2() -> bool:
+    try:
+        probe = subprocess.run(
+            ["openssl", "genpkey", "-algorithm", "SM2"], capture_output=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return probe.returncode == 0
+
+
+def _der_integers(der: bytes) -> tuple[int, int]:
+    assert der[0] == 0x30
+    position, values = 2, []
+    for _ in range(2):
+        assert der[position] == 0x02
+        length = der[position + 1]
+        values.append(int.from_bytes(der[position + 2 : position + 2 + length], "big"))
+        position += 2 + length
+    return values[0], values[1]
+
+
+def _der(r: int, s: int) -> bytes:
+    def integer(value: int) -> bytes:
+        raw = value.to_bytes(33, "big").lstrip(b"\0") or b"\0"
+        raw = b"\0" + raw if raw[0] & 0x80 else raw
+        return bytes([2, len(raw)]) + raw
+
+    body = integer(r) + integer(s)
+    return bytes([0x30, len(body)]) + body
+
+
+@pytest.mark.skipif(not _openssl_sm2(), reason="openssl without SM2")
+def test_sm2_interoperates_with_openssl_both_ways(tmp_path: Path) -> None:
+    """OpenSSL 3 (sm3 digest, distid 1234567812345678) signs, the gateway verifies; pysmx
+    signs, OpenSSL verifies."""
+    from pysmx.SM2 import Sign
+
+    private_pem, public_pem, message_file = (
+        tmp_path / "k.pem",
+        tmp_path / "p.pem",
+        tmp_path / "m",
+    )
+
+    def run(command: list[str]) -> bytes:
+        return subprocess.run(command, check=True, capture_output=True, timeout=30).stdout
+
+    run(["openssl", "genpkey", "-algorithm", "SM2", "-out", str(private_pem)])
+    run(["openssl", "pkey", "-in", str(private_pem), "-pubout", "-out", str(public_pem)])
+    text = run(["openssl", "pkey", "-in", str(private_pem), "-text", "-noout"]).decode()
+    fields = {}
+    for name in ("priv", "pub"):
+        block = text.split(f"{name}:")[1].split("\n")[1:]
+        fields[name] = "".join(
+            line.strip().replace(":", "")
+            for line in itertools.takewhile(lambda line: line.startswith("    "), block)
+        )
+    point = fields["pub"][2:]  # 04 ‖ x ‖ y
+    jwk = {
+        "kty": "EC",
+        "crv": "SM2",
+        "x": base64.urlsafe_b64encode(bytes.fromhex(point[:64])).rstrip(b"=").decode(),
+        "y": base64.urlsafe_b64encode(bytes.fromhex(point[64:])).rstrip(b"=").decode(),
+    }
+    public = Sm2PublicKey.from_jwk(jwk)
+    message = b"eyJhbGciOiJTTTIifQ.eyJzdWIiOiJvcGVuc3NsIn0"
+    message_file.write_bytes(message)
+    distid = ["-sigopt", f"distid:{sm2.DEFAULT_USER_ID}"]
+    signed = run(["openssl", "dgst", "-sm3", "-sign", str(private_pem), *distid, str(message_file)])
+    r, s = _der_integers(signed)
+    raw = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    assert sm2.verify_signature(message, raw, public, sm2.DEFAULT_USER_ID)
+    nonce = f"{secrets.randbelow(sm2.N - 1) + 1:064x}"
+    ours: bytes = Sign(
+        message, fields["priv"].rjust(64, "0")[-64:], nonce, 64, uid=sm2.DEFAULT_USER_ID
+    )
+    signature_file = tmp_path / "sig.der"
+    signature_file.write_bytes(
+        _der(int.from_bytes(ours[:32], "big"), int.from_bytes(ours[32:], "big"))
+    )
+    verified = run(
+        [
+            "openssl",
+            "dgst",
+            "-sm3",
+            "-verify",
+            str(public_pem),
+            *distid,
+            "-signature",
+            str(signature_file),
+            str(message_file),
+        ]
+    )
+    assert b"Verified OK" in verified
+
+
+def test_sm2_signature_values_outside_the_group_order_are_refused() -> None:
+    """GB/T 32918.2 §7.1 B1-B2: r, s in [1, n-1], checked before the library's arithmetic."""
+    key = _sm2_key()
+    message = b"header.payload"
+    good = key.sign(message)
+    r, s = int.from_bytes(good[:32], "big"), int.from_bytes(good[32:], "big")
+    public = _public(key)
+    for bad_r, bad_s in [(0, s), (r, 0), (sm2.N, s), (r, sm2.N), (r, (1 << 256) - 1)]:
+        forged = bad_r.to_bytes(32, "big") + bad_s.to_bytes(32, "big")
+        assert not sm2.verify_signature(message, forged, public, sm2.DEFAULT_USER_ID)
+    for length in (0, 63, 65, 72):
+        assert not sm2.verify_signature(
+            message, good[:length].ljust(length, b"\1"), public, sm2.DEFAULT_USER_ID
+        )
+
+
+def test_sm2_keys_off_the_curve_are_not_keys() -> None:
+    """Invalid-curve attacks: a point that is not on the SM2 curve never becomes a key."""
+    jwk = _sm2_key().public_jwk()
+    y = int.from_bytes(base64.urlsafe_b64decode(jwk["y"] + "=="), "big")
+
+    def b64(number: int, size: int = 32) -> str:
+        return base64.urlsafe_b64encode(number.to_bytes(size, "big")).rstrip(b"=").decode()
+
+    for change in (
+        {"y": b64((y + 1) % sm2.P)},
+        {"x": b64(0), "y": b64(0)},
+        {"x": b64(sm2.P)},
+        {"x": jwk["x"][:-2]},
+        {"crv": "P-256"},
+        {"alg": "ES256"},
+        {"x": 12},
+    ):
+        with pytest.raises(sm2.Sm2KeyError):
+            Sm2PublicKey.from_jwk({**jwk, **change})
+    assert "sm2" not in {k.lower() for k in jwks_keys({**jwk, "y": b64((y + 1) % sm2.P)})}
+
+
+def jwks_keys(jwk: dict[str, Any]) -> dict[str, Any]:
+    from gateway.runtime.jwks import parse_key_set
+
+    return parse_key_set({"keys": [{**jwk, "kid": "sm2"}]})
+
+
+@settings(max_examples=20, deadline=None)
+@given(signature=st.binary(min_size=64, max_size=64))
+def test_sm2_random_signatures_never_verify(signature: bytes) -> None:
+    assert not sm2.verify_signature(b"header.payload", signature, _FIXED_SM2, sm2.DEFAULT_USER_ID)
+
+
+_FIXED_SM2 = Sm2PublicKey.from_jwk(Sm2SigningKey.generate("fixed").public_jwk())
+
+
+def test_sm2_is_pinned_per_issuer(tmp_path: Path) -> None:
+    configs = issuer_configs(settings_with(tmp_path, GOOD + 'algorithms = ["SM3withSM2"]\n'))
+    assert configs[0].algorithms == ("SM3withSM2",)
+    with pytest.raises(ConfigurationError, match="可选 RS256、ES256、SM2"):
+        issuer_configs(settings_with(tmp_path, GOOD + 'algorithms = ["SM9"]\n'))

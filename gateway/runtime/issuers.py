@@ -33,6 +33,7 @@ not-yet-valid token (beyond the leeway), claims that do not map, and two adminis
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import math
 import tomllib
@@ -48,15 +49,17 @@ from gateway.domain.clock import now_utc
 from gateway.domain.departments import Department, Level
 from gateway.domain.errors import BadUserInput, ConfigurationError, Unauthenticated
 from gateway.domain.principal import KNOWN_ROLES, Principal, canonical_roles
+from gateway.runtime import sm2
 from gateway.runtime.jwks import ALGORITHMS_BY_KEY_TYPE, KeySource
+from gateway.runtime.sm2 import SM2_ALGORITHMS, Sm2PublicKey
 
 if TYPE_CHECKING:
     from gateway.domain.settings import Settings
 
 # Algorithms a platform may be trusted with. HS* is never among them: an issuer's key is public,
-# and a MAC keyed with a public key is a token anyone can mint. SM2-with-SM3 is not supported
-# yet (docs/identity.md "SM2": no maintained Python library verifies it).
-SUPPORTED_ALGORITHMS = frozenset({"RS256", "ES256"})
+# and a MAC keyed with a public key is a token anyone can mint. SM2-with-SM3 under either name
+# platforms use (no IANA-registered one; gateway.runtime.sm2).
+SUPPORTED_ALGORITHMS = frozenset({"RS256", "ES256"}) | SM2_ALGORITHMS
 SUBJECT_SEPARATOR = "|"
 MAX_LEEWAY_SECONDS = 300
 REGION_LEVELS = {2: Level.PROVINCE, 4: Level.CITY, 6: Level.COUNTY}
@@ -139,6 +142,7 @@ class IssuerConfig:
     min_refresh_seconds: float = 30.0
     timeout_seconds: float = 5.0
     key_max_age_seconds: float = 3600.0
+    sm2_user_id: str = sm2.DEFAULT_USER_ID  # the signer ID in SM2's Z value (GM/T 0009)
     claims: ClaimMapping = field(default_factory=ClaimMapping)
 
 
@@ -160,6 +164,9 @@ class Issuer:
             timeout_seconds=config.timeout_seconds,
             max_age_seconds=config.key_max_age_seconds,
         )
+        self._sm2_slots: asyncio.Semaphore | None = None
+        if SM2_ALGORITHMS & set(config.algorithms):
+            sm2.library()  # at start-up, not in the first SM2 request
 
     async def verify(self, token: str) -> tuple[Principal, float]:
         """The caller and the token's ``exp``; Unauthenticated for anything not trusted."""
@@ -180,24 +187,27 @@ class Issuer:
             key = self.keys.get(kid)  # the platform rolled its keys over
         if key is None:
             raise Unauthenticated("令牌无效: 身份平台未公布该签名密钥, 请重新登录")
-        if (
-            algorithm not in ALGORITHMS_BY_KEY_TYPE.get(key.key_type or "", ())
-            or key.algorithm_name != algorithm
-        ):
-            # The alg must fit the key it claims, and the alg the platform published for the
-            # key (RFC 7517 §4.4; PyJWK defaults it from the key type when absent).
-            raise Unauthenticated(INVALID)
-        try:
-            claims = jwt.decode(
-                token,
-                key.key,
-                algorithms=[algorithm],
-                audience=list(self.config.audience),
-                issuer=self.config.issuer,
-                options=decode_options("exp", "iss", "sub", "aud"),
-            )
-        except jwt.PyJWTError:
-            raise Unauthenticated(INVALID) from None
+        if isinstance(key, Sm2PublicKey):
+            claims = await self._sm2_claims(token, algorithm, key)
+        else:
+            if (
+                algorithm not in ALGORITHMS_BY_KEY_TYPE.get(key.key_type or "", ())
+                or key.algorithm_name != algorithm
+            ):
+                # The alg must fit the key it claims, and the alg the platform published for
+                # the key (RFC 7517 §4.4; PyJWK defaults it from the key type when absent).
+                raise Unauthenticated(INVALID)
+            try:
+                claims = jwt.decode(
+                    token,
+                    key.key,
+                    algorithms=[algorithm],
+                    audience=list(self.config.audience),
+                    issuer=self.config.issuer,
+                    options=decode_options("exp", "iss", "sub", "aud"),
+                )
+            except jwt.PyJWTError:
+                raise Unauthenticated(INVALID) from None
         check_lifetime(claims, self.config.leeway_seconds, again="请重新登录")
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject or subject != subject.strip():
@@ -208,6 +218,30 @@ class Issuer:
             f"{self.config.name}{SUBJECT_SEPARATOR}{subject}", claims
         )
         return principal, float(claims["exp"])
+
+    async def _sm2_claims(self, token: str, algorithm: str, key: Sm2PublicKey) -> dict[str, Any]:
+        """SM2-with-SM3: the signature checked by gateway.runtime.sm2 first, then the same
+        claim checks PyJWT makes for RS256/ES256 (issuer, audience, required claims)."""
+        if algorithm not in SM2_ALGORITHMS or key.algorithm not in (None, algorithm):
+            raise Unauthenticated(INVALID)
+        if self._sm2_slots is None:
+            self._sm2_slots = asyncio.Semaphore(sm2.CONCURRENCY)
+        if not await sm2.verify_compact(token, key, self.config.sm2_user_id, self._sm2_slots):
+            raise Unauthenticated(INVALID)
+        try:
+            return jwt.decode(
+                token,
+                audience=list(self.config.audience),
+                issuer=self.config.issuer,
+                options={
+                    **decode_options("exp", "iss", "sub", "aud"),
+                    "verify_signature": False,  # verified above, with SM2
+                    "verify_aud": True,
+                    "verify_iss": True,
+                },
+            )
+        except jwt.PyJWTError:
+            raise Unauthenticated(INVALID) from None
 
     def sign_in(self) -> dict[str, str] | None:
         """What a browser needs to sign in through this platform (authorization code + PKCE),
@@ -333,7 +367,7 @@ def _from_file(path: Path, *, production: bool) -> list[IssuerConfig]:
 ISSUER_KEYS = {
     "name", "issuer", "discovery_url", "jwks_url", "jwks_file", "audience", "algorithms",
     "leeway_seconds", "client_id", "min_refresh_seconds", "timeout_seconds",
-    "key_max_age_seconds", "claims",
+    "key_max_age_seconds", "sm2_user_id", "claims",
 }  # fmt: skip
 CLAIM_KEYS = {
     "department", "level", "region", "roles", "departments", "levels", "regions", "role_names",
@@ -369,8 +403,8 @@ def _config(raw: dict[str, Any], where: str, *, production: bool) -> IssuerConfi
     refused = [a for a in algorithms if a not in SUPPORTED_ALGORITHMS]
     if refused or not algorithms:
         raise fail(
-            f"不支持的签名算法 {', '.join(refused) or '(空)'}: 可选 RS256、ES256"
-            " (HS256 等对称算法不能用于外部身份平台; SM2 见 docs/identity.md)"
+            f"不支持的签名算法 {', '.join(refused) or '(空)'}: 可选 RS256、ES256、SM2 或"
+            " SM3withSM2 (HS256 等对称算法不能用于外部身份平台)"
         )
     leeway = _number(raw.get("leeway_seconds", 60), "leeway_seconds", fail)
     if not 0 <= leeway <= MAX_LEEWAY_SECONDS:
@@ -398,6 +432,7 @@ def _config(raw: dict[str, Any], where: str, *, production: bool) -> IssuerConfi
         min_refresh_seconds=refresh,
         timeout_seconds=timeout,
         key_max_age_seconds=max_age,
+        sm2_user_id=_text(raw.get("sm2_user_id", sm2.DEFAULT_USER_ID), "sm2_user_id", fail),
         claims=_claims(raw.get("claims", {}), fail),
     )
 

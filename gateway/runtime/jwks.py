@@ -33,11 +33,14 @@ from typing import Any
 import httpx
 import jwt
 
+from gateway.runtime.sm2 import Sm2KeyError, Sm2PublicKey
+
 log = logging.getLogger("gateway.identity")
 
 # JWK key types and the JWS algorithms each may verify (RFC 7518 §3): a token's ``alg`` must
 # fit its key, so an RSA key never checks an HS256 MAC (the public-key-as-HMAC-secret attack).
 ALGORITHMS_BY_KEY_TYPE = {"RSA": frozenset({"RS256"}), "EC": frozenset({"ES256"})}
+PublicKey = jwt.PyJWK | Sm2PublicKey
 MAX_JWKS_BYTES = 512 * 1024  # a key set is a few KB; refuse to buffer a runaway response
 
 
@@ -57,7 +60,7 @@ class KeySource:
     # platform withdrew (compromised, retired early) stops verifying without a restart.
     max_age_seconds: float = 3600.0
     # kid → key; a key set entry without kid is kept under "" (a platform with one key).
-    _keys: dict[str, jwt.PyJWK] = field(default_factory=dict, init=False)
+    _keys: dict[str, PublicKey] = field(default_factory=dict, init=False)
     _last_attempt: float = field(default=float("-inf"), init=False)
     _loaded_at: float = field(default=float("-inf"), init=False)
     _lock: asyncio.Lock | None = field(default=None, init=False)
@@ -65,7 +68,7 @@ class KeySource:
     discovered: dict[str, Any] = field(default_factory=dict, init=False)
     refreshes: int = field(default=0, init=False)  # successful loads, for tests and metrics
 
-    def get(self, kid: str | None) -> jwt.PyJWK | None:
+    def get(self, kid: str | None) -> PublicKey | None:
         if kid is None:
             # No kid in the header: acceptable only while the set holds exactly one key.
             return next(iter(self._keys.values())) if len(self._keys) == 1 else None
@@ -135,13 +138,14 @@ class KeySource:
             return await _get_json(client, url)
 
 
-def parse_key_set(document: dict[str, Any]) -> dict[str, jwt.PyJWK]:
+def parse_key_set(document: dict[str, Any]) -> dict[str, PublicKey]:
     """Signature keys of a JWK Set by kid. Encryption keys (``use: enc``), private keys, key
-    types other than RSA and EC P-256, and malformed entries are left out (logged)."""
+    types other than RSA, EC P-256 and SM2 (``crv: SM2``, gateway.runtime.sm2), and malformed
+    entries are left out (logged)."""
     entries = document.get("keys")
     if not isinstance(entries, list):
         raise KeySourceError("key set has no keys list")
-    keys: dict[str, jwt.PyJWK] = {}
+    keys: dict[str, PublicKey] = {}
     for entry in entries:
         if not isinstance(entry, dict):
             continue
@@ -150,6 +154,12 @@ def parse_key_set(document: dict[str, Any]) -> dict[str, jwt.PyJWK]:
             continue
         if entry.get("use", "sig") != "sig" or "d" in entry:
             continue  # encryption keys verify nothing; a private key has no place in a JWKS
+        if entry.get("kty") == "EC" and entry.get("crv") == "SM2":
+            try:
+                keys[kid] = Sm2PublicKey.from_jwk(entry)
+            except Sm2KeyError as exc:
+                log.warning("key %r: not a valid SM2 key (%s), skipped", kid, exc)
+            continue
         if entry.get("kty") not in ALGORITHMS_BY_KEY_TYPE:
             log.info("key %r: key type %r not supported, skipped", kid, entry.get("kty"))
             continue
