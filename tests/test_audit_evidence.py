@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import delete, func, insert, select, text, update
 
 from gateway import cli
@@ -31,6 +33,7 @@ from gateway.domain.clock import CHINA_TZ, as_utc
 from gateway.domain.departments import Department, Level
 from gateway.domain.principal import Principal
 from gateway.domain.settings import Settings
+from gateway.storage import audit_archive as archive_module
 from gateway.storage import audit_chain as audit
 from gateway.storage.audit_archive import latest_archivable, months_back
 from gateway.storage.models import AuditAnchor, AuditEntry
@@ -755,3 +758,52 @@ async def test_appends_continue_the_chain_after_an_archive_emptied_the_log(
         assert (await _verify(g, macs=g.macs)).ok
     finally:
         await h.close()
+
+
+async def test_any_byte_changed_in_an_archive_or_its_signature_is_caught(
+    sqlite_gateway: Gateway, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Property: flip any bit of any byte of the archive file or of its signature file; the
+    file no longer verifies (and the original still does)."""
+    g = sqlite_gateway
+    files = await _archive(g, capsys, tmp_path / "archive")
+    original = files[1]
+    async with g.harness.runtime.sessions() as session:
+        anchors = {
+            a.file_digest: a
+            for a in (
+                await session.execute(select(AuditAnchor).where(AuditAnchor.kind == "archive"))
+            ).scalars()
+        }
+        start = (
+            await session.execute(
+                select(func.min(AuditAnchor.last_entry_id)).where(AuditAnchor.kind == "mac_start")
+            )
+        ).scalar()
+    since = datetime.fromisoformat(g.macs.since or "")
+
+    def verifies(path: Path) -> bool:
+        return archive_module._verify_file(path, g.macs, anchors, start, since).ok
+
+    assert verifies(original)
+    data = original.read_bytes()
+    signature = original.with_name(original.name + ".sig").read_bytes()
+    work = tmp_path / "work"
+    work.mkdir()
+
+    @settings(max_examples=80, deadline=None)
+    @given(
+        in_signature=st.booleans(),
+        position=st.floats(min_value=0, max_value=1, exclude_max=True),
+        bit=st.integers(min_value=0, max_value=7),
+    )
+    def flipped(in_signature: bool, position: float, bit: int) -> None:
+        target = bytearray(signature if in_signature else data)
+        index = int(position * len(target))
+        target[index] ^= 1 << bit
+        copy = work / original.name
+        copy.write_bytes(bytes(target) if not in_signature else data)
+        copy.with_name(copy.name + ".sig").write_bytes(bytes(target) if in_signature else signature)
+        assert not verifies(copy)
+
+    flipped()
