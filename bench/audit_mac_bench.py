@@ -10,9 +10,9 @@ of 1 (a quiet gateway: one request per commit) and of 32 (under load, many reque
 commit). SQLite (a file in a temporary directory) and PostgreSQL (a throw-away cluster from
 ``tests.pgcluster``, or ``--postgres-url``).
 
-Within each round the two modes alternate (no MAC, MAC, in a rotated order), so a change of
-machine load touches both alike; the figure is the median over rounds of this process's CPU
-µs (``time.process_time``) per entry, wall µs beside it. On PostgreSQL the server's own CPU
+The two modes alternate append by append (no MAC, MAC; the order swapped every round), so a
+change of machine load touches both alike; the figure is the median over rounds of this
+process's CPU µs (``time.process_time``) per entry, wall µs beside it. On PostgreSQL the server's own CPU
 is not in the figure (it is the same with and without the MAC: the MAC is computed here; the
 row grows by two short text columns). The HMAC alone (HMAC-SHA-256 and HMAC-SM3) is timed on
 its own for scale. Entries are built before the clock starts.
@@ -47,6 +47,8 @@ from gateway.storage.migrate import upgrade_to_head  # noqa: E402
 from gateway.storage.models import AuditEntry  # noqa: E402
 
 GROUPS = (1, 32)
+# database, group, CPU µs/entry per round without and with the MAC, median wall µs of each
+Row = tuple[str, int, list[float], list[float], float, float]
 SUITES = {"HMAC-SHA-256": "aes-256-gcm+hmac-sha256", "HMAC-SM3": "sm4-gcm+hmac-sm3"}
 
 
@@ -80,20 +82,24 @@ def _entry(n: int) -> AuditEntry:
 
 
 async def measure(
-    engine: AsyncEngine, macs: AuditMac | None, group: int, appends: int
-) -> tuple[float, float]:
-    """CPU and wall µs per entry over ``appends`` appends of ``group`` entries."""
+    engine: AsyncEngine, macs: AuditMac, group: int, appends: int, *, keyed_first: bool
+) -> dict[bool, tuple[float, float]]:
+    """CPU and wall µs per entry without (False) and with (True) the MAC, over ``appends``
+    appends of ``group`` entries each; the two modes alternate append by append, so load
+    that comes and goes touches both alike."""
     sessions = make_sessionmaker(engine)
-    batches = [[_entry(i * group + j) for j in range(group)] for i in range(appends)]
-    cpu, wall = time.process_time(), time.perf_counter()
-    for batch in batches:
-        async with sessions() as session:
-            await append_entries(session, batch, macs=macs)
+    spent = {False: [0.0, 0.0], True: [0.0, 0.0]}
+    order = (True, False) if keyed_first else (False, True)
+    for index in range(appends):
+        for keyed in order:
+            batch = [_entry(index * group + j) for j in range(group)]
+            cpu, wall = time.process_time(), time.perf_counter()
+            async with sessions() as session:
+                await append_entries(session, batch, macs=macs if keyed else None)
+            spent[keyed][0] += time.process_time() - cpu
+            spent[keyed][1] += time.perf_counter() - wall
     entries = group * appends
-    return (
-        (time.process_time() - cpu) * 1e6 / entries,
-        (time.perf_counter() - wall) * 1e6 / entries,
-    )
+    return {mode: (c * 1e6 / entries, w * 1e6 / entries) for mode, (c, w) in spent.items()}
 
 
 def hmac_alone(macs: AuditMac, count: int = 50_000) -> float:
@@ -104,29 +110,26 @@ def hmac_alone(macs: AuditMac, count: int = 50_000) -> float:
     return (time.process_time() - cpu) * 1e6 / count
 
 
-async def backend_rows(
-    name: str, url: str, macs: AuditMac, rounds: int, appends: int
-) -> list[tuple[str, int, float, float, float, float]]:
+async def backend_rows(name: str, url: str, macs: AuditMac, rounds: int, appends: int) -> list[Row]:
     engine = make_engine(url)
     try:
         await upgrade_to_head(engine)
-        await measure(engine, macs, 1, 20)  # warm: connections, statement caches, MAC state
-        await measure(engine, None, 1, 20)
+        await measure(engine, macs, 1, 20, keyed_first=True)  # warm: connections, caches
         rows = []
         for group in GROUPS:
             plain: list[tuple[float, float]] = []
             keyed: list[tuple[float, float]] = []
             count = max(appends // group, 10) if group > 1 else appends
             for index in range(rounds):
-                order = [(None, plain), (macs, keyed)]
-                for mode, into in order if index % 2 == 0 else reversed(order):
-                    into.append(await measure(engine, mode, group, count))
+                spent = await measure(engine, macs, group, count, keyed_first=index % 2 == 1)
+                plain.append(spent[False])
+                keyed.append(spent[True])
             rows.append(
                 (
                     name,
                     group,
-                    statistics.median(c for c, _ in plain),
-                    statistics.median(c for c, _ in keyed),
+                    [c for c, _ in plain],
+                    [c for c, _ in keyed],
                     statistics.median(w for _, w in plain),
                     statistics.median(w for _, w in keyed),
                 )
@@ -181,7 +184,7 @@ async def main() -> None:
 
 
 def render(
-    rows: list[tuple[str, int, float, float, float, float]],
+    rows: list[Row],
     alone: dict[str, float],
     args: argparse.Namespace,
     load_before: str,
@@ -205,18 +208,21 @@ def render(
         f"Commit {commit}; {cpu_model()}, Python {host.python_version()}; "
         f"load average before `{load_before}`, after `{load_after}` (2 cores shared with other "
         "work: compare the columns of one row, not rows across runs).",
-        f"{args.rounds} rounds, modes alternated within each round; {args.appends} appends per "
+        f"{args.rounds} rounds, modes alternated append by append; {args.appends} appends per "
         "measurement for groups of 1 (for groups of 32: that many entries over fewer appends, "
         "at least 10). Median over rounds; this process's CPU (`time.process_time`).",
         "",
-        "| database | group | CPU µs/entry, no MAC | CPU µs/entry, MAC | Δ CPU µs | "
+        "| database | group | CPU µs/entry, no MAC (min–max) | CPU µs/entry, MAC (min–max) | "
+        "Δ CPU µs (medians) | "
         "wall µs/entry, no MAC | wall µs/entry, MAC |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, group, plain, keyed, wall_plain, wall_keyed in rows:
+        cpu_plain, cpu_keyed = statistics.median(plain), statistics.median(keyed)
         lines.append(
-            f"| {name} | {group} | {plain:.1f} | {keyed:.1f} | {keyed - plain:+.1f} | "
-            f"{wall_plain:.1f} | {wall_keyed:.1f} |"
+            f"| {name} | {group} | {cpu_plain:.1f} ({min(plain):.0f}–{max(plain):.0f}) | "
+            f"{cpu_keyed:.1f} ({min(keyed):.0f}–{max(keyed):.0f}) | "
+            f"{cpu_keyed - cpu_plain:+.1f} | {wall_plain:.1f} | {wall_keyed:.1f} |"
         )
     lines += [
         "",

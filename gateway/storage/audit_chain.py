@@ -40,7 +40,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from sqlalchemy import inspect, select, text
+from sqlalchemy import URL, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import load_only
 
@@ -153,7 +153,7 @@ async def archived_head(session: AsyncSession) -> str | None:
 
 # Databases (by URL) where this process has seen the mac_start anchor: one look-up per process,
 # not one per append.
-_mac_start_known: set[str] = set()
+_mac_start_known: set[URL] = set()
 
 
 async def append_entries(
@@ -180,11 +180,12 @@ async def append_entries(
             if macs is not None and key_id is not None:
                 entry.mac_key_id, entry.entry_mac = macs.sign("entry", previous.encode())
         session.add_all(entries)
-        database = str(bind.engine.url)
-        if macs is not None and key_id is not None and entries and database not in _mac_start_known:
+        keyed = macs is not None and key_id is not None and bool(entries)
+        database = bind.engine.url if keyed else None
+        if macs is not None and database is not None and database not in _mac_start_known:
             await _record_mac_start(session, entries[0], macs)
         await session.commit()
-        if key_id is not None:
+        if database is not None:
             _mac_start_known.add(database)
 
 
