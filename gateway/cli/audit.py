@@ -70,10 +70,17 @@ def add_audit_command(command: Callable[[str, str], argparse.ArgumentParser]) ->
         "(RELIEF_AUDIT_RETENTION_MONTHS, 至少 6 个月) 之外",
     )
     audit.add_argument(
-        "--out", type=Path, default=None, help="archive: 归档文件目录 (默认 数据目录/audit-archive)"
+        "--out",
+        metavar="DIR",
+        type=Path,
+        default=None,
+        help="archive: 归档文件目录 (默认 数据目录/audit-archive)",
     )
     audit.add_argument(
-        "--operator", default=None, help="archive, rotate-key: 操作人 (默认为当前操作系统用户)"
+        "--operator",
+        metavar="NAME",
+        default=None,
+        help="archive, rotate-key: 操作人 (默认为当前操作系统用户)",
     )
     audit.add_argument(
         "--algorithm",
