@@ -6,8 +6,9 @@
                                    in the database. In production with an identity platform
                                    configured they are refused unless
                                    RELIEF_OIDC_ALLOW_LOCAL_TOKENS is set.
-    iss = a configured platform    the province's identity platform (统一身份认证): RS256/ES256
-                                   with its published keys (``gateway.runtime.issuers``)
+    iss = a configured platform    the province's identity platform (统一身份认证): RS256,
+                                   ES256 or SM2 with its published keys
+                                   (``gateway.runtime.issuers``)
     iss = a registered verifier    other parts of the gateway (``TokenService.register``), e.g.
                                    service accounts' client-credentials tokens
 
