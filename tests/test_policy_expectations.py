@@ -417,3 +417,20 @@ def test_the_console_documents_of_expiry_and_expectations_are_valid() -> None:
                     document = document.replace(f"${{{key}}}", value)
                 found[constant] = [e.message for e in validate(graphql_schema, parse(document))]
     assert found == {"POLICY_LINES": [], "PROPOSE": [], "REVIEW_PROPOSALS": []}
+
+
+async def test_a_rollback_brings_back_the_versions_expectations(gw: Harness) -> None:
+    await _set_expectations(gw, HOLDING)
+    target = (await policies(gw))["version"]
+    extra = HOLDING + "e, health:county@370102, -, Person.phone, deny\n"
+    await install(gw, expectations=extra)
+    rollback = await ok(
+        gw,
+        officer(gw, "alice"),
+        "mutation($v: Int!) { proposePolicyRollback(version: $v) { id expectations } }",
+        v=target,
+    )
+    proposal = rollback["proposePolicyRollback"]
+    assert proposal["expectations"] == canonical(HOLDING)
+    await approve(gw, "bob", proposal["id"])
+    assert (await policies(gw))["expectations"] == canonical(HOLDING)
