@@ -12,6 +12,7 @@ document, a JWK Set, key rollover, and the browser sign-in (authorization code +
         TestIssuer(sm2=True)                # also an SM2 key (alg "SM2"), signing with gmssl
         platform.retire(kid)                # stop publishing a key (tokens it signed now fail)
         platform.jwks_requests              # how often the JWKS was fetched (refresh rate limit)
+        platform.jwks_delay = 2.0           # a slow platform (fetch timeouts)
         platform.users["clerk.a"] = {"dept": "civil_affairs", "level": "county", …}
 
 Browser sign-in, as the console / workbench would do it (any ``client_id``; the access token's
@@ -44,6 +45,7 @@ event loop; ``close()`` (or leaving the ``with``) stops it.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import html
@@ -208,6 +210,7 @@ class TestIssuer:
             key = new_key(alg)
             self.keys[key.kid] = key
         self.jwks_requests = 0
+        self.jwks_delay = 0.0  # seconds the JWKS endpoint waits before answering (slow platform)
         self.discovery_requests = 0
         self._grants: dict[str, _Grant] = {}
         self._lock = threading.Lock()
@@ -342,6 +345,8 @@ class TestIssuer:
             return self._cors(request, Response(status_code=204))
         with self._lock:
             self.jwks_requests += 1
+        if self.jwks_delay:
+            await asyncio.sleep(self.jwks_delay)
         return self._cors(request, JSONResponse(self.jwks()))
 
     async def _authorize(self, request: Request) -> Response:

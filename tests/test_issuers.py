@@ -22,6 +22,7 @@ import re
 import secrets
 import subprocess
 import textwrap
+import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -525,6 +526,39 @@ async def test_unknown_kids_refresh_at_most_once_per_interval() -> None:
         # The keys fetched by that one request serve the real tokens.
         assert (await service.verify(platform.mint(person))).subject == "sd-iam|a"
         assert platform.jwks_requests == 1
+
+
+async def test_a_slow_platform_delays_only_its_own_tokens() -> None:
+    """The key-set fetch is awaited, not blocking: while it waits, other callers are served;
+    beyond timeout_seconds the platform's token is refused and the gateway goes on."""
+    person = {"sub": "a", "dept": "health", "level": "city", "region": "3701"}
+    with TestIssuer() as platform:
+        platform.jwks_delay = 1.5
+        config = IssuerConfig(
+            name="sd-iam",
+            issuer=platform.url,
+            audience=(platform.audience,),
+            jwks_url=platform.jwks_url,
+            timeout_seconds=0.5,
+        )
+        service = TokenService(LOCAL_KEY, "relief-gateway", issuers=[Issuer(config)])
+        local = service.mint(subject="clerk", dept="health", level="city", region="3701")
+        finished: list[str] = []
+
+        async def platform_caller() -> None:
+            with pytest.raises(Unauthenticated):
+                await service.verify(platform.mint(person))
+            finished.append("platform")
+
+        async def local_caller() -> None:
+            await asyncio.sleep(0.05)
+            assert (await service.verify(local)).subject == "clerk"
+            finished.append("local")
+
+        started = time.monotonic()
+        await asyncio.gather(platform_caller(), local_caller())
+        assert finished == ["local", "platform"]
+        assert time.monotonic() - started < 1.4  # the timeout, not the platform's 1.5 s
 
 
 async def test_discovery_naming_another_issuer_is_not_trusted() -> None:
