@@ -12,13 +12,16 @@ import asyncio
 import sys
 from collections.abc import Callable
 
+from gateway.cli.admin_trail import add_operator_argument, record
 from gateway.domain import clock
+from gateway.domain.principal import SYSTEM_ADMIN
 from gateway.domain.settings import Settings
 from gateway.storage.writer import WriteCounts
 
 
 def add_migrate_command(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
     migrate = command("migrate", "将数据库结构升级到最新版本 (alembic upgrade head)")
+    add_operator_argument(migrate, "系统管理员")
     migrate.set_defaults(handler=_migrate)
 
 
@@ -60,8 +63,10 @@ def migrate_database(settings: Settings) -> None:
     print("数据库已升级到最新版本" + ("; 已载入默认数据共享策略 (版本 1)" if installed else ""))
 
 
-def _migrate(settings: Settings, _args: argparse.Namespace) -> int:
+def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     migrate_database(settings)
+    # A schema change is the system administrator's action (三权分立).
+    record(settings, args, role=SYSTEM_ADMIN, operation="migrate")
     return 0
 
 

@@ -34,6 +34,7 @@ import sys
 import time
 from collections.abc import Callable
 
+from gateway.cli.admin_trail import add_operator_argument, record
 from gateway.crypto import (
     FieldCipher,
     Keyring,
@@ -43,6 +44,7 @@ from gateway.crypto import (
     open_keyring,
     protector_from_settings,
 )
+from gateway.domain.principal import SYSTEM_ADMIN
 from gateway.domain.settings import Settings
 
 ACTIONS = ("rotate", "reencrypt", "status", "retire", "wrap", "unwrap", "destroy-kek")
@@ -89,10 +91,26 @@ def add_keys_command(command: Callable[[str, str], argparse.ArgumentParser]) -> 
     keys.add_argument(
         "--dry-run", action="store_true", help="reencrypt: 只统计需要重新加密的数量, 不写入"
     )
+    add_operator_argument(keys, "系统管理员")
     keys.set_defaults(handler=_keys)
 
 
+# What changes keys is written to the administrators' trail (``status`` only reads; ``reencrypt
+# --dry-run`` only counts).
+_RECORDED = frozenset({"rotate", "reencrypt", "retire", "wrap", "unwrap", "destroy-kek"})
+
+
 def _keys(settings: Settings, args: argparse.Namespace) -> int:
+    code = _act(settings, args)
+    if args.action in _RECORDED and code in (0, 1) and not getattr(args, "dry_run", False):
+        details: dict[str, object] = {"exit": code}
+        if args.key_id:
+            details["target"] = args.key_id.strip()
+        record(settings, args, role=SYSTEM_ADMIN, operation=f"keys {args.action}", details=details)
+    return code
+
+
+def _act(settings: Settings, args: argparse.Namespace) -> int:
     if args.action not in ("retire", "destroy-kek") and args.key_id is not None:
         print(f"错误: keys {args.action} 不接受密钥 ID 参数", file=sys.stderr)
         return 2

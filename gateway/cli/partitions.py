@@ -15,7 +15,9 @@ from collections.abc import Callable
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from gateway.cli.admin_trail import add_operator_argument, record
 from gateway.domain import clock
+from gateway.domain.principal import SYSTEM_ADMIN
 from gateway.domain.settings import Settings
 from gateway.storage.partitions import AHEAD_MONTHS, AHEAD_YEARS
 
@@ -38,6 +40,7 @@ def add_partitions_command(command: Callable[[str, str], argparse.ArgumentParser
         default=AHEAD_MONTHS,
         help=f"审计日志提前几个月 (默认 {AHEAD_MONTHS})",
     )
+    add_operator_argument(partitions, "系统管理员")
     partitions.set_defaults(handler=_partitions)
 
 
@@ -82,7 +85,14 @@ def _partitions(settings: Settings, args: argparse.Namespace) -> int:
         print("SQLite 不分区, 无需维护")
         return 0
     created = asyncio.run(_ensure(url, args.ahead_years, args.ahead_months))
-    if created:
+    if created:  # only a change enters the administrators' trail (a daily timer runs this)
+        record(
+            settings,
+            args,
+            role=SYSTEM_ADMIN,
+            operation="partitions ensure",
+            details={"created": ", ".join(created)},
+        )
         print(f"已创建 {len(created)} 个分区: {', '.join(created)}")
     else:
         print("分区已齐备, 无需创建")
