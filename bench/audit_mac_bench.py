@@ -12,10 +12,10 @@ commit). SQLite (a file in a temporary directory) and PostgreSQL (a throw-away c
 
 The two modes alternate append by append (no MAC, MAC; the order swapped every round), so a
 change of machine load touches both alike; the figure is the median over rounds of this
-process's CPU µs (``time.process_time``) per entry, wall µs beside it. On PostgreSQL the server's own CPU
-is not in the figure (it is the same with and without the MAC: the MAC is computed here; the
-row grows by two short text columns). The HMAC alone (HMAC-SHA-256 and HMAC-SM3) is timed on
-its own for scale. Entries are built before the clock starts.
+process's CPU µs (``time.process_time``) per entry, wall µs beside it. On PostgreSQL the
+server's own CPU is not in the figure (it is the same with and without the MAC: the MAC is
+computed here; the row grows by two short text columns). The HMAC alone (HMAC-SHA-256 and
+HMAC-SM3) is timed on its own for scale.
 
 The issue's figure "person-lookup CPU per request before and after the MAC" comes from
 ``bench/peer_compare.py`` (run by the lead on the peer rig); this isolates the audit part.
