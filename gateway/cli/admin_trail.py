@@ -25,6 +25,14 @@ def add_operator_argument(parser: argparse.ArgumentParser, role_label: str) -> N
     )
 
 
+def check_operator(args: argparse.Namespace) -> None:
+    """Refuse a bad ``--operator`` BEFORE the command acts (BadUserInput): an action done and
+    then not recordable would be an unaudited change."""
+    from gateway.storage.admin_audit import operator_subject
+
+    operator_subject(getattr(args, "operator", None))
+
+
 def record(
     settings: Settings,
     args: argparse.Namespace,

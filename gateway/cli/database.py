@@ -12,7 +12,7 @@ import asyncio
 import sys
 from collections.abc import Callable
 
-from gateway.cli.admin_trail import add_operator_argument, record
+from gateway.cli.admin_trail import add_operator_argument, check_operator, record
 from gateway.domain import clock
 from gateway.domain.principal import SYSTEM_ADMIN
 from gateway.domain.settings import Settings
@@ -64,6 +64,7 @@ def migrate_database(settings: Settings) -> None:
 
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:
+    check_operator(args)
     migrate_database(settings)
     # A schema change is the system administrator's action (三权分立).
     record(settings, args, role=SYSTEM_ADMIN, operation="migrate")

@@ -34,7 +34,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from gateway.cli.admin_trail import add_operator_argument, record
+from gateway.cli.admin_trail import add_operator_argument, check_operator, record
 from gateway.crypto import (
     FieldCipher,
     Keyring,
@@ -101,6 +101,7 @@ _RECORDED = frozenset({"rotate", "reencrypt", "retire", "wrap", "unwrap", "destr
 
 
 def _keys(settings: Settings, args: argparse.Namespace) -> int:
+    check_operator(args)
     code = _act(settings, args)
     if args.action in _RECORDED and code in (0, 1) and not getattr(args, "dry_run", False):
         details: dict[str, object] = {"exit": code}

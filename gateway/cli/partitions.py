@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway.cli.admin_trail import add_operator_argument, record
+from gateway.cli.admin_trail import add_operator_argument, check_operator, record
 from gateway.domain import clock
 from gateway.domain.principal import SYSTEM_ADMIN
 from gateway.domain.settings import Settings
@@ -80,6 +80,7 @@ async def _ensure(database_url: str, ahead_years: int, ahead_months: int) -> lis
 
 
 def _partitions(settings: Settings, args: argparse.Namespace) -> int:
+    check_operator(args)
     url = settings.resolved_database_url
     if not url.startswith("postgresql"):
         print("SQLite 不分区, 无需维护")
