@@ -4,6 +4,7 @@ granting at that instant on every process, without a restart and without a new v
 The clock is moved with ``gateway.domain.clock.travel`` (the one clock), never slept: just
 before the end the line grants, at the end and after it does not — in two gateway runtimes
 sharing one database (SQLite and PostgreSQL), the second polling the version only hourly.
+One slow test runs two real ``serve`` processes, which no hook reaches, over a 12-second end.
 The text form: a sixth column, a bare date meaning the end of that day in Beijing time,
 timezone-less or malformed moments refused naming the line; export and import round-trip it.
 """
@@ -12,11 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import operator
+import os
+import socket
+import subprocess
+import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -43,6 +49,8 @@ from gateway.domain.clock import CHINA_TZ, now_utc, travel
 from gateway.domain.departments import Department, Level
 from gateway.domain.errors import ConfigurationError
 from gateway.domain.principal import Principal
+from gateway.domain.settings import load_settings
+from gateway.runtime.tokens import TokenService
 from gateway.storage.models import CasbinRule, PolicyVersion
 from tests.exchange_support import exchange_gateway  # noqa: F401
 from tests.harness import Harness
@@ -347,3 +355,145 @@ async def test_export_and_import_round_trip_an_end(gw: Harness, tmp_path: Path) 
     assert code == 2
     assert "没有变化" in error
     await install(gw, remove=[line("health@3705:city", "Person.address", valid_to=end.isoformat())])
+
+
+# ============================================================================ two processes
+SCRIPT = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "relief-gateway"
+
+
+def _process_env(data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RELIEF_")}
+    env.update(
+        RELIEF_DATA_DIR=str(data_dir),
+        RELIEF_TODAY=os.environ.get("RELIEF_TODAY", "2026-11-23"),
+        RELIEF_POLICY_REFRESH_SECONDS="1",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+APPROVE_VERSION = "mutation($id: ID!) { approvePolicyChange(id: $id) { resultingVersion } }"
+
+
+def _seed_and_serve(
+    tmp_path: Path,
+) -> tuple[TokenService, list[subprocess.Popen[bytes]], list[str]]:
+    """A seeded SQLite data dir and two ``serve`` processes on it (not yet ready)."""
+    data_dir = tmp_path / "data"
+    env = _process_env(data_dir)
+    seeded = subprocess.run(
+        [str(SCRIPT), "seed", "--persons", "60", "--province", "shandong"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert seeded.returncode == 0, seeded.stderr
+    settings = load_settings(data_dir=data_dir)
+    tokens = TokenService.from_file(settings.token_key_path, settings.token_issuer, create=False)
+    processes, bases = [], []
+    for name in ("a", "b"):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        with (tmp_path / f"serve-{name}.log").open("wb") as log:
+            processes.append(
+                subprocess.Popen(
+                    [str(SCRIPT), "serve", "--port", str(port)],
+                    env=env,
+                    cwd=tmp_path,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+        bases.append(f"http://127.0.0.1:{port}")
+    return tokens, processes, bases
+
+
+def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=15)
+
+
+@pytest.mark.slow
+async def test_an_expiring_grant_stops_in_two_serve_processes(tmp_path: Path) -> None:
+    """Two real ``relief-gateway serve`` processes on one SQLite database, each with its own
+    clock (no test hook reaches them): a line ending a few seconds from now grants in both
+    before its end and in neither after it, while both keep the same policy version."""
+    tokens, processes, bases = await asyncio.to_thread(_seed_and_serve, tmp_path)
+
+    def mint(subject: str, dept: str, roles: list[str] | None = None) -> str:
+        return tokens.mint(subject=subject, dept=dept, level="province", region="37", roles=roles)
+
+    clerk = mint("civil-province", "civil_affairs")
+    try:
+        async with httpx.AsyncClient(timeout=10) as client:
+
+            async def version(base: str) -> int | None:
+                try:
+                    response = await client.get(f"{base}/readyz", timeout=2)
+                except httpx.TransportError:
+                    return None
+                if response.status_code != 200:
+                    return None
+                return int(response.json()["policyVersion"])
+
+            async def graphql(base: str, token: str, query: str, **variables: Any) -> Any:
+                response = await client.post(
+                    f"{base}/graphql",
+                    json={"query": query, "variables": variables},
+                    headers=_auth(token),
+                )
+                body = response.json()
+                assert "errors" not in body, body
+                return body["data"]
+
+            async def phones(base: str) -> list[str]:
+                edges = (await graphql(base, clerk, PHONES))["persons"]["edges"]
+                return [e["node"]["phone"] for e in edges if e["node"]["phone"]]
+
+            async def until(check: Any, what: str, seconds: float = 60) -> None:
+                deadline = time.monotonic() + seconds
+                while not await check():
+                    assert time.monotonic() < deadline, what
+                    await asyncio.sleep(0.2)
+
+            async def both_ready() -> bool:
+                return all([await version(base) for base in bases])
+
+            await until(both_ready, "both gateways ready")
+            end = (now_utc() + timedelta(seconds=12)).replace(microsecond=0)
+            grant = line("civil_affairs@37:province", "Person.phone", valid_to=end.isoformat())
+            officer_a = mint("officer-a", "big_data", ["security_admin"])
+            officer_b = mint("officer-b", "big_data", ["security_admin"])
+            proposed = await graphql(bases[0], officer_a, PROPOSE, title="到期测试", add=[grant])
+            proposal = proposed["proposePolicyChange"]["id"]
+            approved = await graphql(bases[0], officer_b, APPROVE_VERSION, id=proposal)
+            new = approved["approvePolicyChange"]["resultingVersion"]
+
+            async def both_on_new() -> bool:
+                for base in bases:  # a request refreshes the policy (polled every second)
+                    await phones(base)
+                return [await version(base) for base in bases] == [new, new]
+
+            await until(both_on_new, "both gateways on the new version", 10)
+            assert now_utc() < end - timedelta(seconds=1), "too slow to read before the end"
+            for base in bases:
+                before = await phones(base)
+                assert before
+                assert not any("*" in phone for phone in before), base  # in clear
+
+            await asyncio.sleep(max(0.0, (end - now_utc()).total_seconds()) + 0.3)
+            for base in bases:
+                after = await phones(base)
+                assert after
+                assert all("*" in phone for phone in after), base  # masked again
+                assert await version(base) == new  # no new version, no restart
+    finally:
+        await asyncio.to_thread(_stop, processes)
