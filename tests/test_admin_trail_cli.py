@@ -11,6 +11,7 @@ import getpass
 import json
 import os
 import sys
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,11 +57,11 @@ def _released(entry: AuditEntry) -> dict[str, str]:
 
 
 @pytest.fixture
-async def gateway(tmp_path: Path) -> Harness:
+async def gateway(tmp_path: Path) -> AsyncIterator[Harness]:
     harness = await build_harness(
         tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'relief.db'}", backend="sqlite", persons=60
     )
-    yield harness  # type: ignore[misc]
+    yield harness
     await harness.close()
 
 
