@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.crypto._signing import SigningKey
+from gateway.crypto import SigningKey
 from gateway.domain.clock import now_utc
 from gateway.domain.errors import Unauthenticated
 from gateway.runtime.client_tokens import (

@@ -173,7 +173,7 @@ def _add(settings: Settings, args: argparse.Namespace, by: str) -> int:
 
 
 def _fingerprint(path: Path) -> str:
-    from gateway.crypto._signing import certificate_sha256
+    from gateway.crypto import certificate_sha256
 
     try:
         return certificate_sha256(path.read_bytes())

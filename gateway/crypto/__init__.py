@@ -4,7 +4,8 @@
 and computes blind indexes; ``AuditMac`` MACs audit evidence with the audit keys. None of them
 knows about policies or GraphQL. ``open_keyring`` opens the configured keyring, unwrapping it
 with the key-encryption key in a PKCS#11 token (the cipher machine) when
-``RELIEF_PKCS11_MODULE`` is set (``_pkcs11``).
+``RELIEF_PKCS11_MODULE`` is set (``_pkcs11``). ``SigningKey`` is the gateway's ES256 key for
+service-account tokens, ``certificate_sha256`` a client certificate's fingerprint (``_signing``).
 """
 
 from gateway.crypto._audit_mac import AuditMac
@@ -18,6 +19,7 @@ from gateway.crypto._pkcs11 import (
     open_keyring,
     protector_from_settings,
 )
+from gateway.crypto._signing import PrivateKey, PublicKey, SigningKey, certificate_sha256
 
 __all__ = [
     "AuditKey",
@@ -27,8 +29,12 @@ __all__ = [
     "IndexKey",
     "Keyring",
     "KeyringProtection",
+    "PrivateKey",
+    "PublicKey",
+    "SigningKey",
     "TokenProtector",
     "TokenSettings",
+    "certificate_sha256",
     "destroy_kek",
     "generate_kek",
     "open_keyring",

@@ -51,7 +51,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from gateway.crypto._signing import certificate_sha256
+from gateway.crypto import certificate_sha256
 from gateway.domain.errors import BadUserInput
 from gateway.domain.settings import Settings
 from gateway.runtime.parts import Runtime

@@ -41,7 +41,7 @@ import asyncpg  # type: ignore[import-untyped]
 import jwt
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.crypto._signing import PrivateKey, PublicKey, SigningKey
+from gateway.crypto import PrivateKey, PublicKey, SigningKey
 from gateway.domain.clock import now_utc
 from gateway.domain.errors import BadUserInput, ConfigurationError, Forbidden, Unauthenticated
 from gateway.domain.principal import Principal, check_claims

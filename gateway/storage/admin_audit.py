@@ -29,9 +29,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from authz.store import current_version
 from gateway.domain.clock import now_utc
 from gateway.domain.departments import Department, Level
 from gateway.domain.errors import BadUserInput
@@ -39,7 +39,7 @@ from gateway.domain.principal import ADMIN_ROLES, ROLE_ALIASES, canonical_subjec
 from gateway.domain.regions import provinces
 from gateway.domain.settings import Settings
 from gateway.storage.audit_chain import append_entries
-from gateway.storage.models import AuditEntry
+from gateway.storage.models import AuditEntry, PolicyVersion
 
 if TYPE_CHECKING:
     from gateway.crypto import AuditMac
@@ -151,7 +151,8 @@ class _Action:
 
     async def append(self, sessions: async_sessionmaker[AsyncSession]) -> AuditEntry:
         async with sessions() as session:
-            version = await current_version(session)
+            # The policy version in force (authz.store.current_version; storage cannot ask authz).
+            version = int((await session.execute(select(func.max(PolicyVersion.id)))).scalar() or 0)
             await session.commit()  # append_entries needs an idle session
             entry = admin_entry(
                 subject=self.subject,
