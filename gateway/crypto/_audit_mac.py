@@ -53,9 +53,9 @@ class AuditMac:
         key = self._keyring.audit_keys.get(key_id)
         return None if key is None else key.algorithm
 
-    def sign(self, domain: str, message: bytes) -> tuple[str, str]:
-        """(key id, hex MAC) of ``message`` under the current audit key."""
-        key = self._keyring.audit_key
+    def sign(self, domain: str, message: bytes, *, key_id: str | None = None) -> tuple[str, str]:
+        """(key id, hex MAC) of ``message`` under the current audit key (or ``key_id``)."""
+        key = self._keyring.audit_key if key_id is None else self._keyring.audit_keys.get(key_id)
         if key is None:
             raise LookupError("密钥环中没有审计密钥")
         return key.key_id, self._mac(key, domain, message)

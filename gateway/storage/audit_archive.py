@@ -130,8 +130,8 @@ def _entry_of(record: dict[str, Any]) -> AuditEntry:
 
 
 def _signature_message(signature: dict[str, Any]) -> bytes:
-    # The key id is inside the MAC already (its prefix), and the key fixes the algorithm.
-    unsigned = ("mac", "mac_key_id", "algorithm")
+    # The key id is inside the MAC already (its prefix); every other field is signed.
+    unsigned = ("mac", "mac_key_id")
     body = {key: value for key, value in signature.items() if key not in unsigned}
     return json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
 
@@ -301,9 +301,12 @@ def _seal_file(
         "first_prev_hash": first_prev,
         "last_entry_hash": records[-1]["entry_hash"],
     }
-    key_id, mac = macs.sign("archive", _signature_message(signature))
-    signature["mac_key_id"], signature["mac"] = key_id, mac
+    key_id = macs.key_id
+    if key_id is None:
+        raise ArchiveRefused("密钥环中没有审计密钥")
     signature["algorithm"] = macs.algorithm_of(key_id)
+    _, mac = macs.sign("archive", _signature_message(signature), key_id=key_id)
+    signature["mac_key_id"], signature["mac"] = key_id, mac
     _write_json(signature_path, signature)
     return ArchivedFile(
         month=month,
