@@ -102,3 +102,28 @@ async def test_a_refused_command_enters_nothing(gateway: Harness) -> None:
     # Refused before acting: no unaudited rotation.
     assert json.loads(gateway.runtime.settings.keyring_path.read_text())["primary"] == primary
     assert await audit_entries(gateway, start) == []
+
+
+async def test_policy_import_is_the_security_administrators_and_canonical(
+    gateway: Harness, tmp_path: Path
+) -> None:
+    exported = await _cli(gateway, "policy", "export")
+    assert exported.code == 0, exported.err
+    changed = tmp_path / "policy.csv"
+    changed.write_text(
+        exported.out + "p, health:county, Person.gender, read, *\n", encoding="utf-8"
+    )
+    start = await last_audit_id(gateway)
+    imported = await _cli(
+        gateway, "policy", "import", str(changed), "--proposed-by", " Ｏfficer.X "
+    )
+    assert imported.code == 0, imported.err
+    assert "提出人 officer.x" in imported.out  # the spelling four eyes compares
+    trail = await audit_entries(gateway, start)
+    assert [(e.subject, e.operation, _released(e)) for e in trail] == [
+        (
+            "officer.x",
+            "relief-gateway policy import",
+            {"Admin.file": "policy.csv", "Admin.role": "security_admin"},
+        )
+    ]

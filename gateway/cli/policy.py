@@ -29,7 +29,9 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
+from gateway.cli.admin_trail import record
 from gateway.domain.clock import CHINA_TZ
+from gateway.domain.principal import SECURITY_ADMIN, canonical_subject
 from gateway.domain.settings import Settings
 
 
@@ -79,7 +81,8 @@ def _policy(settings: Settings, args: argparse.Namespace) -> int:
     if args.file is None or not (args.proposed_by or "").strip():
         print("错误: 用法 relief-gateway policy import 文件 --proposed-by 提出人", file=sys.stderr)
         return 2
-    proposed_by = args.proposed_by.strip()
+    # One person, one subject (issue 16): the proposer as the four-eyes check compares it.
+    proposed_by = canonical_subject(args.proposed_by)
     if len(proposed_by) > 128:
         print("错误: --proposed-by 最多 128 个字符", file=sys.stderr)
         return 2
@@ -89,6 +92,15 @@ def _policy(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     title = args.title or f"导入策略文件 {path.name}"
     print(asyncio.run(_import(settings, text, str(path), proposed_by, title, args.note)))
+    # The security administrator's command on the server, in the administrators' trail (the
+    # proposal itself is what another security administrator approves).
+    record(
+        settings,
+        argparse.Namespace(operator=proposed_by),
+        role=SECURITY_ADMIN,
+        operation="policy import",
+        details={"file": path.name},
+    )
     return 0
 
 
