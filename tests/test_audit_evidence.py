@@ -808,3 +808,29 @@ async def test_any_byte_changed_in_an_archive_or_its_signature_is_caught(
         assert not verifies(copy)
 
     flipped()
+
+
+async def test_an_archive_that_cannot_finish_leaves_nothing_behind(
+    sqlite_gateway: Gateway, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A file of the run already exists (another run's): refused, no file of this run stays,
+    nothing left the database, no anchor recorded."""
+    g = sqlite_gateway
+    entries = await _entries(g)
+    january = [e for e in entries if e.operation == "HistoryPage"][:PER_MONTH]
+    out_dir = tmp_path / "archive"
+    out_dir.mkdir()
+    taken = out_dir / f"audit-2026-01-{january[0].id}-{january[-1].id}.jsonl.gz"
+    taken.write_bytes(b"someone else's")
+    code, _out, err = await _run_cli(
+        capsys, g.cli_args("audit", "archive", "--before", "2026-05", "--out", str(out_dir))
+    )
+    assert code == 2
+    assert "已存在" in err
+    assert sorted(p.name for p in out_dir.iterdir()) == [taken.name]
+    assert taken.read_bytes() == b"someone else's"
+    assert [e.id for e in await _entries(g)] == [e.id for e in entries]
+    async with g.harness.runtime.sessions() as session:
+        kinds = (await session.execute(select(AuditAnchor.kind))).scalars().all()
+    assert kinds == ["mac_start"]
+    assert (await _verify(g, macs=g.macs)).ok

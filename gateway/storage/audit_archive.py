@@ -8,10 +8,11 @@ then moves the entries before that month (Beijing time) out of the database:
 2. the archived part is the longest prefix of the chain (id order) dated before the month. An
    entry committed just after the month turned, by a slower process, stays online with the
    next month: the online log always starts where the archives end;
-3. each month goes to ``audit-YYYY-MM-<first id>-<last id>.jsonl.gz`` (JSON Lines, gzip with a
-   fixed header, so the same entries give the same bytes): a header line, then one line per
-   entry with every column, MACs included. Beside it ``….jsonl.gz.sig``: the file's SHA-256,
-   its first and last hashes, and an HMAC of all that with the audit key (domain ``archive``);
+3. each month goes to ``audit-YYYY-MM-<first id>-<last id>.jsonl.gz`` (JSON Lines, streamed,
+   gzip with a fixed header, so the same entries give the same bytes): a header line, then one
+   line per entry with every column, MACs included. Beside it ``….jsonl.gz.sig``: the file's
+   SHA-256, its first and last hashes, and an HMAC of all that with the audit key (domain
+   ``archive``);
 4. in one transaction: an ``archive`` anchor per file (last entry id and hash, the file's
    digest; MAC'd), the entries removed (on PostgreSQL a month partition whose rows are all
    archived is detached and dropped, the rest deleted), and an audit entry of the action.
@@ -34,7 +35,7 @@ import hashlib
 import itertools
 import json
 import os
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
@@ -144,20 +145,6 @@ def _file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _write_file(path: Path, lines: Iterable[dict[str, Any]]) -> None:
-    """gzip JSON Lines, written beside and renamed into place; mtime 0 and no file name in
-    the gzip header, so equal entries give equal bytes (and digests)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as raw:
-        with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as handle:
-            for line in lines:
-                handle.write(json.dumps(line, ensure_ascii=False, sort_keys=True).encode())
-                handle.write(b"\n")
-        raw.flush()
-        os.fsync(raw.fileno())
-    os.replace(tmp, path)
-
-
 def _write_json(path: Path, document: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     with tmp.open("w", encoding="utf-8") as handle:
@@ -247,79 +234,121 @@ async def archive(
     await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
     result = ArchiveResult(before=f"{before:%Y-%m}")
     cutoff = beijing_day_start(before)
-    async with AsyncSession(engine, expire_on_commit=False) as session:
-        pending: list[dict[str, Any]] = []
-        month: str | None = None
-        previous = report.start_hash
-        async for rows in _prefix(session, cutoff):
-            for entry in rows:
-                entry_month = _month_of(entry)
-                # A new file when the month moves on; an entry of an earlier month committed
-                # late stays with its neighbours (a file is a contiguous run of the chain).
-                if month is not None and entry_month > month:
-                    result.files.append(
-                        await asyncio.to_thread(_seal_file, out_dir, month, previous, pending, macs)
-                    )
-                    previous, pending = pending[-1]["entry_hash"], []
-                if not pending:
-                    month = entry_month
-                pending.append(_entry_record(entry))
-        if pending and month is not None:
-            result.files.append(
-                await asyncio.to_thread(_seal_file, out_dir, month, previous, pending, macs)
-            )
-        await session.commit()
-    return await _record(engine, macs, result, operator, region, before, policy_version)
+    current: _MonthFile | None = None
+    try:
+        async with AsyncSession(engine, expire_on_commit=False) as session:
+            previous = report.start_hash
+            async for rows in _prefix(session, cutoff):
+                chunk: list[dict[str, Any]] = []
+                for entry in rows:
+                    month = _month_of(entry)
+                    # A new file when the month moves on; an entry of an earlier month committed
+                    # late stays with its neighbours (a file is a contiguous run of the chain).
+                    if current is None or month > current.month:
+                        if current is not None:
+                            await asyncio.to_thread(current.add, chunk)
+                            result.files.append(await asyncio.to_thread(current.seal, macs))
+                            previous, chunk = current.last_entry_hash, []
+                        current = await asyncio.to_thread(_MonthFile, out_dir, month, previous)
+                    chunk.append(_entry_record(entry))
+                if current is not None:
+                    await asyncio.to_thread(current.add, chunk)
+            if current is not None:
+                result.files.append(await asyncio.to_thread(current.seal, macs))
+                current = None
+            await session.commit()
+        return await _record(engine, macs, result, operator, region, before, policy_version)
+    except BaseException:
+        # Nothing was removed from the database: no file of this run may outlive it.
+        if current is not None:
+            current.discard()
+        for item in result.files:
+            item.path.unlink(missing_ok=True)
+            item.signature_path.unlink(missing_ok=True)
+        raise
 
 
-def _seal_file(
-    out_dir: Path, month: str, first_prev: str, records: list[dict[str, Any]], macs: AuditMac
-) -> ArchivedFile:
-    first_id, last_id = records[0]["id"], records[-1]["id"]
-    path = out_dir / f"audit-{month}-{first_id}-{last_id}.jsonl.gz"
-    signature_path = path.with_name(path.name + SIGNATURE_SUFFIX)
-    if path.exists() or signature_path.exists():
-        raise BadUserInput(f"归档文件 {path} 已存在, 不覆盖; 请换一个 --out 目录")
-    header = {
-        "format": FORMAT,
-        "version": VERSION,
-        "month": month,
-        "entries": len(records),
-        "first_prev_hash": first_prev,
-    }
-    _write_file(path, [header, *records])
-    digest = _file_digest(path)
-    signature: dict[str, Any] = {
-        "format": FORMAT,
-        "version": VERSION,
-        "file": path.name,
-        "sha256": digest,
-        "month": month,
-        "entries": len(records),
-        "first_id": first_id,
-        "last_id": last_id,
-        "first_prev_hash": first_prev,
-        "last_entry_hash": records[-1]["entry_hash"],
-    }
-    key_id = macs.key_id
-    if key_id is None:
-        raise ArchiveRefused("密钥环中没有审计密钥")
-    signature["algorithm"] = macs.algorithm_of(key_id)
-    _, mac = macs.sign("archive", _signature_message(signature), key_id=key_id)
-    signature["mac_key_id"], signature["mac"] = key_id, mac
-    _write_json(signature_path, signature)
-    return ArchivedFile(
-        month=month,
-        entries=len(records),
-        first_id=first_id,
-        last_id=last_id,
-        first_prev_hash=first_prev,
-        last_entry_hash=records[-1]["entry_hash"],
-        path=path,
-        signature_path=signature_path,
-        digest=digest,
-        mac_key_id=key_id,
-    )
+class _MonthFile:
+    """One archive file being written: entries streamed into gzip under a temporary name
+    (a month of a province's entries does not fit in memory), then renamed to
+    ``audit-YYYY-MM-<first id>-<last id>.jsonl.gz`` and signed."""
+
+    def __init__(self, out_dir: Path, month: str, first_prev: str) -> None:
+        self.out_dir, self.month, self.first_prev = out_dir, month, first_prev
+        self.entries = 0
+        self.first_id = self.last_id = 0
+        self.last_entry_hash = first_prev
+        self._tmp = out_dir / f".audit-{month}-{os.getpid()}.jsonl.gz.tmp"
+        self._raw = self._tmp.open("wb")
+        # mtime 0 and no file name in the gzip header: equal entries give equal bytes.
+        self._gzip = gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, mtime=0)
+        self._write(
+            {"format": FORMAT, "version": VERSION, "month": month, "first_prev_hash": first_prev}
+        )
+
+    def _write(self, line: dict[str, Any]) -> None:
+        self._gzip.write(json.dumps(line, ensure_ascii=False, sort_keys=True).encode())
+        self._gzip.write(b"\n")
+
+    def add(self, records: list[dict[str, Any]]) -> None:
+        for record in records:
+            self._write(record)
+            if not self.entries:
+                self.first_id = record["id"]
+            self.entries += 1
+            self.last_id, self.last_entry_hash = record["id"], record["entry_hash"]
+
+    def _close(self) -> None:
+        if not self._raw.closed:
+            self._gzip.close()
+            self._raw.flush()
+            os.fsync(self._raw.fileno())
+            self._raw.close()
+
+    def discard(self) -> None:
+        self._close()
+        self._tmp.unlink(missing_ok=True)
+
+    def seal(self, macs: AuditMac) -> ArchivedFile:
+        self._close()
+        path = self.out_dir / f"audit-{self.month}-{self.first_id}-{self.last_id}.jsonl.gz"
+        signature_path = path.with_name(path.name + SIGNATURE_SUFFIX)
+        if path.exists() or signature_path.exists():
+            self._tmp.unlink(missing_ok=True)
+            raise BadUserInput(f"归档文件 {path} 已存在, 不覆盖; 请换一个 --out 目录")
+        os.replace(self._tmp, path)
+        digest = _file_digest(path)
+        signature: dict[str, Any] = {
+            "format": FORMAT,
+            "version": VERSION,
+            "file": path.name,
+            "sha256": digest,
+            "month": self.month,
+            "entries": self.entries,
+            "first_id": self.first_id,
+            "last_id": self.last_id,
+            "first_prev_hash": self.first_prev,
+            "last_entry_hash": self.last_entry_hash,
+        }
+        key_id = macs.key_id
+        if key_id is None:
+            raise ArchiveRefused("密钥环中没有审计密钥")
+        signature["algorithm"] = macs.algorithm_of(key_id)
+        _, mac = macs.sign("archive", _signature_message(signature), key_id=key_id)
+        signature["mac_key_id"], signature["mac"] = key_id, mac
+        _write_json(signature_path, signature)
+        return ArchivedFile(
+            month=self.month,
+            entries=self.entries,
+            first_id=self.first_id,
+            last_id=self.last_id,
+            first_prev_hash=self.first_prev,
+            last_entry_hash=self.last_entry_hash,
+            path=path,
+            signature_path=signature_path,
+            digest=digest,
+            mac_key_id=key_id,
+        )
 
 
 async def _record(
