@@ -186,23 +186,24 @@ def _month_of(entry: AuditEntry) -> str:
 
 async def _prefix(session: AsyncSession, cutoff: datetime) -> AsyncIterator[list[AuditEntry]]:
     """The entries before the first one dated at or after ``cutoff``, in id order, in
-    batches."""
-    boundary = (
-        await session.execute(
-            select(func.min(AuditEntry.id)).where(AuditEntry.occurred_at >= cutoff)
-        )
-    ).scalar()
+    batches. Read in id order and stopped there: only the prefix is read, never the months
+    that stay online."""
     last_id = 0
     while True:
-        stmt = select(AuditEntry).where(AuditEntry.id > last_id)
-        if boundary is not None:
-            stmt = stmt.where(AuditEntry.id < boundary)
-        rows = list((await session.execute(stmt.order_by(AuditEntry.id).limit(_BATCH))).scalars())
-        if not rows:
-            return
-        last_id = rows[-1].id
+        stmt = select(AuditEntry).where(AuditEntry.id > last_id).order_by(AuditEntry.id)
+        rows = list((await session.execute(stmt.limit(_BATCH))).scalars())
         session.expunge_all()
-        yield rows
+        kept: list[AuditEntry] = []
+        for row in rows:
+            if as_utc(row.occurred_at) >= cutoff:
+                if kept:
+                    yield kept
+                return
+            kept.append(row)
+        if not kept:
+            return
+        last_id = kept[-1].id
+        yield kept
 
 
 async def archive(
