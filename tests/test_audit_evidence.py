@@ -834,3 +834,36 @@ async def test_an_archive_that_cannot_finish_leaves_nothing_behind(
         kinds = (await session.execute(select(AuditAnchor.kind))).scalars().all()
     assert kinds == ["mac_start"]
     assert (await _verify(g, macs=g.macs)).ok
+
+
+async def test_an_entry_committed_late_stays_with_its_neighbours(
+    gateway: Gateway, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The archive is a prefix of the chain: an April entry committed after May's (a slower
+    process) stays online, and on PostgreSQL its partition stays with it."""
+    g = gateway
+    late = audit.read_entry(
+        principal=Principal(
+            subject="slow.process",
+            department=Department.HEALTH,
+            level=Level.COUNTY,
+            region=g.harness.busiest_county(),
+        ),
+        purpose="relief_recognition",
+        request_id=str(uuid.uuid4()),
+        operation="LatePage",
+        policy_version=1,
+        person_ids=[],
+        fields={"Person.name": "read"},
+    )
+    late.occurred_at = datetime(2026, 4, 30, 15, 59, tzinfo=UTC)  # 23:59 Beijing, 30 April
+    await g.harness.runtime.audit.append(late)
+    await _archive(g, capsys, tmp_path / "archive")
+    online = await _entries(g)
+    assert [e.operation for e in online if e.id == late.id] == ["LatePage"]
+    assert online[0].operation == "HistoryPage"  # May's first entry starts the online log
+    if g.backend == "postgres":
+        left = await _partitions(g)
+        assert "audit_log_m202604" in left  # still holds the late entry
+        assert not {"audit_log_m202601", "audit_log_m202602", "audit_log_m202603"} & left
+    assert (await _verify(g, macs=g.macs)).ok
