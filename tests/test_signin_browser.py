@@ -362,6 +362,19 @@ def test_a_planted_code_signs_nobody_in(development: Served, browser: Browser) -
     assert victim.problems == []
     victim.close()
 
+    # Opened in a tab where someone is signed in: ignored, the person stays who they were.
+    clerk = Session(browser, development, "/workbench")
+    clerk.to_platform()
+    clerk.log_in("clerk.a")
+    who = clerk.page.locator("#whoami-text")
+    expect(who).to_contain_text(f"{PLATFORM_NAME}|clerk.a")
+    clerk.page.goto(f"{clerk.address}?{urlencode({'code': code, 'state': state})}")
+    expect(who).to_contain_text(f"{PLATFORM_NAME}|clerk.a")
+    expect(who).not_to_contain_text("intruder.c")
+    assert clerk.page.url == clerk.address
+    assert clerk.problems == []
+    clerk.close()
+
     # The code was never exchanged by the page: its owner can still trade it (once).
     traded = httpx.post(
         f"{development.platform.url}/token",
@@ -494,4 +507,3 @@ def test_production_offers_the_platform_only(data_dir: Path, browser: Browser) -
         clerk.shot("workbench-11-production-signed-in")
         assert clerk.problems == []
         clerk.close()
-

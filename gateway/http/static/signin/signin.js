@@ -203,7 +203,10 @@ async function exchange(config, pending, code) {
   }
   const seconds = Number(answer.expires_in);
   if (Number.isFinite(seconds) && seconds > 0) {
-    sessionStorage.setItem(EXPIRES_KEY, String(Date.now() + seconds * 1000));
+    // Which token runs out when: its last characters, so a token pasted later (development)
+    // is never signed out by this one's clock.
+    const record = { at: Date.now() + seconds * 1000, tail: answer.access_token.slice(-16) };
+    sessionStorage.setItem(EXPIRES_KEY, JSON.stringify(record));
   } else {
     sessionStorage.removeItem(EXPIRES_KEY);
   }
@@ -244,33 +247,39 @@ export async function completeSignIn(config) {
 
 let expiryTimer = null;
 
-/** Call `expired(messages)` when the issuer's token runs out (its `expires_in`). */
-export function watchExpiry(expired) {
+function expiry(token) {
+  try {
+    const record = JSON.parse(sessionStorage.getItem(EXPIRES_KEY) || "null");
+    const current = token.get();
+    if (record && current && typeof record.tail === "string" && current.endsWith(record.tail)) {
+      return Number(record.at);
+    }
+  } catch {
+    // an unreadable record is no record
+  }
+  return null;
+}
+
+/** Call `expired(messages)` when the platform's token in `token` runs out (its
+ * `expires_in`); nothing for a token that did not come from the platform. */
+export function watchExpiry(token, expired) {
   if (expiryTimer !== null) clearTimeout(expiryTimer);
   expiryTimer = null;
-  const at = Number(sessionStorage.getItem(EXPIRES_KEY));
-  if (!Number.isFinite(at) || at <= 0) return;
-  const wait = at - Date.now();
+  const at = expiry(token);
+  if (at === null || !Number.isFinite(at)) return;
   expiryTimer = setTimeout(
     () => {
       expiryTimer = null;
+      if (expiry(token) !== at) return; // signed out, or another token since
       if (Date.now() < at) {
-        watchExpiry(expired);
+        watchExpiry(token, expired);
         return;
       }
       sessionStorage.removeItem(EXPIRES_KEY);
       expired(["统一身份认证登录已过期"]);
     },
-    Math.min(Math.max(wait, 0), LONGEST_TIMER_MS),
+    Math.min(Math.max(at - Date.now(), 0), LONGEST_TIMER_MS),
   );
-}
-
-/** Forget the sign-in's own state (the page clears its token itself). */
-export function forget() {
-  if (expiryTimer !== null) clearTimeout(expiryTimer);
-  expiryTimer = null;
-  sessionStorage.removeItem(PENDING_KEY);
-  sessionStorage.removeItem(EXPIRES_KEY);
 }
 
 // ------------------------------------------------------------------ the page's sign-in box
@@ -296,24 +305,25 @@ function issuerHost(config) {
  * - `tokenForm`: the page's token form, shown only when the server allows it;
  * - `show(kind, text)`: the page's status line ("error" | "info" | "ok");
  * - `signIn(token)`: the page's own sign-in with a bearer token (a promise);
- * - `saved`: the token already in this tab (a reload), or "";
+ * - `token`: the page's token store ({get}), holding the token of a reload, or "";
  * - `expired(messages)`: the page's "signed out, say why" (as for UNAUTHENTICATED).
  * Resolves to the configuration. Sign-out stays the page's: it clears sessionStorage, which
  * holds everything this module keeps.
  */
-export async function setUpSignIn({ box, tokenForm, show, signIn, saved, expired }) {
+export async function setUpSignIn({ box, tokenForm, show, signIn, token, expired }) {
   const config = await loadConfig();
   tokenForm.hidden = config.tokenForm === false;
   if (config.message && !config.enabled) show("error", config.message);
   if (config.enabled) renderBox(box, config, show);
 
+  const saved = token.get();
   let fresh = null;
   try {
     fresh = await completeSignIn(config);
   } catch (error) {
-    forget();
     show("error", error.userMessage || "登录失败, 请重新登录");
-    return config;
+    // Signed in already (a planted answer opened in this tab): the person stays who they were.
+    if (!saved) return config;
   }
   if (fresh) {
     show("info", "");
@@ -321,7 +331,7 @@ export async function setUpSignIn({ box, tokenForm, show, signIn, saved, expired
   } else if (saved) {
     await signIn(saved);
   }
-  if (config.enabled) watchExpiry(expired);
+  watchExpiry(token, expired);
   return config;
 }
 

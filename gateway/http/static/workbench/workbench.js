@@ -186,10 +186,8 @@ function start() {
     tokenForm: form,
     show: (kind, text) => message(output, kind, text),
     signIn: (value) => busy(null, output, () => signIn(value)),
-    saved: token.get(),
-    expired: (messages) => {
-      if (token.get()) signedOut(messages);
-    },
+    token,
+    expired: signedOut,
   });
 }
 
