@@ -262,7 +262,7 @@ async def audit_log(
 async def audit_chain(info: Ctx) -> AuditChainStatus:
     require_audit_admin(info, "校验审计日志")
     note_admin_action(info, AUDIT_CHAIN)
-    report = await AuditLogReader(info.context.engine).verify()
+    report = await AuditLogReader(info.context.engine).verify(info.context.audit_macs)
     return AuditChainStatus(
         entries=report.entries,
         ok=report.ok,

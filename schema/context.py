@@ -14,6 +14,7 @@ from strawberry.dataloader import DataLoader
 
 from adapters.mapping import Feed
 from authz.guard import FieldGuard
+from gateway.crypto import AuditMac
 from gateway.domain.principal import Principal
 from gateway.loop.config import ProvinceRules
 from gateway.storage.exchange import DepartmentExchange
@@ -41,6 +42,9 @@ class RequestContext:
     # Called after an officer's approval installs a policy version: this process enforces it
     # on the next request (Authorizer.invalidate) instead of at its next poll.
     policy_changed: Callable[[], None] | None = None
+    # The keyring's audit MAC: the audit administrator's chain check verifies the entries' MACs
+    # too (issue 16 item 6), not only their hashes.
+    audit_macs: AuditMac | None = None
     # The operation the audit entry names instead of the GraphQL operation's own name (an
     # officer's simulation is recorded as "simulateAccess", whatever the client named it).
     audit_operation: str | None = None

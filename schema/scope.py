@@ -19,6 +19,7 @@ from adapters.mapping import Feed
 from authz.compiler import place_narrowing, row_scope
 from authz.decision import AccessDecision
 from authz.guard import FieldGuard
+from gateway.crypto import AuditMac
 from gateway.domain.places import PlaceKind
 from gateway.domain.principal import Principal
 from gateway.loop.config import ProvinceRules
@@ -43,6 +44,7 @@ def scoped_context(
     engine: AsyncEngine,
     rules: ProvinceRules,
     policy_changed: Callable[[], None] | None = None,
+    audit_macs: AuditMac | None = None,
 ) -> RequestContext:
     """The context every resolver of one request gets, for ``principal`` under ``decision``:
     its reads run on ``connection`` with the decision's row predicate inside."""
@@ -124,5 +126,6 @@ def scoped_context(
         engine=engine,
         rules=rules,
         policy_changed=policy_changed,
+        audit_macs=audit_macs,
         reported=reported,
     )

@@ -259,6 +259,18 @@ async def test_chain_rewritten_with_recomputed_hashes_is_caught_by_the_mac(
     assert "MAC 不符" in err
     assert "只有 MAC 能发现" in err
 
+    # The audit administrator's check through the API checks the MACs too.
+    h = gateway.harness
+    auditor = h.token(
+        "medical_insurance",
+        "province",
+        h.persons[0].region_code[:2],
+        subject="auditor.z",
+        roles=["audit_admin"],
+    )
+    body = await h.query(auditor, "{ auditChain { ok firstBadId } }")
+    assert body["data"]["auditChain"] == {"ok": False, "firstBadId": str(target.id)}
+
 
 async def test_a_forger_who_does_not_recompute_everything_is_named_twice(gateway: Gateway) -> None:
     """An entry edited and its own hash recomputed: its MAC fails first, the next link breaks;

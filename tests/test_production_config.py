@@ -86,6 +86,7 @@ def _write_key(data_dir: Path, key: str) -> None:
         ("bench_rig_token_key", ("token.key", "公开的示例/默认密钥")),
         ("placeholder_token_key", ("token.key", "占位符")),
         ("world_writable_data_dir", ("对所有用户可写",)),
+        ("keyring_without_audit_key", ("没有审计密钥", "audit rotate-key")),
     ],
 )
 def test_serve_refuses_unsafe_keys(data_dir: Path, case: str, words: tuple[str, ...]) -> None:
@@ -108,6 +109,12 @@ def test_serve_refuses_unsafe_keys(data_dir: Path, case: str, words: tuple[str, 
         _write_key(data_dir, "changeme" * 5)
     elif case == "world_writable_data_dir":
         data_dir.chmod(0o777)
+    elif case == "keyring_without_audit_key":  # written before audit keys existed
+        _write_key(data_dir, RANDOM_KEY)
+        document = json.loads(keyring.read_text())
+        for name in ("audit_keys", "audit_primary", "audit_since"):
+            document.pop(name, None)
+        keyring.write_text(json.dumps(document))
     _refused(_serve(data_dir), *words)
 
 

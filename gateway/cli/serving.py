@@ -374,6 +374,7 @@ async def _demo_data(
         today=today,
         readers=readers,
         files=settings.data_dir / "samples",
+        macs=runtime.audit.macs,
     )
     return regions, story, bundles
 

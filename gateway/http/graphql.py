@@ -264,6 +264,7 @@ async def _execute(
             engine=runtime.engine,
             rules=runtime.rules,
             policy_changed=runtime.authorizer.invalidate,
+            audit_macs=runtime.audit.macs,
         )
         guard = context.guard
         try:

@@ -42,6 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from adapters.mapping import Feed
 from adapters.pipeline import Ingestor
 from adapters.samples import IDENTITY_HEADERS, identity_rows, write_csv
+from gateway.crypto import AuditMac
 from gateway.domain.clock import CHINA_TZ, as_utc, now_utc
 from gateway.domain.departments import CATEGORY_NAMES_ZH, Department, Level
 from gateway.domain.id_numbers import make_id_number
@@ -118,12 +119,14 @@ async def bring_loop_alive(
     today: date,
     readers: Sequence[Reader],
     files: Path,
+    macs: AuditMac | None = None,
 ) -> LoopStory:
     """Make (once) and describe the demo county's loop; see the module docstring.
 
     ``sessions`` is the async sessionmaker (audit chain), ``vault`` the person vault (ingest),
     ``bundles`` the seeded plaintext (names and ID numbers for the departments' files), ``files``
-    where the departments' files are written (kept, as a clerk keeps them)."""
+    where the departments' files are written (kept, as a clerk keeps them), ``macs`` the
+    keyring's audit MAC (the history's entries are sealed like every request's)."""
     last = previous_month(today)
     story = LoopStory(county=county, last_month=last, run=None)
     async with engine.connect() as connection:
@@ -136,7 +139,7 @@ async def bring_loop_alive(
         ).scalar_one()
     if not done:
         story.run = await _make(
-            engine, sessions, vault, rules, feeds, bundles, county, today, readers, files
+            engine, sessions, vault, rules, feeds, bundles, county, today, readers, files, macs
         )
     await _describe(engine, story, rules, today)
     return story
@@ -154,6 +157,7 @@ async def _make(
     today: date,
     readers: Sequence[Reader],
     files: Path,
+    macs: AuditMac | None,
 ) -> WarningRunResult:
     rng = random.Random(f"demo-loop-{county}-{today}")
     files.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, before any file
@@ -162,7 +166,7 @@ async def _make(
     people = [p for b in bundles for p in b.members if p.region_code.startswith(county)]
     held = _held_categories(bundles)
     # The audit history comes first: its entries are older than anything a request appends.
-    await _sharing_history(engine, sessions, readers, today, rng)
+    await _sharing_history(engine, sessions, readers, today, rng, macs)
 
     # 1. M-2's settlements and warning run, on the first working day of M-1.
     run_day = add_working_days(last.first_day - timedelta(days=1), 1)
@@ -443,6 +447,7 @@ async def _sharing_history(
     readers: Sequence[Reader],
     today: date,
     rng: random.Random,
+    macs: AuditMac | None,
 ) -> None:
     """Reads of the last three months and of this month before today, in time order, each an
     audit entry for people the reader's region holds (requests and person-times, rule 11)."""
@@ -499,7 +504,7 @@ async def _sharing_history(
     if chained:
         session: AsyncSession
         async with sessions() as session:
-            await append_entries(session, chained)
+            await append_entries(session, chained, macs=macs)
 
 
 _FIELDS = {"Person.name": "read", "Person.idNumber": "read", "Person.reliefStatuses": "read"}

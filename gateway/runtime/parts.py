@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from adapters.mapping import Feed, load_feeds
 from authz.store import Authorizer, install_default_policies
 from gateway.crypto import AuditMac, FieldCipher, open_keyring
+from gateway.domain.errors import ConfigurationError
 from gateway.domain.settings import Settings
 from gateway.loop.config import ProvinceRules, load_rules
 from gateway.runtime import production
@@ -54,6 +55,13 @@ class Runtime:
         # Unwrapped with the key-encryption key in the cipher machine when RELIEF_PKCS11_MODULE
         # is set (a wrong PIN, a missing token or KEK stop the start here).
         keyring = open_keyring(settings, create=create_keys)
+        if settings.is_production and keyring.audit_primary_id is None:
+            # A level-3 deployment keeps keyed audit evidence (issue 16 item 6): a keyring from
+            # before audit keys existed gets one by the system administrator's command.
+            raise ConfigurationError(
+                "生产环境拒绝启动: 密钥环中没有审计密钥, 审计记录将无法加 MAC 防篡改; "
+                "请先运行 relief-gateway audit rotate-key 生成审计密钥"
+            )
         # The identity platforms (RELIEF_OIDC_*, validated here: a broken file stops start-up).
         issuers = load_issuers(settings)
         tokens = TokenService.from_file(

@@ -30,6 +30,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, String, case, func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
+from gateway.crypto import AuditMac
 from gateway.domain.clock import beijing_day_start
 from gateway.domain.principal import canonical_subject
 from gateway.storage.audit_chain import ChainReport, verify_chain
@@ -156,6 +157,8 @@ class AuditLogReader:
             stmt = select(func.count()).select_from(AuditEntry).where(*conditions)
             return int((await connection.execute(stmt)).scalar_one())
 
-    async def verify(self) -> ChainReport:
+    async def verify(self, macs: AuditMac | None = None) -> ChainReport:
+        """The chain's links and hashes, and with ``macs`` (the keyring's audit MAC) every
+        entry's MAC: a chain rewritten with recomputed hashes is caught only by the MAC."""
         async with AsyncSession(self._engine, expire_on_commit=False) as session:
-            return await verify_chain(session)
+            return await verify_chain(session, macs=macs)
