@@ -23,7 +23,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
@@ -39,7 +39,7 @@ from gateway.cli.serving import add_demo_command, add_serve_command, serve
 from gateway.cli.tokens import add_token_command
 from gateway.cli.warn import add_warn_command
 from gateway.domain import regions
-from gateway.domain.errors import GatewayError
+from gateway.domain.errors import ConfigurationError, GatewayError
 from gateway.domain.settings import load_settings
 from gateway.http import metrics
 
@@ -57,6 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             data_dir=getattr(args, "data_dir", None),
             database_url=getattr(args, "database_url", None),
         )
+        if settings.is_production and settings.today:
+            # Not only serve: a CLI run with a pinned date could archive audit months inside
+            # the retention, or run a warning month early (CONTRACT: development only).
+            raise ConfigurationError("生产环境不允许设置 RELIEF_TODAY (测试用的日期), 请取消该变量")
         if settings.log_file is not None and args.handler is not serve:
             # RELIEF_LOG_FILE: every command's log records go there too (the console is
             # unchanged); serve configures its own, see gateway.http.logs.
@@ -77,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except ValidationError as exc:  # a RELIEF_* variable with a bad value: named, in Chinese
         for error in exc.errors():
-            message = str(error["msg"]).removeprefix("Value error, ")
+            message = _in_chinese(error)
             if "RELIEF_" not in message:
                 name = "_".join(str(part) for part in error["loc"]).upper()
                 message = f"RELIEF_{name}: {message}"
@@ -89,6 +93,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return result
+
+
+# pydantic's own checks, said in Chinese (our validators already speak it: "Value error, …").
+_PYDANTIC_ZH = {
+    "int_parsing": "应为整数",
+    "float_parsing": "应为数字",
+    "bool_parsing": "应为 true 或 false",
+    "greater_than": "应大于 {gt}",
+    "greater_than_equal": "不能小于 {ge}",
+    "less_than": "应小于 {lt}",
+    "less_than_equal": "不能大于 {le}",
+    "enum": "应为 {expected} 之一",
+    "literal_error": "应为 {expected} 之一",
+    "json_invalid": "不是合法的 JSON",
+    "finite_number": "应为有限的数",
+}
+
+
+def _in_chinese(error: Any) -> str:
+    """One pydantic error of a RELIEF_* variable as a Chinese phrase with the value received."""
+    text = str(error["msg"])
+    if text.startswith("Value error, "):
+        return text.removeprefix("Value error, ")
+    template = _PYDANTIC_ZH.get(str(error.get("type")))
+    if template is None:
+        return text
+    try:
+        phrase = template.format(**(error.get("ctx") or {}))
+    except (KeyError, IndexError):
+        phrase = template
+    return f"{phrase}, 收到 {error.get('input')!r}"
 
 
 def _quiet_aiosqlite_race(args: threading.ExceptHookArgs) -> None:

@@ -2,6 +2,7 @@
 
 The operator's sequence, with the gateway serving throughout::
 
+    relief-gateway keys init                # a new deployment's keyring (and token key)
     relief-gateway keys rotate              # new primary; running gateways load it within
                                             # RELIEF_KEYRING_RELOAD_SECONDS (default 1 s)
     relief-gateway keys reencrypt           # old ciphertexts re-sealed in batches (resumable)
@@ -34,6 +35,8 @@ import sys
 import time
 from collections.abc import Callable
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from gateway.cli.admin_trail import add_operator_argument, check_operator, record
 from gateway.crypto import (
     FieldCipher,
@@ -47,13 +50,14 @@ from gateway.crypto import (
 from gateway.domain.principal import SYSTEM_ADMIN
 from gateway.domain.settings import Settings
 
-ACTIONS = ("rotate", "reencrypt", "status", "retire", "wrap", "unwrap", "destroy-kek")
+ACTIONS = ("init", "rotate", "reencrypt", "status", "retire", "wrap", "unwrap", "destroy-kek")
 
 
 def add_keys_command(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
     keys = command(
         "keys",
-        "数据密钥轮换: rotate 新建主密钥; reencrypt 用主密钥重新加密旧密文; "
+        "密钥: init 新部署创建密钥环 (及开发令牌密钥); rotate 新建主密钥; "
+        "reencrypt 用主密钥重新加密旧密文; "
         "status 各密钥保护的密文数; retire 密钥ID 停用不再使用的旧密钥; "
         "wrap 用密码机中的密钥加密密钥封装密钥环; unwrap 解除封装 (明文); "
         "destroy-kek 标签 销毁不再使用的密钥加密密钥",
@@ -97,7 +101,7 @@ def add_keys_command(command: Callable[[str, str], argparse.ArgumentParser]) -> 
 
 # What changes keys is written to the administrators' trail (``status`` only reads; ``reencrypt
 # --dry-run`` only counts).
-_RECORDED = frozenset({"rotate", "reencrypt", "retire", "wrap", "unwrap", "destroy-kek"})
+_RECORDED = frozenset({"init", "rotate", "reencrypt", "retire", "wrap", "unwrap", "destroy-kek"})
 
 
 def _keys(settings: Settings, args: argparse.Namespace) -> int:
@@ -107,7 +111,18 @@ def _keys(settings: Settings, args: argparse.Namespace) -> int:
         details: dict[str, object] = {"exit": code}
         if args.key_id:
             details["target"] = args.key_id.strip()
-        record(settings, args, role=SYSTEM_ADMIN, operation=f"keys {args.action}", details=details)
+        if args.action == "init":
+            details = {"exit": code}
+        try:
+            record(
+                settings, args, role=SYSTEM_ADMIN, operation=f"keys {args.action}", details=details
+            )
+        except SQLAlchemyError:
+            if args.action != "init":
+                raise
+            # A new deployment creates its keys before its database exists: the key ids and
+            # their creation times are in keyring.json; migrate is the trail's first entry.
+            print("提示: 数据库尚未迁移, keys init 未写入审计日志", file=sys.stderr)
     return code
 
 
@@ -115,6 +130,8 @@ def _act(settings: Settings, args: argparse.Namespace) -> int:
     if args.action not in ("retire", "destroy-kek") and args.key_id is not None:
         print(f"错误: keys {args.action} 不接受密钥 ID 参数", file=sys.stderr)
         return 2
+    if args.action == "init":
+        return _init(settings)
     if args.action == "wrap":
         return _wrap(settings, generate=args.generate_kek)
     if args.action == "unwrap":
@@ -137,6 +154,35 @@ def _act(settings: Settings, args: argparse.Namespace) -> int:
         print("错误: 用法 relief-gateway keys retire 密钥ID (见 keys status)", file=sys.stderr)
         return 2
     return _retire(settings, args.key_id.strip())
+
+
+def _init(settings: Settings) -> int:
+    """A new deployment's keys, in production too (the step before the first ``serve``): the
+    keyring (data, index and audit keys of ``RELIEF_CIPHER_SUITE``; wrapped by the KEK from
+    the start when ``RELIEF_PKCS11_MODULE`` is set) and the token key. Never overwrites."""
+    from gateway.domain.errors import ConfigurationError
+    from gateway.runtime.tokens import TokenService
+
+    if settings.keyring_path.exists():
+        raise ConfigurationError(
+            f"密钥环 {settings.keyring_path} 已存在, 不会覆盖 (轮换请用 relief-gateway keys rotate)"
+        )
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    kek = protector_from_settings(settings)
+    keyring = open_keyring(settings, create=True)
+    print(
+        f"已创建密钥环 {settings.keyring_path}: 数据密钥 {keyring.primary_id}, "
+        f"审计密钥 {keyring.audit_primary_id} ({settings.cipher_suite.value})"
+    )
+    _say_protection(keyring, kek)
+    if not settings.token_key_path.exists():
+        TokenService.from_file(settings.token_key_path, settings.token_issuer, create=True)
+        print(
+            f"已创建令牌签名密钥 {settings.token_key_path} (网关自签令牌; 接入统一身份认证后"
+            "仅用于开发与应急, 见 docs/identity.md)"
+        )
+    print("请备份密钥环 (与数据库分开保存), 并复制到每台网关主机; 下一步: relief-gateway migrate")
+    return 0
 
 
 def _rotate(settings: Settings, algorithm: str | None) -> int:

@@ -28,11 +28,16 @@ import sys
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateway.cli.admin_trail import record
 from gateway.domain.clock import CHINA_TZ
 from gateway.domain.principal import SECURITY_ADMIN, canonical_subject
 from gateway.domain.settings import Settings
+from gateway.storage.admin_audit import operator_subject
+
+if TYPE_CHECKING:
+    from authz.admin import Officer
 
 
 def add_policy_command(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
@@ -57,9 +62,17 @@ def add_policy_command(command: Callable[[str, str], argparse.ArgumentParser]) -
         help="test: 按此时刻检查 (日期 2027-04-01 即北京时间当日开始, 或带时区的时刻); 默认现在",
     )
     policy.add_argument(
+        "--token-file",
+        metavar="FILE",
+        type=Path,
+        default=None,
+        help="import: 提出人 (安全管理员) 本人的访问令牌所在文件 (- 为标准输入); 生产环境必需",
+    )
+    policy.add_argument(
         "--proposed-by",
         metavar="SUBJECT",
-        help="import: 提出人 (安全管理员的主体标识); 须由另一名安全管理员通过 API 批准后生效",
+        help="import: 提出人 (安全管理员的主体标识; 仅开发环境, 生产环境须用 --token-file); "
+        "须由另一名安全管理员通过 API 批准后生效",
     )
     policy.add_argument("--title", default=None, help="import: 申请标题 (默认: 导入策略文件 …)")
     policy.add_argument("--note", default=None, help="import: 申请说明")
@@ -78,30 +91,83 @@ def _policy(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     if args.action == "test":
         return _test(args)
-    if args.file is None or not (args.proposed_by or "").strip():
-        print("错误: 用法 relief-gateway policy import 文件 --proposed-by 提出人", file=sys.stderr)
+    if args.file is None or not ((args.proposed_by or "").strip() or args.token_file):
+        print(
+            "错误: 用法 relief-gateway policy import 文件 --token-file 令牌文件 "
+            "(开发环境也可用 --proposed-by 提出人)",
+            file=sys.stderr,
+        )
         return 2
-    # One person, one subject (issue 16): the proposer as the four-eyes check compares it.
-    proposed_by = canonical_subject(args.proposed_by)
-    if len(proposed_by) > 128:
-        print("错误: --proposed-by 最多 128 个字符", file=sys.stderr)
+    if args.token_file is not None and args.proposed_by:
+        print("错误: --token-file 与 --proposed-by 只能用一个", file=sys.stderr)
+        return 2
+    if args.token_file is None and settings.is_production:
+        # A name typed on a shell proves nothing: four eyes needs the proposer's own sign-in.
+        print(
+            "错误: 生产环境中策略变更须以安全管理员本人的令牌提出 (--token-file), "
+            "不接受 --proposed-by",
+            file=sys.stderr,
+        )
         return 2
     path: Path = args.file
     text = _read(path)
     if text is None:
         return 2
+    officer = asyncio.run(_officer(settings, args))
+    if officer is None:
+        return 2
     title = args.title or f"导入策略文件 {path.name}"
-    print(asyncio.run(_import(settings, text, str(path), proposed_by, title, args.note)))
+    print(asyncio.run(_import(settings, text, str(path), officer, title, args.note)))
     # The security administrator's command on the server, in the administrators' trail (the
-    # proposal itself is what another security administrator approves).
+    # proposal itself is what another security administrator approves). The shell's user is
+    # named beside the proposer.
     record(
         settings,
-        argparse.Namespace(operator=proposed_by),
+        argparse.Namespace(operator=officer.subject),
         role=SECURITY_ADMIN,
         operation="policy import",
-        details={"file": path.name},
+        details={
+            "file": path.name,
+            "os_user": operator_subject(None),
+            "signed_in": "token" if args.token_file is not None else "no (development)",
+        },
     )
     return 0
+
+
+async def _officer(settings: Settings, args: argparse.Namespace) -> Officer | None:
+    """The proposer: verified from its own token (``--token-file``; a security administrator,
+    with its jurisdiction), or in development the ``--proposed-by`` name at province level.
+    None after a Chinese error on stderr."""
+    from authz.admin import Officer
+    from gateway.domain.departments import Level
+    from gateway.domain.errors import GatewayError
+    from gateway.domain.regions import provinces
+
+    if args.token_file is None:
+        # One person, one subject (issue 16): the proposer as the four-eyes check compares it.
+        proposed_by = canonical_subject(args.proposed_by)
+        if len(proposed_by) > 128:
+            print("错误: --proposed-by 最多 128 个字符", file=sys.stderr)
+            return None
+        province = next(p.code for p in provinces() if p.key == settings.province.value)
+        return Officer(proposed_by, Level.PROVINCE, province)
+    raw = sys.stdin.read() if str(args.token_file) == "-" else _read(args.token_file)
+    if raw is None:
+        return None
+    from gateway.runtime.parts import Runtime
+
+    runtime = Runtime.create(settings)
+    try:
+        await runtime.tokens.start()
+        try:
+            principal = await runtime.tokens.verify(raw.strip().removeprefix("Bearer ").strip())
+            return Officer.of(principal)
+        except GatewayError as exc:
+            print(f"错误: 令牌未通过验证: {exc.message}", file=sys.stderr)
+            return None
+    finally:
+        await runtime.close()
 
 
 def _read(path: Path) -> str | None:
@@ -181,20 +247,16 @@ async def _export(settings: Settings) -> str:
 
 
 async def _import(
-    settings: Settings, text: str, source: str, proposed_by: str, title: str, note: str | None
+    settings: Settings, text: str, source: str, officer: Officer, title: str, note: str | None
 ) -> str:
-    from authz.admin import Officer, PolicyAdmin, format_line, text_change
+    from authz.admin import PolicyAdmin, format_line, text_change
     from authz.expectations import canonical, has_expectations
     from authz.store import parse_policy_text
-    from gateway.domain.departments import Level
-    from gateway.domain.regions import provinces
     from gateway.storage.engine import make_engine
 
     wanted = parse_policy_text(text, source=source)  # a bad line refuses the whole file
     # e lines: the proposed complete set of expectations; none in the file: unchanged
     expectations = canonical(text, source=source) if has_expectations(text) else None
-    province = next(p.code for p in provinces() if p.key == settings.province.value)
-    officer = Officer(proposed_by, Level.PROVINCE, province)
     engine = make_engine(settings.resolved_database_url)
     try:
         async with engine.connect() as connection:
