@@ -12,6 +12,8 @@ One expectation a line, CSV like the policy file, starting with ``e``::
 
 - **调用方** (caller): a concrete caller, ``department:level@region`` with a region code of the
   level's length (2/4/6 digits): the caller the token of such an officer of that place names.
+  The policy's spelling of a subject, ``department@region:level``, is accepted for the same
+  caller (written back as ``department:level@region``).
 - **用途** (purpose): the ``X-Purpose`` declared; ``-`` none declared; ``*`` every case (none
   declared and each purpose the policy names): the expectation must hold in all of them.
 - **对象** and **期望**: a guarded field (``Person.phone``) and ``read`` / ``mask`` / ``deny`` (the
@@ -132,12 +134,21 @@ def _row_scopes(text: str) -> str:
 
 
 def _caller(text: str) -> str:
-    head, at, region = text.partition("@")
-    department, colon, level = head.partition(":")
-    if not at or not colon:
-        raise ConfigurationError(
-            f"调用方格式错误: {text!r} (应为 部门:层级@区划, 如 civil_affairs:county@370102)"
-        )
+    """The caller in its one spelling, ``department:level@region``. The policy's own spelling of
+    a subject, ``department@region:level`` (``civil_affairs@370102:county``), names the same
+    caller and is accepted too; both are stored, compared and shown as the first."""
+    head, at, rest = text.partition("@")
+    if at and ":" not in head and ":" in rest:  # department@region:level, as in a policy line
+        region, _, level = rest.partition(":")
+        department = head
+    else:
+        department, colon, level = head.partition(":")
+        region = rest
+        if not at or not colon:
+            raise ConfigurationError(
+                f"调用方格式错误: {text!r} (应为 部门:层级@区划, 如 civil_affairs:county@370102;"
+                " 或按策略主体的写法 部门@区划:层级, 如 civil_affairs@370102:county)"
+            )
     if department not in {d.value for d in Department}:
         raise ConfigurationError(f"未知部门: {department!r}")
     if level not in {lv.value for lv in Level}:
@@ -145,13 +156,13 @@ def _caller(text: str) -> str:
     digits = Level(level).region_digits
     if not (region.isascii() and region.isdigit() and len(region) == digits):
         raise ConfigurationError(f"{level} 调用方的区划应为 {digits} 位代码: {region!r}")
-    return text
+    return f"{department}:{level}@{region}"
 
 
 def expectation_of(cells: Sequence[str], number: int = 0) -> Expectation:
     """One expectation from its four cells (caller, purpose, target, expected), validated."""
     caller, purpose, target, expected = (cell.strip() for cell in cells)
-    _caller(caller)
+    caller = _caller(caller)
     if not purpose:
         raise ConfigurationError("用途不能为空 (未声明用途写 -, 任何情形写 *)")
     if target == ROWS:

@@ -137,24 +137,40 @@ def parse_valid_to(text: str) -> datetime:
     """A validity end as an officer writes it. A bare date ``2027-03-31`` means through the
     end of that day in Beijing time (the line stops at 2027-04-01 00:00 +08:00); a moment
     needs its timezone (``2027-03-31T23:59:59+08:00``). Refused: anything else."""
+    return _parse_when(text, bare_date="end")
+
+
+def parse_moment(text: str) -> datetime:
+    """A moment to look at the policy (``policy test --at``). A bare date ``2027-04-01`` means
+    the START of that day in Beijing time (2027-04-01 00:00 +08:00: the first moment a line
+    ending "2027-03-31" no longer grants); a moment needs its timezone. The errors say so,
+    and name neither a policy line nor its end."""
+    return _parse_when(text, bare_date="start")
+
+
+def _parse_when(text: str, *, bare_date: str) -> datetime:
+    what = "期限" if bare_date == "end" else "时刻"
+    day_means = "北京时间当日结束" if bare_date == "end" else "北京时间当日零时 (当日开始)"
+    example = "2027-03-31T23:59:59+08:00" if bare_date == "end" else "2027-04-01T08:30:00+08:00"
     text = text.strip()
     if len(text) == 10 and text[4:5] == "-" and text[7:8] == "-":
         try:
             day = date.fromisoformat(text)
         except ValueError:
-            raise ConfigurationError(f"期限日期无效: {text!r} (应为 YYYY-MM-DD)") from None
-        midnight = datetime(day.year, day.month, day.day, tzinfo=CHINA_TZ) + timedelta(days=1)
+            raise ConfigurationError(f"{what}日期无效: {text!r} (应为 YYYY-MM-DD)") from None
+        midnight = datetime(day.year, day.month, day.day, tzinfo=CHINA_TZ)
+        if bare_date == "end":
+            midnight += timedelta(days=1)
         return midnight.astimezone(UTC)
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise ConfigurationError(
-            f"期限无效: {text!r} (应为日期 2027-03-31 或带时区的时刻 2027-03-31T23:59:59+08:00)"
+            f"{what}无效: {text!r} (应为日期 {example[:10]} 或带时区的时刻 {example})"
         ) from None
     if moment.tzinfo is None:
         raise ConfigurationError(
-            f"期限缺少时区: {text!r} (请写明时区, 如 2027-03-31T23:59:59+08:00; "
-            "或只写日期, 表示北京时间当日结束)"
+            f"{what}缺少时区: {text!r} (请写明时区, 如 {example}; 或只写日期, 表示{day_means})"
         )
     return moment.astimezone(UTC)
 

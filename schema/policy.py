@@ -98,17 +98,38 @@ class PolicyLineInput:
     purpose: str = strawberry.field(default="*", description="用途, * 为任何用途")
     valid_to: datetime | None = strawberry.field(
         default=None,
-        description="期限 (可选): 该行授予至此时刻, 须带时区 (如 2027-04-01T00:00:00+08:00)",
+        description=(
+            "期限 (可选): 该行授予至此时刻 (不含), 须带时区; 不接受只写日期: 授予至北京时间"
+            " 2027-03-31 当日结束请写 2027-04-01T00:00:00+08:00"
+        ),
     )
 
 
 def _stored(line: PolicyLineInput) -> StoredLine:
     fields = (line.subject, line.object_, line.action.name.lower(), line.purpose)
     if line.valid_to is not None and line.valid_to.tzinfo is None:
-        raise BadUserInput(
-            f"期限缺少时区:「{', '.join(fields)}」validTo 请写明时区, 如 2027-04-01T00:00:00+08:00"
-        )
+        raise BadUserInput(_without_timezone(fields, line.valid_to))
     return with_valid_to(fields, line.valid_to)
+
+
+def _without_timezone(fields: StoredLine, valid_to: datetime) -> str:
+    """What to send instead of a validTo without a timezone. The DateTime scalar reads a bare
+    date ``2027-01-01`` as that day's midnight without a zone, so the two are told together:
+    unlike the policy file (where a bare date is the end of that day), validTo is a moment,
+    and the message gives both readings of the date as moments to copy."""
+    day = valid_to.date()
+    after = day + timedelta(days=1)
+    line = ", ".join(fields)
+    if (valid_to.hour, valid_to.minute, valid_to.second, valid_to.microsecond) == (0, 0, 0, 0):
+        return (
+            f"期限缺少时区:「{line}」validTo 须为带时区的时刻 (不接受只写日期); "
+            f"授予至北京时间 {day} 当日结束 (含当日) 请写 {after}T00:00:00+08:00, "
+            f"至 {day} 零时 (不含当日) 请写 {day}T00:00:00+08:00"
+        )
+    return (
+        f"期限缺少时区:「{line}」validTo 须为带时区的时刻, "
+        f"如北京时间请写 {valid_to.replace(microsecond=0).isoformat()}+08:00"
+    )
 
 
 @strawberry.type(description="一条不成立的策略期望 (策略测试): 在该用途下实际的效果与期望不同")

@@ -36,7 +36,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.domain import clock
-from gateway.domain.errors import ConfigurationError, Unauthenticated
+from gateway.domain.errors import BadUserInput, ConfigurationError, Unauthenticated
 from gateway.domain.principal import Principal
 from gateway.domain.settings import load_settings
 from gateway.http.app import create_app
@@ -703,7 +703,7 @@ async def test_runtime_decides_local_tokens_by_environment(tmp_path: Path) -> No
     from gateway.crypto import Keyring
 
     jwks = tmp_path / "jwks.json"
-    jwks.write_text('{"keys": []}', encoding="utf-8")
+    jwks.write_text(json.dumps({"keys": [new_key("ES256").public_jwk()]}), encoding="utf-8")
     oidc = {
         "oidc_issuer": "https://iam.example",
         "oidc_jwks_file": jwks,
@@ -941,7 +941,7 @@ def test_environment_issuer_and_its_errors(tmp_path: Path) -> None:
     for values, expected in [
         (
             {"oidc_issuer": "https://iam.example", "oidc_jwks_url": "https://iam.example/j"},
-            "必须设置 audience",
+            "必须设置 RELIEF_OIDC_AUDIENCE",
         ),
         ({"oidc_issuer": "https://iam.example", "oidc_audience": "a"}, "只能设置一个"),
         (
@@ -1286,3 +1286,245 @@ def test_sm2_is_pinned_per_issuer(tmp_path: Path) -> None:
     assert configs[0].algorithms == ("SM3withSM2",)
     with pytest.raises(ConfigurationError, match="可选 RS256、ES256、SM2"):
         issuer_configs(settings_with(tmp_path, GOOD + 'algorithms = ["SM9"]\n'))
+
+
+# --------------------------------------------------------------------------- review findings
+
+
+def test_environment_errors_name_the_environment_variables(tmp_path: Path) -> None:
+    """An issuer from RELIEF_OIDC_* is named by its variables, one from the file by its keys."""
+    base: dict[str, Any] = {"oidc_issuer": "https://iam.example", "oidc_audience": "relief-gateway"}
+    cases: list[tuple[dict[str, Any], str, str]] = [
+        (
+            {"oidc_issuer": "https://iam.example", "oidc_jwks_url": "https://iam.example/j"},
+            "必须设置 RELIEF_OIDC_AUDIENCE",
+            "audience (",
+        ),
+        (
+            {**base, "oidc_jwks_url": "http://iam.example/j", "env": "production"},
+            "RELIEF_OIDC_JWKS_URL",
+            "jwks_url",
+        ),
+        (
+            {**base, "oidc_jwks_url": "ftp://iam.example/j"},
+            "RELIEF_OIDC_JWKS_URL 应为 http(s) 地址",
+            "jwks_url",
+        ),
+        (
+            {**base, "oidc_jwks_url": "https://x/j", "oidc_leeway_seconds": 900},
+            "RELIEF_OIDC_LEEWAY_SECONDS",
+            "leeway_seconds",
+        ),
+        ({**base}, "RELIEF_OIDC_DISCOVERY_URL、RELIEF_OIDC_JWKS_URL", "discovery_url"),
+        (
+            {**base, "oidc_jwks_file": tmp_path / "absent.json"},
+            "找不到 RELIEF_OIDC_JWKS_FILE",
+            "jwks_file",
+        ),
+    ]
+    for values, named, not_named in cases:
+        with pytest.raises(ConfigurationError) as refused:
+            issuer_configs(settings_with(tmp_path, **values))
+        assert named in refused.value.message, refused.value.message
+        assert not_named not in refused.value.message, refused.value.message
+    # The file's keys keep their names.
+    with pytest.raises(ConfigurationError) as refused:
+        issuer_configs(settings_with(tmp_path, GOOD.replace('audience = ["relief-gateway"]', "")))
+    assert "必须设置 audience" in refused.value.message
+    assert "RELIEF_OIDC" not in refused.value.message
+
+
+def test_a_browser_client_id_equal_to_an_audience_is_refused(tmp_path: Path) -> None:
+    """The browser client's ID token has aud = client_id: were that an accepted audience, an ID
+    token would pass as a bearer token. Refused at start-up, in both configurations."""
+    env = {
+        "oidc_issuer": "https://iam.example",
+        "oidc_jwks_url": "https://iam.example/jwks",
+        "oidc_audience": "relief-gateway, relief-api",
+    }
+    for client_id in ("relief-gateway", "relief-api"):
+        with pytest.raises(ConfigurationError) as refused:
+            issuer_configs(settings_with(tmp_path, **env, oidc_client_id=client_id))
+        message = refused.value.message
+        assert "RELIEF_OIDC_CLIENT_ID" in message
+        assert "RELIEF_OIDC_AUDIENCE" in message
+        assert "ID 令牌" in message
+    with pytest.raises(ConfigurationError, match=r"client_id \(relief-gateway\) 不得与 audience"):
+        issuer_configs(settings_with(tmp_path, GOOD + 'client_id = "relief-gateway"\n'))
+    # Different names: accepted (the documented examples).
+    assert issuer_configs(settings_with(tmp_path, **env, oidc_client_id="relief-console"))
+    assert issuer_configs(settings_with(tmp_path, GOOD + 'client_id = "relief-console"\n'))
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        ("{not json", "不是有效的 JSON"),
+        ("[1, 2]", "不是 JWK Set"),
+        ('{"keys": []}', "没有可用的签名密钥"),
+        ("ENC", "没有可用的签名密钥"),  # an encryption key only
+        ("PRIVATE", "没有可用的签名密钥"),  # a private key is never used
+        ('{"keys": [{"kty": "RSA", "n": "AQAB"}]}', "没有可用的签名密钥"),  # malformed
+        (b"\xff\xfe", "无法读取"),
+    ],
+)
+def test_a_broken_local_jwks_file_stops_the_gateway(
+    tmp_path: Path, content: str | bytes, words: str
+) -> None:
+    key = new_key("ES256")
+    path = tmp_path / "jwks.json"
+    if content == "ENC":
+        content = json.dumps({"keys": [{**key.public_jwk(), "use": "enc"}]})
+    elif content == "PRIVATE":
+        content = json.dumps({"keys": [{**key.public_jwk(), "d": "AAAA"}]})
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    env = {"oidc_issuer": "https://iam.example", "oidc_audience": "relief-gateway"}
+    with pytest.raises(ConfigurationError) as refused:
+        issuer_configs(settings_with(tmp_path, **env, oidc_jwks_file=path))
+    message = refused.value.message
+    assert words in message, message
+    assert "RELIEF_OIDC_JWKS_FILE" in message
+    assert CHINESE.search(message)
+    # In the issuers file the key is named as written there.
+    body = GOOD.replace('jwks_url = "https://iam.example/jwks"', f'jwks_file = "{path}"')
+    with pytest.raises(ConfigurationError, match=f"jwks_file {re.escape(str(path))}"):
+        issuer_configs(settings_with(tmp_path, body))
+    # The same file with a usable key: accepted.
+    path.write_text(json.dumps({"keys": [key.public_jwk()]}), encoding="utf-8")
+    assert issuer_configs(settings_with(tmp_path, **env, oidc_jwks_file=path))
+
+
+async def _readyz_gateway(
+    tmp_path: Path, jwks_url: str, *, environment: str, **extra: Any
+) -> tuple[Runtime, httpx.AsyncClient]:
+    from gateway.crypto import Keyring
+
+    data_dir = tmp_path / environment
+    data_dir.mkdir(mode=0o700)
+    Keyring.generate("aes-256-gcm+hmac-sha256").save(data_dir / "keyring.json")
+    TokenService.from_file(data_dir / "token.key", "relief-gateway", create=True)
+    pinned = os.environ.pop("RELIEF_TODAY", None) if environment == "production" else None
+    try:
+        settings = load_settings(
+            env=environment,
+            province="shandong",
+            data_dir=data_dir,
+            database_url=f"sqlite+aiosqlite:///{data_dir / 'relief.db'}",
+            oidc_issuer="https://iam.example",
+            oidc_name="sd-iam",
+            oidc_jwks_url=jwks_url,
+            oidc_audience="relief-gateway",
+            oidc_timeout_seconds=1,
+            oidc_refresh_seconds=0.05,
+            **extra,
+        )
+        runtime = Runtime.create(settings)
+    finally:
+        if pinned is not None:
+            os.environ["RELIEF_TODAY"] = pinned
+    await upgrade_to_head(runtime.engine)
+    await runtime.start()
+    transport = httpx.ASGITransport(app=create_app(runtime))
+    return runtime, httpx.AsyncClient(transport=transport, base_url=GATEWAY_ORIGIN)
+
+
+async def test_readyz_reports_a_platform_whose_keys_are_not_loaded(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An unreachable remote key set does not stop the start (the platform may come up later):
+    it is logged in Chinese and /readyz names the issuer as not loaded. Not ready only when no
+    platform has keys and local tokens are refused (production); ready again once the platform
+    answers, without a token to trigger the fetch (/readyz retries in the background)."""
+    later = TestIssuer(audience="relief-gateway")  # bound, not yet listening
+    jwks_url = later.jwks_url
+    caplog.set_level("WARNING", logger="gateway.identity")
+    runtime, client = await _readyz_gateway(tmp_path, jwks_url, environment="development")
+    try:
+        ready = await client.get("/readyz")
+        assert ready.status_code == 200, ready.text  # local tokens still sign people in
+        assert ready.json()["issuers"] == {"sd-iam": False}
+        logged = [r.getMessage() for r in caplog.records if r.name == "gateway.identity"]
+        assert any("签名密钥未能读取" in line for line in logged), logged
+    finally:
+        await client.aclose()
+        await runtime.close()
+
+    runtime, client = await _readyz_gateway(tmp_path, jwks_url, environment="production")
+    try:
+        assert runtime.tokens.accepts_local is False
+        refused = await client.get("/readyz")
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["issuers"] == {"sd-iam": False}
+        assert "身份平台的签名密钥均未加载" in refused.json()["reason"]
+        with later:  # the platform comes up: /readyz itself retries its keys
+            for _ in range(100):
+                answer = await client.get("/readyz")
+                if answer.status_code == 200:
+                    break
+                await asyncio.sleep(0.05)
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["issuers"] == {"sd-iam": True}
+    finally:
+        await client.aclose()
+        await runtime.close()
+
+
+def test_local_tokens_may_not_name_a_service_account(tmp_path: Path) -> None:
+    """``client:`` subjects are the client-credentials issuer's: minting one with the local key
+    is refused, and a local token carrying one (however spelled) is refused on verification."""
+    service = TokenService(LOCAL_KEY, "relief-gateway")
+    for subject in ("client:medical-insurance-5f0c2a9e41d7", "CLIENT:x", " ｃｌｉｅｎｔ:x"):
+        with pytest.raises(BadUserInput, match="client:"):
+            service.mint(subject=subject, dept="health", level="city", region="3701")
+    now = int(clock.now_utc().timestamp())
+    for subject in ("client:medical-insurance-5f0c2a9e41d7", "Client:X", "ｃｌｉｅｎｔ:x"):
+        forged = jwt.encode(
+            {
+                "iss": "relief-gateway",
+                "sub": subject,
+                "dept": "health",
+                "level": "city",
+                "region": "3701",
+                "iat": now,
+                "exp": now + 600,
+            },
+            LOCAL_KEY,
+            algorithm="HS256",
+        )
+        with pytest.raises(Unauthenticated, match="保留给服务账号"):
+            asyncio.run(service.verify(forged))
+    # A subject merely containing the word is a person's.
+    token = service.mint(subject="clientele.a", dept="health", level="city", region="3701")
+    assert asyncio.run(service.verify(token)).subject == "clientele.a"
+
+
+def test_the_deprecated_role_name_is_warned_about_once(caplog: pytest.LogCaptureFixture) -> None:
+    from gateway.runtime import issuers
+
+    issuers._warned_aliases.clear()
+    caplog.set_level("WARNING", logger="gateway.identity")
+    service = TokenService(LOCAL_KEY, "relief-gateway")
+    for subject in ("officer.a", "officer.b"):
+        token = service.mint(
+            subject=subject,
+            dept="health",
+            level="province",
+            region="37",
+            roles=["security_officer"],
+        )
+        assert asyncio.run(service.verify(token)).roles == frozenset({"security_admin"})
+    warnings = [r.getMessage() for r in caplog.records if "已弃用" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert "security_officer" in warnings[0]
+    assert "security_admin" in warnings[0]
+    # A platform's mapped role is warned about through the same once-per-process flag.
+    issuers._warned_aliases.clear()
+    mapping = ClaimMapping()
+    claims = {"dept": "health", "level": "province", "region": "37", "roles": ["security_officer"]}
+    mapping.principal("p|a", claims)
+    mapping.principal("p|b", claims)
+    warnings = [r.getMessage() for r in caplog.records if "已弃用" in r.getMessage()]
+    assert len(warnings) == 2, warnings

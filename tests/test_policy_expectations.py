@@ -94,7 +94,9 @@ def test_row_scopes_compare_whatever_their_order() -> None:
 @pytest.mark.parametrize(
     ("row", "words"),
     [
-        ("e, civil_affairs@370102:county, -, Person.phone, mask", "调用方格式错误"),
+        ("e, civil_affairs/370102/county, -, Person.phone, mask", "调用方格式错误"),
+        ("e, civil_affairs@370102, -, Person.phone, mask", "调用方格式错误"),
+        ("e, civil_affairs@3701:county, -, Person.phone, mask", "6 位代码"),
         ("e, civil_affairs:county@3701, -, Person.phone, mask", "6 位代码"),
         ("e, police:county@370102, -, Person.phone, mask", "未知部门"),
         ("e, civil_affairs:county@370102, -, Person.salary, read", "未知对象"),
@@ -118,6 +120,23 @@ def test_a_duplicate_expectation_is_refused() -> None:
     with pytest.raises(ConfigurationError) as refusal:
         parse_expectations(f"{HEALTH_PHONE}\ne, health:city@3701, *, Person.phone, read\n")
     assert "与第 1 行重复" in refusal.value.message
+
+
+def test_the_policys_spelling_of_a_caller_is_the_same_caller() -> None:
+    """``civil_affairs@370102:county`` (how a policy line writes the subject) and
+    ``civil_affairs:county@370102`` name one caller: both accepted, written back in one
+    spelling, a duplicate across the two spellings refused, checked alike."""
+    policy_spelling = "e, health@3701:city, *, Person.phone, deny"
+    (read,) = parse_expectations(policy_spelling)
+    assert read.caller == "health:city@3701"
+    assert read.text == HEALTH_PHONE
+    assert canonical(policy_spelling) == canonical(HEALTH_PHONE)
+    with pytest.raises(ConfigurationError) as refusal:
+        parse_expectations(f"{HEALTH_PHONE}\n{policy_spelling.replace('deny', 'read')}\n")
+    assert "与第 1 行重复" in refusal.value.message
+    lines = [*default_policy_lines(), ("health@3701:*", "Person.phone", "read", "supervision")]
+    assert [f.purpose for f in check_expectations([read], lines)] == ["supervision"]
+    assert read.region == "3701"
 
 
 def test_an_expectation_for_every_purpose_fails_in_each_purpose_it_fails_in() -> None:

@@ -40,6 +40,7 @@ from authz.store import (
     format_valid_to,
     lines_from_json,
     lines_json,
+    parse_moment,
     parse_policy_text,
     parse_valid_to,
     valid_to_of,
@@ -314,6 +315,50 @@ async def test_a_line_past_its_end_or_without_a_timezone_cannot_be_proposed(gw: 
     )
     assert code == "BAD_USER_INPUT"
     assert "期限缺少时区" in message
+
+
+def test_a_moment_to_look_at_reads_a_bare_date_as_the_start_of_that_day() -> None:
+    """``policy test --at 2027-04-01``: the start of that day (the first moment a line ending
+    "2027-03-31" no longer grants), and the errors say so, not "当日结束"."""
+    assert parse_moment("2027-04-01") == datetime(2027, 4, 1, tzinfo=CHINA_TZ)
+    assert parse_moment("2027-04-01") == parse_valid_to("2027-03-31")
+    assert parse_moment(" 2027-04-01T08:30+08:00 ") == datetime(2027, 4, 1, 0, 30, tzinfo=UTC)
+    for text, words in [
+        ("2027-04-01T00:00", "时刻缺少时区"),
+        ("2027-13-01", "时刻日期无效"),
+        ("明天", "时刻无效"),
+    ]:
+        with pytest.raises(ConfigurationError) as refusal:
+            parse_moment(text)
+        message = refusal.value.message
+        assert words in message, message
+        assert "当日结束" not in message, message
+        assert "期限" not in message, message
+    with pytest.raises(ConfigurationError) as refusal:
+        parse_moment("2027-04-01T00:00")
+    assert "北京时间当日零时" in refusal.value.message
+    # A policy line's end keeps its own wording.
+    with pytest.raises(ConfigurationError) as refusal:
+        parse_valid_to("2027-04-01T00:00")
+    assert "期限缺少时区" in refusal.value.message
+    assert "北京时间当日结束" in refusal.value.message
+
+
+async def test_a_bare_date_as_valid_to_says_exactly_what_to_send(gw: Harness) -> None:
+    """validTo is a moment (the DateTime scalar reads "2099-01-01" as a midnight without a
+    zone): the refusal gives the moment for "through that day" and for "until that day"."""
+    code, message = await refused(
+        gw,
+        officer(gw, "a"),
+        PROPOSE,
+        title="只写日期",
+        add=[line("health@3701:city", "Person.phone", valid_to="2099-01-01")],
+    )
+    assert code == "BAD_USER_INPUT"
+    assert "期限缺少时区" in message
+    assert "不接受只写日期" in message
+    assert "2099-01-02T00:00:00+08:00" in message  # through 1 January, Beijing time
+    assert "2099-01-01T00:00:00+08:00" in message
 
 
 async def test_changing_an_end_is_a_removal_and_an_addition(gw: Harness) -> None:

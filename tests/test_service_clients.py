@@ -647,6 +647,69 @@ async def test_a_client_declares_only_its_registered_purposes(harness: Harness) 
     assert "服务账号登记的用途" in upload.text
 
 
+async def test_a_purpose_outside_the_tokens_scope_but_registered_says_scope(
+    harness: Harness,
+) -> None:
+    """A token obtained with ``scope`` carries fewer purposes than the client is registered
+    for: declaring a registered purpose outside the scope says to obtain a token with that
+    scope, not to register a new client; a purpose not registered keeps the registration
+    message (naming the registered purposes, not the scope)."""
+    client_id, secret = await _register(harness, purposes=PURPOSES)
+    scoped = await _token(harness, client_id, secret, scope="enrollment_verification")
+    assert scoped["scope"] == "enrollment_verification"
+    token = scoped["access_token"]
+
+    outside_scope = await harness.post(token, ME, purpose="supervision")
+    assert outside_scope.status_code == 403, outside_scope.text
+    message = outside_scope.json()["errors"][0]["message"]
+    assert "本令牌获取时限定的用途 (scope) 为 enrollment_verification" in message
+    assert "scope=supervision" in message
+    assert "登记新的服务账号" not in message
+
+    unregistered = await harness.post(token, ME, purpose="high_cost_monitoring")
+    assert unregistered.status_code == 403, unregistered.text
+    message = unregistered.json()["errors"][0]["message"]
+    assert "服务账号登记的用途为 enrollment_verification、supervision" in message
+    assert "登记新的服务账号" in message
+    assert "scope=" not in message
+
+    # The token with the whole registration serves the purpose the scoped one refused.
+    whole = (await _token(harness, client_id, secret))["access_token"]
+    assert (await harness.post(whole, ME, purpose="supervision")).status_code == 200
+    # The upload endpoint says the same.
+    upload = await harness.client.post(
+        "/ingest/upload?feed=enrollments",
+        content=b"x",
+        headers={
+            "Authorization": f"Bearer {token}",
+            "X-Purpose": "supervision",
+            "Content-Type": "application/octet-stream",
+            "X-File-Name": "roster.csv",
+        },
+    )
+    assert upload.status_code == 403, upload.text
+    assert "scope=supervision" in upload.text
+
+
+async def test_a_host_without_the_signing_key_says_to_copy_it(harness: Harness) -> None:
+    """What a production host without ``client-token-key.pem`` answers (its runtime holds no
+    issuer): copy the key from a host that has it; ``clients add`` only on the first host."""
+    clients = _credentials(harness)
+    issuer, clients.issuer = clients.issuer, None
+    try:
+        response = await _token_request(harness, {"grant_type": "client_credentials"})
+    finally:
+        clients.issuer = issuer
+    assert response.status_code == 503, response.text
+    body = response.json()
+    assert body["error"] == "temporarily_unavailable"
+    description = body["error_description"]
+    assert "client-token-key.pem" in description
+    assert "复制" in description
+    assert "第一台主机" in description
+    assert "token.key" not in description
+
+
 async def test_a_persons_token_is_not_limited_by_purposes(harness: Harness) -> None:
     token = harness.token(*COUNTY, harness.busiest_county())
     assert (await harness.post(token, ME, purpose="supervision")).status_code == 200

@@ -38,7 +38,8 @@ from tests.issuer_support import TestIssuer
 ROOT = Path(__file__).resolve().parents[1]
 CHINESE = re.compile(r"[\u4e00-\u9fff]")
 PAGES = ("/workbench", "/console", "/dashboard")
-CLIENT_ID = "relief-gateway"
+AUDIENCE = "relief-gateway"  # the access token's aud: the gateway
+CLIENT_ID = "relief-console"  # the pages' client: never an accepted audience
 READY_KEYS = {
     "enabled", "ready", "name", "issuer", "clientId", "scopes", "authorizationEndpoint",
     "tokenEndpoint", "tokenForm",
@@ -66,7 +67,7 @@ class ShapedIssuer(TestIssuer):
 
 @pytest.fixture
 def platform() -> Iterator[TestIssuer]:
-    with TestIssuer(audience=CLIENT_ID, cors_origin="http://gateway.test") as running:
+    with TestIssuer(audience=AUDIENCE, cors_origin="http://gateway.test") as running:
         yield running
 
 
@@ -90,7 +91,7 @@ async def gateway(
             "oidc_issuer": platform.url,
             "oidc_name": "test-iam",
             "oidc_discovery_url": platform.discovery_url,
-            "oidc_audience": CLIENT_ID,
+            "oidc_audience": AUDIENCE,
             "oidc_client_id": CLIENT_ID,
             **settings,
         }
@@ -231,7 +232,7 @@ async def test_a_token_endpoint_elsewhere_is_the_origin_allowed(
     the token endpoint's origin (where the page's script goes), not the authorization one
     (a navigation, which the page's policy does not govern)."""
     token_endpoint = "http://127.0.0.2:9/oauth2/token?realm=gov"
-    with ShapedIssuer({"token_endpoint": token_endpoint}, audience=CLIENT_ID) as shaped:
+    with ShapedIssuer({"token_endpoint": token_endpoint}, audience=AUDIENCE) as shaped:
         async with gateway(tmp_path, shaped) as http:
             config = (await http.get("/auth/config")).json()
             served = await http.get("/workbench")
@@ -288,7 +289,7 @@ async def test_a_discovery_unfit_for_the_browser_offers_no_sign_in(
 ) -> None:
     """Not ready, in Chinese, and the pages' policy stays as it was: nothing from an unfit
     document reaches a browser."""
-    with ShapedIssuer(changes, audience=CLIENT_ID) as shaped:
+    with ShapedIssuer(changes, audience=AUDIENCE) as shaped:
         async with gateway(tmp_path, shaped, env=env) as http:
             config = (await http.get("/auth/config")).json()
             served = await http.get("/workbench")
@@ -302,7 +303,7 @@ async def test_a_discovery_unfit_for_the_browser_offers_no_sign_in(
 async def test_an_unreachable_platform_is_asked_again_when_a_page_asks(tmp_path: Path) -> None:
     """Down when the gateway starts: not ready (Chinese); once it answers, the next
     /auth/config (after the refresh interval) reads its discovery and the pages follow."""
-    later = TestIssuer(audience=CLIENT_ID)  # bound, not yet listening: connection refused
+    later = TestIssuer(audience=AUDIENCE)  # bound, not yet listening: connection refused
     try:
         async with gateway(tmp_path, later, oidc_refresh_seconds=0.01) as http:
             down = (await http.get("/auth/config")).json()
@@ -339,7 +340,7 @@ async def test_a_platform_known_by_its_key_set_alone_cannot_sign_in_a_browser(
 async def test_a_discovery_naming_another_issuer_is_not_used(tmp_path: Path) -> None:
     """OIDC Discovery §4.3: the document must name the configured issuer; otherwise its
     endpoints could send people to whoever served it."""
-    with TestIssuer(audience=CLIENT_ID, issuer_override="https://other.example") as other:
+    with TestIssuer(audience=AUDIENCE, issuer_override="https://other.example") as other:
         async with gateway(tmp_path, other) as http:
             config = (await http.get("/auth/config")).json()
             served = await http.get("/workbench")

@@ -48,7 +48,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / ".venv" / "bin" / "relief-gateway"
 ARTIFACTS = Path(os.environ.get("RELIEF_TEST_ARTIFACTS") or ROOT / "tests" / "artifacts") / "signin"
 TIMEOUT_MS = 20_000
-CLIENT_ID = "relief-gateway"
+AUDIENCE = "relief-gateway"  # the access token's aud: the gateway
+CLIENT_ID = "relief-console"  # the pages' client: never an accepted audience
 PLATFORM_NAME = "test-iam"
 SIGN_IN = "统一身份认证登录"
 USERS: dict[str, dict[str, Any]] = {
@@ -124,12 +125,12 @@ def _serve(data_dir: Path, environment: str) -> Iterator[Served]:
         "RELIEF_PROVINCE": "shandong",
         "RELIEF_ENV": environment,
     }
-    with TestIssuer(audience=CLIENT_ID, cors_origin=base, users=USERS) as platform:
+    with TestIssuer(audience=AUDIENCE, cors_origin=base, users=USERS) as platform:
         env |= {
             "RELIEF_OIDC_ISSUER": platform.url,
             "RELIEF_OIDC_NAME": PLATFORM_NAME,
             "RELIEF_OIDC_DISCOVERY_URL": platform.discovery_url,
-            "RELIEF_OIDC_AUDIENCE": CLIENT_ID,
+            "RELIEF_OIDC_AUDIENCE": AUDIENCE,
             "RELIEF_OIDC_CLIENT_ID": CLIENT_ID,
         }
         log = data_dir.parent / f"serve-{environment}.log"

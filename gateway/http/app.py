@@ -29,7 +29,7 @@ from gateway.http.dashboard import dashboard_routes
 from gateway.http.graphiql import ASSETS_PATH, assets_directory
 from gateway.http.graphql import graphql_endpoint
 from gateway.http.oauth import oauth_routes
-from gateway.http.ops import metrics_endpoint, start_when_possible
+from gateway.http.ops import identity_readiness, metrics_endpoint, start_when_possible
 from gateway.http.refusals import EXCEPTION_HANDLERS
 from gateway.http.signin import sign_in_routes
 from gateway.http.upload import upload_routes
@@ -51,7 +51,14 @@ async def readyz(request: Request) -> Response:
         return JSONResponse({"ready": False, "reason": "数据库不可用"}, status_code=503)
     if not runtime.authorizer.loaded:
         return JSONResponse({"ready": False, "reason": "策略未加载"}, status_code=503)
-    return JSONResponse({"ready": True, "policyVersion": runtime.authorizer.version})
+    issuers, signs_in = identity_readiness(runtime)  # {} without identity platforms
+    if not signs_in:
+        reason = "身份平台的签名密钥均未加载, 且本网关签发的令牌已停用: 无法验证任何人员令牌"
+        return JSONResponse({"ready": False, "reason": reason, "issuers": issuers}, 503)
+    body: dict[str, object] = {"ready": True, "policyVersion": runtime.authorizer.version}
+    if issuers:
+        body["issuers"] = issuers
+    return JSONResponse(body)
 
 
 def _middleware(runtime: Runtime) -> list[Middleware]:

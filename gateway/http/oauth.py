@@ -124,7 +124,9 @@ async def _token(runtime: Runtime, request: Request) -> Response:
         raise OAuthError(
             503,
             "temporarily_unavailable",
-            "本网关尚未生成服务账号签名密钥: 请系统管理员执行 relief-gateway clients add",
+            "本网关主机缺少服务账号签名密钥 client-token-key.pem: 请系统管理员从已有该文件的"
+            "网关主机复制到本机数据目录 (权限 600); 仅当所有主机都还没有时, 在第一台主机上执行 "
+            "relief-gateway clients add 生成 (在其他主机上再执行会生成不同的密钥)",
         )
     if "client_secret" in request.query_params:
         # RFC 6749 §2.3.1: never in the URL, which proxies and access logs keep.

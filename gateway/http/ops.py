@@ -82,6 +82,24 @@ async def metrics_endpoint(request: Request) -> Response:
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
+# ------------------------------------------------------------------------ /readyz
+
+
+def identity_readiness(runtime: Runtime) -> tuple[dict[str, bool], bool]:
+    """For ``/readyz``: whether each identity platform's keys are loaded (by its short name),
+    and whether people can be signed in at all. Not ready only when platforms are configured,
+    none of them has keys and the gateway's own tokens are refused (production): then no
+    person's token can verify here, and the load balancer should send traffic elsewhere. One
+    platform down while another (or the local key) works keeps the gateway ready; its keys are
+    retried in the background, at most once per its ``min_refresh_seconds``, as /readyz asks."""
+    loaded: dict[str, bool] = {}
+    for platform in runtime.tokens.platforms:
+        loaded[platform.config.name] = platform.keys.loaded
+        platform.keys.refresh_soon()
+    signs_in = not loaded or any(loaded.values()) or runtime.tokens.accepts_local
+    return loaded, signs_in
+
+
 # ------------------------------------------------------------------------ start-up
 
 

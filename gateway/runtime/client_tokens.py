@@ -56,6 +56,11 @@ REQUIRED_CLAIMS = ("iss", "sub", "exp", "iat", "client_id", "dept", "level", "re
 # Without a successful read of the disabled clients for this long, client tokens are refused.
 STALE_AFTER_SECONDS = 60.0
 VERIFIED_CACHE_SIZE = 4096
+# subject → the purposes its client was registered for (the token's ``registered`` claim), so a
+# refused purpose can be told apart: outside the token's scope, or outside the registration.
+# A client's registration never changes (a new purpose means a new client id), so an entry is
+# never stale; the map is emptied when full, as the verified-token cache is.
+_registered: dict[str, frozenset[str]] = {}
 APPLICATION_NAME = "relief-gateway client listener"
 
 
@@ -151,6 +156,7 @@ class ClientTokenIssuer:
             "level": client.level,
             "region": client.region,
             "purposes": list(granted),
+            "registered": sorted(set(client.purposes)),
             "iat": issued,
             "exp": issued + self.ttl_seconds,
             "jti": secrets.token_urlsafe(12),
@@ -299,6 +305,8 @@ class ClientTokenVerifier:
         if cached is None:
             cached = self._verify(token)
         principal, client_id, expires = cached
+        if principal.subject not in _registered:  # emptied when full: this token says it again
+            self._registered_from(token, principal)
         if now_utc().timestamp() >= expires:  # RFC 7519: expired once exp <= now
             self._verified.pop(token, None)
             raise Unauthenticated("令牌已过期, 请重新获取")
@@ -348,11 +356,32 @@ class ClientTokenVerifier:
             frozenset(),  # a department system holds no role
             allowed_purposes=frozenset(purposes),
         )
+        registered = claims.get("registered")
+        if isinstance(registered, list) and all(isinstance(p, str) for p in registered):
+            _remember_registration(principal.subject, frozenset(registered) | frozenset(purposes))
         if len(self._verified) >= VERIFIED_CACHE_SIZE:
             self._verified.clear()
         entry = (principal, client_id, expires)
         self._verified[token] = entry
         return entry
+
+    @staticmethod
+    def _registered_from(token: str, principal: Principal) -> None:
+        """The ``registered`` claim of a token already verified (its signature was checked)."""
+        try:
+            claims = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            return
+        registered = claims.get("registered")
+        if isinstance(registered, list) and all(isinstance(p, str) for p in registered):
+            allowed = principal.allowed_purposes or frozenset()
+            _remember_registration(principal.subject, frozenset(registered) | allowed)
+
+
+def _remember_registration(subject: str, purposes: frozenset[str]) -> None:
+    if len(_registered) >= VERIFIED_CACHE_SIZE:
+        _registered.clear()
+    _registered[subject] = purposes
 
 
 # ---------------------------------------------------------------------------- brute force
@@ -450,9 +479,17 @@ def purpose_refusal(
     if allowed is None:
         return None
     listed = "、".join(sorted(allowed))
-    if purpose and purpose not in allowed:
+    registered = _registered.get(principal.subject, allowed)
+    if purpose and purpose not in allowed and purpose in registered:
+        # Registered, but the token was obtained for fewer purposes (OAuth ``scope``).
         return Forbidden(
-            f"服务账号登记的用途为 {listed}, 不得以用途 {purpose!r} 访问; "
+            f"本令牌获取时限定的用途 (scope) 为 {listed}, 不含用途 {purpose!r}; "
+            f"如需用途 {purpose}, 请以 scope={purpose} 重新获取令牌"
+        )
+    if purpose and purpose not in allowed:
+        registered_listed = "、".join(sorted(registered))
+        return Forbidden(
+            f"服务账号登记的用途为 {registered_listed}, 不得以用途 {purpose!r} 访问; "
             "如需新用途, 请系统管理员为其登记新的服务账号"
         )
     if not purpose and reads_person_data:

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import math
 import tomllib
 from dataclasses import dataclass, field
@@ -48,9 +49,9 @@ from jwt.types import Options
 from gateway.domain.clock import now_utc
 from gateway.domain.departments import Department, Level
 from gateway.domain.errors import BadUserInput, ConfigurationError, Unauthenticated
-from gateway.domain.principal import KNOWN_ROLES, Principal, canonical_roles
+from gateway.domain.principal import KNOWN_ROLES, ROLE_ALIASES, Principal, canonical_roles
 from gateway.runtime import sm2
-from gateway.runtime.jwks import ALGORITHMS_BY_KEY_TYPE, KeySource
+from gateway.runtime.jwks import ALGORITHMS_BY_KEY_TYPE, KeySource, read_key_file
 from gateway.runtime.sm2 import SM2_ALGORITHMS, Sm2PublicKey
 
 if TYPE_CHECKING:
@@ -64,6 +65,23 @@ SUBJECT_SEPARATOR = "|"
 MAX_LEEWAY_SECONDS = 300
 REGION_LEVELS = {2: Level.PROVINCE, 4: Level.CITY, 6: Level.COUNTY}
 INVALID = "令牌无效"  # one message for every signature, key and claim failure: no oracle
+log = logging.getLogger("gateway.identity")
+_warned_aliases: set[str] = set()
+
+
+def warn_deprecated_roles(roles: list[str] | frozenset[str]) -> None:
+    """A token carrying a deprecated role name (``security_officer``) is still accepted, as the
+    role it names; the operator is told once per process and name, so the platform's or the
+    token tooling's role can be renamed before the alias is removed."""
+    for role in sorted(set(roles) & ROLE_ALIASES.keys() - _warned_aliases):
+        _warned_aliases.add(role)
+        log.warning(
+            "令牌携带已弃用的角色名 %s, 暂按 %s 处理; 该别名将在后续版本移除, "
+            "请在身份平台 (或签发令牌处) 改用 %s (本进程只提示一次)",
+            role,
+            ROLE_ALIASES[role],
+            ROLE_ALIASES[role],
+        )
 
 
 @dataclass(frozen=True)
@@ -103,6 +121,7 @@ class ClaimMapping:
         ):
             raise Unauthenticated("令牌中的层级或行政区划代码无法识别, 请联系身份平台管理员核对")
         roles = self._roles(claims)
+        warn_deprecated_roles(roles)
         try:
             held = canonical_roles(roles)
         except BadUserInput as refusal:
@@ -340,6 +359,7 @@ def _from_settings(settings: Settings) -> IssuerConfig:
         {k: v for k, v in raw.items() if v is not None},
         "RELIEF_OIDC_*",
         production=settings.is_production,
+        names=ENVIRONMENT_NAMES,
     )
 
 
@@ -369,56 +389,92 @@ ISSUER_KEYS = {
     "leeway_seconds", "client_id", "min_refresh_seconds", "timeout_seconds",
     "key_max_age_seconds", "sm2_user_id", "claims",
 }  # fmt: skip
+# What an operator set, for the messages: the issuer from RELIEF_OIDC_* is named by its variables.
+ENVIRONMENT_NAMES = {
+    "name": "RELIEF_OIDC_NAME",
+    "issuer": "RELIEF_OIDC_ISSUER",
+    "discovery_url": "RELIEF_OIDC_DISCOVERY_URL",
+    "jwks_url": "RELIEF_OIDC_JWKS_URL",
+    "jwks_file": "RELIEF_OIDC_JWKS_FILE",
+    "audience": "RELIEF_OIDC_AUDIENCE",
+    "algorithms": "RELIEF_OIDC_ALGORITHMS",
+    "leeway_seconds": "RELIEF_OIDC_LEEWAY_SECONDS",
+    "client_id": "RELIEF_OIDC_CLIENT_ID",
+    "min_refresh_seconds": "RELIEF_OIDC_REFRESH_SECONDS",
+    "timeout_seconds": "RELIEF_OIDC_TIMEOUT_SECONDS",
+}
 CLAIM_KEYS = {
     "department", "level", "region", "roles", "departments", "levels", "regions", "role_names",
 }  # fmt: skip
 
 
-def _config(raw: dict[str, Any], where: str, *, production: bool) -> IssuerConfig:
+def _config(
+    raw: dict[str, Any], where: str, *, production: bool, names: dict[str, str] | None = None
+) -> IssuerConfig:
     def fail(message: str) -> ConfigurationError:
         return ConfigurationError(f"身份平台配置 ({where}): {message}")
+
+    def n(key: str) -> str:  # the name the operator wrote: a TOML key or an environment variable
+        return (names or {}).get(key, key)
 
     unknown = set(raw) - ISSUER_KEYS
     if unknown:
         raise fail(f"未知的配置项 {', '.join(sorted(unknown))}")
-    name = _text(raw.get("name"), "name", fail)
+    name = _text(raw.get("name"), n("name"), fail)
     if not name.replace("-", "").replace("_", "").isalnum() or not name.isascii() or len(name) > 32:
-        raise fail(f"name 应为不超过 32 个字符的字母、数字、- 或 _, 收到 {name!r}")
-    issuer = _text(raw.get("issuer"), "issuer", fail)
+        raise fail(f"{n('name')} 应为不超过 32 个字符的字母、数字、- 或 _, 收到 {name!r}")
+    issuer = _text(raw.get("issuer"), n("issuer"), fail)
     sources = [k for k in ("discovery_url", "jwks_url", "jwks_file") if raw.get(k)]
     if len(sources) != 1:
-        raise fail("discovery_url、jwks_url、jwks_file 须且只能设置一个 (密钥从哪里取)")
+        listed = "、".join(n(k) for k in ("discovery_url", "jwks_url", "jwks_file"))
+        raise fail(f"{listed} 须且只能设置一个 (密钥从哪里取)")
     for key in ("discovery_url", "jwks_url"):
         if raw.get(key):
-            _check_url(_text(raw[key], key, fail), key, fail, production=production)
+            _check_url(_text(raw[key], n(key), fail), n(key), fail, production=production)
     jwks_file = Path(raw["jwks_file"]) if raw.get("jwks_file") else None
-    if jwks_file is not None and not jwks_file.is_file():
-        raise fail(f"找不到 jwks_file {jwks_file}")
-    audience = _names(raw.get("audience"), "audience", fail)
+    if jwks_file is not None:
+        if not jwks_file.is_file():
+            raise fail(f"找不到 {n('jwks_file')} {jwks_file}")
+        # A local key set is checked now, as a missing one is: a broken file would otherwise
+        # let the gateway start and refuse every token of the platform.
+        problem = read_key_file(jwks_file)
+        if problem:
+            raise fail(f"{n('jwks_file')} {jwks_file} {problem}")
+    audience = _names(raw.get("audience"), n("audience"), fail)
     if not audience:
         raise fail(
-            "必须设置 audience (本网关在身份平台登记的客户端标识): 否则发给其他系统的令牌也会被接受"
+            f"必须设置 {n('audience')} (本网关在身份平台登记的客户端标识): "
+            "否则发给其他系统的令牌也会被接受"
         )
-    algorithms = _names(raw.get("algorithms", ["RS256", "ES256"]), "algorithms", fail)
+    algorithms = _names(raw.get("algorithms", ["RS256", "ES256"]), n("algorithms"), fail)
     refused = [a for a in algorithms if a not in SUPPORTED_ALGORITHMS]
     if refused or not algorithms:
         raise fail(
-            f"不支持的签名算法 {', '.join(refused) or '(空)'}: 可选 RS256、ES256、SM2 或"
-            " SM3withSM2 (HS256 等对称算法不能用于外部身份平台)"
+            f"{n('algorithms')} 含不支持的签名算法 {', '.join(refused) or '(空)'}: 可选 RS256、"
+            "ES256、SM2 或 SM3withSM2 (HS256 等对称算法不能用于外部身份平台)"
         )
-    leeway = _number(raw.get("leeway_seconds", 60), "leeway_seconds", fail)
+    leeway = _number(raw.get("leeway_seconds", 60), n("leeway_seconds"), fail)
     if not 0 <= leeway <= MAX_LEEWAY_SECONDS:
         raise fail(
-            f"leeway_seconds (时钟偏差) 应在 0 到 {MAX_LEEWAY_SECONDS} 秒之间, 收到 {leeway}"
+            f"{n('leeway_seconds')} (时钟偏差) 应在 0 到 {MAX_LEEWAY_SECONDS} 秒之间, 收到 {leeway}"
         )
-    refresh = _number(raw.get("min_refresh_seconds", 30), "min_refresh_seconds", fail)
-    timeout = _number(raw.get("timeout_seconds", 5), "timeout_seconds", fail)
-    max_age = _number(raw.get("key_max_age_seconds", 3600), "key_max_age_seconds", fail)
+    refresh = _number(raw.get("min_refresh_seconds", 30), n("min_refresh_seconds"), fail)
+    timeout = _number(raw.get("timeout_seconds", 5), n("timeout_seconds"), fail)
+    max_age = _number(raw.get("key_max_age_seconds", 3600), n("key_max_age_seconds"), fail)
     if refresh <= 0 or timeout <= 0 or max_age <= 0:
-        raise fail("min_refresh_seconds、timeout_seconds 与 key_max_age_seconds 应为正数 (秒)")
+        listed = "、".join(n(k) for k in ("min_refresh_seconds", "timeout_seconds"))
+        raise fail(f"{listed} 与 {n('key_max_age_seconds')} 应为正数 (秒)")
     client_id = raw.get("client_id")
     if client_id is not None:
-        client_id = _text(client_id, "client_id", fail)
+        client_id = _text(client_id, n("client_id"), fail)
+        if client_id in audience:
+            # The browser client's ID token carries aud = client_id: were that an accepted
+            # audience, an ID token (meant for the page only) would pass as a bearer token.
+            raise fail(
+                f"{n('client_id')} ({client_id}) 不得与 {n('audience')} 中的受众相同: "
+                "浏览器登录客户端的 ID 令牌 (aud 为该客户端) 否则会被当作访问令牌接受; "
+                "请在身份平台为浏览器登录另行登记一个客户端 (如 relief-console)"
+            )
     return IssuerConfig(
         name=name,
         issuer=issuer,

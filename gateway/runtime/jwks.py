@@ -67,6 +67,7 @@ class KeySource:
     # Discovery document fields kept for the browser sign-in (authorization code + PKCE).
     discovered: dict[str, Any] = field(default_factory=dict, init=False)
     refreshes: int = field(default=0, init=False)  # successful loads, for tests and metrics
+    _background: asyncio.Task[bool] | None = field(default=None, init=False, repr=False)
 
     def get(self, kid: str | None) -> PublicKey | None:
         if kid is None:
@@ -77,6 +78,22 @@ class KeySource:
     @property
     def kids(self) -> frozenset[str]:
         return frozenset(self._keys)
+
+    @property
+    def loaded(self) -> bool:
+        """Whether this process holds at least one of the issuer's keys (``/readyz``)."""
+        return bool(self._keys)
+
+    def refresh_soon(self) -> None:
+        """Try again in the background when no key is held and the interval allows (``/readyz``
+        asks: a gateway taken out of the load balancer receives no token that would retry)."""
+        if self._keys or not self.may_refresh():
+            return
+        if self._background is not None and not self._background.done():
+            return
+        self._background = asyncio.get_running_loop().create_task(
+            self.refresh(), name=f"jwks-refresh {self.issuer}"
+        )
 
     async def ensure_fresh(self) -> None:
         """Re-read keys older than ``max_age_seconds`` (one request waits for the fetch; if the
@@ -103,12 +120,21 @@ class KeySource:
                 document = await self._load()
                 keys = parse_key_set(document)
             except KeySourceError as exc:
-                log.warning("identity platform %s: key set not loaded: %s", self.issuer, exc)
+                log.warning(
+                    "身份平台 %s 的签名密钥未能读取: %s; %s",
+                    self.issuer,
+                    exc,
+                    "沿用已有密钥"
+                    if self._keys
+                    else f"该平台的令牌暂时无法验证, 将至多每 {self.min_refresh_seconds:g} 秒重试",
+                )
                 return False
+            if not keys:
+                log.warning("身份平台 %s 的密钥集中没有可用的签名密钥", self.issuer)
             self._keys = keys
             self._loaded_at = time.monotonic()
             self.refreshes += 1
-            log.info("identity platform %s: %d key(s) loaded", self.issuer, len(keys))
+            log.info("身份平台 %s: 已读取 %d 个签名密钥", self.issuer, len(keys))
             return True
 
     async def _load(self) -> dict[str, Any]:
@@ -125,16 +151,16 @@ class KeySource:
                 if self.discovered.get("issuer") != self.issuer:
                     # OIDC Discovery §4.3: a document naming another issuer is not this one's.
                     raise KeySourceError(
-                        f"discovery document names issuer {self.discovered.get('issuer')!r}"
+                        f"发现文档中的 issuer 为 {self.discovered.get('issuer')!r}, 与配置不符"
                     )
                 url = self.discovered.get("jwks_uri")
                 if not isinstance(url, str):
-                    raise KeySourceError("discovery document has no jwks_uri")
+                    raise KeySourceError("发现文档中没有 jwks_uri")
                 if self.discovery_url.startswith("https:") and not url.startswith("https:"):
                     # Keys in clear text after a TLS discovery: a downgrade, refused.
-                    raise KeySourceError(f"jwks_uri {url!r} is not https")
+                    raise KeySourceError(f"jwks_uri {url!r} 不是 https 地址")
             if url is None:
-                raise KeySourceError("no discovery URL, JWKS URL or JWKS file")
+                raise KeySourceError("未配置发现地址、JWKS 地址或 JWKS 文件")
             return await _get_json(client, url)
 
 
@@ -144,7 +170,7 @@ def parse_key_set(document: dict[str, Any]) -> dict[str, PublicKey]:
     entries are left out (logged)."""
     entries = document.get("keys")
     if not isinstance(entries, list):
-        raise KeySourceError("key set has no keys list")
+        raise KeySourceError("密钥集中没有 keys 列表")
     keys: dict[str, PublicKey] = {}
     for entry in entries:
         if not isinstance(entry, dict):
@@ -158,18 +184,18 @@ def parse_key_set(document: dict[str, Any]) -> dict[str, PublicKey]:
             try:
                 keys[kid] = Sm2PublicKey.from_jwk(entry)
             except Sm2KeyError as exc:
-                log.warning("key %r: not a valid SM2 key (%s), skipped", kid, exc)
+                log.warning("密钥 %r 不是有效的 SM2 公钥 (%s), 已跳过", kid, exc)
             continue
         if entry.get("kty") not in ALGORITHMS_BY_KEY_TYPE:
-            log.info("key %r: key type %r not supported, skipped", kid, entry.get("kty"))
+            log.info("密钥 %r 的类型 %r 不受支持, 已跳过", kid, entry.get("kty"))
             continue
         if entry.get("kty") == "EC" and entry.get("crv") != "P-256":
-            log.info("key %r: curve %r not supported, skipped", kid, entry.get("crv"))
+            log.info("密钥 %r 的曲线 %r 不受支持, 已跳过", kid, entry.get("crv"))
             continue
         try:
             keys[kid] = jwt.PyJWK(entry)
         except (jwt.PyJWTError, ValueError, TypeError):
-            log.warning("key %r: malformed, skipped", kid)
+            log.warning("密钥 %r 格式错误, 已跳过", kid)
     return keys
 
 
@@ -177,7 +203,7 @@ def _read_file(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise KeySourceError(f"cannot read {path}: {exc.strerror}") from None
+        raise KeySourceError(f"无法读取 {path}: {exc.strerror}") from None
 
 
 async def _get_json(client: httpx.AsyncClient, url: str) -> dict[str, Any]:
@@ -189,9 +215,9 @@ async def _get_json(client: httpx.AsyncClient, url: str) -> dict[str, Any]:
             async for chunk in reply.aiter_bytes():
                 body += chunk
                 if len(body) > MAX_JWKS_BYTES:
-                    raise KeySourceError(f"GET {url}: response larger than {MAX_JWKS_BYTES}")
+                    raise KeySourceError(f"GET {url}: 响应超过 {MAX_JWKS_BYTES} 字节")
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
-        raise KeySourceError(f"GET {url}: {type(exc).__name__}") from None
+        raise KeySourceError(f"GET {url}: 无法连接或读取 ({type(exc).__name__})") from None
     return _json_object(body.decode("utf-8", "replace"), url)
 
 
@@ -199,7 +225,26 @@ def _json_object(text: str, where: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except ValueError:
-        raise KeySourceError(f"{where}: not JSON") from None
+        raise KeySourceError(f"{where}: 不是有效的 JSON") from None
     if not isinstance(value, dict):
-        raise KeySourceError(f"{where}: not a JSON object")
+        raise KeySourceError(f"{where}: 不是 JSON 对象")
     return value
+
+
+def read_key_file(path: Path) -> str | None:
+    """What is wrong with a key set on disk (Chinese, for a start-up error), None when it
+    holds at least one usable signature key. Checked at start-up: a local file that is broken
+    is the operator's to fix now, not a platform that may come up later."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return "无法读取 (应为 UTF-8 编码的 JSON 文件, 网关进程可读)"
+    try:
+        document = json.loads(text)
+    except ValueError:
+        return '不是有效的 JSON (应为 JWK Set: {"keys": [...]})'
+    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+        return '不是 JWK Set (应为含 keys 列表的 JSON 对象: {"keys": [...]})'
+    if not parse_key_set(document):
+        return "中没有可用的签名密钥 (RSA、EC P-256 或 SM2, use 为 sig, 不含私钥)"
+    return None

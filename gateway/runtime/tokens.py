@@ -39,12 +39,22 @@ import jwt
 from gateway.domain.clock import now_utc
 from gateway.domain.errors import BadUserInput, ConfigurationError, Unauthenticated
 from gateway.domain.principal import Principal, canonical_roles, canonical_subject, check_claims
-from gateway.runtime.issuers import SUBJECT_SEPARATOR, Issuer, check_lifetime, decode_options
+from gateway.runtime.issuers import (
+    SUBJECT_SEPARATOR,
+    Issuer,
+    check_lifetime,
+    decode_options,
+    warn_deprecated_roles,
+)
 
 ALGORITHM = "HS256"
 MIN_KEY_BYTES = 32
 VERIFIED_CACHE_SIZE = 4096
 MAX_TOKEN_BYTES = 16 * 1024  # a JWT with a platform's claims is 1-2 KB
+# Subjects of service accounts (gateway.runtime.client_tokens.SUBJECT_PREFIX): only the
+# client-credentials issuer may name one, so the audit never shows a department system for a
+# call made with the local key.
+CLIENT_SUBJECT_PREFIX = "client:"
 
 
 class Verifier(Protocol):
@@ -107,6 +117,11 @@ class TokenService:
 
     # ------------------------------------------------------------------ issuers
     @property
+    def accepts_local(self) -> bool:
+        """Whether this gateway's own HS256 tokens are accepted (``/readyz``)."""
+        return self._accept_local
+
+    @property
     def platforms(self) -> tuple[Issuer, ...]:
         """The configured identity platforms (for the browser sign-in and start-up)."""
         return tuple(self._platforms.values())
@@ -147,6 +162,12 @@ class TokenService:
         ttl_seconds: int = 3600,
     ) -> str:
         check_claims(dept, level, region, roles or [])
+        if canonical_subject(subject).startswith(CLIENT_SUBJECT_PREFIX):
+            # Refused here too (verification refuses it anyway): `relief-gateway token` says why.
+            raise BadUserInput(
+                f"不能签发主体 {subject!r} 的令牌: 主体前缀 {CLIENT_SUBJECT_PREFIX} 保留给服务账号,"
+                " 服务账号请以客户端凭证向 /oauth/token 获取令牌"
+            )
         if ttl_seconds <= 0:
             raise BadUserInput("有效期必须为正数秒")
         issued = int(now_utc().timestamp())
@@ -223,14 +244,28 @@ class TokenService:
         subject = canonical_subject(str(claims["sub"]))
         if not subject:
             raise Unauthenticated("令牌缺少主体 (sub)")
-        if any(subject.startswith(prefix) for prefix in self._platform_prefixes):
-            # "sd-iam|…" names a person of the platform: the local key must not stand in for it.
-            raise Unauthenticated("令牌无效: 本网关签发的令牌不能使用身份平台的主体")
+        reserved = self._reserved_subject(subject)
+        if reserved:
+            raise Unauthenticated(f"令牌无效: {reserved}")
+        warn_deprecated_roles(roles)
         principal = Principal(
             subject, checked.department, checked.level, checked.region, checked.roles
         )
         self._remember(token, principal, expires)
         return principal
+
+    def _reserved_subject(self, subject: str) -> str | None:
+        """Why a canonical subject may not be carried by a local token, or None. "sd-iam|…"
+        names a person of a platform, "client:…" a service account: the local key must not
+        stand in for either."""
+        if subject.startswith(CLIENT_SUBJECT_PREFIX):
+            return (
+                f"主体前缀 {CLIENT_SUBJECT_PREFIX} 保留给服务账号 (客户端凭证签发), "
+                "本网关签发的令牌不能使用"
+            )
+        if any(subject.startswith(prefix) for prefix in self._platform_prefixes):
+            return "本网关签发的令牌不能使用身份平台的主体"
+        return None
 
 
 def _separate_duties(roles: list[str]) -> None:
