@@ -265,7 +265,8 @@ def _checked_lines(lines: Iterable[Sequence[str]], what: str) -> tuple[PolicyLin
 
 async def _lines_in_force(db: AsyncConnection | Execute) -> tuple[PolicyLine, ...]:
     """The version's lines as enforced (``casbin_rule``), those past their end included."""
-    stmt = stored_lines_query()
+    # Typed loosely: mypy 2.4 crashes expanding the statement's row type in the conditional.
+    stmt: Any = stored_lines_query()
     result = await (db.execute(stmt) if isinstance(db, AsyncConnection) else db(stmt))
     return tuple(line_from_cells(tuple(row)) for row in result)
 

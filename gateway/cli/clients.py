@@ -10,7 +10,8 @@ integrator's guide is docs/service-accounts.md).
 disabling the old one. With ``--cert`` the client authenticates with that certificate (mutual
 TLS at the province's proxy) and no secret is made. ``add`` also creates the gateway's ES256
 signing key (``client-token-key.pem``) when missing — in production too: it is the operator's
-deliberate step; copy the file to every host, as ``token.key``.
+deliberate step; run ``add`` first on one host and copy ``client-token-key.pem`` to every other
+host (it is not ``token.key``, the development HS256 key).
 
 A client is a department system, not an administrator: ``--role`` exists only to refuse, in
 Chinese, what would otherwise be a silent misunderstanding (a pair of administrator roles is

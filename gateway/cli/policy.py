@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable
-from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -187,7 +186,7 @@ def _test(args: argparse.Namespace) -> int:
     """Run the expectations against the policy file, offline: 0 all hold, 1 some fail."""
     from authz.expectations import check_expectations, parse_expectations
     from authz.offline import OfflinePolicy
-    from authz.store import parse_policy_text, parse_valid_to
+    from authz.store import parse_moment, parse_policy_text
     from gateway.domain.clock import now_utc
 
     if args.file is None or args.proposed_by or args.title or args.note:
@@ -206,10 +205,8 @@ def _test(args: argparse.Namespace) -> int:
         return 2
     at = now_utc()
     if args.at is not None:
-        raw = args.at.strip()
         # --at 2027-04-01: the start of that day (a bare date in a policy line is its end)
-        moment = parse_valid_to(raw)
-        at = moment if len(raw) != 10 else moment - timedelta(days=1)
+        at = parse_moment(args.at)
     lines = parse_policy_text(text, source=str(policy_file))
     expectations = parse_expectations(expectations_text, source=str(expectations_file))
     if not expectations:
