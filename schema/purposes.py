@@ -86,20 +86,29 @@ def root_fields(
     selection_set: SelectionSetNode,
     fragments: dict[str, FragmentDefinitionNode],
     seen: frozenset[str] = frozenset(),
+    known: dict[str, set[str]] | None = None,
 ) -> set[str]:
     """Field names at the root of a selection set, through fragments (aliases do not hide a
-    field; @skip/@include are ignored: a field that may run counts)."""
+    field; @skip/@include are ignored: a field that may run counts).
+
+    Each fragment is walked once (``known``): a chain of fragments each spreading the next twice
+    has 2^n paths, and this runs before validation on any caller's document."""
+    known = {} if known is None else known
     names: set[str] = set()
     for selection in selection_set.selections:
         if isinstance(selection, FieldNode):
             names.add(selection.name.value)
         elif isinstance(selection, InlineFragmentNode):
-            names |= root_fields(selection.selection_set, fragments, seen)
+            names |= root_fields(selection.selection_set, fragments, seen, known)
         elif isinstance(selection, FragmentSpreadNode):
             name = selection.name.value
+            if name in known:
+                names |= known[name]
+                continue
             fragment = fragments.get(name)
             if fragment is None or name in seen:
                 names.add(f"...{name}")  # unknown: validation fails it; counted as a read
                 continue
-            names |= root_fields(fragment.selection_set, fragments, seen | {name})
+            known[name] = root_fields(fragment.selection_set, fragments, seen | {name}, known)
+            names |= known[name]
     return names

@@ -160,7 +160,12 @@ async def _serve(request: Request) -> Response:
         query = runtime.trusted_documents.admit(principal.department.value, query, document_hash)
         request.state.operation = _operation_name(query, operation_name)
         # A service account declares only the purposes it was registered for (issue 16).
-        reads = reads_person_data(query, operation_name, runtime.settings.max_query_tokens)
+        # (Parsed for this only when it matters: a client's request that declares no purpose.)
+        reads = (
+            principal.allowed_purposes is not None
+            and not purpose
+            and reads_person_data(query, operation_name, runtime.settings.max_query_tokens)
+        )
         outside = client_purpose_refusal(principal, purpose, reads_person_data=reads)
         if outside is not None:
             set_outcome(request, "forbidden")
