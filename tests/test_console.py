@@ -144,7 +144,8 @@ async def test_console_has_no_inline_script_or_style(client: httpx.AsyncClient) 
 
 async def test_console_loads_nothing_from_outside(client: httpx.AsyncClient) -> None:
     page = (await client.get("/console")).text
-    external = [a for a in _assets(page) if not a.startswith(("/console/", "data:"))]
+    # /auth/: the sign-in shared with the workbench (gateway.http.signin)
+    external = [a for a in _assets(page) if not a.startswith(("/console/", "/auth/", "data:"))]
     assert external == [], f"the console would need internet for {external}"
     for name, source in _modules().items():
         assert not re.search(r"""["'`](?:https?:)?//""", source), f"{name} names an outside URL"
@@ -160,7 +161,7 @@ async def test_console_loads_nothing_from_outside(client: httpx.AsyncClient) -> 
 async def test_console_files_are_served_with_their_types(client: httpx.AsyncClient) -> None:
     page = (await client.get("/console")).text
     css = [a for a in _assets(page) if a.endswith(".css")]
-    assert css == ["/console/console.css"]
+    assert css == ["/console/console.css", "/auth/signin.css"]
     stylesheet = await client.get(css[0])
     assert stylesheet.status_code == 200
     assert stylesheet.headers["content-type"] == "text/css; charset=utf-8"
@@ -184,6 +185,8 @@ async def test_every_module_import_resolves(client: httpx.AsyncClient) -> None:
         response = await client.get(f"/console/{name}")
         assert response.status_code == 200, f"{name} is imported but not served"
         for target in MODULE_IMPORT.findall(response.text):
+            if target == "/auth/signin.js":  # the sign-in shared with the workbench
+                continue
             assert target.startswith("./"), f"{name} imports {target}: only the console's own files"
             pending.append(target.removeprefix("./"))
     assert seen == set(modules), f"modules nobody imports: {set(modules) - seen}"

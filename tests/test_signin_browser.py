@@ -25,6 +25,7 @@ Screenshots of every step are kept in ``$RELIEF_TEST_ARTIFACTS/signin`` (default
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -508,3 +509,54 @@ def test_production_offers_the_platform_only(data_dir: Path, browser: Browser) -
         clerk.shot("workbench-11-production-signed-in")
         assert clerk.problems == []
         clerk.close()
+
+
+# --------------------------------------------------------------------------- the console
+
+
+def test_console_signs_in_at_the_platform(development: Served, browser: Browser) -> None:
+    """The same module on the officers' console: the security administrator of the platform
+    lands on its own screens; a clerk without an administrator role is refused by the console;
+    a planted code is refused there too."""
+    officer = Session(browser, development, "/console")
+    page = officer.page
+    expect(officer.button).to_be_visible()
+    expect(page.locator("#login-form")).to_be_visible()  # development
+    officer.shot("console-01-sign-in")
+    request = officer.to_platform()
+    assert request["redirect_uri"] == f"{development.base}/console"
+    assert request["code_challenge_method"] == "S256"
+    officer.log_in("officer.b")
+    who = page.locator("#whoami-text")
+    expect(who).to_contain_text(f"{PLATFORM_NAME}|officer.b")
+    expect(who).to_contain_text("大数据局 省级")
+    expect(who).to_contain_text("辖区 37")
+    expect(who).to_contain_text("安全管理员")
+    expect(page.locator("#tab-policy")).to_be_visible()
+    # The security administrator's own screen, loaded with the platform's token.
+    expect(page.locator("#current-version")).to_have_text(re.compile(r"^\d+$"))
+    assert page.url == f"{development.base}/console"
+    token = officer.storage()["relief-console-token"]
+    answer = officer.graphql(token, "supervision")
+    assert answer["status"] == 200, answer
+    assert answer["body"]["data"]["me"]["subject"] == f"{PLATFORM_NAME}|officer.b"
+    officer.shot("console-02-signed-in")
+
+    page.get_by_role("button", name="退出").click()
+    expect(officer.button).to_be_visible()
+    code, state, _ = _planted_code(development, "officer.b", "/console")
+    page.goto(f"{officer.address}?{urlencode({'code': code, 'state': state})}")
+    expect(page.locator("#login-message")).to_contain_text("state 不符")
+    expect(page.locator("#app")).to_be_hidden()
+    assert "relief-console-token" not in officer.storage()
+    officer.shot("console-03-planted-code-refused")
+
+    # A clerk signs in at the platform, but the console is for administrators only.
+    officer.to_platform()
+    officer.log_in("clerk.a")
+    expect(page.locator("#login-message")).to_contain_text("没有管理员角色")
+    expect(page.locator("#app")).to_be_hidden()
+    expect(officer.button).to_be_visible()
+    officer.shot("console-04-clerk-refused")
+    assert officer.problems == []
+    officer.close()

@@ -7,6 +7,7 @@
 // copied into the document only for that role: another role's screen is never rendered (and
 // the gateway refuses its data anyway). A token without an administrator role is refused here.
 
+import { setUpSignIn } from "/auth/signin.js";
 import { ApiError, graphql, readiness, token } from "./api.js";
 import { $, busy, fill, h, message } from "./dom.js";
 import { departmentName, levelName, roleName } from "./labels.js";
@@ -190,9 +191,17 @@ function start() {
   });
   $("#logout").addEventListener("click", signOut);
 
-  // A reload in the same tab keeps the administrator signed in (the token is in sessionStorage).
-  const saved = token.get();
-  if (saved) busy(null, output, () => signIn(saved));
+  // 统一身份认证 when the gateway trusts a platform (/auth/signin.js), the token form where
+  // allowed. A reload in the same tab keeps the administrator signed in (the token is in
+  // sessionStorage).
+  setUpSignIn({
+    box: $("#signin"),
+    tokenForm: form,
+    show: (kind, text) => message(output, kind, text),
+    signIn: (value) => busy(null, output, () => signIn(value)),
+    token,
+    expired: signedOut,
+  });
 }
 
 start();
