@@ -147,13 +147,15 @@ class KeySource:
         ) as client:
             url = self.jwks_url
             if self.discovery_url is not None:
-                self.discovered = await _get_json(client, self.discovery_url)
-                if self.discovered.get("issuer") != self.issuer:
-                    # OIDC Discovery §4.3: a document naming another issuer is not this one's.
+                discovered = await _get_json(client, self.discovery_url)
+                if discovered.get("issuer") != self.issuer:
+                    # OIDC Discovery §4.3: a document naming another issuer is not this one's
+                    # (and is never kept: the browser sign-in reads its endpoints from here).
                     raise KeySourceError(
-                        f"发现文档中的 issuer 为 {self.discovered.get('issuer')!r}, 与配置不符"
+                        f"发现文档中的 issuer 为 {discovered.get('issuer')!r}, 与配置不符"
                     )
-                url = self.discovered.get("jwks_uri")
+                self.discovered = discovered
+                url = discovered.get("jwks_uri")
                 if not isinstance(url, str):
                     raise KeySourceError("发现文档中没有 jwks_uri")
                 if self.discovery_url.startswith("https:") and not url.startswith("https:"):
