@@ -319,7 +319,7 @@ async def test_keys_init_creates_once_and_never_overwrites(tmp_path: Path) -> No
     assert document["primary"] in created.stdout
     assert document["audit_primary"] in created.stdout
     assert oct(keyring.stat().st_mode & 0o777) == "0o600"
-    assert "未写入审计日志" in created.stderr  # no database yet: said, not hidden
+    assert "未能写入审计日志" in created.stderr  # no database yet: said, not hidden
     again = run("keys", "init")
     assert again.returncode == 2
     assert "已存在, 不会覆盖" in again.stderr

@@ -109,7 +109,8 @@ async def test_push_stores_identities_with_their_provenance(
     )
     assert batch["fileName"] is None
     assert batch["region"] == COUNTY
-    assert batch["submittedBy"] == f"ca-push-{english}"
+    # The subject as the gateway holds it: canonical (issue 16: one person, one subject).
+    assert batch["submittedBy"] == f"ca-push-{english}".casefold()
     assert batch["status"] == "COMPLETED"
     assert batch["finishedAt"] is not None
 

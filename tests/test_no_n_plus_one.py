@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
 from sqlalchemy import event
 
 from tests.harness import Harness
@@ -95,6 +96,13 @@ def _table(statement: str) -> str:
         r"\bINTO\s+\"?(\w+)", statement, re.I
     )
     return match.group(1) if match else statement.split()[0].upper()
+
+
+@pytest.fixture(autouse=True)
+async def _audit_chain_known(harness: Harness) -> None:
+    """Once per process, not per request: the first keyed audit append looks up (or writes) the
+    chain's mac_start anchor (issue 16). A request before the measured ones pays it."""
+    await _run(harness, COUNTY_PAGE, 1)
 
 
 async def _run(harness: Harness, query: str, first: int) -> tuple[dict[str, Any], list[str]]:

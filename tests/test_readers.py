@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import codecs
 import os
-import time
 import tracemalloc
 import zipfile
 from datetime import date, datetime
@@ -369,9 +368,7 @@ def government_workbook(path: Path, blank_rows: int = 5000) -> None:
 def test_government_workbook_title_two_level_header_and_blank_rows(tmp_path: Path) -> None:
     path = tmp_path / "花名册.xlsx"
     government_workbook(path)
-    started = time.perf_counter()
     reader, rows = read(path)
-    assert time.perf_counter() - started < 2
     assert (reader.format, reader.encoding, reader.header_line) == ("xlsx", None, 3)
     assert reader.columns == {
         "name": "姓名",

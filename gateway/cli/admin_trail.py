@@ -3,16 +3,19 @@ changes keys, partitions or the schema appends one entry to the audit chain once
 its work (``gateway.storage.admin_audit.record_admin_action``), so the audit administrator
 reads it in ``auditLog`` beside the policy changes.
 
-A command whose entry cannot be written reports it and exits 2 (an error from the database or
-the keyring propagates to ``gateway.cli.app.main``): its action is done but says loudly that it
-is not in the trail, never silently unaudited.
+A command whose entry cannot be written because the database is away or not migrated says so
+loudly on stderr (its action is done; never silently unaudited); any other failure (the
+keyring, a bad operator) propagates to ``gateway.cli.app.main`` (exit 2).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from collections.abc import Mapping
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.domain.settings import Settings
 
@@ -47,8 +50,6 @@ def record(
     Before the deployment's first keys exist (it migrates, then creates its keys) there is no
     audit key to seal an entry with: said on stderr, not skipped silently. Production refuses
     to serve without keys, so a serving deployment always records."""
-    import sys
-
     from gateway.storage.admin_audit import record_admin_action
 
     if not settings.keyring_path.exists():
@@ -59,12 +60,22 @@ def record(
         )
         return
 
-    asyncio.run(
-        record_admin_action(
-            settings,
-            role=role,
-            operation=operation,
-            operator=getattr(args, "operator", None),
-            details=details,
+    try:
+        asyncio.run(
+            record_admin_action(
+                settings,
+                role=role,
+                operation=operation,
+                operator=getattr(args, "operator", None),
+                details=details,
+            )
         )
-    )
+    except SQLAlchemyError as exc:
+        # The database away or not migrated (key maintenance may run before it exists): the
+        # action is done and said loudly to be missing from the trail, for the operator to
+        # record (keyring.json itself keeps each key's creation time).
+        print(
+            f"警告: relief-gateway {operation} 已完成, 但未能写入审计日志 (数据库不可用或未迁移: "
+            f"{type(exc).__name__}); 请在数据库可用后由审计管理员补记",
+            file=sys.stderr,
+        )

@@ -35,8 +35,6 @@ import sys
 import time
 from collections.abc import Callable
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from gateway.cli.admin_trail import add_operator_argument, check_operator, record
 from gateway.crypto import (
     FieldCipher,
@@ -111,18 +109,8 @@ def _keys(settings: Settings, args: argparse.Namespace) -> int:
         details: dict[str, object] = {"exit": code}
         if args.key_id:
             details["target"] = args.key_id.strip()
-        if args.action == "init":
-            details = {"exit": code}
-        try:
-            record(
-                settings, args, role=SYSTEM_ADMIN, operation=f"keys {args.action}", details=details
-            )
-        except SQLAlchemyError:
-            if args.action != "init":
-                raise
-            # A new deployment creates its keys before its database exists: the key ids and
-            # their creation times are in keyring.json; migrate is the trail's first entry.
-            print("提示: 数据库尚未迁移, keys init 未写入审计日志", file=sys.stderr)
+        # (A new deployment creates its keys before its database exists: said on stderr.)
+        record(settings, args, role=SYSTEM_ADMIN, operation=f"keys {args.action}", details=details)
     return code
 
 

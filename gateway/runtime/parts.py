@@ -46,6 +46,7 @@ class Runtime:
     policy_listener: PolicyListener | None = field(default=None, init=False)
     # Service accounts (issue 16 item 2): their ES256 key, verifier and disabled clients.
     clients: ClientCredentials | None = field(default=None, init=False)
+    _revocation_engine: AsyncEngine | None = field(default=None, init=False)
 
     @classmethod
     def create(cls, settings: Settings, *, create_keys: bool = False) -> Runtime:
@@ -119,9 +120,13 @@ class Runtime:
         if dsn is not None and self.policy_listener is None:
             self.policy_listener = PolicyListener(dsn, self._policy_announced)
             await self.policy_listener.start()
-        if self.clients is not None:  # a disabled client refused within seconds, everywhere
+        if self.clients is not None and self._revocation_engine is None:
+            # A disabled client refused within seconds, everywhere. Its poll has a connection
+            # of its own: it runs when the requests' pool is exhausted, and is never one of a
+            # request's statements.
+            self._revocation_engine = make_engine(self.settings.resolved_database_url, pool_size=1)
             await self.clients.start(
-                self.sessions,
+                make_sessionmaker(self._revocation_engine),
                 refresh_seconds=self.settings.client_revocation_refresh_seconds,
                 dsn=dsn,
             )
@@ -134,6 +139,9 @@ class Runtime:
     async def close(self) -> None:
         if self.clients is not None:
             await self.clients.close()
+        if self._revocation_engine is not None:
+            await self._revocation_engine.dispose()
+            self._revocation_engine = None
         if self.policy_listener is not None:
             await self.policy_listener.close()
             self.policy_listener = None
