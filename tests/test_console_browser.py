@@ -427,7 +427,7 @@ def _cycle(browser: Browser, gateway: Gateway) -> None:
     expect(page.locator("#whoami-text")).to_contain_text("系统管理员")
     _screens_are(page, {"system"})
     expect(page.locator("#panel-system")).to_contain_text("命令行")
-    expect(page.locator("#panel-system")).to_contain_text("relief-gateway keys rotate")
+    expect(page.locator("#panel-system")).to_contain_text("relief-gateway keys init | rotate")
     expect(page.locator("#system-status")).to_contain_text("网关就绪")
     operator.shot("09d-system-admin")
     auditor_problems += operator.problems
