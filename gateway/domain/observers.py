@@ -1,9 +1,10 @@
 """How services report what they did, without knowing who listens.
 
-Ingest (``adapters.pipeline``) and the warning run (``gateway.loop.warnings``) call the
-functions here; the shell registers the listeners it wants (``gateway.http.metrics`` counts them
-for Prometheus) when it starts. With nobody registered — a tool, a test of a service alone —
-reporting costs a loop over an empty list. A listener that raises is logged and skipped: a
+Ingest (``adapters.pipeline``), the warning run (``gateway.loop.warnings``) and the read
+routing (``gateway.storage.replica``) call the functions here; the shell registers the
+listeners it wants (``gateway.http.metrics`` counts them for Prometheus) when it starts. With
+nobody registered — a tool, a test of a service alone — reporting costs a loop over an empty
+list. A listener that raises is logged and skipped: a
 broken counter never fails an ingest or a warning run.
 
     observers.register(PrometheusObserver())   # the shell, once per process
@@ -24,6 +25,16 @@ class Observer(Protocol):
 
     def warning_run(self, province: str, *, warnings: int, seconds: float, failed: bool) -> None:
         """One monthly warning run, completed or failed, and how long it took."""
+
+    def replica_read(self, database: str) -> None:
+        """One request's reads ran on ``replica`` or ``primary`` (a replica is configured)."""
+
+    def replica_fallback(self, reason: str) -> None:
+        """A read the replica would have served went to the primary (``gateway.storage.replica``:
+        ``unreachable``, ``error``, ``lagging``, ``not_in_recovery``, ``unknown``)."""
+
+    def replica_lag(self, seconds: float | None) -> None:
+        """The replica's lag found by its last probe (None: unknown or unreachable)."""
 
 
 _observers: list[Observer] = []
@@ -53,3 +64,26 @@ def warning_run(province: str, *, warnings: int, seconds: float, failed: bool) -
             observer.warning_run(province, warnings=warnings, seconds=seconds, failed=failed)
         except Exception:
             log.exception("observer %s failed on warning_run", type(observer).__name__)
+
+
+def replica_read(database: str) -> None:
+    _each("replica_read", database)
+
+
+def replica_fallback(reason: str) -> None:
+    _each("replica_fallback", reason)
+
+
+def replica_lag(seconds: float | None) -> None:
+    _each("replica_lag", seconds)
+
+
+def _each(event: str, *args: object) -> None:
+    for observer in tuple(_observers):
+        report = getattr(observer, event, None)  # a listener may care for some events only
+        if report is None:
+            continue
+        try:
+            report(*args)
+        except Exception:
+            log.exception("observer %s failed on %s", type(observer).__name__, event)

@@ -61,6 +61,12 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path(".relief")
     database_url: str | None = None
+    # A PostgreSQL streaming replica (hot standby) for reads that tolerate its lag (issue 17;
+    # gateway.runtime.reads decides which); writes, the audit, policy and LISTEN stay on the
+    # primary. Unset: every read on the primary. Beyond max_lag_seconds behind, reads go back
+    # to the primary until it catches up (docs/replica.md).
+    database_replica_url: str | None = None
+    database_replica_max_lag_seconds: float = Field(default=30.0, gt=0)
     env: Environment = Environment.DEVELOPMENT
     today: str | None = Field(default=None, description="开发环境下视为今天的日期, YYYY-MM-DD")
     province: Province = Province.SHANDONG
@@ -214,6 +220,21 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"RELIEF_MAX_URL_BYTES 应在 1 到 {SERVER_URL_LIMIT - 1} 之间 (服务器的 HTTP 解析器"
                 f"拒绝超过 {SERVER_URL_LIMIT} 字节的地址, 应用须先于它拒绝), 收到 {value}"
+            )
+        return value
+
+    @field_validator("database_replica_url")
+    @classmethod
+    def _replica_is_postgresql(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not value.startswith(("postgresql+asyncpg://", "postgresql+psycopg://")):
+            # A replica is PostgreSQL streaming replication; SQLite has none.
+            # Named by its scheme only: the rest may carry a password.
+            scheme = value.partition("://")[0] if "://" in value else "?"
+            raise ValueError(
+                "RELIEF_DATABASE_REPLICA_URL 应为 PostgreSQL 流复制备库地址 "
+                f"(postgresql+asyncpg://用户@主机/库), 收到 {scheme}://…"
             )
         return value
 

@@ -29,7 +29,12 @@ from gateway.http.dashboard import dashboard_routes
 from gateway.http.graphiql import ASSETS_PATH, assets_directory
 from gateway.http.graphql import graphql_endpoint
 from gateway.http.oauth import oauth_routes
-from gateway.http.ops import identity_readiness, metrics_endpoint, start_when_possible
+from gateway.http.ops import (
+    identity_readiness,
+    metrics_endpoint,
+    replica_readiness,
+    start_when_possible,
+)
 from gateway.http.refusals import EXCEPTION_HANDLERS
 from gateway.http.signin import sign_in_routes
 from gateway.http.upload import upload_routes
@@ -58,6 +63,9 @@ async def readyz(request: Request) -> Response:
     body: dict[str, object] = {"ready": True, "policyVersion": runtime.authorizer.version}
     if issuers:
         body["issuers"] = issuers
+    replica = replica_readiness(runtime)  # reported, never failing: reads fall back
+    if replica is not None:
+        body["replica"] = replica
     return JSONResponse(body)
 
 

@@ -202,10 +202,12 @@ async def _serve(request: Request) -> Response:
                 operation_name,
             )
         except (DBAPIError, OSError) as exc:
-            if attempt == 1 and _stale_connection(exc) and _is_query(query, operation_name):
+            retry = runtime.reads.failed_on_replica(exc) or _stale_connection(exc)
+            if attempt == 1 and retry and _is_query(query, operation_name):
                 # A pooled connection that died with a database restart fails its first
                 # statement, and SQLAlchemy then discards the whole pool: a query runs again,
                 # once, on a fresh connection (a mutation may have committed part of its work).
+                # A query that failed on the replica runs again on the primary.
                 continue
             # The database is unreachable (restarting, network): say so. The log names the
             # kind of failure only: the exception's text carries SQL and its parameters.
@@ -241,14 +243,15 @@ async def _execute(
     operation_name: str | None,
 ) -> Response:
     allowed = {OperationType.QUERY} if _method(request) == "GET" else None
-    # A Core connection, not an ORM session: reads return plain rows, nothing to track.
-    async with runtime.engine.connect() as connection:
+    # A Core connection, not an ORM session: reads return plain rows, nothing to track. On the
+    # replica for a lag-tolerant query, else the primary (gateway.runtime.reads).
+    async with runtime.reads.connect(principal, query, operation_name) as connection:
         if _is_query(query, operation_name):
             # A query's statements run without BEGIN/ROLLBACK round trips: under READ
             # COMMITTED a transaction gives them no common snapshot anyway, and a read
             # writes nothing (the audit entry has its own connection).
             await connection.execution_options(isolation_level="AUTOCOMMIT")
-        await runtime.authorizer.refresh(connection)
+        await runtime.reads.refresh_policy(runtime.authorizer, connection)  # on the primary
         decision = runtime.authorizer.decision_for(principal, purpose)
         purpose_denied = _purpose_refusal(runtime, principal, decision, query, operation_name)
         if purpose_denied is not None:

@@ -8,6 +8,10 @@
     relief_warning_run_warnings_total{province}               warnings those runs produced
     relief_warning_run_seconds{province}                      their duration
     relief_task_backlog{department, state}                    open / overdue tasks (scrape time)
+    relief_replica_reads_total{database}                      requests' reads: replica / primary
+    relief_replica_fallbacks_total{reason}                    reads the replica should have
+                                                              served, on the primary instead
+    relief_replica_lag_seconds                                the replica's lag at its last probe
 
 Labels are bounded: operation names are GraphQL names the gateway has seen, at most
 ``MAX_OPERATIONS`` per process (then ``other``; unnamed: ``anonymous``); departments and feeds
@@ -25,7 +29,7 @@ import os
 import re
 from collections.abc import Iterable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
@@ -81,6 +85,28 @@ WARNING_RUN_SECONDS = Histogram(
     buckets=(0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600),
     registry=REGISTRY,
 )
+# Reads from a streaming replica (RELIEF_DATABASE_REPLICA_URL, gateway.storage.replica); counted
+# only when a replica is configured.
+REPLICA_READS = Counter(
+    "relief_replica_reads",
+    "GraphQL requests by the database their reads ran on (replica/primary)",
+    ["database"],
+    registry=REGISTRY,
+)
+REPLICA_FALLBACKS = Counter(
+    "relief_replica_fallbacks",
+    "Lag-tolerant reads served by the primary because the replica was unreachable, failed "
+    "mid-request (error), lagged beyond RELIEF_DATABASE_REPLICA_MAX_LAG_SECONDS, was not in "
+    "recovery, or not yet probed (unknown)",
+    ["reason"],
+    registry=REGISTRY,
+)
+REPLICA_LAG = Gauge(
+    "relief_replica_lag_seconds",
+    "How old the replica's data may be, at its last probe (-1: unknown or unreachable)",
+    registry=REGISTRY,
+    multiprocess_mode="max",
+)
 
 MAX_OPERATIONS = 200
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
@@ -128,6 +154,15 @@ class PrometheusObserver:
         if not failed:
             WARNINGS_PRODUCED.labels(province=province).inc(warnings)
         WARNING_RUN_SECONDS.labels(province=province).observe(seconds)
+
+    def replica_read(self, database: str) -> None:
+        REPLICA_READS.labels(database=database).inc()
+
+    def replica_fallback(self, reason: str) -> None:
+        REPLICA_FALLBACKS.labels(reason=reason).inc()
+
+    def replica_lag(self, seconds: float | None) -> None:
+        REPLICA_LAG.set(-1.0 if seconds is None else seconds)
 
 
 OBSERVER = PrometheusObserver()

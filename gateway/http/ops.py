@@ -103,6 +103,13 @@ def identity_readiness(runtime: Runtime) -> tuple[dict[str, bool], bool]:
 # ------------------------------------------------------------------------ start-up
 
 
+def replica_readiness(runtime: Runtime) -> dict[str, object] | None:
+    """For ``/readyz``: the streaming replica's state and lag at its last probe (None without
+    RELIEF_DATABASE_REPLICA_URL). Never a reason for 503: its reads fall back to the primary."""
+    router = runtime.reads.router
+    return router.current_health().as_dict() if router.configured else None
+
+
 async def start_when_possible(runtime: Runtime) -> asyncio.Task[None] | None:
     """Start the runtime now, or (database not ready) keep trying in a background task."""
     try:

@@ -17,11 +17,13 @@ from gateway.runtime import production
 from gateway.runtime.client_tokens import ClientCredentials
 from gateway.runtime.issuers import load_issuers
 from gateway.runtime.rate_limit import RateLimiter
+from gateway.runtime.reads import GraphQLReads
 from gateway.runtime.tokens import TokenService
 from gateway.runtime.trusted_documents import TrustedDocuments
 from gateway.storage.audit_chain import AuditWriter
 from gateway.storage.engine import make_engine, make_sessionmaker
 from gateway.storage.policy_listener import PolicyListener, listener_dsn
+from gateway.storage.replica import ReplicaRouter, make_replica_engine
 from gateway.storage.vault import PersonVault
 from schema import build_schema
 from schema.limits import QueryLimits
@@ -43,6 +45,9 @@ class Runtime:
     rules: ProvinceRules
     rate_limiter: RateLimiter
     trusted_documents: TrustedDocuments
+    # Which database a GraphQL request reads from: the primary, or the streaming replica of
+    # RELIEF_DATABASE_REPLICA_URL for lag-tolerant queries (issue 17 item 4).
+    reads: GraphQLReads
     policy_listener: PolicyListener | None = field(default=None, init=False)
     # Service accounts (issue 16 item 2): their ES256 key, verifier and disabled clients.
     clients: ClientCredentials | None = field(default=None, init=False)
@@ -76,6 +81,12 @@ class Runtime:
         )
         engine = make_engine(settings.resolved_database_url)
         sessions = make_sessionmaker(engine)
+        replica_url = settings.database_replica_url
+        if replica_url and not settings.resolved_database_url.startswith("postgresql"):
+            raise ConfigurationError(
+                "RELIEF_DATABASE_REPLICA_URL 只能与 PostgreSQL 主库 (RELIEF_DATABASE_URL) 一起使用"
+            )
+        replica = make_replica_engine(replica_url) if replica_url else None
         runtime = cls(
             settings=settings,
             engine=engine,
@@ -96,6 +107,13 @@ class Runtime:
             rate_limiter=RateLimiter.from_settings(settings),
             # And the trusted documents: a hash that does not match its text stops it too.
             trusted_documents=TrustedDocuments.load(settings.trusted_documents_dir),
+            reads=GraphQLReads(
+                ReplicaRouter(
+                    engine,
+                    replica,
+                    max_lag_seconds=settings.database_replica_max_lag_seconds,
+                )
+            ),
         )
         runtime.clients = ClientCredentials.create(
             settings.client_token_key_path,
@@ -115,6 +133,7 @@ class Runtime:
         async with self.sessions() as session:
             await install_default_policies(session)
             await self.authorizer.load(session)
+        await self.reads.router.start()  # the replica's first probe (never fails the start)
         # PostgreSQL: an approval in any process reaches this one at once (LISTEN/NOTIFY).
         dsn = listener_dsn(self.settings.resolved_database_url)
         if dsn is not None and self.policy_listener is None:
@@ -145,4 +164,5 @@ class Runtime:
         if self.policy_listener is not None:
             await self.policy_listener.close()
             self.policy_listener = None
+        await self.reads.router.close()  # its probe, and the replica's pool
         await self.engine.dispose()
