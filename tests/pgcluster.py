@@ -64,6 +64,7 @@ __all__ = [
     "BINDIR_ENV",
     "EXTERNAL_URL_ENV",
     "PostgresNotFoundError",
+    "StreamingReplica",
     "ThrowawayCluster",
     "find_postgres_bindir",
 ]
@@ -653,3 +654,122 @@ def _remove_stale_dirs(base: Path) -> None:
         if postmaster is not None and _pid_alive(postmaster):
             continue
         shutil.rmtree(path, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- streaming replica
+
+
+class StreamingReplica(ThrowawayCluster):
+    """A hot standby of a local ``ThrowawayCluster``, fed by streaming replication::
+
+        with ThrowawayCluster() as primary, StreamingReplica(primary) as replica:
+            replica.wait_streaming()
+            engine = create_async_engine(replica.dsn_asyncpg)   # read-only, same databases
+
+    ``pg_basebackup -R`` copies the primary's data directory into a fresh temporary one
+    (writing ``standby.signal`` and ``primary_conninfo``); the standby then runs on its own
+    loopback port, as the same OS user, with the same throw-away durability settings. It
+    serves the primary's databases under the same names. ``stop()``/``start()``/``restart()``
+    and ``close()`` behave as for the primary; ``pause_replay()``/``resume_replay()`` hold and
+    release WAL replay (``pg_wal_replay_pause``), so its data falls behind on purpose.
+    """
+
+    def __init__(self, primary: ThrowawayCluster, *, startup_timeout: float = 60.0) -> None:
+        if primary.external:
+            raise RuntimeError("a streaming replica needs a local primary (not an external URL)")
+        super().__init__(
+            dbname=primary.dbname,
+            bindir=primary.bindir,
+            settings={**primary.settings, "hot_standby": "on"},
+            honour_env=False,
+            startup_timeout=startup_timeout,
+            die_with_parent=primary.die_with_parent,
+        )
+        self.primary = primary
+
+    def _setup_local(self) -> None:
+        t0 = time.monotonic()
+        self.bindir = self.bindir or find_postgres_bindir()
+        if self.bindir is None or not (self.bindir / "pg_basebackup").is_file():
+            raise PostgresNotFoundError("pg_basebackup not found beside the server binaries")
+        self._user = _service_user()
+        base = Path(tempfile.gettempdir())
+        if self._user is not None and not _traversable_by_anyone(base):
+            base = Path("/tmp")
+        self.tmpdir = Path(tempfile.mkdtemp(prefix=DIR_PREFIX, dir=base))
+        (self.tmpdir / "owner.pid").write_text(f"{os.getpid()}\n")
+        if self._user is not None:
+            os.chown(self.tmpdir, self._user.pw_uid, self._user.pw_gid)
+        self.datadir = self.tmpdir / "data"
+        self.logfile = self.tmpdir / "postgres.log"
+        argv = [
+            str(self.bindir / "pg_basebackup"),
+            "-D", str(self.datadir),
+            "-d", self.primary.url("postgres", None),
+            "-R",  # standby.signal + primary_conninfo: it starts as a streaming standby
+            "-X", "stream",
+            "-c", "fast",  # an immediate checkpoint on the primary, not a spread one
+            "--no-sync",
+        ]  # fmt: skip
+        res = subprocess.run(
+            argv, capture_output=True, timeout=300, check=False, **self._spawn_kwargs()
+        )
+        if res.returncode != 0:
+            raise RuntimeError("pg_basebackup failed:\n" + res.stderr.decode(errors="replace"))
+        self._start_server(fixed_port=False)
+        self.startup_seconds = time.monotonic() - t0
+
+    def query(self, sql: str, *, on_primary: bool = False) -> str:
+        """One statement's result as psql's unaligned text (the standby's, or the primary's)."""
+        cluster = self.primary if on_primary else self
+        return _psql_value(cluster, sql)
+
+    def wait_streaming(self, timeout: float = 60.0) -> None:
+        """Until the standby is in recovery and the primary shows its WAL sender streaming."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(RuntimeError):
+                in_recovery = self.query("SELECT pg_is_in_recovery()") == "t"
+                streaming = self.query(
+                    "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'",
+                    on_primary=True,
+                )
+                if in_recovery and streaming not in ("", "0"):
+                    return
+            time.sleep(0.05)
+        raise RuntimeError(f"the replica is not streaming; log:\n{self.log_tail()}")
+
+    def wait_replayed(self, timeout: float = 30.0) -> None:
+        """Until the standby has replayed everything the primary has written so far."""
+        target = self.query("SELECT pg_current_wal_insert_lsn()", on_primary=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            caught_up = self.query(f"SELECT pg_last_wal_replay_lsn() >= '{target}'::pg_lsn")
+            if caught_up == "t":
+                return
+            time.sleep(0.02)
+        raise RuntimeError(f"the replica did not replay up to {target}")
+
+    def pause_replay(self) -> None:
+        self.query("SELECT pg_wal_replay_pause()")
+
+    def resume_replay(self) -> None:
+        self.query("SELECT pg_wal_replay_resume()")
+
+
+def _psql_value(cluster: ThrowawayCluster, sql: str) -> str:
+    psql = cluster._client_binary("psql")
+    if psql is None:
+        raise PostgresNotFoundError("psql not found")
+    res = subprocess.run(
+        [psql, "-X", "-q", "-A", "-t", "--no-password", "-v", "ON_ERROR_STOP=1",
+         "-d", cluster.url(cluster.dbname, None), "-c", sql],
+        capture_output=True,
+        text=True,
+        env=_client_env(),
+        timeout=60,
+        check=False,
+    )  # fmt: skip
+    if res.returncode != 0:
+        raise RuntimeError(f"{sql!r} failed: {res.stderr.strip()}")
+    return res.stdout.strip()

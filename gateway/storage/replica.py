@@ -66,9 +66,12 @@ _WRITE_POSITION = text("SELECT pg_current_wal_insert_lsn()")
 
 
 def lsn_value(lsn: object) -> int | None:
-    """``'16/B374D848'`` (pg_lsn as text) → an integer that orders like the WAL."""
+    """A WAL position as an integer that orders like the WAL: asyncpg decodes ``pg_lsn`` to
+    one already; psycopg gives the text form ``'16/B374D848'``."""
     if lsn is None:
         return None
+    if isinstance(lsn, int):
+        return lsn
     high, _, low = str(lsn).partition("/")
     return (int(high, 16) << 32) | int(low, 16)
 
