@@ -183,12 +183,11 @@ def _skip_without_postgres() -> None:
 @pytest.fixture(scope="module")
 def clusters() -> Iterator[tuple[ThrowawayCluster, StreamingReplica]]:
     _skip_without_postgres()
-    with (
-        ThrowawayCluster(dbname="relief_replica") as primary,
-        StreamingReplica(primary) as replica,
-    ):
-        replica.wait_streaming()
-        yield primary, replica
+    with ThrowawayCluster(dbname="relief_replica") as primary:
+        replica = StreamingReplica(primary)
+        with replica:
+            replica.wait_streaming()
+            yield primary, replica
 
 
 @pytest.fixture(scope="module")
