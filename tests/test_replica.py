@@ -121,6 +121,7 @@ class Pair:
     replica: StreamingReplica
     runtime: Runtime
     client: httpx.AsyncClient
+    id_number: str
     # (server said it is in recovery, subject) for every request's connection, in order
     connections: list[tuple[bool, str]] = field(default_factory=list)
     statements: dict[str, list[str]] = field(default_factory=lambda: {"primary": [], "replica": []})
@@ -208,16 +209,13 @@ async def pair(
     router.backoff_seconds = (0.2, 1.0)
     await upgrade_to_head(runtime.engine)
     today = clock.today()
+    bundles = list(generate_population(PERSONS, seed=17, today=today, provinces=["shandong"]))
     async with runtime.sessions() as session:
-        await write_bundles(
-            session,
-            runtime.vault,
-            generate_population(PERSONS, seed=17, today=today, provinces=["shandong"]),
-        )
+        await write_bundles(session, runtime.vault, bundles)
     await runtime.start()
     app = create_app(runtime)
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw.test")
-    built = Pair(primary, replica, runtime, client)
+    built = Pair(primary, replica, runtime, client, bundles[0].members[0].id_number)
     assert router.replica is not None
     for name, engine in (("primary", runtime.engine), ("replica", router.replica)):
         event.listen(engine.sync_engine, "before_cursor_execute", _recorder(built, name))
@@ -279,6 +277,37 @@ async def test_a_page_of_people_reads_on_the_replica_and_its_audit_goes_to_the_p
     ready = (await pair.client.get("/readyz")).json()
     assert ready["ready"] is True
     assert ready["replica"]["state"] == "streaming"
+
+
+# Every lag-tolerant root field, as a department reads it: the standby answers all of them
+# (a statement that wrote would fail there: "cannot execute … in a read-only transaction").
+LAG_TOLERANT_DOCUMENTS = {
+    "me": "{ me { subject policyVersion } }",
+    "person": "query($id: String!) { person(idNumber: $id) { regionCode gender } }",
+    "persons": PAGE,
+    "reliefChain": "query($id: String!) { reliefChain(idNumber: $id) { events { kind } } }",
+    "coverage": '{ coverage(regionPrefix: "37", year: 2026) { population enrolled } }',
+    "statistics": "{ statistics { reliefPeople { regionCode count suppressed } } }",
+    "warnings": "{ warnings { totalCount } }",
+}
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("field", sorted(LAG_TOLERANT_DOCUMENTS))
+async def test_every_lag_tolerant_field_is_answered_by_the_standby(pair: Pair, field: str) -> None:
+    token = pair.token("replica-fields")
+    await pair.until(token, on_replica=True)
+    response = await pair.client.post(
+        "/graphql",
+        json={"query": LAG_TOLERANT_DOCUMENTS[field], "variables": {"id": pair.id_number}},
+        headers={"Authorization": f"Bearer {token}", "X-Purpose": "supervision"},
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    codes = {error["extensions"]["code"] for error in body.get("errors", [])}
+    assert codes <= {"FORBIDDEN"}, body  # a policy's answer, never a failure
+    assert body["data"] is not None
+    assert pair.connections[-1] == (True, "replica-fields")
 
 
 @pytest.mark.postgres
