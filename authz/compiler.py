@@ -33,7 +33,20 @@ from datetime import date
 from functools import lru_cache
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Select, and_, exists, false, or_, select, true
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    bindparam,
+    case,
+    exists,
+    false,
+    func,
+    null,
+    or_,
+    select,
+    true,
+)
 from sqlalchemy.orm import InstrumentedAttribute
 
 from authz.conditions import AllRows, HoldsCategory, PushedToDepartment, RowCondition
@@ -279,6 +292,18 @@ class PlaceNarrowing:
             PersonPlace.person_id.in_(person_ids), held
         )
         return cast("Select[Any]", stmt)
+
+    def kinds_held(self) -> ColumnElement[Any]:
+        """For a statement over ``person``: NULL for a person living in the caller's region
+        (``outside`` is false), else the kinds of the places ``places_held`` finds for them,
+        as an array (compiled reads: ``gateway.storage.person_json``)."""
+        held = _places_held(self.kinds, self.department, self.level, self.region, self.today)
+        kinds = select(PersonPlace.kind).where(PersonPlace.person_id == Person.id, held)
+        inside = Person.region_code.like(bindparam("narrowing_region", self.region + "%"))
+        return case(
+            (inside, null()),
+            else_=func.array(kinds.correlate(Person).scalar_subquery()),
+        )
 
     @staticmethod
     def narrowed(

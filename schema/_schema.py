@@ -35,7 +35,7 @@ def build_schema(
     defaults."""
     # Factories: strawberry builds fresh extension instances per request (the parse and
     # validation caches themselves are shared across requests).
-    cached_parse, shape_limits = query_limits(limits or QueryLimits())
+    cached_parse, shape_limits, checks = query_limits(limits or QueryLimits())
     extensions: list[Callable[[], SchemaExtension]] = [
         cached_parse,  # a parse cache with the token limit
         lambda: ValidationCache(maxsize=512),
@@ -50,4 +50,6 @@ def build_schema(
         config=StrawberryConfig(auto_camel_case=True, disable_field_suggestions=production),
     )
     bind_field_resolvers(schema._schema)
+    # The same checks admit a document to compiled reads (schema.compiled).
+    schema.limit_checks = checks  # type: ignore[attr-defined]
     return schema

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from strawberry.dataloader import DataLoader
 
 from adapters.mapping import Feed
+from authz.compiler import PlaceNarrowing
 from authz.guard import FieldGuard
 from gateway.crypto import AuditMac
 from gateway.domain.principal import Principal
@@ -51,6 +52,9 @@ class RequestContext:
     # People seen only through the caller's own report (``gateway.storage.reports``), each
     # with the region whose records they show: filled as people are loaded.
     reported: dict[uuid.UUID, str] = field(default_factory=dict)
+    # Which people of a loaded page the caller sees only through a place (fields follow the
+    # place; ``authz.compiler.place_narrowing``): compiled reads select those places.
+    narrowing: PlaceNarrowing | None = None
     _loaders: dict[tuple[object, ...], DataLoader[uuid.UUID, list[Any]]] = field(
         default_factory=dict
     )

@@ -37,6 +37,7 @@ from graphql import (
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
+    GraphQLSchema,
     GraphQLSyntaxError,
     InlineFragmentNode,
     OperationDefinitionNode,
@@ -202,19 +203,81 @@ def _bad_input(message: str) -> GraphQLError:
     return GraphQLError(message, original_error=BadUserInput(message))
 
 
-def query_limits(limits: QueryLimits) -> tuple[type[SchemaExtension], type[SchemaExtension]]:
-    """Two extensions: ``CachedParse`` parses within the token limit (in place of strawberry's
-    ParserCache), ``ShapeLimits`` goes after the validation cache."""
+class LimitChecks:
+    """The checks of one schema's limits, with their caches: used by the two extensions below
+    and by compiled reads (``schema.compiled``), which admit a document exactly when the
+    executor would run it."""
 
-    @lru_cache(maxsize=512)
-    def parse_cache(text: str, max_tokens: int) -> DocumentNode:
+    def __init__(self, limits: QueryLimits) -> None:
+        self.limits = limits
+        self._parse = lru_cache(maxsize=512)(self._parse_uncached)
+        self._shapes: _TextCache[Shape] = _TextCache(1024)
+        self._costs: _TextCache[int] = _TextCache(4096)
+
+    @staticmethod
+    def _parse_uncached(text: str, max_tokens: int) -> DocumentNode:
         return parse(text, max_tokens=max_tokens)
 
-    shapes: _TextCache[Shape] = _TextCache(1024)
-    costs: _TextCache[int] = _TextCache(4096)
+    def parse(self, text: str) -> DocumentNode:
+        """The document (cached by text); a ``GraphQLError`` for a syntax error or a document
+        over the token limit (refusals are not cached)."""
+        try:
+            # graphql-core's parser stops after max_tokens: an oversized document costs no more
+            # than a legal one to refuse.
+            return self._parse(text, self.limits.max_tokens)
+        except GraphQLSyntaxError as error:
+            if TOKEN_LIMIT_MESSAGE not in error.message:
+                raise
+            raise _refusal(f"查询文本过长: 超过 {self.limits.max_tokens} 个词法单元") from None
 
-    def shape_of(document: DocumentNode, text: str | None) -> Shape:
-        return shapes.get(text, lambda: measure(document)) if text else measure(document)
+    def shape(self, document: DocumentNode, text: str | None) -> Shape:
+        return self._shapes.get(text, lambda: measure(document)) if text else measure(document)
+
+    def shape_refusal(self, document: DocumentNode, text: str | None) -> GraphQLError | None:
+        refusals = shape_refusals(self.shape(document, text), self.limits)
+        return _shape_refusal(refusals) if refusals else None
+
+    def cost_refusals(
+        self,
+        schema: GraphQLSchema,
+        document: DocumentNode,
+        text: str | None,
+        name: str | None,
+        variables: Mapping[str, object],
+    ) -> list[GraphQLError]:
+        """What the request named (``name``: strawberry's operation_name falls back to the
+        first operation's, and would run it where the GraphQL spec requires an error) and the
+        cost of that operation with these page sizes."""
+        shape = self.shape(document, text)
+        if name is None and shape.operations > 1:
+            return [_bad_input("文档包含多个操作时必须提供 operationName")]
+        operation = get_operation_ast(document, name)
+        if operation is None:
+            return []  # an unknown operationName is refused before validation
+        page_values = tuple(_page_value(variables, v) for v in sorted(shape.page_variables))
+        limits = self.limits
+
+        def compute() -> int:
+            return estimate_cost(schema, document, operation, variables, limits.cost_model)
+
+        key = (text, name, page_values)
+        cost = self._costs.get(key, compute) if text else compute()
+        if cost <= limits.max_cost:
+            return []
+        return [
+            _refusal(
+                f"查询过于复杂: 预计最多返回 {cost} 个对象, 上限 {limits.max_cost}; "
+                "请减小每页条数 (first) 或减少嵌套的关联字段"
+            )
+        ]
+
+
+def query_limits(
+    limits: QueryLimits,
+) -> tuple[type[SchemaExtension], type[SchemaExtension], LimitChecks]:
+    """Two extensions: ``CachedParse`` parses within the token limit (in place of strawberry's
+    ParserCache), ``ShapeLimits`` goes after the validation cache; and their checks."""
+    checks = LimitChecks(limits)
 
     class CachedParse(SchemaExtension):
         """strawberry's ParserCache, with the token limit and the shape limits (one refusal in
@@ -223,19 +286,12 @@ def query_limits(limits: QueryLimits) -> tuple[type[SchemaExtension], type[Schem
         def on_parse(self) -> Iterator[None]:
             context = self.execution_context
             if context.query is not None:
-                try:
-                    # graphql-core's parser stops after max_tokens: an oversized document costs
-                    # no more than a legal one to refuse (refusals are not cached).
-                    context.graphql_document = parse_cache(context.query, limits.max_tokens)
-                except GraphQLSyntaxError as error:
-                    if TOKEN_LIMIT_MESSAGE not in error.message:
-                        raise
-                    raise _refusal(f"查询文本过长: 超过 {limits.max_tokens} 个词法单元") from None
+                context.graphql_document = checks.parse(context.query)
             document = context.graphql_document
             if document is not None:
-                refusals = shape_refusals(shape_of(document, context.query), limits)
-                if refusals:
-                    raise _shape_refusal(refusals)
+                refusal = checks.shape_refusal(document, context.query)
+                if refusal is not None:
+                    raise refusal
             yield
 
     class ShapeLimits(SchemaExtension):
@@ -245,43 +301,18 @@ def query_limits(limits: QueryLimits) -> tuple[type[SchemaExtension], type[Schem
             context = self.execution_context
             document = context.graphql_document
             if document is not None and not context.pre_execution_errors:
-                text = context.query
-                errors = self._cost_refusals(document, shape_of(document, text), text)
+                errors = checks.cost_refusals(
+                    context.schema._schema,
+                    document,
+                    context.query,
+                    context._provided_operation_name,
+                    context.variables or {},
+                )
                 if errors:
                     context.pre_execution_errors = errors
             yield
 
-        def _cost_refusals(
-            self, document: DocumentNode, shape: Shape, text: str | None
-        ) -> list[GraphQLError]:
-            context = self.execution_context
-            # What the request named: strawberry's operation_name falls back to the first
-            # operation's, and would run it where the GraphQL spec requires an error.
-            name = context._provided_operation_name
-            if name is None and shape.operations > 1:
-                return [_bad_input("文档包含多个操作时必须提供 operationName")]
-            operation = get_operation_ast(document, name)
-            if operation is None:
-                return []  # an unknown operationName is refused before validation
-            variables = context.variables or {}
-            page_values = tuple(_page_value(variables, v) for v in sorted(shape.page_variables))
-            schema = context.schema._schema
-
-            def compute() -> int:
-                return estimate_cost(schema, document, operation, variables, limits.cost_model)
-
-            key = (text, name, page_values)
-            cost = costs.get(key, compute) if text else compute()
-            if cost <= limits.max_cost:
-                return []
-            return [
-                _refusal(
-                    f"查询过于复杂: 预计最多返回 {cost} 个对象, 上限 {limits.max_cost}; "
-                    "请减小每页条数 (first) 或减少嵌套的关联字段"
-                )
-            ]
-
-    return CachedParse, ShapeLimits
+    return CachedParse, ShapeLimits, checks
 
 
 def _page_value(variables: Mapping[str, object], name: str) -> object:

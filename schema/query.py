@@ -10,6 +10,7 @@ from datetime import date
 import strawberry
 
 from authz.decision import Effect
+from authz.guard import FieldGuard
 from gateway.domain.errors import BadUserInput
 from gateway.domain.id_numbers import validate_id_number
 from gateway.storage.people import PersonCriteria
@@ -23,6 +24,7 @@ from schema import warnings as warning_fields
 from schema.enums import Department, FieldEffect, Level, ReliefCategory
 from schema.paging import PageInfo
 from schema.prefetch import requested_relations
+from schema.context import RequestContext
 from schema.types import Ctx, FieldAccess, Person, as_person
 
 _CURSOR_PREFIX = "person:"
@@ -87,10 +89,10 @@ class PersonConnection:
         return await info.context.people.count(self.criteria)
 
 
-def _criteria(info: Ctx, person_filter: PersonFilter | None) -> PersonCriteria:
+def criteria_of(guard: FieldGuard, person_filter: PersonFilter | None) -> PersonCriteria:
+    """The validated filter (the caller may filter only on fields it reads in clear)."""
     if person_filter is None:
         return PersonCriteria()
-    guard = info.context.guard
     prefix = person_filter.region_prefix
     if prefix is not None and not (
         prefix.isascii() and prefix.isdigit() and 2 <= len(prefix) <= 12
@@ -110,6 +112,31 @@ def _criteria(info: Ctx, person_filter: PersonFilter | None) -> PersonCriteria:
         active_on=person_filter.active_on,
         enrolled_in=person_filter.enrolled_in,
     )
+
+
+def person_lookup(guard: FieldGuard, context: RequestContext, id_number: str) -> bytes:
+    """``person(idNumber)`` before it reads: the checks, then the blind index to look up.
+    (``guard`` is the context's, or the compiled read's own: ``schema.compiled``.)"""
+    guard.require_argument("person.idNumber")
+    normalized = validate_id_number(id_number, today=context.today)
+    guard.touched_person_data = True
+    return context.vault.id_number_index(normalized)
+
+
+def page_request(
+    guard: FieldGuard,
+    context: RequestContext,
+    person_filter: PersonFilter | None,
+    first: int,
+    after: str | None,
+) -> tuple[PersonCriteria, uuid.UUID | None]:
+    """``persons(...)`` before it reads: the checks, the filter and the cursor."""
+    if first < 0 or first > context.max_page_size:
+        raise BadUserInput(f"first 应在 0 到 {context.max_page_size} 之间")
+    criteria = criteria_of(guard, person_filter)
+    after_id = decode_cursor(after) if after else None
+    guard.touched_person_data = True
+    return criteria, after_id
 
 
 @strawberry.type
@@ -138,15 +165,11 @@ class Query:
     @strawberry.field(description="按身份证号码查询一个人; 不存在或不在调用方范围内时为 null")
     async def person(self, info: Ctx, id_number: str) -> Person | None:
         context = info.context
-        context.guard.require_argument("person.idNumber")
-        normalized = validate_id_number(id_number, today=context.today)
-        context.guard.touched_person_data = True
+        index = person_lookup(context.guard, context, id_number)
         # The relations the query selects come with the person in one statement (PostgreSQL).
         requests = requested_relations(info._raw_info)
         embed = context.embeddable(requests)
-        row = await context.people.by_id_number_index(
-            context.vault.id_number_index(normalized), embed
-        )
+        row = await context.people.by_id_number_index(index, embed)
         if row is None:
             return None
         await context.prefetch([row], requests, embed)
@@ -161,11 +184,7 @@ class Query:
         after: str | None = None,
     ) -> PersonConnection:
         context = info.context
-        if first < 0 or first > context.max_page_size:
-            raise BadUserInput(f"first 应在 0 到 {context.max_page_size} 之间")
-        criteria = _criteria(info, filter)
-        after_id = decode_cursor(after) if after else None
-        context.guard.touched_person_data = True
+        criteria, after_id = page_request(context.guard, context, filter, first, after)
         requests = requested_relations(info._raw_info, ("edges", "node"))
         embed = context.embeddable(requests)
         rows, has_next = await context.people.page(

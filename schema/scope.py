@@ -128,4 +128,5 @@ def scoped_context(
         policy_changed=policy_changed,
         audit_macs=audit_macs,
         reported=reported,
+        narrowing=narrowing,
     )

@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     token_issuer: str = "relief-gateway"  # noqa: S105 - the issuer name, not a secret
     token_ttl_seconds: int = 8 * 3600
     max_page_size: int = 200
+    # Queries of people answered by one SQL statement per root field on PostgreSQL (issue 17,
+    # schema.compiled); off: every query through the GraphQL executor (the reference).
+    compiled_reads: bool = True
     # How often a process checks for a new policy version when no NOTIFY arrives (PostgreSQL
     # announces approvals at once: gateway.storage.policy_listener; SQLite relies on this poll).
     policy_refresh_seconds: float = Field(default=2.0, gt=0)

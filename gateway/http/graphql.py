@@ -276,13 +276,19 @@ async def _execute(
         )
         guard = context.guard
         try:
-            result = await runtime.schema.execute(
-                query,
-                variable_values=variables,
-                context_value=context,
-                operation_name=operation_name,
-                allowed_operation_types=allowed,
-            )
+            result = None
+            if runtime.compiled is not None:
+                # One statement per root field where the query compiles (issue 17); the
+                # executor below answers everything else, and stays the reference.
+                result = await runtime.compiled.execute(query, variables, operation_name, context)
+            if result is None:
+                result = await runtime.schema.execute(
+                    query,
+                    variable_values=variables,
+                    context_value=context,
+                    operation_name=operation_name,
+                    allowed_operation_types=allowed,
+                )
         except InvalidOperationTypeError:
             # GraphQL over HTTP: a mutation over GET is 405, never executed.
             set_outcome(request, "bad_request")

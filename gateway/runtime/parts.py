@@ -26,6 +26,7 @@ from gateway.storage.policy_listener import PolicyListener, listener_dsn
 from gateway.storage.replica import ReplicaRouter, make_replica_engine
 from gateway.storage.vault import PersonVault
 from schema import build_schema
+from schema.compiled import CompiledReads
 from schema.limits import QueryLimits
 from schema.purposes import purpose_labels
 
@@ -52,6 +53,8 @@ class Runtime:
     # Service accounts (issue 16 item 2): their ES256 key, verifier and disabled clients.
     clients: ClientCredentials | None = field(default=None, init=False)
     _revocation_engine: AsyncEngine | None = field(default=None, init=False)
+    # Queries of people as one SQL statement per root field (issue 17; RELIEF_COMPILED_READS).
+    compiled: CompiledReads | None = field(default=None, init=False)
 
     @classmethod
     def create(cls, settings: Settings, *, create_keys: bool = False) -> Runtime:
@@ -123,6 +126,11 @@ class Runtime:
             failures_per_minute=settings.client_auth_failures,
         )
         tokens.register(runtime.clients.verifier)  # iss = <RELIEF_TOKEN_ISSUER>/clients
+        if settings.compiled_reads:
+            runtime.compiled = CompiledReads(
+                runtime.schema._schema,
+                runtime.schema.limit_checks,  # type: ignore[attr-defined]
+            )
         return runtime
 
     async def start(self) -> None:

@@ -31,6 +31,7 @@ from sqlalchemy import (
     select,
     union_all,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -120,7 +121,7 @@ def _active_on(day: date) -> ColumnElement[bool]:
     )
 
 
-def _child_table(key: str) -> tuple[Table, tuple[Any, ...]]:
+def child_table(key: str) -> tuple[Table, tuple[Any, ...]]:
     """The table of a relation and its order (the order every read of it uses)."""
     if key == "relief":
         return ReliefStatus.__table__, (ReliefStatus.valid_from, ReliefStatus.id)  # type: ignore[return-value]
@@ -133,12 +134,12 @@ def _child_table(key: str) -> tuple[Table, tuple[Any, ...]]:
 
 # Records of embedded relations: the same attribute names as the rows of the batch queries.
 _RECORD_TYPES: dict[str, Callable[..., Any]] = {
-    key: namedtuple(f"{key.title()}Record", [c.name for c in _child_table(key)[0].c])
+    key: namedtuple(f"{key.title()}Record", [c.name for c in child_table(key)[0].c])
     for key in ("relief", "enrollment", "cost")
 }
 
 
-def _relation_condition(key: str, argument: Any) -> ColumnElement[bool] | None:
+def relation_condition(key: str, argument: Any) -> ColumnElement[bool] | None:
     if argument is None:
         return None
     if key == "relief":
@@ -207,10 +208,21 @@ class ScopedPeople:
         self._lock = asyncio.Lock()
 
     @property
+    def dialect(self) -> Dialect:
+        return self._connection.dialect
+
+    @property
     def predicate(self) -> ColumnElement[bool]:
         """The caller's row predicate, for aggregates built elsewhere (coverage) that must count
         exactly the people these methods would return."""
         return self._predicate
+
+    async def execute_driver_sql(self, sql: str, arguments: tuple[Any, ...]) -> Any:
+        """The first row of a statement compiled ahead (``gateway.storage.person_json``), run
+        on the request's connection as the driver's own prepared statement."""
+        async with self._lock:
+            result = await self._connection.exec_driver_sql(sql, arguments)
+            return result.first()
 
     async def execute(self, stmt: Any) -> Result[Any]:
         """Run one statement on the request's connection (shared with ``DepartmentExchange``)."""
@@ -270,7 +282,7 @@ class ScopedPeople:
         rows = _plain(await self._execute(stmt, params))
         return await self._loaded(rows[:first]), len(rows) > first
 
-    def _page_by_sources(self, criteria: PersonCriteria, after: bool) -> Select[Any]:
+    def _page_ids_by_sources(self, criteria: PersonCriteria, after: bool) -> Select[Any]:
         """The page read by sources (issue 14: the predicate's ``OR`` of a column and a place
         subselect walks the primary key): each source's people in id order along its index,
         with its conditions and the filter applied, stopped after ``limit``; the page is the
@@ -297,9 +309,35 @@ class ScopedPeople:
             ordered = stream.order_by(source.key).limit(limit).subquery()
             streams.append(select(ordered.c.id))
         merged = union_all(*streams).subquery()
-        page = select(merged.c.id).distinct().order_by(merged.c.id).limit(limit).subquery("page")
+        return cast(
+            "Select[Any]", select(merged.c.id).distinct().order_by(merged.c.id).limit(limit)
+        )
+
+    def _page_by_sources(self, criteria: PersonCriteria, after: bool) -> Select[Any]:
+        page = self._page_ids_by_sources(criteria, after).subquery("page")
         stmt = _select_people().select_from(page.join(Person, Person.id == page.c.id))
         return stmt.order_by(Person.id)
+
+    def page_ids(self, criteria: PersonCriteria, *, after: bool) -> Select[Any]:
+        """The ids of the keyset page ``page`` reads, in id order: ``limit`` (a bind
+        parameter) people in scope that meet the filter, after ``after`` (a bind parameter)
+        when ``after`` is set. For statements that build the page's rows themselves
+        (``gateway.storage.person_json``)."""
+        if self._sources:
+            return self._page_ids_by_sources(criteria, after)
+        stmt = select(Person.id).where(self._predicate, *self._criteria(criteria))
+        if after:
+            stmt = stmt.where(Person.id > bindparam("after", type_=Person.id.type))
+        return cast("Select[Any]", stmt.order_by(Person.id).limit(bindparam("limit")))
+
+    def count_statement(self, criteria: PersonCriteria) -> Select[Any]:
+        """``SELECT count(*)`` of the people ``count`` counts."""
+        return self._filtered(select(func.count()).select_from(Person), criteria)
+
+    @property
+    def probe(self) -> ColumnElement[bool]:
+        """The row predicate for a lookup of one person (see ``__init__``)."""
+        return self._probe
 
     async def _loaded(self, rows: list[Any]) -> list[Any]:
         if rows and self._after_load is not None:
@@ -307,7 +345,7 @@ class ScopedPeople:
         return rows
 
     async def count(self, criteria: PersonCriteria) -> int:
-        stmt = self._filtered(select(func.count()).select_from(Person), criteria)
+        stmt = self.count_statement(criteria)
         return int((await self._execute(stmt)).scalar_one())
 
     async def household_members(
@@ -368,9 +406,9 @@ class ScopedPeople:
         if not self.embeds:
             raise ValueError("relations are embedded only on PostgreSQL")
         for i, (key, argument) in enumerate(embed):
-            table, order = _child_table(key)
+            table, order = child_table(key)
             children = select(func.row(*table.c)).where(table.c.person_id == Person.id)
-            condition = _relation_condition(key, argument)
+            condition = relation_condition(key, argument)
             if condition is not None:
                 children = children.where(condition)
             stmt = stmt.add_columns(

@@ -41,11 +41,16 @@ class PersonVault:
         return self.cipher.seal(value, table=TABLE, column=column, row_id=str(person_id))
 
     def open(self, row: Any, column: str) -> str | None:
-        sealed: bytes | None = getattr(row, f"{column}_ct")
+        return self.open_sealed(getattr(row, f"{column}_ct"), column, row.id)
+
+    def open_sealed(
+        self, sealed: bytes | None, column: str, person_id: uuid.UUID | str
+    ) -> str | None:
+        """The clear value of a person's sealed ``column`` (ciphertext ``sealed``)."""
         if sealed is None:
             return None
         try:
-            return self.cipher.open(sealed, table=TABLE, column=column, row_id=str(row.id))
+            return self.cipher.open(sealed, table=TABLE, column=column, row_id=str(person_id))
         except DecryptionError:
             # Tampered, moved to another row, or sealed with a key this keyring lacks: an event
             # for the security officer. The record names the row, field and key, never a value.
@@ -54,10 +59,10 @@ class PersonVault:
             key_id = "".join(c if c.isalnum() or c in "-_.:" else "?" for c in named[:64])
             log.warning(
                 "ciphertext failed to open: person %s field %s key %s",
-                row.id,
+                person_id,
                 column,
                 key_id,
-                extra={"person_id": str(row.id), "column": column, "key_id": key_id},
+                extra={"person_id": str(person_id), "column": column, "key_id": key_id},
             )
             raise
 
