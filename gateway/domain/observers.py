@@ -31,7 +31,7 @@ class Observer(Protocol):
 
     def replica_fallback(self, reason: str) -> None:
         """A read the replica would have served went to the primary (``gateway.storage.replica``:
-        ``unreachable``, ``error``, ``lagging``, ``not_in_recovery``, ``unknown``)."""
+        ``unreachable``, ``error``, ``lagging``, ``not_in_recovery``, ``unknown``, ``busy``)."""
 
     def replica_lag(self, seconds: float | None) -> None:
         """The replica's lag found by its last probe (None: unknown or unreachable)."""

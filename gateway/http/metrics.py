@@ -97,7 +97,7 @@ REPLICA_FALLBACKS = Counter(
     "relief_replica_fallbacks",
     "Lag-tolerant reads served by the primary because the replica was unreachable, failed "
     "mid-request (error), lagged beyond RELIEF_DATABASE_REPLICA_MAX_LAG_SECONDS, was not in "
-    "recovery, or not yet probed (unknown)",
+    "recovery, not yet probed (unknown), or had no free connection (busy)",
     ["reason"],
     registry=REGISTRY,
 )

@@ -44,6 +44,7 @@ from typing import Any, Protocol, cast
 
 from sqlalchemy import event, text
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from gateway.domain import observers
@@ -91,6 +92,7 @@ def make_replica_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         max_overflow=pool_size,
         hide_parameters=True,
         connect_args=driver_timeout,
+        pool_timeout=CONNECT_TIMEOUT_SECONDS,  # then the primary serves (``busy``)
     )
 
 
@@ -191,6 +193,10 @@ class ReplicaRouter:
             connection = self.replica.connect()
             try:
                 await connection.start()
+            except PoolTimeout:
+                # Every replica connection busy for CONNECT_TIMEOUT_SECONDS: the primary's
+                # pool answers this one; the replica itself is fine.
+                observers.replica_fallback("busy")
             except (DBAPIError, OSError, TimeoutError) as exc:
                 self._mark_down("unreachable", exc)
                 observers.replica_fallback("unreachable")
