@@ -129,9 +129,9 @@ class GraphQLReads:
     def connect(
         self, principal: Principal, query: str | None, operation_name: str | None
     ) -> AbstractAsyncContextManager[AsyncConnection]:
-        lag_tolerant, writes = classify(query, operation_name)
-        if not self.router.configured:
+        if not self.router.configured:  # no replica: the primary, no document to look at
             return self.router.connect(lag_tolerant=False, writes=False, subject="")
+        lag_tolerant, writes = classify(query, operation_name)
         return self.router.connect(
             lag_tolerant=lag_tolerant,
             writes=writes,
