@@ -114,7 +114,9 @@ async def test_upgrade_adds_nullable_macs_and_an_empty_anchor_table(
         assert report.ok, report
         assert (report.pre_mac_entries, report.mac_entries) == (5, 0)
 
-        # The gateway after the upgrade: MAC'd entries, the first one anchored.
+        # The gateway after the upgrade (which runs at head: appends move 0012's chain head):
+        # MAC'd entries, the first one anchored.
+        await migrate(engine, "upgrade", "0012")
         new = AuditEntry(**{**{c.name: getattr(old[-1], c.name) for c in AuditEntry.__table__.c}})
         new.id = None  # type: ignore[assignment]
         new.occurred_at = datetime.now(UTC)

@@ -15,7 +15,9 @@ then moves the entries before that month (Beijing time) out of the database:
    ``archive``);
 4. in one transaction: an ``archive`` anchor per file (last entry id and hash, the file's
    digest; MAC'd), the entries removed (on PostgreSQL a month partition whose rows are all
-   archived is detached and dropped, the rest deleted), and an audit entry of the action.
+   archived is detached and dropped, the rest deleted), and an audit entry of the action. The
+   chain's head row (``audit_head``) is held meanwhile and moved only by that entry: removing
+   entries never moves the head.
 
 Why an HMAC and not a public-key signature: the keyring holds symmetric keys only, and the
 audit key is the one the assessor already checks (generated, stored, wrapped by the cipher
@@ -50,7 +52,7 @@ from gateway.domain.errors import BadUserInput, GatewayError
 from gateway.domain.settings import MIN_AUDIT_RETENTION_MONTHS
 from gateway.storage import audit_chain as chain
 from gateway.storage.admin_audit import admin_entry
-from gateway.storage.models import AuditAnchor, AuditEntry
+from gateway.storage.models import AuditAnchor, AuditEntry, AuditHead
 from gateway.storage.partitions import AUDIT_LOG, drop_partition, existing_partitions
 
 FORMAT = "relief-gateway audit archive"
@@ -368,10 +370,13 @@ async def _record(
         if result.files:
             last = result.files[-1]
             if engine.dialect.name == "postgresql":
-                # The chain's lock first, as every append takes it: no deadlock with writers.
-                await session.execute(
-                    text("SELECT pg_advisory_xact_lock(:k)"), {"k": chain._AUDIT_LOCK_KEY}
-                )
+                # Appends wait until the archive commits. The locks in the order every append
+                # takes them (``audit_chain``): audit_log first (EXCLUSIVE: readers go on), then
+                # the head row; no deadlock with a writer or with the partition detach below.
+                await session.execute(text("LOCK TABLE audit_log IN EXCLUSIVE MODE"))
+            await session.execute(
+                select(AuditHead.entry_hash).where(AuditHead.id == 1).with_for_update()
+            )
             current = (
                 await session.execute(
                     select(AuditEntry.entry_hash).where(AuditEntry.id == last.last_id)
@@ -417,7 +422,8 @@ async def _record(
             policy_version=version,
             details=details,
         )
-        await chain.append_entries(session, [entry], macs=macs)  # commits it all
+        # In this transaction, from the head row it holds; commits it all.
+        await chain.append_entries(session, [entry], macs=macs)
         result.entry_id = entry.id
     result.files = [
         _with_anchor(item, anchor.id) for item, anchor in zip(result.files, anchors, strict=True)

@@ -2,8 +2,18 @@
 
 Entries form a hash chain: ``entry_hash = SHA-256(prev_hash ‖ canonical entry)``. The
 application only appends; ``verify_chain`` finds the first entry that was changed, deleted or
-re-ordered. Appends are serialised (an advisory lock on PostgreSQL, a process lock on SQLite,
-which has a single writer anyway) so the chain has no forks.
+re-ordered.
+
+No forks, and no lock held across round trips: ``audit_head`` (migration 0012) holds the hash
+of the last entry, and an append moves it only if it still holds the hash the group was chained
+from (compare-and-swap), together with the insert. On PostgreSQL that is one autocommitted
+statement per group (``_APPEND``, a data-modifying CTE); when another process appended in
+between, it writes nothing and returns the head, the group is re-chained (hashes and MACs)
+from there and sent again, at most ``MAX_ATTEMPTS`` times. Each process caches the head it last
+wrote, so a group costs one round trip unless another process wrote since. On SQLite (one
+writer anyway) the head row and the entries change in one transaction under a process lock.
+Every writer of ``audit_log`` goes through ``append_entries``: one that bypassed the head would
+fork the chain, and the next append would link to the head, not to it (a LINK failure).
 
 The chain alone is unkeyed: whoever can write the database can change an entry and recompute
 every hash after it. So each entry also carries ``entry_mac``, an HMAC of its hash with an
@@ -15,45 +25,48 @@ keyring's ``audit_since``, a missing MAC is reported like a wrong one.
 
 Old months leave the online log for signed archive files (``gateway.storage.audit_archive``);
 an ``archive`` anchor then records the last archived entry, and the online chain starts from
-its hash instead of the genesis hash.
+its hash instead of the genesis hash. The head row stays where it is: an online log emptied by
+an archive goes on from the last archived entry.
 
 What a chain cannot show: deleting the LAST entries (or rolling the whole table back to an
 earlier state) leaves a shorter chain that is intact. Only a copy of the head kept outside the
 database reveals it: ``relief-gateway audit verify`` prints the head hash for an operator to
 record elsewhere (a ticket, a signed log, another system), and ``--anchor HASH`` later checks
-that the recorded head is still in the chain.
+that the recorded head is still in the chain. (A deleted tail with the head row left in place
+shows at the next append: that entry links to the deleted head.)
 
 ``AuditWriter`` group-commits: a request hands over its entry and waits until the entry is
 committed (no response leaves before its audit entry is durable), while entries that arrive
-during a write go into the next one, so under load one lock/head/insert/commit round serves
-many requests.
+during a write go into the next one, so under load one statement serves many requests.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
 import uuid
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from sqlalchemy import URL, inspect, select, text
+from sqlalchemy import URL, Engine, inspect, select, text, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import load_only
 
 from gateway.crypto import AuditMac
 from gateway.domain.clock import as_utc, now_utc
 from gateway.domain.principal import Principal
-from gateway.storage.models import AuditAnchor, AuditEntry
+from gateway.storage.models import AuditAnchor, AuditEntry, AuditHead
 
 log = logging.getLogger("gateway.audit")
 
 GENESIS = "0" * 64
-_AUDIT_LOCK_KEY = 0x52454C494546  # "RELIEF": pg_advisory_xact_lock key for the chain head
-_process_lock = asyncio.Lock()
 
 
 def _entry_digest(prev_hash: str, fields: Mapping[str, object]) -> str:
@@ -138,59 +151,238 @@ async def _keyed_schema(session: AsyncSession) -> bool:
     return await connection.run_sync(lambda sync: inspect(sync).has_table("audit_anchor"))
 
 
-async def archived_head(session: AsyncSession) -> str | None:
-    """The hash the online chain starts from: the last archived entry's, if any."""
-    if not await _keyed_schema(session):
-        return None
-    stmt = (
-        select(AuditAnchor.last_entry_hash)
-        .where(AuditAnchor.kind == "archive")
-        .order_by(AuditAnchor.id.desc())
-        .limit(1)
-    )
-    return (await session.execute(stmt)).scalar()
-
-
 # Databases (by URL) where this process has seen the mac_start anchor: one look-up per process,
 # not one per append.
 _mac_start_known: set[URL] = set()
+
+# The head this process last wrote or saw, per engine (an engine stands for a process's pool):
+# the hash the next group is chained from, right unless another process appended since.
+_cached_heads: weakref.WeakKeyDictionary[Engine, str] = weakref.WeakKeyDictionary()
+
+# One append at a time per engine on PostgreSQL (the compare-and-swap orders engines and
+# processes); one per process on SQLite, which has a single writer per database anyway.
+_engine_locks: weakref.WeakKeyDictionary[Engine, asyncio.Lock] = weakref.WeakKeyDictionary()
+_sqlite_lock = asyncio.Lock()
+
+
+def _lock_of(engine: Engine) -> asyncio.Lock:
+    if engine.dialect.name != "postgresql":
+        return _sqlite_lock
+    return _engine_locks.setdefault(engine, asyncio.Lock())
+
+
+@dataclass
+class AppendCounts:
+    """What the PostgreSQL appends of this process cost (the bench and the tests read it):
+    groups written, statements sent, and how many of those found the head moved."""
+
+    groups: int = 0
+    statements: int = 0
+    head_moved: int = 0
+
+
+counts = AppendCounts()
+
+# A group whose head keeps moving (other processes appending in between) is re-chained at most
+# this many times, then the append fails (fail-closed: its requests get an error).
+MAX_ATTEMPTS = 12
+
+_INSERTED = (
+    "occurred_at",
+    "request_id",
+    "subject",
+    "department",
+    "level",
+    "region",
+    "purpose",
+    "operation",
+    "policy_version",
+    "person_ids",
+    "fields",
+    "prev_hash",
+    "entry_hash",
+    "mac_key_id",
+    "entry_mac",
+)
+_ARRAY_TYPES = {"occurred_at": "timestamptz[]", "policy_version": "integer[]"}
+
+# PostgreSQL: one statement per group. ``head`` locks the head row and reads its newest
+# version; ``moved`` replaces it only if it is still the hash the group was chained from
+# (compare-and-swap); ``added`` inserts the group (routed to its month partitions) only if the
+# head moved. Returned: the head before the statement (the hash to re-chain from when it did
+# not move) and the new entries' ids. Table locks are taken before the row lock, as in the
+# archive (``audit_archive._record``): audit_log, then the head row, never the other way round.
+_COLUMNS = ", ".join(_INSERTED)
+_ARRAYS = ", ".join(f"CAST(:{name} AS {_ARRAY_TYPES.get(name, 'text[]')})" for name in _INSERTED)
+_APPEND = text(
+    # S608: built from the constant column names above, no input; values are bound.
+    "WITH head AS (SELECT entry_hash FROM audit_head WHERE id = 1 FOR UPDATE),"  # noqa: S608
+    " moved AS (UPDATE audit_head SET entry_hash = :new_head FROM head"
+    " WHERE audit_head.id = 1 AND head.entry_hash = :expected RETURNING 1),"
+    f" added AS (INSERT INTO audit_log ({_COLUMNS}) SELECT {_COLUMNS}"
+    f" FROM unnest({_ARRAYS}) WITH ORDINALITY AS group_entries({_COLUMNS}, position)"
+    " WHERE EXISTS (SELECT 1 FROM moved) ORDER BY position RETURNING id, entry_hash)"
+    " SELECT (SELECT entry_hash FROM head) AS head,"
+    " (SELECT array_agg(id ORDER BY id) FROM added) AS ids,"
+    " (SELECT array_agg(entry_hash ORDER BY id) FROM added) AS hashes"
+)
+
+
+class ChainHeadMoved(RuntimeError):
+    """Another process kept moving the chain head: the group was not written."""
+
+
+def _chain(entries: Sequence[AuditEntry], head: str, macs: AuditMac | None) -> None:
+    """Link ``entries`` after ``head`` (hashes, and MACs with ``macs``), in order."""
+    previous = head
+    key_id = macs.key_id if macs is not None else None
+    for entry in entries:
+        entry.prev_hash = previous
+        entry.entry_hash = previous = _entry_digest(previous, _hashed_fields(entry))
+        if macs is not None and key_id is not None:
+            entry.mac_key_id, entry.entry_mac = macs.sign("entry", previous.encode())
 
 
 async def append_entries(
     session: AsyncSession, entries: Sequence[AuditEntry], *, macs: AuditMac | None = None
 ) -> None:
-    """Chain, MAC (with ``macs``) and commit entries in order, in one transaction (the session
-    must be idle)."""
-    async with _process_lock:
-        bind = session.get_bind()
-        if bind.dialect.name == "postgresql":
-            await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _AUDIT_LOCK_KEY})
-        head = (
-            await session.execute(
-                select(AuditEntry.entry_hash).order_by(AuditEntry.id.desc()).limit(1)
-            )
-        ).scalar()
-        if head is None:  # an empty online log: it goes on from the last archived entry
-            head = await archived_head(session)
-        previous = head or GENESIS
-        key_id = macs.key_id if macs is not None else None
-        for entry in entries:
-            entry.prev_hash = previous
-            entry.entry_hash = previous = _entry_digest(previous, _hashed_fields(entry))
-            if macs is not None and key_id is not None:
-                entry.mac_key_id, entry.entry_mac = macs.sign("entry", previous.encode())
-        session.add_all(entries)
-        keyed = macs is not None and key_id is not None and bool(entries)
+    """Chain, MAC (with ``macs``) and commit entries in order; on return each has its id.
+
+    An idle ``session`` on PostgreSQL: one autocommitted statement (``_APPEND``), re-chained and
+    retried when another process moved the head. SQLite, the first keyed append of a process
+    (which anchors ``mac_start``), and a session already in a transaction (the archive's, which
+    holds the locks): one transaction that locks the head row; it commits the session."""
+    bind = session.get_bind()
+    async with _lock_of(bind.engine):
+        keyed = macs is not None and macs.key_id is not None and bool(entries)
         database = bind.engine.url if keyed else None
-        if macs is not None and database is not None and database not in _mac_start_known:
-            await _record_mac_start(session, entries[0], macs)
-        await session.commit()
+        mac_start = database is not None and database not in _mac_start_known
+        in_transaction = session.in_transaction()
+        if not entries and not in_transaction:
+            return
+        one_statement = bind.dialect.name == "postgresql" and not mac_start and not in_transaction
+        if one_statement and await _append_statement(session, entries, macs):
+            return
+        await _append_transaction(session, entries, macs, mac_start=mac_start)
         if database is not None:
             _mac_start_known.add(database)
 
 
+async def _append_statement(
+    session: AsyncSession, entries: Sequence[AuditEntry], macs: AuditMac | None
+) -> bool:
+    """PostgreSQL: the group in one round trip (the common case), autocommitted: no BEGIN, no
+    COMMIT, no lock held between statements. False, with nothing written, when the database has
+    no head row (``_append_transaction`` restores it)."""
+    engine = session.get_bind().engine
+    connection = await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    # A miss costs one statement that changes nothing and returns the head to chain from.
+    head = _cached_heads.get(engine, "")
+    try:
+        for _attempt in range(MAX_ATTEMPTS):
+            _chain(entries, head or GENESIS, macs)
+            counts.statements += 1
+            row = (
+                await connection.execute(_APPEND, _statement_parameters(entries, expected=head))
+            ).one()
+            if row.head is None:
+                await session.commit()
+                return False
+            if row.ids is not None:
+                ids = dict(zip(row.hashes, row.ids, strict=True))
+                for entry in entries:
+                    entry.id = ids[entry.entry_hash]
+                _cached_heads[engine] = entries[-1].entry_hash
+                counts.groups += 1
+                await session.commit()  # autocommit: ends the session's transaction, no round trip
+                return True
+            counts.head_moved += 1
+            head = row.head  # another process appended: chain after its last entry
+        raise ChainHeadMoved(f"审计链头在 {MAX_ATTEMPTS} 次尝试中一直被其他进程移动, 记录未写入")
+    except BaseException:
+        _cached_heads.pop(engine, None)
+        with contextlib.suppress(Exception):
+            await session.rollback()
+        raise
+
+
+def _statement_parameters(entries: Sequence[AuditEntry], *, expected: str) -> dict[str, object]:
+    """One array per column (the statement's text, hence its prepared plan, is the same for
+    every group size), the expected head and the new one."""
+    columns: dict[str, list[object]] = {name: [] for name in _INSERTED}
+    for entry in entries:
+        for name, values in columns.items():
+            value = getattr(entry, name)
+            values.append(as_utc(value) if name == "occurred_at" else value)
+    return {**columns, "expected": expected, "new_head": entries[-1].entry_hash}
+
+
+async def _append_transaction(
+    session: AsyncSession,
+    entries: Sequence[AuditEntry],
+    macs: AuditMac | None,
+    *,
+    mac_start: bool,
+) -> None:
+    """The group in one transaction that holds the head row (SQLite: under the process lock,
+    SQLite having one writer; PostgreSQL: the table lock, then the row lock, in that order
+    everywhere)."""
+    bind = session.get_bind()
+    if bind.dialect.name == "postgresql":
+        await session.execute(text("LOCK TABLE audit_log IN ROW EXCLUSIVE MODE"))
+    head = await _locked_head(session) or await _restore_head(session)
+    if entries:
+        _chain(entries, head, macs)
+        session.add_all(entries)
+        moved = await session.execute(
+            update(AuditHead)
+            .where(AuditHead.id == 1, AuditHead.entry_hash == head)
+            .values(entry_hash=entries[-1].entry_hash)
+            .execution_options(synchronize_session=False)
+        )
+        if moved.rowcount != 1:  # type: ignore[attr-defined]  # another SQLite process
+            raise ChainHeadMoved("审计链头在写入期间被其他进程移动, 记录未写入")
+        if macs is not None and mac_start:
+            await _record_mac_start(session, entries[0], macs)
+    await session.commit()
+    if entries:
+        _cached_heads[bind.engine] = entries[-1].entry_hash
+
+
+async def _locked_head(session: AsyncSession) -> str | None:
+    locked = select(AuditHead.entry_hash).where(AuditHead.id == 1).with_for_update()
+    return (await session.execute(locked)).scalar()
+
+
+async def _restore_head(session: AsyncSession) -> str:
+    """A database without its head row (emptied table by table, or the row deleted) gets it
+    back as migration 0012 seeds it: the last entry's hash, else the last archived entry's,
+    else the genesis hash. Whoever could delete the row could as well have set it to any
+    hash in the log; the links and MACs still show any change to the entries."""
+    last = (
+        await session.execute(select(AuditEntry.entry_hash).order_by(AuditEntry.id.desc()).limit(1))
+    ).scalar()
+    if last is None:
+        archived = (
+            select(AuditAnchor.last_entry_hash)
+            .where(AuditAnchor.kind == "archive")
+            .order_by(AuditAnchor.id.desc())
+            .limit(1)
+        )
+        last = (await session.execute(archived)).scalar()
+    log.warning("审计链头 (audit_head) 缺失, 已按日志末尾重建: %s", last or GENESIS)
+    dialect = session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    seed = insert(AuditHead).values(id=1, entry_hash=last or GENESIS).on_conflict_do_nothing()
+    await session.execute(seed)
+    head = await _locked_head(session)  # a concurrent restorer's row, if it came first
+    if head is None:
+        raise RuntimeError("audit_head")  # unreachable: the row was just inserted
+    return head
+
+
 async def _record_mac_start(session: AsyncSession, first: AuditEntry, macs: AuditMac) -> None:
-    """The first MAC'd entry ever, anchored in the same transaction (under the chain lock):
+    """The first MAC'd entry ever, anchored in the same transaction (holding the head row):
     from it on a missing MAC is tampering, not an entry older than the MACs."""
     found = await session.execute(
         select(AuditAnchor.id).where(AuditAnchor.kind == "mac_start").limit(1)

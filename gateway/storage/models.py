@@ -14,6 +14,7 @@ from decimal import Decimal
 
 from sqlalchemy import (
     BigInteger,
+    CheckConstraint,
     Date,
     DateTime,
     ForeignKey,
@@ -567,6 +568,21 @@ class AuditAnchor(Base):
     file_digest: Mapped[str | None] = mapped_column(String(64))
     mac_key_id: Mapped[str] = mapped_column(String(32))
     anchor_mac: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHead(Base):
+    """链头: the chain's last entry hash, one row (migration 0012). Every append moves it in the
+    same statement (PostgreSQL) or transaction (SQLite) that inserts the entries, only if it
+    still holds the hash the entries were chained from: a compare-and-swap that keeps the chain
+    from forking without a lock held across round trips (``gateway.storage.audit_chain``).
+    Archiving removes entries but never moves the head."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    entry_hash: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (CheckConstraint("id = 1", name="ck_audit_head_singleton"),)
 
 
 class AuditEntry(Base):
