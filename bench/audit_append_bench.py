@@ -5,7 +5,8 @@
 
 Two worker processes (as ``serve --workers 2``), each with its own engine and its own
 group-commit ``AuditWriter`` (MAC'd entries, as the gateway writes them), and c=8 appenders in
-all (four per process), each appending one entry after another for ``--duration`` seconds, on
+all (four per process), each appending one entry after another for ``--duration`` seconds
+(``--think-ms``: with a pause between, a request's own work; 0, the default, saturates), on
 a throw-away PostgreSQL cluster from ``tests.pgcluster`` started with
 ``shared_preload_libraries=pg_stat_statements`` and ``pg_stat_statements.track=all``.
 
@@ -57,6 +58,7 @@ from gateway.storage.models import AuditEntry  # noqa: E402
 PROCESSES = 2
 SUITE = "sm4-gcm+hmac-sm3"
 _OLD_LOCK_KEY = 0x52454C494546  # the advisory lock key of the old append
+BARRIER_TIMEOUT = 300.0  # a worker that died does not leave the others waiting for ever
 
 
 def loadavg() -> str:
@@ -129,6 +131,7 @@ async def _worker(
     mode: str,
     appenders: int,
     duration: float,
+    think: float,
     keyring_path: str,
     barrier: Any,
 ) -> dict[str, float]:
@@ -142,7 +145,7 @@ async def _worker(
         *(writer.append(_entry(worker, n, 0)) for n in range(appenders)),
     )
     before = vars(audit_chain.AppendCounts(**vars(audit_chain.counts)))
-    await asyncio.to_thread(barrier.wait)
+    await asyncio.to_thread(barrier.wait, BARRIER_TIMEOUT)
     cpu0, wall0 = time.process_time(), time.monotonic()
     deadline = wall0 + duration
     done = 0
@@ -154,11 +157,13 @@ async def _worker(
             count += 1
             await writer.append(_entry(worker, number, count))
             done += 1
+            if think:
+                await asyncio.sleep(think)
 
     await asyncio.gather(*(appender(n) for n in range(appenders)))
     cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
     after = vars(audit_chain.counts)
-    await asyncio.to_thread(barrier.wait)  # the parent reads the server's CPU first
+    await asyncio.to_thread(barrier.wait, BARRIER_TIMEOUT)  # the parent reads the server's CPU
     await engine.dispose()
     return {
         "appends": done,
@@ -194,6 +199,7 @@ class Run:
     groups: int = 0
     statements: int = 0
     head_moved: int = 0
+    locked: int = 0
     verified: str = ""
     top: list[tuple[str, int, float, float]] = field(default_factory=list)
     waits: Counter[str] = field(default_factory=Counter)
@@ -274,7 +280,15 @@ def one_run(cluster: Any, mode: str, index: int, args: argparse.Namespace, keyri
     workers = [
         context.Process(
             target=worker_main,
-            args=(n, url, mode, args.concurrency // PROCESSES, args.duration, str(keyring)),
+            args=(
+                n,
+                url,
+                mode,
+                args.concurrency // PROCESSES,
+                args.duration,
+                args.think_ms / 1000,
+                str(keyring),
+            ),
             kwargs={"barrier": barrier, "results": results},
         )
         for n in range(PROCESSES)
@@ -286,7 +300,7 @@ def one_run(cluster: Any, mode: str, index: int, args: argparse.Namespace, keyri
 
     async def observe() -> None:
         await asyncpg_reset(admin)
-        await asyncio.to_thread(barrier.wait)
+        await asyncio.to_thread(barrier.wait, BARRIER_TIMEOUT)
         ticks0 = _server_ticks(cluster.pid)
         stop = asyncio.Event()
         sampler = asyncio.create_task(_sample_waits(admin, stop, run))
@@ -294,7 +308,7 @@ def one_run(cluster: Any, mode: str, index: int, args: argparse.Namespace, keyri
         stop.set()
         await sampler
         run.server_cpu = (_server_ticks(cluster.pid) - ticks0) / os.sysconf("SC_CLK_TCK")
-        await asyncio.to_thread(barrier.wait)
+        await asyncio.to_thread(barrier.wait, BARRIER_TIMEOUT)
 
     asyncio.run(observe())
     for _ in workers:
@@ -305,6 +319,7 @@ def one_run(cluster: Any, mode: str, index: int, args: argparse.Namespace, keyri
         run.groups += int(got["d_groups"])
         run.statements += int(got["d_statements"])
         run.head_moved += int(got["d_head_moved"])
+        run.locked += int(got["d_locked"])
     for process in workers:
         process.join()
     asyncio.run(_statements(url, dbname, run, AuditMac(Keyring.load(keyring))))
@@ -333,7 +348,7 @@ def report(runs: list[Run], args: argparse.Namespace, load_before: str, load_aft
         "",
         "```",
         f".venv/bin/python bench/audit_append_bench.py --duration {args.duration:g}"
-        f" --reps {args.reps} --concurrency {args.concurrency}",
+        f" --reps {args.reps} --concurrency {args.concurrency} --think-ms {args.think_ms:g}",
         "```",
         "",
         f"{PROCESSES} processes, c={args.concurrency} appenders in all, MAC'd entries"
@@ -344,17 +359,18 @@ def report(runs: list[Run], args: argparse.Namespace, load_before: str, load_aft
         "(user+system from /proc), over the run.",
         "",
         "| run | mode | appends/s | worker CPU µs/append | server CPU µs/append | "
-        "entries/group | round trips/group | head moved | chain |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+        "entries/group | round trips/group | head moved | locked | chain |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for number, run in enumerate(runs, 1):
-        groups = run.groups or 1
-        per_group = run.appends / groups if run.groups else float("nan")
-        statements = run.statements / groups if run.groups else float("nan")
+        # A locked group: BEGIN, LOCK TABLE, SELECT … FOR UPDATE, INSERT, UPDATE, COMMIT.
+        groups = run.groups + run.locked
+        per_group = run.appends / groups if groups else float("nan")
+        statements = (run.statements + 6 * run.locked) / groups if groups else float("nan")
         lines.append(
             f"| {number} | {run.mode} | {run.rate:,.0f} | {run.client_us:,.0f} |"
             f" {run.server_us:,.0f} | {per_group:.2f} | {statements:.2f} |"
-            f" {run.head_moved} | {run.verified} |"
+            f" {run.head_moved} | {run.locked} | {run.verified} |"
         )
     lines += ["", "Medians over the runs of each mode:", ""]
     lines += ["| mode | appends/s | worker CPU µs/append | server CPU µs/append |"]
@@ -410,6 +426,12 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=15.0, help="seconds per run")
     parser.add_argument("--reps", type=int, default=2, help="runs per mode")
     parser.add_argument("--concurrency", type=int, default=8, help="appenders in all")
+    parser.add_argument(
+        "--think-ms",
+        type=float,
+        default=0.0,
+        help="pause of each appender between appends (a request's own work; 0: saturated)",
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 

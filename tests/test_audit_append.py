@@ -2,7 +2,8 @@
 compare-and-swap together with the insert.
 
 * two engines appending at once (as two gateway processes do) leave one unbroken chain with
-  every entry once: no fork, no loss; the head moves are retried, a bounded number of times;
+  every entry once: no fork, no loss; a group that finds the head moved is re-chained and
+  sent again, a bounded number of times, then waits for the head row's lock;
 * on PostgreSQL a group costs one autocommitted statement;
 * fail-closed: when the database refuses, nobody's entry is written and every waiter sees the
   error; the head stays where it was;
@@ -180,13 +181,15 @@ async def test_another_process_moving_the_head_costs_one_more_statement(
     assert (await _report(db, macs)).ok
 
 
-async def test_retries_are_bounded_then_the_append_fails(
+async def test_a_head_that_keeps_moving_is_taken_with_its_lock_after_bounded_retries(
     db: AsyncEngine, macs: AuditMac, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Compare-and-swap alone can starve a process (the one that just wrote is always first):
+    after ``MAX_ATTEMPTS`` misses the group waits for the head row's lock in a transaction,
+    where it cannot miss."""
     if db.dialect.name != "postgresql":
         pytest.skip("the compare-and-swap statement is PostgreSQL's")
     await _append(db, [_entry("first")], macs)
-    head = await _head(db)
     chained = audit._statement_parameters
 
     def always_stale(entries: Any, *, expected: str) -> dict[str, object]:
@@ -194,13 +197,20 @@ async def test_retries_are_bounded_then_the_append_fails(
 
     monkeypatch.setattr(audit, "_statement_parameters", always_stale)
     writer = audit.AuditWriter(make_sessionmaker(db), macs=macs)
-    with _statements(db) as seen, pytest.raises(audit.ChainHeadMoved):
-        await writer.append(_entry("never"))
-    assert len(seen) == audit.MAX_ATTEMPTS
-    assert [row.subject for row in await _rows(db)] == ["first"]
-    assert await _head(db) == head
+    before = audit.AppendCounts(**vars(audit.counts))
+    with _statements(db) as seen:
+        await writer.append(_entry("kept-waiting"))
+    sent = [statement.split()[0] for statement, _isolation in seen]
+    assert sent[: audit.MAX_ATTEMPTS] == ["WITH"] * audit.MAX_ATTEMPTS
+    assert sent[audit.MAX_ATTEMPTS :][:2] == ["LOCK", "SELECT"]  # table, then the head row
+    assert len(sent) < audit.MAX_ATTEMPTS + 6
+    assert audit.counts.locked - before.locked == 1
+    assert audit.counts.head_moved - before.head_moved == audit.MAX_ATTEMPTS
+    assert [row.subject for row in await _rows(db)] == ["first", "kept-waiting"]
     monkeypatch.undo()
-    await writer.append(_entry("later"))
+    with _statements(db) as seen:
+        await writer.append(_entry("later"))
+    assert len(seen) == 1  # the head the locked path wrote is cached
     assert (await _report(db, macs)).ok
 
 
