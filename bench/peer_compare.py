@@ -165,8 +165,10 @@ def prepare_database(env: dict[str, str], reload: bool) -> dict[str, Any]:
     }
 
 
-def start_gateway(env: dict[str, str], workers: int, port: int) -> subprocess.Popen[bytes]:
-    out = open(WORK / "gateway.log", "wb")  # noqa: SIM115  (kept open for the server's life)
+def start_gateway(
+    env: dict[str, str], workers: int, port: int, log_name: str = "gateway.log"
+) -> subprocess.Popen[bytes]:
+    out = open(WORK / log_name, "wb")  # noqa: SIM115  (kept open for the server's life)
     proc = subprocess.Popen(
         [
             *rb.gateway_cmd(),
@@ -184,7 +186,7 @@ def start_gateway(env: dict[str, str], workers: int, port: int) -> subprocess.Po
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    rb.wait_ready(f"http://127.0.0.1:{port}", proc, 120, WORK / "gateway.log")
+    rb.wait_ready(f"http://127.0.0.1:{port}", proc, 120, WORK / log_name)
     return proc
 
 
@@ -268,6 +270,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reload", action="store_true", help="import the peer's people again")
     ap.add_argument("--skip-baseline", action="store_true")
     ap.add_argument("--only", action="append", help="scenario label prefix, e.g. '(a)'")
+    ap.add_argument(
+        "--interpreted",
+        action="store_true",
+        help="also run a second gateway with RELIEF_COMPILED_READS=false (the GraphQL executor) "
+        "as a fourth side, alternated with the others",
+    )
     args = ap.parse_args(argv)
 
     if not PEER_POSTMASTER.exists():
@@ -309,6 +317,17 @@ def main(argv: list[str] | None = None) -> int:
     port = rb.free_port()
     url = f"http://127.0.0.1:{port}/graphql"
     gateway = start_gateway(env, args.workers, port)
+    interpreted = None
+    interpreted_url = ""
+    if args.interpreted:
+        interpreted_port = rb.free_port()
+        interpreted_url = f"http://127.0.0.1:{interpreted_port}/graphql"
+        interpreted = start_gateway(
+            {**env, "RELIEF_COMPILED_READS": "false"},
+            args.workers,
+            interpreted_port,
+            log_name="gateway-interpreted.log",
+        )
     try:
         start_peer(args.workers)
         cursors, seen = rb.collect_cursors(url, headers, len(ids))
@@ -337,8 +356,12 @@ def main(argv: list[str] | None = None) -> int:
         ]
         for rep in range(args.reps):
             for label, peer_scn, gw_scn, base_scn in scenarios:
-                slot = results.setdefault(label, {"peer": [], "gateway": [], "sql": []})
+                slot = results.setdefault(
+                    label, {"peer": [], "gateway": [], "interpreted": [], "sql": []}
+                )
                 sides = ["peer", "gateway", "sql"] if rep % 2 == 0 else ["gateway", "peer", "sql"]
+                if interpreted is not None:
+                    sides.insert(2 if rep % 2 == 0 else 0, "interpreted")
                 for side in sides:
                     out = WORK / f"{stamp}-{gw_scn}-{side}-r{rep + 1}.json"
                     if side == "peer":
@@ -353,12 +376,14 @@ def main(argv: list[str] | None = None) -> int:
                             out,
                             42 + rep,
                         )
-                    elif side == "gateway":
+                    elif side in ("gateway", "interpreted"):
+                        server = gateway if side == "gateway" else interpreted
+                        assert server is not None
                         r = load(
-                            url,
+                            url if side == "gateway" else interpreted_url,
                             headers_file,
                             BENCH / "scenarios" / f"{gw_scn}.json",
-                            {"gateway": str(gateway.pid), "postgres": str(PEER_POSTMASTER)},
+                            {"gateway": str(server.pid), "postgres": str(PEER_POSTMASTER)},
                             args.duration,
                             args.warmup,
                             args.concurrency,
@@ -391,8 +416,10 @@ def main(argv: list[str] | None = None) -> int:
                 if gateway.poll() is not None:
                     raise rb.BenchError("the gateway died; see " + str(WORK / "gateway.log"))
     finally:
-        os.killpg(gateway.pid, signal.SIGTERM)
-        gateway.wait(30)
+        for server in (gateway, interpreted):
+            if server is not None:
+                os.killpg(server.pid, signal.SIGTERM)
+                server.wait(30)
 
     lines = [
         f"# relief-gateway vs PostGraphile vs hand-written SQL — {meta['started']}",
@@ -405,13 +432,14 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---|---:|---:|---:|---:|---:|",
     ]
     for label, sides in results.items():
-        for side in ("peer", "gateway", "sql"):
+        for side in ("peer", "gateway", "interpreted", "sql"):
             rs = sides[side]
             if not rs:
                 continue
             name = {
                 "peer": "PostGraphile 4.14 (RLS)",
                 "gateway": "**relief-gateway**",
+                "interpreted": "relief-gateway, executor (RELIEF_COMPILED_READS=false)",
                 "sql": "hand-written SQL (asyncpg)",
             }[side]
             lines.append(

@@ -135,7 +135,7 @@ _COMPILABLE: dict[str, frozenset[str]] = {
 }
 
 
-class _Fallback(Exception):  # noqa: N818 - a signal, not an error: the executor answers
+class _Fallback(Exception):
     """This request is answered by the executor instead."""
 
 
@@ -373,9 +373,7 @@ class CompiledReads:
     ) -> tuple[_Field, ...] | None:
         query = self._schema.query_type
         assert query is not None
-        collected = collect_fields(
-            self._schema, document.fragments, variables, query, operation
-        )
+        collected = collect_fields(self._schema, document.fragments, variables, query, operation)
         if collected.new_defer_usages or collected.forbidden_directive_instances:
             return None
         roots = self._fields(collected.grouped_field_set, query, document, operation, variables)
@@ -524,7 +522,10 @@ class CompiledReads:
                     else:
                         outs_list.append(Out(part.key, "typename", "PersonConnection"))
                 stmt = persons_statement(
-                    people, criteria, after=after is not None, fields=tuple(outs_list),
+                    people,
+                    criteria,
+                    after=after is not None,
+                    fields=tuple(outs_list),
                     places=places,
                 )
                 prepared = prepare(stmt, people.dialect)
@@ -771,7 +772,7 @@ def _site(
             guard.relation(site.policy, person_id)
             if site.argument is not None:
                 guard.require_argument(site.argument)
-        except Exception as error:  # noqa: BLE001 - as the executor: an error at the path
+        except Exception as error:
             obj[key] = None
             run.errors.append(located_error(error, list(site.nodes), [*path, key]))
             return
@@ -817,7 +818,7 @@ def _release(
 
     try:
         obj[key] = run.guard.release(site.policy, person_id, reveal)
-    except Exception as error:  # noqa: BLE001 - as the executor: an error at the path
+    except Exception as error:
         obj[key] = None
         run.errors.append(located_error(error, list(site.nodes), [*path, key]))
 

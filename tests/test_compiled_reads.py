@@ -16,16 +16,18 @@ every level, and the plan cache never serves one caller's plan to another decisi
 from __future__ import annotations
 
 import json
-import uuid
+import os
+import re
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, event, given, note, settings
 from hypothesis import strategies as st
+from hypothesis.control import currently_in_test_context
 from sqlalchemy import insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
@@ -36,13 +38,11 @@ from gateway.domain.departments import Department, Level
 from gateway.domain.places import PlaceKind
 from gateway.domain.principal import Principal
 from gateway.http.graphql import _format_result
-from gateway.storage.models import Enrollment, Person, ReliefStatus
+from gateway.storage.models import Enrollment, ReliefStatus
 from gateway.storage.places import refresh_places
 from schema.scope import scoped_context
 from tests.harness import Harness, build_harness
 from tests.pgcluster import ThrowawayCluster
-
-pytestmark = pytest.mark.postgres
 
 PERSON_FIELDS = """
   id idNumber name gender birthDate regionCode phone address underVerification __typename
@@ -135,11 +135,19 @@ async def gateway(
 ) -> AsyncIterator[Harness]:
     url = postgres_cluster.create_database("relief_compiled")
     data_dir: Path = tmp_path_factory.mktemp("compiled")
-    built = await build_harness(data_dir, url, backend="postgres", persons=400)
+    harness = await build_harness(data_dir, url, backend="postgres", persons=400)
+    # A short repr: Hypothesis prints the arguments of a failing example, the seeded people too.
+    built = _Quiet(**{f.name: getattr(harness, f.name) for f in fields(Harness)})
     await _tie_elsewhere(built)
     assert built.runtime.compiled is not None
     yield built
     await built.close()
+
+
+@dataclass(repr=False)
+class _Quiet(Harness):
+    def __repr__(self) -> str:
+        return "<gateway for compiled reads>"
 
 
 async def _tie_elsewhere(harness: Harness) -> None:
@@ -220,7 +228,16 @@ async def _both(
                         "the document did not compile",
                         reference,
                     )
+                    _event("answered by the executor: a root field refused")
                     return {}, {}, (), ()
+                _event("compiled")
+                if context.guard.people:
+                    _event("compiled, people seen")
+                if any(
+                    e.get("extensions", {}).get("code") == "FORBIDDEN"
+                    for e in _format_result(result, "req").get("errors", [])
+                ):
+                    _event("compiled, with FORBIDDEN fields")
             else:
                 result = await runtime.schema.execute(
                     query, variable_values=variables, context_value=context
@@ -235,6 +252,11 @@ async def _both(
             )
         )
     return bodies[0], bodies[1], tuple(audits[0]), tuple(audits[1])
+
+
+def _event(text: str) -> None:
+    if currently_in_test_context():  # the corpus runs outside Hypothesis
+        event(text)
 
 
 def _same(compiled: dict[str, Any], reference: dict[str, Any]) -> None:
@@ -261,6 +283,7 @@ def _policy_decision(harness: Harness, caller: Caller) -> AccessDecision:
 # ----------------------------------------------------------------------------- the corpus
 
 
+@pytest.mark.postgres
 @pytest.mark.parametrize(("name", "query", "variables"), CORPUS, ids=[c[0] for c in CORPUS])
 @pytest.mark.parametrize(
     "who",
@@ -282,3 +305,277 @@ async def test_corpus_matches_the_executor(
     )
     _same(compiled, reference)
     assert audit_c == audit_r
+
+
+# ----------------------------------------------------------------------------- generated
+
+PROPERTY_SETTINGS = settings(
+    deadline=None,
+    database=None,
+    phases=(Phase.explicit, Phase.reuse, Phase.generate),
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.differing_executors,
+    ],
+)
+
+_LEAVES = {
+    "Person": [
+        "id", "idNumber", "name", "gender", "birthDate", "regionCode", "phone", "address",
+        "underVerification", "__typename",
+    ],
+    "ReliefStatus": [
+        "category", "sourceDepartment", "recognizedOn", "validFrom", "validTo", "__typename",
+    ],
+    "Enrollment": [
+        "year", "insuranceType", "status", "regionCode", "subsidyCategory", "subsidyAmount",
+    ],
+    "CostBurden": [
+        "year", "totalCost", "basicInsurancePaid", "criticalIllnessPaid", "personalBurden",
+        "inpatientCount", "__typename",
+    ],
+}  # fmt: skip
+_RELATIONS = {
+    "reliefStatuses": (
+        "ReliefStatus",
+        ["", '(activeOn: "2026-11-23")', '(activeOn: "2020-01-01")'],
+    ),
+    "enrollments": ("Enrollment", ["", "(year: 2026)", "(year: 2025)"]),
+    "costBurdens": ("CostBurden", ["", "(year: 2026)", "(year: 2025)"]),
+}
+
+
+@st.composite
+def _selection(draw: st.DrawFn, type_name: str = "Person") -> str:
+    """A selection set on ``type_name``: leaves (some aliased), and on Person relations with
+    or without their argument, an inline fragment or a skipped field now and then."""
+    parts: list[str] = []
+    leaves = draw(st.lists(st.sampled_from(_LEAVES[type_name]), min_size=1, max_size=6))
+    for i, leaf in enumerate(leaves):
+        alias = draw(st.sampled_from(["", f"x{i}: "]))
+        if leaf == "__typename" and alias:
+            alias = ""
+        parts.append(alias + leaf)
+    if type_name == "Person":
+        for name, (child, arguments) in _RELATIONS.items():
+            if draw(st.booleans()):
+                argument = draw(st.sampled_from(arguments))
+                alias = draw(st.sampled_from(["", f"r{name[:3]}: "]))
+                parts.append(f"{alias}{name}{argument} {{ {draw(_selection(child))} }}")
+        if draw(st.booleans()):
+            parts.append(f"... on Person {{ {draw(st.sampled_from(_LEAVES['Person']))} }}")
+        if draw(st.booleans()):
+            parts.append("skipped: phone @skip(if: true)")
+    # distinct response keys only: a repeated leaf with no alias merges, which is valid
+    return " ".join(dict.fromkeys(parts))
+
+
+@dataclass(frozen=True)
+class DocumentPlan:
+    roots: tuple[tuple[str, str, int], ...]  # (kind, selection, page size or person index)
+    fragment: bool
+
+
+@st.composite
+def _documents(draw: st.DrawFn) -> DocumentPlan:
+    count = draw(st.integers(1, 2))
+    roots = tuple(
+        (
+            draw(st.sampled_from(["persons", "person"])),
+            draw(_selection()),
+            draw(st.integers(0, 60)),
+        )
+        for _ in range(count)
+    )
+    return DocumentPlan(roots, draw(st.booleans()))
+
+
+_EFFECTS = (Effect.READ, Effect.DENY)
+_PLACES = (PlaceKind.RESIDENCE, PlaceKind.IDENTITY, PlaceKind.INSURED, PlaceKind.ADDRESSED)
+
+
+@st.composite
+def _decisions(draw: st.DrawFn) -> tuple[dict[str, Effect], tuple[RowCondition, ...]]:
+    fields: dict[str, Effect] = {}
+    for name in GUARDED_FIELDS:
+        choices = (*_EFFECTS, Effect.MASK) if name in MASKABLE_FIELDS else _EFFECTS
+        fields[name] = draw(st.sampled_from(choices))
+    places = st.frozensets(st.sampled_from(_PLACES), min_size=1)
+    condition = st.one_of(
+        st.builds(AllRows, places),
+        st.builds(
+            HoldsCategory,
+            st.frozensets(st.sampled_from(["MINIMUM_LIVING", "EXTREME_POVERTY"]), min_size=1),
+            places,
+        ),
+        st.builds(PushedToDepartment, places),
+    )
+    rows = tuple(draw(st.lists(condition, min_size=1, max_size=3, unique_by=str)))
+    return fields, rows
+
+
+def _render(plan: DocumentPlan, harness: Harness) -> str:
+    people = harness.persons
+    roots = []
+    fragments = []
+    for i, (kind, selection, number) in enumerate(plan.roots):
+        body = selection
+        if plan.fragment:
+            fragments.append(f"fragment F{i} on Person {{ {selection} }}")
+            body = f"...F{i}"
+        if kind == "persons":
+            roots.append(
+                f"p{i}: persons(first: {number}) {{ totalCount pageInfo {{ hasNextPage endCursor }}"
+                f" edges {{ cursor node {{ {body} }} }} }}"
+            )
+        else:
+            id_number = people[number * 7 % len(people)].id_number
+            roots.append(f'p{i}: person(idNumber: "{id_number}") {{ {body} }}')
+    return "query G { " + " ".join(roots) + " } " + " ".join(fragments)
+
+
+@pytest.mark.postgres
+@settings(PROPERTY_SETTINGS, max_examples=int(os.environ.get("COMPILED_EXAMPLES", "60")))
+@given(
+    document=_documents(),
+    decision=_decisions(),
+    department=st.sampled_from(["medical_insurance", "civil_affairs", "health"]),
+    level=st.sampled_from(["county", "city", "province"]),
+)
+async def test_generated_documents_and_decisions_match_the_executor(
+    gateway: Harness,
+    document: DocumentPlan,
+    decision: tuple[dict[str, Effect], tuple[RowCondition, ...]],
+    department: str,
+    level: str,
+) -> None:
+    county = gateway.busiest_county()
+    region = {"county": county, "city": county[:4], "province": county[:2]}[level]
+    caller = _caller(gateway, department, level, region)
+    fields, rows = decision
+    access = AccessDecision(
+        policy_version=1, purpose="supervision", fields=fields, row_conditions=rows
+    )
+    query = _render(document, gateway)
+    note(query)
+    compiled, reference, audit_c, audit_r = await _both(gateway, caller, access, query, {})
+    _same(compiled, reference)
+    assert audit_c == audit_r
+
+
+# ----------------------------------------------------------------------------- the plans
+
+PAGE = """query Page($first: Int!) { persons(first: $first) { totalCount
+  edges { node { id regionCode name reliefStatuses { category } enrollments { year }
+  costBurdens { year } } } } }"""
+
+
+def _plan_sql(harness: Harness) -> list[str]:
+    assert harness.runtime.compiled is not None
+    return [
+        root.prepared.sql
+        for plan in harness.runtime.compiled._plans.entries.values()
+        for root in plan.roots
+        if root.prepared is not None
+    ]
+
+
+@pytest.mark.postgres
+async def test_the_row_predicate_is_in_the_page_and_the_count_and_relations_hang_off_it(
+    gateway: Harness,
+) -> None:
+    """A county civil-affairs caller (residence only): every read of ``person`` in the
+    statement carries the county predicate — the keyset page and the count — and every
+    relation is correlated to a person row of the page (``firsts JOIN person``)."""
+    county = gateway.busiest_county()
+    caller = _caller(gateway, "civil_affairs", "county", county)
+    assert gateway.runtime.compiled is not None
+    gateway.runtime.compiled._plans.entries.clear()
+    compiled, reference, *_ = await _both(
+        gateway, caller, _policy_decision(gateway, caller), PAGE, {"first": 20}
+    )
+    _same(compiled, reference)
+    (sql,) = _plan_sql(gateway)
+    reads = re.findall(r"FROM person\b", sql)
+    scoped = re.findall(r"person\.county_code = \$\d+", sql)
+    assert len(reads) == 2, sql  # the page and the count: both scoped
+    assert len(scoped) >= len(reads), sql
+    assert "FROM firsts JOIN person ON person.id = firsts.id" in sql
+    for table in ("relief_status", "enrollment", "cost_burden"):
+        assert re.search(rf"FROM {table}\s+WHERE {table}\.person_id = person\.id", sql), table
+    (plan,) = gateway.runtime.compiled._plans.entries.values()
+    assert county in plan.roots[0].prepared.constants.values()  # type: ignore[union-attr]
+
+
+@pytest.mark.postgres
+async def test_a_person_lookup_is_one_statement_with_the_probe(gateway: Harness) -> None:
+    county = gateway.busiest_county()
+    person = next(p for p in gateway.persons if p.region_code.startswith(county))
+    caller = _caller(gateway, "medical_insurance", "county", county)
+    assert gateway.runtime.compiled is not None
+    gateway.runtime.compiled._plans.entries.clear()
+    query = (
+        f'{{ person(idNumber: "{person.id_number}") {{ name idNumber '
+        "reliefStatuses { category } costBurdens { totalCount: totalCost } } }"
+    )
+    compiled, reference, *_ = await _both(
+        gateway, caller, _policy_decision(gateway, caller), query, {}
+    )
+    _same(compiled, reference)
+    assert compiled["data"]["person"]["name"] == person.name
+    (sql,) = _plan_sql(gateway)
+    assert len(re.findall(r"FROM person\b", sql)) == 1
+    assert "person.id_number_bidx = $" in sql
+    assert "person.county_code = $" in sql  # the probe: residence …
+    assert "FROM person_place" in sql  # … or an insured place held in the county
+
+
+@pytest.mark.postgres
+async def test_two_counties_alternating_never_share_a_plan(gateway: Harness) -> None:
+    """The same document for two counties (and two departments of one county), alternating
+    over HTTP: each answer holds only its own county's people and equals the executor's; the
+    cache holds one plan per decision and scope."""
+    counties = sorted({p.region_code[:6] for p in gateway.persons})[:2]
+    tokens = {
+        (department, county): gateway.token(department, "county", county)
+        for county in counties
+        for department in ("civil_affairs", "health")
+    }
+    runtime = gateway.runtime
+    compiled = runtime.compiled
+    assert compiled is not None
+    answers: dict[tuple[str, str], str] = {}
+    for _round in range(3):
+        for (department, county), token in tokens.items():
+            before = compiled.compiled
+            body = await gateway.query(token, PAGE, {"first": 50})
+            assert compiled.compiled == before + 1
+            codes = {e["node"]["regionCode"][:6] for e in body["data"]["persons"]["edges"]}
+            assert codes <= {county}, (department, county, codes)
+            text = json.dumps(body["data"], sort_keys=True)
+            assert answers.setdefault((department, county), text) == text
+    # and each equals the executor's answer for that caller
+    runtime.compiled = None
+    try:
+        for (department, county), token in tokens.items():
+            body = await gateway.query(token, PAGE, {"first": 50})
+            assert json.dumps(body["data"], sort_keys=True) == answers[(department, county)]
+    finally:
+        runtime.compiled = compiled
+    assert answers[("civil_affairs", counties[0])] != answers[("civil_affairs", counties[1])]
+
+
+async def test_requests_over_http_take_the_compiled_path(harness: Harness) -> None:
+    """The shared harness (every other suite's gateway) answers person queries compiled on
+    PostgreSQL, so the leak, scope and access-matrix suites run against the compiled path;
+    SQLite stays on the executor."""
+    compiled = harness.runtime.compiled
+    assert compiled is not None
+    county = harness.busiest_county()
+    token = harness.token("medical_insurance", "county", county)
+    before = compiled.compiled
+    body = await harness.query(token, PAGE, {"first": 5})
+    assert "errors" not in body
+    expected = 1 if harness.backend == "postgres" else 0
+    assert compiled.compiled == before + expected

@@ -276,7 +276,7 @@ async def _execute(
         )
         guard = context.guard
         try:
-            result = None
+            result: Any = None
             if runtime.compiled is not None:
                 # One statement per root field where the query compiles (issue 17); the
                 # executor below answers everything else, and stays the reference.

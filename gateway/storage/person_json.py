@@ -76,7 +76,7 @@ class Out:
 # How a column is written into the JSON so that it equals what the GraphQL executor serialises.
 CONVERSIONS = frozenset({"as_is", "text", "upper", "empty_null", "hex", "open_anomaly"})
 
-_ARGUMENT_TYPES = {"relief": Date(), "enrollment": Integer(), "cost": Integer()}
+_ARGUMENT_TYPES: dict[str, Any] = {"relief": Date(), "enrollment": Integer(), "cost": Integer()}
 
 
 def _key(name: str) -> ColumnElement[Any]:
@@ -143,7 +143,7 @@ def _records(out: Out) -> ColumnElement[Any]:
         table.c.person_id == Person.id
     )
     if out.param is not None:
-        argument = bindparam(out.param, type_=_ARGUMENT_TYPES[relation])
+        argument: Any = bindparam(out.param, type_=_ARGUMENT_TYPES[relation])
         condition = relation_condition(relation, argument)
         if condition is not None:
             records = records.where(condition)
@@ -199,7 +199,7 @@ def persons_statement(
             edge: list[ColumnElement[Any]] = []
             for part in out.fields:
                 if part.kind == "cursor":
-                    value = _cursor(Person.id)
+                    value = _cursor(cast("ColumnElement[Any]", Person.id))
                 elif part.kind == "node":
                     value = person_object(part.fields)
                 else:
