@@ -118,11 +118,13 @@ def worker_main(
     mode: str,
     appenders: int,
     duration: float,
+    think: float,
     keyring_path: str,
     barrier: Any,
     results: Any,
 ) -> None:
-    results.put(asyncio.run(_worker(worker, url, mode, appenders, duration, keyring_path, barrier)))
+    work = _worker(worker, url, mode, appenders, duration, think, keyring_path, barrier)
+    results.put(asyncio.run(work))
 
 
 async def _worker(
