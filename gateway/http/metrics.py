@@ -85,6 +85,14 @@ WARNING_RUN_SECONDS = Histogram(
     buckets=(0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600),
     registry=REGISTRY,
 )
+# Which path answered a GraphQL request (issue 17): "compiled" (one SQL statement per root
+# field, schema.compiled) or "executor" (strawberry/graphql-core, the reference).
+GRAPHQL_PATHS = Counter(
+    "relief_graphql_path",
+    "GraphQL requests by the path that answered them (compiled/executor)",
+    ["path"],
+    registry=REGISTRY,
+)
 # Reads from a streaming replica (RELIEF_DATABASE_REPLICA_URL, gateway.storage.replica); counted
 # only when a replica is configured.
 REPLICA_READS = Counter(

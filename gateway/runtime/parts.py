@@ -131,6 +131,14 @@ class Runtime:
                 runtime.schema._schema,
                 runtime.schema.limit_checks,  # type: ignore[attr-defined]
             )
+            # Trusted documents first: read once at start, not on their first request.
+            runtime.compiled.preload(
+                [
+                    text
+                    for texts in runtime.trusted_documents.by_department.values()
+                    for text in texts.values()
+                ]
+            )
         return runtime
 
     async def start(self) -> None:
