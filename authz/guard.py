@@ -12,7 +12,7 @@ which rows those are, once per loaded page; the check itself is a set lookup, no
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
 from authz.decision import AccessDecision, Effect
@@ -100,6 +100,33 @@ class FieldGuard:
         if effect is Effect.MASK and isinstance(value, str):
             return MASKS[field](value)  # type: ignore[return-value]
         return value
+
+    def release_many(
+        self,
+        field: str,
+        person_ids: Sequence[uuid.UUID],
+        reveal: Callable[[int], T],
+    ) -> list[T]:
+        """``release`` of ``field`` for each of these people, in order (``reveal(i)`` gives the
+        i-th clear value): one decision for people the caller sees whole, the same values,
+        masks, refusals and notes as a ``release`` per person."""
+        effect = self.decision.effect(field)
+        narrowed = self._narrowed
+        if effect is Effect.DENY or any(
+            field not in narrowed[p] for p in person_ids if p in narrowed
+        ):
+            return [
+                self.release(field, person_id, lambda i=i: reveal(i))  # type: ignore[misc]
+                for i, person_id in enumerate(person_ids)
+            ]
+        values = [reveal(i) for i in range(len(person_ids))]
+        if person_ids:
+            self.released.setdefault(field, effect)
+            self.people.update(person_ids)
+        if effect is Effect.MASK:
+            mask = MASKS[field]
+            return [mask(v) if isinstance(v, str) else v for v in values]  # type: ignore[misc]
+        return values
 
     def note_read(self, field: str, people: Iterable[uuid.UUID] = ()) -> None:
         """Record a read that no policy line governs (an officer's query of the audit log), so

@@ -163,11 +163,11 @@ def person_statement(
     people: ScopedPeople, fields: tuple[Out, ...], places: ColumnElement[Any] | None
 ) -> Select[Any]:
     """One person by the blind index of their ID number (bind parameter ``bidx``), inside the
-    caller's scope: (data, person id, place kinds or NULL)."""
+    caller's scope: (data as JSON text, person id, place kinds or NULL)."""
     return cast(
         "Select[Any]",
         select(
-            person_object(fields).label("data"),
+            sql_cast(person_object(fields), Text).label("data"),
             Person.id.label("pid"),
             (null() if places is None else places).label("places"),
         ).where(
@@ -185,9 +185,10 @@ def persons_statement(
     fields: tuple[Out, ...],
     places: ColumnElement[Any] | None,
 ) -> Select[Any]:
-    """A keyset page as ``PersonConnection`` JSON (bind parameters ``limit`` = first + 1,
-    ``first`` and, with ``after``, ``after``): (data, meta), meta the [person id, place kinds]
-    of the page's people in order (NULL when no entry selects the people)."""
+    """A keyset page as ``PersonConnection`` JSON text (bind parameters ``limit`` = first + 1,
+    ``first`` and, with ``after``, ``after``): (data, ids, places): the ids of the page's people
+    in order, and (as JSON text) the place kinds each is seen through, when the caller sees
+    people through places; NULL when no entry selects the people."""
     page = people.page_ids(criteria, after=after).cte("page")
     firsts = select(page.c.id).order_by(page.c.id).limit(bindparam("first")).cte("firsts")
     rows = firsts.join(Person, Person.id == firsts.c.id)
@@ -228,15 +229,23 @@ def persons_statement(
         else:
             value = _value(None, out)
         entries += [_key(out.key), value]
-    meta: ColumnElement[Any] = null()
+    ids: ColumnElement[Any] = null()
+    kinds: ColumnElement[Any] = null()
     if needs_rows:
-        pair = func.json_build_array(Person.id, null() if places is None else places)
-        meta = (
-            select(func.json_agg(aggregate_order_by(pair, Person.id)))
+        ids = (
+            select(func.array_agg(aggregate_order_by(Person.id, Person.id)))
             .select_from(rows)
             .scalar_subquery()
         )
-    return cast("Select[Any]", select(_object(entries).label("data"), meta.label("meta")))
+        if places is not None:
+            kinds = sql_cast(
+                select(func.json_agg(aggregate_order_by(places, Person.id)))
+                .select_from(rows)
+                .scalar_subquery(),
+                Text,
+            )
+    data = sql_cast(_object(entries), Text)
+    return cast("Select[Any]", select(data.label("data"), ids.label("ids"), kinds.label("places")))
 
 
 @dataclass(frozen=True, slots=True)
