@@ -60,9 +60,19 @@ from typing import IO, Any
 from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from adapters.apply import BatchContext, ChunkApplier, Outcome
+from adapters.apply import BatchContext, ChunkApplier, ChunkResult, Outcome
 from adapters.failures import DATABASE_ERRORS, database_problem
 from adapters.mapping import Feed
+from adapters.parallel import (
+    PARALLEL_MIN_BYTES,
+    ChunkPreparer,
+    CryptoMemo,
+    PreparedChunk,
+    PreparedVault,
+    WorkerSetup,
+    default_workers,
+    worker_keyring,
+)
 from adapters.readers import SourceRow, open_source, read_records
 from adapters.rows import CanonicalRow, Rejection, RowParser
 from gateway.domain import observers
@@ -101,6 +111,27 @@ COUNT_FIELDS = (
 
 
 _Chunk = tuple[list[CanonicalRow], list[Rejection]]  # accepted rows, rejections
+
+
+def _independent(touched: tuple[set[str], set[str]], chunk: list[CanonicalRow]) -> bool:
+    """Whether ``chunk`` names none of the people (ID numbers) and households of ``touched``."""
+    id_numbers, households = touched
+    for row in chunk:
+        if row.id_number in id_numbers:
+            return False
+        household = getattr(row, "household_number", None)
+        if household and household in households:
+            return False
+    return True
+
+
+async def _together(writing: Awaitable[Any], classify: Callable[[], None]) -> None:
+    """Write (this thread, the event loop) while ``classify`` runs in another thread; both are
+    waited for, and the writer's error, if any, is the one raised."""
+    outcomes = await asyncio.gather(writing, asyncio.to_thread(classify), return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
 
 
 def public_name(name: str) -> str:
@@ -267,6 +298,8 @@ class Ingestor:
         scope: str | None = None,
         chunk_rows: int | None = None,
         on_completed: BatchCompleted | None = None,
+        workers: int | None = None,
+        parallel_min_bytes: int | None = None,
     ) -> None:
         self.engine = engine
         self.vault = vault
@@ -276,6 +309,16 @@ class Ingestor:
         self.scope = scope or None
         self.chunk_rows = chunk_rows or CHUNK_ROWS
         self.on_completed = on_completed
+        # Worker processes for a file of at least ``parallel_min_bytes`` (adapters.parallel);
+        # 0 workers: everything in this process.
+        self.workers = default_workers() if workers is None else workers
+        self.parallel_min_bytes = (
+            PARALLEL_MIN_BYTES if parallel_min_bytes is None else parallel_min_bytes
+        )
+        self._preparer: ChunkPreparer | None = None
+        self._prepared_vault: PreparedVault | None = None
+        # The largest number of chunks in flight to the workers in the last file (tests).
+        self.peak_chunks_in_flight = 0
 
     # ------------------------------------------------------------------ entry points
     async def ingest_file(
@@ -335,19 +378,54 @@ class Ingestor:
                 encoding=reader.encoding,
             )
             parser = RowParser(self.feed, today=self.today, header_names=reader.columns)
-            await self._run(
-                iter(reader),
-                parser,
-                result,
-                channel="FILE",
-                sha=sha,
-                dry_run=dry_run,
-                report=report,
-                progress=progress,
-                resume=resume,
-            )
+            with self._workers_for(path, parser, reader.columns):
+                await self._run(
+                    iter(reader),
+                    parser,
+                    result,
+                    channel="FILE",
+                    sha=sha,
+                    dry_run=dry_run,
+                    report=report,
+                    progress=progress,
+                    resume=resume,
+                )
             result.ignored_headers = tuple(reader.ignored_headers)
         return result
+
+    @contextlib.contextmanager
+    def _workers_for(
+        self, path: Path, parser: RowParser, header_names: dict[str, str]
+    ) -> Iterator[None]:
+        """Worker processes prepare the chunks of a large file (adapters.parallel) while this
+        process applies them; a small file, or keys that cannot be handed over, run here."""
+        keyring = worker_keyring(self.vault.cipher) if self.workers > 0 else None
+        if keyring is None or path.stat().st_size < self.parallel_min_bytes:
+            yield
+            return
+        setup = WorkerSetup(self.feed, self.today, dict(header_names), keyring)
+
+        def prepare_here(rows: list[SourceRow]) -> PreparedChunk:
+            accepted: list[CanonicalRow] = []
+            rejected: list[Rejection] = []
+            for row in rows:
+                parsed = parser.parse(row)
+                if isinstance(parsed, list):
+                    rejected.extend(parsed)
+                else:
+                    accepted.append(parsed)
+            return PreparedChunk(accepted, rejected, len(rows), CryptoMemo())
+
+        preparer = ChunkPreparer(
+            setup, workers=self.workers, chunk_rows=self.chunk_rows, prepare_here=prepare_here
+        )
+        self._preparer = preparer
+        try:
+            with preparer:
+                yield
+        finally:
+            self._preparer = self._prepared_vault = None
+            self.peak_chunks_in_flight = preparer.peak_in_flight
 
     async def ingest_records(
         self, records: Sequence[Mapping[str, object]], *, dry_run: bool = False
@@ -378,7 +456,11 @@ class Ingestor:
         batch_id = resume.id if resume is not None else uuid.uuid4()
         # A continued batch keeps the time it was received: its facts' provenance is one time.
         received_at = resume.received_at if resume is not None else now_utc()
-        context = BatchContext(batch_id, self.feed, self.vault, received_at, self.today, self.scope)
+        vault = self.vault
+        if self._preparer is not None:
+            vault = PreparedVault(self.vault.cipher)  # answers from the workers' memo first
+            self._prepared_vault = vault
+        context = BatchContext(batch_id, self.feed, vault, received_at, self.today, self.scope)
         counties: set[str] = set()
 
         def keep(rejections: list[Rejection]) -> None:
@@ -410,14 +492,12 @@ class Ingestor:
         feed_label = f"{self.feed.department.value}/{self.feed.name}"
         try:
             chunks = self._parsed_ahead(rows, parser, progress)
-            async with contextlib.aclosing(chunks):
-                async for chunk, rejected in chunks:
-                    with _database():
-                        async with self._chunk_transaction() as connection:
-                            counts = await self._apply(
-                                connection, context, chunk, rejected, counties
-                            )
-                            await self._count(connection, batch_id, position, counts)
+            if self._preparer is not None and self.engine.dialect.name == "postgresql":
+                written = self._overlapped(chunks, context, counties, batch_id, position)
+            else:
+                written = self._one_by_one(chunks, context, counties, batch_id, position)
+            async with contextlib.aclosing(chunks), contextlib.aclosing(written):
+                async for counts, rejected in written:
                     position += counts.rows_total
                     keep(rejected)
                     result.counts.add(counts)
@@ -614,6 +694,108 @@ class Ingestor:
             raise _Overtaken
 
     # ------------------------------------------------------------------ chunks
+    async def _one_by_one(
+        self,
+        chunks: AsyncGenerator[_Chunk, None],
+        context: BatchContext,
+        counties: set[str],
+        batch_id: uuid.UUID,
+        position: int,
+    ) -> AsyncGenerator[tuple[IngestCounts, list[Rejection]], None]:
+        """Each chunk applied and committed in its own transaction, one after the other."""
+        async for chunk, rejected in chunks:
+            with _database():
+                async with self._chunk_transaction() as connection:
+                    counts = await self._apply(connection, context, chunk, rejected, counties)
+                    await self._count(connection, batch_id, position, counts)
+            position += counts.rows_total
+            yield counts, rejected
+
+    async def _overlapped(
+        self,
+        chunks: AsyncGenerator[_Chunk, None],
+        context: BatchContext,
+        counties: set[str],
+        batch_id: uuid.UUID,
+        position: int,
+    ) -> AsyncGenerator[tuple[IngestCounts, list[Rejection]], None]:
+        """As :meth:`_one_by_one`, but the next chunk is classified while this one is written.
+
+        Chunk k's transaction reads what chunk k+1 needs *before* writing chunk k, which gives
+        the same answers as reading it after when k+1 names none of k's people and households
+        (else k+1 waits and is read in its own transaction, as without overlap). Then chunk k
+        is written (PostgreSQL busy) while k+1 is classified in a thread (this process busy):
+        classification touches no database. So that no other ingest changes k+1's people
+        between its read and its own transaction, the ingest lock is also taken at session
+        level in k's transaction and released only once k+1's transaction holds it. Chunks
+        still commit one at a time, in file order, each with its counts.
+        """
+        connection: AsyncConnection | None = None
+        bridged = False
+        try:
+            with _database():
+                connection = await self.engine.connect()
+            chunk_iter = aiter(chunks)
+            upcoming = await anext(chunk_iter, None)
+            ahead: tuple[ChunkApplier, list[CanonicalRow], list[Rejection]] | None = None
+            while ahead is not None or upcoming is not None:
+                with _database():
+                    transaction = await connection.begin()
+                    try:
+                        await connection.execute(
+                            text("SELECT pg_advisory_xact_lock(:key)"), {"key": INGEST_LOCK_KEY}
+                        )
+                        if bridged:
+                            await connection.execute(
+                                text("SELECT pg_advisory_unlock(:key)"), {"key": INGEST_LOCK_KEY}
+                            )
+                            bridged = False
+                        if ahead is None:
+                            assert upcoming is not None
+                            chunk, rejected = upcoming
+                            upcoming = None
+                            applier = ChunkApplier(connection, context)
+                            await applier.load(chunk)
+                            applier.classify()
+                        else:
+                            applier, chunk, rejected = ahead
+                            ahead = None
+                        # Classified: the vault may now hold the next chunk's memo.
+                        if upcoming is None:
+                            upcoming = await anext(chunk_iter, None)
+                        if upcoming is not None and applier.classifies_apart:
+                            next_chunk, next_rejected = upcoming
+                            if _independent(applier.touched, next_chunk):
+                                upcoming = None
+                                following = ChunkApplier(connection, context)
+                                await following.load(next_chunk)
+                                await connection.execute(
+                                    text("SELECT pg_advisory_lock(:key)"),
+                                    {"key": INGEST_LOCK_KEY},
+                                )
+                                bridged = True
+                                await _together(applier.flush(), following.classify)
+                                ahead = (following, next_chunk, next_rejected)
+                        if ahead is None:
+                            await applier.flush()
+                        counts = self._counts(chunk, rejected, applier.result, counties)
+                        await self._count(connection, batch_id, position, counts)
+                    except BaseException:
+                        with contextlib.suppress(*DATABASE_ERRORS):
+                            await transaction.rollback()
+                        raise
+                    await transaction.commit()
+                position += counts.rows_total
+                yield counts, rejected
+        finally:
+            if connection is not None:
+                with contextlib.suppress(*DATABASE_ERRORS):
+                    if bridged:
+                        await connection.execute(
+                            text("SELECT pg_advisory_unlock(:key)"), {"key": INGEST_LOCK_KEY}
+                        )
+                    await connection.close()
+
     async def _parsed_ahead(
         self,
         rows: Iterator[SourceRow],
@@ -628,6 +810,10 @@ class Ingestor:
         and in file order, each classified against what the ones before it stored; at most
         two are held in memory.
         """
+        if self._preparer is not None:
+            async for prepared in self._prepared(self._preparer, rows, progress):
+                yield prepared
+            return
         chunks = self._chunks(rows, parser, progress)
         ahead = asyncio.ensure_future(anext(chunks, None))
         try:
@@ -640,6 +826,29 @@ class Ingestor:
             if ahead.done() and not ahead.cancelled():
                 ahead.exception()  # retrieved: the caller's own error is the one it sees
             await chunks.aclose()
+
+    async def _prepared(
+        self,
+        preparer: ChunkPreparer,
+        rows: Iterator[SourceRow],
+        progress: Callable[[int], None] | None,
+    ) -> AsyncGenerator[_Chunk, None]:
+        """The chunks of ``rows`` as worker processes prepared them (adapters.parallel): the
+        chunk is applied with their memo in the batch's vault, which is this generator's to
+        set, since chunks are applied one at a time in file order."""
+        chunks = preparer.chunks(rows)
+        async with contextlib.aclosing(chunks):
+            async for prepared in chunks:
+                if progress is not None:
+                    progress(prepared.seen)
+                vault = self._prepared_vault
+                created = 0 if vault is None else vault.created
+                if vault is not None:
+                    vault.memo = prepared.memo
+                yield prepared.accepted, prepared.rejected
+                if vault is not None:
+                    preparer.note_applied(prepared.seen, vault.created - created)
+                    vault.memo = CryptoMemo()
 
     async def _chunks(
         self,
@@ -679,8 +888,17 @@ class Ingestor:
     ) -> IngestCounts:
         """Apply a parsed chunk; ``rejected`` (the parse-stage rejections) gains the rows the
         apply stage refused. Returns the chunk's counts."""
-        parse_lines = {r.line for r in rejected}
         applied = await ChunkApplier(connection, context).apply(chunk)
+        return self._counts(chunk, rejected, applied, counties)
+
+    @staticmethod
+    def _counts(
+        chunk: list[CanonicalRow],
+        rejected: list[Rejection],
+        applied: ChunkResult,
+        counties: set[str],
+    ) -> IngestCounts:
+        parse_lines = {r.line for r in rejected}
         rejected.extend(applied.rejections)
         counties.update(applied.counties)
         counts = IngestCounts(

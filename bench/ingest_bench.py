@@ -140,6 +140,11 @@ class Measurement:
     rss_start_mb: float  # after imports and set-up, before the measured work
     rss_peak_mb: float
     workers_rss_peak_mb: float = 0.0
+    # The largest sum of the RSS of this process and all its descendants (the ingest's worker
+    # processes), sampled every 0.1 s: RSS counts the pages the processes share (the
+    # interpreter, the modules) once per process, so it overstates, never understates.
+    tree_rss_peak_mb: float = 0.0
+    load_average: str = ""  # /proc/loadavg's 1-minute figure before → after
     postgres_cpu_s: float | None = None
     outcome: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -159,15 +164,50 @@ def _maxrss_mb(who: int = resource.RUSAGE_SELF) -> float:
     return resource.getrusage(who).ru_maxrss / 1024  # kilobytes on Linux
 
 
+def _load_average() -> str:
+    return Path("/proc/loadavg").read_text().split()[0]
+
+
+def _tree_rss_mb(root: int) -> float:
+    """RSS of ``root`` and its descendants (``/proc``), in MB."""
+    parents: dict[int, int] = {}
+    rss: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            raw = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = raw[raw.rfind(")") + 2 :].split()
+        parents[int(entry)] = int(fields[1])
+        rss[int(entry)] = int(fields[21])  # pages
+    total, stack = 0, [root]
+    while stack:
+        pid = stack.pop()
+        total += rss.get(pid, 0)
+        stack.extend(child for child, parent in parents.items() if parent == pid)
+    return total * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 class Stopwatch:
-    """Wall and CPU time of the measured part only, and the peak RSS it reached."""
+    """Wall and CPU time of the measured part only, and the peak RSS it reached (this process
+    alone, and this process with its worker processes, sampled)."""
 
     def __init__(self) -> None:
         self.rss_start_mb = _maxrss_mb()
         self.wall_s = 0.0
         self.cpu_s = 0.0
+        self.tree_rss_peak_mb = 0.0
+        self.load_before = self.load_after = ""
 
     def __enter__(self) -> Stopwatch:
+        import threading
+
+        self.load_before = self.load_before or _load_average()
+        self._stop = threading.Event()
+        self._sampler = threading.Thread(target=self._sample, daemon=True)
+        self._sampler.start()
         self._wall = time.perf_counter()
         self._cpu = _cpu_seconds()
         return self
@@ -175,6 +215,16 @@ class Stopwatch:
     def __exit__(self, *exc: object) -> None:
         self.wall_s += time.perf_counter() - self._wall
         self.cpu_s += _cpu_seconds() - self._cpu
+        self._stop.set()
+        self._sampler.join()
+        self.load_after = _load_average()
+
+    def _sample(self) -> None:
+        me = os.getpid()
+        while True:
+            self.tree_rss_peak_mb = max(self.tree_rss_peak_mb, _tree_rss_mb(me))
+            if self._stop.wait(0.1):
+                return
 
     def measurement(self, name: str, target: str, rows: int, outcome: str = "") -> Measurement:
         return Measurement(
@@ -186,6 +236,8 @@ class Stopwatch:
             rss_start_mb=self.rss_start_mb,
             rss_peak_mb=_maxrss_mb(),
             workers_rss_peak_mb=_maxrss_mb(resource.RUSAGE_CHILDREN),
+            tree_rss_peak_mb=self.tree_rss_peak_mb,
+            load_average=f"{self.load_before} → {self.load_after}",
             outcome=outcome,
         )
 
@@ -515,8 +567,8 @@ def markdown(args: argparse.Namespace, results: list[Measurement]) -> str:
         f" {args.chunk_rows or CHUNK_ROWS:,} rows.",
         "",
         "| run | target | rows | wall s | rows/s | app CPU s | PostgreSQL CPU s"
-        " | peak RSS MB (start → peak) | result |",
-        "|---|---|---:|---:|---:|---:|---:|---|---|",
+        " | peak RSS MB (start → peak) | peak RSS MB, with workers | load average | result |",
+        "|---|---|---:|---:|---:|---:|---:|---|---:|---|---|",
     ]
     for m in results:
         pg = "" if m.postgres_cpu_s is None else f"{m.postgres_cpu_s:.1f}"
@@ -524,10 +576,24 @@ def markdown(args: argparse.Namespace, results: list[Measurement]) -> str:
         lines.append(
             f"| {m.name} | {m.target} | {m.rows:,} | {m.wall_s:.1f} | {m.rows_per_s:,.0f}"
             f" | {m.cpu_s:.1f} | {pg} | {m.rss_start_mb:.0f} → {m.rss_peak_mb:.0f}{workers}"
-            f" | {m.outcome} |"
+            f" | {m.tree_rss_peak_mb:.0f} | {m.load_average} | {m.outcome} |"
         )
     by_key = {(m.name, m.target): m for m in results}
     first_pg = by_key.get(("first load (GBK)", "postgres"))
+    floor = by_key.get(("asyncpg COPY of pre-sealed rows", "postgres"))
+    lines += [
+        "",
+        "App CPU s counts the worker processes (RUSAGE_CHILDREN once they have exited).",
+        "Peak RSS with workers: the largest sum of the RSS of the measured process and its",
+        "descendants, sampled every 0.1 s (shared pages counted once per process: an upper",
+        "bound). Load average: /proc/loadavg's 1-minute figure before → after the run.",
+    ]
+    if first_pg is not None and floor is not None and floor.rows_per_s:
+        lines += [
+            "",
+            f"**First load ÷ COPY floor (same run): {first_pg.rows_per_s / floor.rows_per_s:.2f}×**"
+            " (target ≥ 0.8×)",
+        ]
     if first_pg is not None:
         lines += ["", "Ratios (rows/s of the PostgreSQL first load against):", ""]
         for m in results:

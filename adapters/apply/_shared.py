@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -64,9 +64,10 @@ class BatchContext:
     today: date
     scope: str | None  # region prefix rows must lie in (the submitter's jurisdiction)
 
-    @property
-    def department(self) -> str:
-        return self.feed.department.value
+    department: str = field(init=False)  # the feed's, as stored: read for every row
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "department", self.feed.department.value)
 
 
 @dataclass(slots=True)
@@ -165,6 +166,12 @@ class _ChunkState:
         self._fact_updates: list[Any] = []
         self._cost_pairs: set[tuple[uuid.UUID, int]] = set()
         self._due_on = add_working_days(context.today, ANOMALY_DUE_WORKING_DAYS)
+        # What ChunkApplier.load read, for classify and flush (identities: adapters.apply)
+        self._loaded = False
+        self._loaded_rows: Sequence[CanonicalRow] = ()
+        self._identity_rows: list[Any] = []
+        self._identity_statuses: dict[uuid.UUID, list[_StatusState]] = {}
+        self._identity_households: dict[str, uuid.UUID] = {}
 
     def _among(self, column: Any, values: Iterable[Any]) -> Any:
         """``column IN values``; on PostgreSQL ``column = ANY($1)`` with one array parameter.

@@ -36,17 +36,29 @@ class _Identities(_People):
     """Applies identity rows (relief statuses) of one chunk."""
 
     async def _identities(self, rows: list[IdentityRow]) -> None:
-        context = self.context
-        department = context.department
+        await self._load_identities(rows)
+        self._classify_identities()
+
+    async def _load_identities(self, rows: list[IdentityRow]) -> None:
+        """What classifying the rows reads: their people's statuses and households (the people
+        themselves are read by ``_load_people``). Nothing is classified yet."""
         accepted: list[IdentityRow] = []
         for row in rows:
             if not self._in_scope(row.region_code):
                 self._reject(row, "行政区划代码", row.region_code, "行政区划代码不在本部门辖区内")
             else:
                 accepted.append(row)
-        statuses = await self._load_statuses(p.id for p in self._persons.values())
-        households = await self._load_households(accepted)
-        for row in accepted:
+        self._identity_rows = accepted
+        self._identity_statuses = await self._load_statuses(p.id for p in self._persons.values())
+        self._identity_households = await self._load_households(accepted)
+
+    def _classify_identities(self) -> None:
+        """Classify the rows read by :meth:`_load_identities`, in memory: no database here, so
+        the pipeline may run it while the chunk before is being written."""
+        department = self.context.department
+        statuses = self._identity_statuses
+        households = self._identity_households
+        for row in self._identity_rows:
             person = self._person(row)
             if person is None:
                 person = self._create_person(row, row.region_code)

@@ -86,8 +86,11 @@ class _People(_Anomalies):
 
     def _create_person(self, row: CanonicalRow, region_code: str) -> _PersonState:
         vault = self.context.vault
+        # A worker process may have sealed the row's values under an id it drew for the
+        # person already (adapters.parallel.PreparedVault).
+        drawn = getattr(vault, "new_person_id", None)
         record = PersonRecord(
-            person_id=uuid.uuid4(),
+            person_id=uuid.uuid4() if drawn is None else drawn(row.id_number),
             id_number=row.id_number,
             name=row.name,
             gender=row.gender,
