@@ -152,6 +152,9 @@ class _Quiet(Harness):
     def __repr__(self) -> str:
         return "<gateway for compiled reads>"
 
+    def _repr_pretty_(self, printer: Any, _cycle: bool) -> None:  # Hypothesis's printer
+        printer.text(repr(self))
+
 
 async def _tie_elsewhere(harness: Harness) -> None:
     """Some people insured, or recognised, in a county they do not live in (the busiest
