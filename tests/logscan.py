@@ -277,6 +277,15 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    # the controller of a pytest-xdist run (scripts/test: -n 2) runs no test: its workers scan
+    # their own logs and hand over what they found (pytest_testnodedown)
+    for line in session.config.stash.get(_WORKER_SUMMARIES, []):
+        if reporter is not None:
+            reporter.write_line(line)
+    worker_findings = session.config.stash.get(_WORKER_FINDINGS, [])
+    if worker_findings:
+        _fail(session, worker_findings)
     state = _STATE
     if state is None or state.handler is None:
         return
@@ -285,17 +294,28 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     files = state.log_files()
     findings = scan_files(files, state.values)
     size = sum(path.stat().st_size for path in files)
-    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     summary = (
         f"log scan: {len(files)} log files, {size / 1e6:.1f} MB, "
         f"{len(state.values)} seeded values: "
     )
+    workeroutput = getattr(session.config, "workeroutput", None)
     if not findings:
-        if reporter is not None:
+        if workeroutput is not None:
+            workeroutput["logscan_summary"] = (
+                f"[{session.config.workerinput['workerid']}] {summary}no plaintext found"
+            )
+        elif reporter is not None:
             reporter.write_line(summary + "no plaintext found")
         return
     lines = [summary + f"{len(findings)} 处日志含有明文个人信息 (run dir kept: {state.run_dir})"]
     lines.extend(f"  {finding}" for finding in findings[:30])
+    if workeroutput is not None:
+        workeroutput["logscan_findings"] = lines
+    _fail(session, lines)
+
+
+def _fail(session: pytest.Session, lines: list[str]) -> None:
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         for line in lines:
             reporter.write_line(line, red=True)
@@ -303,7 +323,20 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """pytest-xdist controller: what a worker's scan found (its exit status is not the run's)."""
+    output = getattr(node, "workeroutput", None) or {}
+    stash = node.config.stash
+    if output.get("logscan_summary"):
+        stash[_WORKER_SUMMARIES] = [*stash.get(_WORKER_SUMMARIES, []), output["logscan_summary"]]
+    if output.get("logscan_findings"):
+        stash[_WORKER_FINDINGS] = [*stash.get(_WORKER_FINDINGS, []), *output["logscan_findings"]]
+
+
 _FAILED = pytest.StashKey[bool]()
+_WORKER_SUMMARIES = pytest.StashKey[list[str]]()
+_WORKER_FINDINGS = pytest.StashKey[list[str]]()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
