@@ -191,23 +191,41 @@ def persons_statement(
     people through places; NULL when no entry selects the people."""
     page = people.page_ids(criteria, after=after).cte("page")
     firsts = select(page.c.id).order_by(page.c.id).limit(bindparam("first")).cte("firsts")
-    rows = firsts.join(Person, Person.id == firsts.c.id)
-    needs_rows = False
+    # The page's people are read once: every edges entry, their ids and places are aggregates
+    # of one pass over ``firsts JOIN person``.
+    aggregates: list[ColumnElement[Any]] = []
+    edges_at: dict[str, int] = {}
+    for out in fields:
+        if out.kind != "edges":
+            continue
+        edge: list[ColumnElement[Any]] = []
+        for part in out.fields:
+            if part.kind == "cursor":
+                value = _cursor(cast("ColumnElement[Any]", Person.id))
+            elif part.kind == "node":
+                value = person_object(part.fields)
+            else:
+                value = _value(Person.__table__, part)
+            edge += [_key(part.key), value]
+        edges_at[out.key] = len(aggregates)
+        aggregated = func.json_agg(aggregate_order_by(_object(edge), Person.id))
+        aggregates.append(aggregated.label(f"edges_{len(aggregates)}"))
+    people_read = None
+    if aggregates:
+        aggregates.append(func.array_agg(aggregate_order_by(Person.id, Person.id)).label("ids"))
+        if places is not None:
+            kinds = func.json_agg(aggregate_order_by(places, Person.id))
+            aggregates.append(kinds.label("places"))
+        people_read = (
+            select(*aggregates)
+            .select_from(firsts.join(Person, Person.id == firsts.c.id))
+            .subquery("people_read")
+        )
     entries: list[ColumnElement[Any]] = []
     for out in fields:
         if out.kind == "edges":
-            needs_rows = True
-            edge: list[ColumnElement[Any]] = []
-            for part in out.fields:
-                if part.kind == "cursor":
-                    value = _cursor(cast("ColumnElement[Any]", Person.id))
-                elif part.kind == "node":
-                    value = person_object(part.fields)
-                else:
-                    value = _value(Person.__table__, part)
-                edge += [_key(part.key), value]
-            aggregated = func.json_agg(aggregate_order_by(_object(edge), Person.id))
-            listed = select(aggregated).select_from(rows).scalar_subquery()
+            assert people_read is not None
+            listed = people_read.c[f"edges_{edges_at[out.key]}"]
             value = func.coalesce(listed, literal_column("'[]'::json"))
         elif out.kind == "page_info":
             info: list[ColumnElement[Any]] = []
@@ -229,23 +247,13 @@ def persons_statement(
         else:
             value = _value(None, out)
         entries += [_key(out.key), value]
-    ids: ColumnElement[Any] = null()
-    kinds: ColumnElement[Any] = null()
-    if needs_rows:
-        ids = (
-            select(func.array_agg(aggregate_order_by(Person.id, Person.id)))
-            .select_from(rows)
-            .scalar_subquery()
-        )
-        if places is not None:
-            kinds = sql_cast(
-                select(func.json_agg(aggregate_order_by(places, Person.id)))
-                .select_from(rows)
-                .scalar_subquery(),
-                Text,
-            )
-    data = sql_cast(_object(entries), Text)
-    return cast("Select[Any]", select(data.label("data"), ids.label("ids"), kinds.label("places")))
+    data = sql_cast(_object(entries), Text).label("data")
+    if people_read is None:
+        return cast("Select[Any]", select(data, null().label("ids"), null().label("places")))
+    kinds_text = (sql_cast(people_read.c.places, Text) if places is not None else null()).label(
+        "places"
+    )
+    return cast("Select[Any]", select(data, people_read.c.ids, kinds_text).select_from(people_read))
 
 
 @dataclass(frozen=True, slots=True)
