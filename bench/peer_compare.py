@@ -30,6 +30,10 @@ What it does (all on loopback):
    client) with ``--watch-pid`` on each server's process tree and on PostgreSQL;
 6. prints a Markdown table of medians and writes it with the raw JSON to ``bench/results/``.
 
+With ``--interpreted`` a second gateway runs with ``RELIEF_COMPILED_READS=false`` (every query
+through the GraphQL executor) as a fourth side, alternated with the others: the compiled
+path's gain measured in the same session (issue 17).
+
 Server CPU per request (server process tree + PostgreSQL) is the figure to compare first; the
 peer rig's README explains why (the machine is shared and req/s swings ±20–30%).
 """
