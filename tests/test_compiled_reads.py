@@ -123,6 +123,35 @@ CORPUS: list[tuple[str, str, dict[str, Any]]] = [
 ]
 
 
+
+@pytest.mark.postgres
+async def test_pages_walked_by_cursor_match_the_executor(gateway: Harness) -> None:
+    """A county walked page by page with ``after`` (the random page of the benchmarks): every
+    page equal on both paths, the cursors chaining to the end."""
+    county = gateway.busiest_county()
+    caller = _caller(gateway, "medical_insurance", "county", county)
+    query = (
+        "query W($after: String, $on: Date) { persons(first: 7, after: $after) { "
+        "pageInfo { hasNextPage endCursor } edges { cursor node { id name idNumber "
+        "reliefStatuses(activeOn: $on) { category } } } } }"
+    )
+    after = None
+    pages = 0
+    while True:
+        variables = {"after": after, "on": "2026-11-23"}
+        compiled, reference, audit_c, audit_r = await _both(
+            gateway, caller, _policy_decision(gateway, caller), query, variables
+        )
+        _same(compiled, reference)
+        assert audit_c == audit_r
+        info = compiled["data"]["persons"]["pageInfo"]
+        pages += 1
+        if not info["hasNextPage"]:
+            break
+        after = info["endCursor"]
+    assert pages > 3
+
+
 @dataclass
 class Caller:
     principal: Principal
