@@ -50,6 +50,9 @@ ARTIFACTS = Path(
     os.environ.get("RELIEF_TEST_ARTIFACTS") or ROOT / "tests" / "artifacts" / "console"
 )
 TIMEOUT_MS = 20_000
+# expect() waits as long as an action may (its own default is 5 s): the suite's two workers,
+# the served gateway and the browser share the machine's cores
+expect.set_options(timeout=TIMEOUT_MS)
 
 TITLE = "民政县级核实救助对象需要联系电话"
 WITHDRAWN_TITLE = "卫生健康委市级读取家庭住址 (误提, 将撤回)"

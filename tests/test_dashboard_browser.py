@@ -44,6 +44,9 @@ ARTIFACTS = Path(
     os.environ.get("RELIEF_TEST_ARTIFACTS") or ROOT / "tests" / "artifacts" / "dashboard"
 )
 TIMEOUT_MS = 20_000
+# expect() waits as long as an action may (its own default is 5 s): the suite's two workers,
+# the served gateway and the browser share the machine's cores
+expect.set_options(timeout=TIMEOUT_MS)
 PROVINCE = "14"  # 山西省
 SUPPRESSED = "—（已隐藏）"
 # Fields that carry or list people: the dashboard must never ask for or receive one.

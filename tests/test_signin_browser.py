@@ -49,6 +49,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / ".venv" / "bin" / "relief-gateway"
 ARTIFACTS = Path(os.environ.get("RELIEF_TEST_ARTIFACTS") or ROOT / "tests" / "artifacts") / "signin"
 TIMEOUT_MS = 20_000
+# expect() waits as long as an action may (its own default is 5 s): the suite's two workers,
+# the served gateway and the browser share the machine's cores
+expect.set_options(timeout=TIMEOUT_MS)
 AUDIENCE = "relief-gateway"  # the access token's aud: the gateway
 CLIENT_ID = "relief-console"  # the pages' client: never an accepted audience
 PLATFORM_NAME = "test-iam"

@@ -54,6 +54,9 @@ ARTIFACTS = Path(
     os.environ.get("RELIEF_TEST_ARTIFACTS") or ROOT / "tests" / "artifacts" / "workbench"
 )
 TIMEOUT_MS = 20_000
+# expect() waits as long as an action may (its own default is 5 s): the suite's two workers,
+# the served gateway and the browser share the machine's cores
+expect.set_options(timeout=TIMEOUT_MS)
 YEAR = 2026
 WARNING_MONTH = "2026-10"
 BURDEN = "25000.00"  # over Shanxi's 20,000 yuan for ordinary insured residents (002 §3)
