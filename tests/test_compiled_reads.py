@@ -29,7 +29,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, event, given, note, settings
 from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
-from sqlalchemy import insert
+from sqlalchemy import delete, insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from authz.conditions import AllRows, HoldsCategory, PushedToDepartment, RowCondition
@@ -41,7 +41,7 @@ from gateway.domain.errors import Forbidden
 from gateway.domain.places import PlaceKind
 from gateway.domain.principal import Principal
 from gateway.http.graphql import _format_result
-from gateway.storage.models import Enrollment, ReliefStatus
+from gateway.storage.models import Enrollment, PersonReport, ReliefStatus
 from gateway.storage.places import refresh_places
 from schema.scope import scoped_context
 from tests.harness import Harness, build_harness
@@ -121,7 +121,6 @@ CORPUS: list[tuple[str, str, dict[str, Any]]] = [
         {"f": {"category": "MINIMUM_LIVING"}},
     ),
 ]
-
 
 
 @pytest.mark.postgres
@@ -664,3 +663,70 @@ def test_release_many_is_release_for_each(
             got = ("refused", refused.message)
         outcomes.append((got, dict(guard.released), set(guard.people)))
     assert outcomes[0] == outcomes[1]
+
+
+@pytest.mark.postgres
+async def test_a_person_seen_only_through_the_callers_report_is_the_executors(
+    gateway: Harness,
+) -> None:
+    """A department sees a person it reported while they were held elsewhere as it reported
+    them (the report's view, issue 14): that page is answered by the executor, and the answer
+    is the same as with compiled reads off."""
+    county = gateway.busiest_county()
+    outsider = next(p for p in gateway.persons if not p.region_code.startswith(county[:4]))
+    vault = gateway.runtime.vault
+    async with gateway.runtime.engine.begin() as connection:
+        await connection.execute(
+            insert(PersonReport).values(
+                person_id=outsider.person_id,
+                department="civil_affairs",
+                county_code=county,
+                region_code=county,
+                name_ct=vault.seal(outsider.person_id, "name", "测试报送名"),
+                phone_ct=None,
+                address_ct=None,
+                household_id=None,
+                batch_id=None,
+                source_line=None,
+                reported_on=date(2026, 11, 1),
+                verified_on=None,
+            )
+        )
+        await refresh_places(connection, [outsider.person_id])
+    caller = _caller(gateway, "civil_affairs", "county", county)
+    decision = AccessDecision(
+        policy_version=1,
+        purpose="supervision",
+        fields={"Person.name": Effect.READ},
+        row_conditions=(AllRows(frozenset({PlaceKind.RESIDENCE})),),
+    )
+    query = "{ persons(first: 200) { edges { node { id name } } } }"
+    runtime = gateway.runtime
+    assert runtime.compiled is not None
+    async with runtime.engine.connect() as connection:
+        await connection.execution_options(isolation_level="AUTOCOMMIT")
+        context = scoped_context(
+            connection,
+            principal=caller.principal,
+            purpose=caller.purpose,
+            decision=decision,
+            request_id="req",
+            today=gateway.today,
+            vault=runtime.vault,
+            max_page_size=200,
+            feeds=runtime.feeds,
+            engine=runtime.engine,
+            rules=runtime.rules,
+        )
+        fallbacks = runtime.compiled.fallbacks
+        assert await runtime.compiled.execute(query, {}, None, context) is None
+        assert runtime.compiled.fallbacks == fallbacks + 1
+        assert not context.guard.people  # nothing of the attempt reaches the audit
+        reference = await runtime.schema.execute(query, context_value=context)
+    names = {e["node"]["id"]: e["node"]["name"] for e in reference.data["persons"]["edges"]}
+    assert names[str(outsider.person_id)] == "测试报送名"
+    async with gateway.runtime.engine.begin() as connection:  # the module's other tests
+        await connection.execute(
+            delete(PersonReport).where(PersonReport.person_id == outsider.person_id)
+        )
+        await refresh_places(connection, [outsider.person_id])
