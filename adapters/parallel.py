@@ -84,6 +84,12 @@ def _same_group(last: SourceRow, row: SourceRow) -> bool:
 
 
 def default_workers() -> int:
+    """``RELIEF_INGEST_WORKERS`` if set (0: everything in one process, e.g. on a machine whose
+    cores are busy with other work, where workers only add CPU), else one per core, at most
+    :data:`MAX_WORKERS`."""
+    configured = os.environ.get("RELIEF_INGEST_WORKERS", "").strip()
+    if configured.isdigit():
+        return int(configured)
     return max(1, min(MAX_WORKERS, os.cpu_count() or 1))
 
 

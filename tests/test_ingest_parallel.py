@@ -288,3 +288,14 @@ class _Row:
     def __init__(self, person_id: Any, values: dict[str, Any]) -> None:
         self.id = person_id
         self.__dict__.update(values)
+
+
+@pytest.mark.parametrize(("configured", "workers"), [("0", 0), ("1", 1), ("", None)])
+def test_workers_are_configurable(
+    monkeypatch: pytest.MonkeyPatch, configured: str, workers: int | None
+) -> None:
+    from adapters.parallel import MAX_WORKERS, default_workers
+
+    monkeypatch.setenv("RELIEF_INGEST_WORKERS", configured)
+    expected = workers if workers is not None else max(1, min(MAX_WORKERS, os.cpu_count() or 1))
+    assert default_workers() == expected
