@@ -359,6 +359,9 @@ class _Import:
                 scope=self.principal.region,
                 # identities lists open medical insurance's verification tasks (004 §1)
                 on_completed=verification_opener(self.runtime.rules, today),
+                # In this process: a serving gateway does not start key-holding worker
+                # processes (and their ~100 MB each) per upload; `relief-gateway ingest` does.
+                workers=0,
             )
             report = RejectionReport(partial)
             try:
