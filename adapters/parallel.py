@@ -84,12 +84,9 @@ def _same_group(last: SourceRow, row: SourceRow) -> bool:
 
 
 def default_workers() -> int:
-    """``RELIEF_INGEST_WORKERS`` if set (0: everything in one process, e.g. on a machine whose
-    cores are busy with other work, where workers only add CPU), else one per core, at most
-    :data:`MAX_WORKERS`."""
-    configured = os.environ.get("RELIEF_INGEST_WORKERS", "").strip()
-    if configured.isdigit():
-        return int(configured)
+    """One worker per core, at most :data:`MAX_WORKERS` (``relief-gateway ingest`` takes
+    ``RELIEF_INGEST_WORKERS`` instead when set; 0: everything in one process, e.g. on a
+    machine whose cores are busy with other work, where workers only add CPU)."""
     return max(1, min(MAX_WORKERS, os.cpu_count() or 1))
 
 

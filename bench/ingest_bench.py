@@ -463,6 +463,10 @@ async def _ingest(
         submitted_by="bench",
         today=TODAY,
         chunk_rows=chunk_rows or CHUNK_ROWS,
+        # as `relief-gateway ingest` reads it: RELIEF_INGEST_WORKERS=0 measures the serial path
+        workers=int(os.environ["RELIEF_INGEST_WORKERS"])
+        if os.environ.get("RELIEF_INGEST_WORKERS", "").isdigit()
+        else None,
     )
     with tempfile.TemporaryDirectory(prefix="relief-ingest-report-") as reports:
         report = RejectionReport(Path(reports) / "拒收报告.csv")

@@ -290,12 +290,18 @@ class _Row:
         self.__dict__.update(values)
 
 
-@pytest.mark.parametrize(("configured", "workers"), [("0", 0), ("1", 1), ("", None)])
+@pytest.mark.parametrize(("configured", "workers"), [("0", 0), ("1", 1), (None, None)])
 def test_workers_are_configurable(
-    monkeypatch: pytest.MonkeyPatch, configured: str, workers: int | None
+    monkeypatch: pytest.MonkeyPatch, configured: str | None, workers: int | None
 ) -> None:
+    """``RELIEF_INGEST_WORKERS`` (a setting, for ``relief-gateway ingest``); unset: one worker
+    per core, at most MAX_WORKERS."""
     from adapters.parallel import MAX_WORKERS, default_workers
+    from gateway.domain.settings import load_settings
 
-    monkeypatch.setenv("RELIEF_INGEST_WORKERS", configured)
-    expected = workers if workers is not None else max(1, min(MAX_WORKERS, os.cpu_count() or 1))
-    assert default_workers() == expected
+    if configured is None:
+        monkeypatch.delenv("RELIEF_INGEST_WORKERS", raising=False)
+    else:
+        monkeypatch.setenv("RELIEF_INGEST_WORKERS", configured)
+    assert load_settings().ingest_workers == workers
+    assert default_workers() == max(1, min(MAX_WORKERS, os.cpu_count() or 1))

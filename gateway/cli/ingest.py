@@ -145,6 +145,7 @@ async def _run(
         scope=region,
         # identities lists open medical insurance's verification tasks (004 §1)
         on_completed=verification_opener(runtime.rules, clock.today()),
+        workers=settings.ingest_workers,  # RELIEF_INGEST_WORKERS; None: one per core
     )
     results: list[dict[str, Any]] = []
     try:
