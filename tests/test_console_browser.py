@@ -73,7 +73,9 @@ ENGLISH_SCAN = r"""
       if (skipped.has(inside.tagName)) { skip = true; break; }
     }
     if (skip) continue;
-    const words = node.textContent.match(/[A-Za-z][A-Za-z0-9_]*(?:[.:@-][A-Za-z0-9_*]+)*/g) || [];
+    // a word starts after a non-word character: the "dc" of a proposal id "#529122dc" is not one
+    const words = node.textContent.match(
+      /(?<![A-Za-z0-9_])[A-Za-z][A-Za-z0-9_]*(?:[.:@-][A-Za-z0-9_*]+)*/g) || [];
     for (const word of words) {
       if (allowed.has(word) || /[_\d-]/.test(word) || /^[0-9a-f]{8}$/.test(word)) continue;
       found.push(`${word} ← "${node.textContent.trim().slice(0, 60)}"`);
