@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from authz.decision import AccessDecision, Effect
 from authz.masking import MASKS
@@ -106,26 +106,36 @@ class FieldGuard:
         field: str,
         person_ids: Sequence[uuid.UUID],
         reveal: Callable[[int], T],
-    ) -> list[T]:
+    ) -> list[T | Exception]:
         """``release`` of ``field`` for each of these people, in order (``reveal(i)`` gives the
-        i-th clear value): one decision for people the caller sees whole, the same values,
-        masks, refusals and notes as a ``release`` per person."""
+        i-th clear value), with one decision for the people the caller sees whole. Where
+        ``release`` would raise (a refusal, a value that fails to open) the exception takes the
+        value's place. The same values, masks, refusals and notes as a ``release`` each."""
         effect = self.decision.effect(field)
         narrowed = self._narrowed
+        values: list[T | Exception] = []
         if effect is Effect.DENY or any(
             field not in narrowed[p] for p in person_ids if p in narrowed
         ):
-            return [
-                self.release(field, person_id, lambda i=i: reveal(i))  # type: ignore[misc]
-                for i, person_id in enumerate(person_ids)
-            ]
-        values = [reveal(i) for i in range(len(person_ids))]
-        if person_ids:
+            for i, person_id in enumerate(person_ids):
+                try:
+                    values.append(self.release(field, person_id, lambda i=i: reveal(i)))  # type: ignore[misc]
+                except Exception as refused:  # handed back in the value's place
+                    values.append(refused)
+            return values
+        mask = MASKS[field] if effect is Effect.MASK else None
+        released: list[uuid.UUID] = []
+        for i, person_id in enumerate(person_ids):
+            try:
+                value: Any = reveal(i)
+            except Exception as failed:  # handed back in the value's place
+                values.append(failed)
+                continue
+            values.append(mask(value) if mask is not None and isinstance(value, str) else value)  # type: ignore[arg-type]
+            released.append(person_id)
+        if released:
             self.released.setdefault(field, effect)
-            self.people.update(person_ids)
-        if effect is Effect.MASK:
-            mask = MASKS[field]
-            return [mask(v) if isinstance(v, str) else v for v in values]  # type: ignore[misc]
+            self.people.update(released)
         return values
 
     def note_read(self, field: str, people: Iterable[uuid.UUID] = ()) -> None:

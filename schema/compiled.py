@@ -218,6 +218,7 @@ class _Site:
     column: str | None = None  # a sealed column's name for the vault
     argument: str | None = None  # a relation argument's check, when the argument is given
     children: _ObjectPlan | None = None
+    order: int = 0  # its place among the object's sites: errors are listed in field order
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,11 +265,18 @@ class _Inputs:
 class _Run:
     guard: FieldGuard
     context: RequestContext
-    errors: list[GraphQLError] = field(default_factory=list)
+    # each error with its place in the response (root, edge, node, site, record, child site):
+    # listed in that order, the order the executor's depth-first walk meets them
+    errors: list[tuple[tuple[int, ...], GraphQLError]] = field(default_factory=list)
     seen_whole: set[int] = field(default_factory=set)  # ids of plans with notes to apply
     noted: list[_ObjectPlan] = field(default_factory=list)
-    # sealed fields released to people seen whole, a column at a time: site → objects, ids
-    sealed: dict[int, tuple[_Site, list[dict[str, Any]], list[Any]]] = field(default_factory=dict)
+    # sealed fields released to people seen whole, a column at a time: site → the objects,
+    # person ids, paths and places in the response
+    sealed: dict[int, tuple[_Site, list[_Cell]]] = field(default_factory=dict)
+
+
+# a sealed field's cell: the object holding it, the person, its path and place
+_Cell = tuple[dict[str, Any], Any, list[Any], tuple[int, ...]]
 
 
 class CompiledReads:
@@ -348,7 +356,8 @@ class CompiledReads:
         run = _Run(guard, context)
         data = await self._run(plan, inputs, run)
         _merge(guard, context.guard)
-        return ExecutionResult(data, run.errors or None)
+        errors = [error for _, error in sorted(run.errors, key=lambda entry: entry[0])]
+        return ExecutionResult(data, errors or None)
 
     # -------------------------------------------------------------- reading the document
     def _document(self, text: str) -> _Document | None:
@@ -547,7 +556,9 @@ class CompiledReads:
         data: dict[str, Any] = {}
         arguments = inputs.relation_arguments
         values: dict[str, Any] = {f"relation_{i}": v for i, v in enumerate(arguments)}
-        for root, (index, _criteria, first, after) in zip(plan.roots, inputs.roots, strict=True):
+        for r, (root, (index, _criteria, first, after)) in enumerate(
+            zip(plan.roots, inputs.roots, strict=True)
+        ):
             if root.kind == "typename":
                 data[root.key] = "Query"
                 continue
@@ -563,7 +574,7 @@ class CompiledReads:
                 _narrow(run, [(person_id, row[2])])
                 person = orjson.loads(row[0])
                 assert root.person is not None
-                _person_sites(run, person, person_id, root.person, [root.key])
+                _person_sites(run, person, person_id, root.person, [root.key], (r,))
                 data[root.key] = person
             else:
                 given = {**values, "limit": first + 1, "first": first}
@@ -576,11 +587,12 @@ class CompiledReads:
                 ids = row[1] or []
                 if row[2] is not None:
                     _narrow(run, list(zip(ids, orjson.loads(row[2]), strict=True)))
-                for edges_key, nodes in root.edges:
+                for e, (edges_key, nodes) in enumerate(root.edges):
                     for i, edge in enumerate(connection[edges_key]):
-                        for node_key, person_plan in nodes:
+                        for n, (node_key, person_plan) in enumerate(nodes):
                             path: list[str | int] = [root.key, edges_key, i, node_key]
-                            _person_sites(run, edge[node_key], ids[i], person_plan, path)
+                            person = edge[node_key]
+                            _person_sites(run, person, ids[i], person_plan, path, (r, e, i, n))
                 data[root.key] = connection
         for noted in run.noted:
             for policy, effect in noted.notes:
@@ -658,6 +670,7 @@ def _object(
                     decision.effect(policy),
                     argument=argument_check,
                     children=records,
+                    order=len(sites),
                 )
             )
             continue
@@ -665,7 +678,7 @@ def _object(
         policy_name = guarded[f.name][0]
         if policy_name is None:
             outs.append(Out(f.key, "column", column, convert))
-            sites.append(_Site(f.key, STRUCTURAL, None, f.nodes))
+            sites.append(_Site(f.key, STRUCTURAL, None, f.nodes, order=len(sites)))
             continue
         effect = decision.effect(policy_name)
         kind = SEALED if convert == "hex" else PLAIN
@@ -674,7 +687,9 @@ def _object(
         else:
             outs.append(Out(f.key, "column", column, convert))
         sealed = column.removesuffix("_ct") if kind == SEALED else None
-        sites.append(_Site(f.key, kind, policy_name, f.nodes, effect, column=sealed))
+        sites.append(
+            _Site(f.key, kind, policy_name, f.nodes, effect, column=sealed, order=len(sites))
+        )
     work = tuple(
         s
         for s in sites
@@ -744,7 +759,12 @@ def _narrow(run: _Run, people: Sequence[tuple[uuid.UUID, Sequence[str] | None]])
 
 
 def _person_sites(
-    run: _Run, person: dict[str, Any], person_id: uuid.UUID, plan: _ObjectPlan, path: list[Any]
+    run: _Run,
+    person: dict[str, Any],
+    person_id: uuid.UUID,
+    plan: _ObjectPlan,
+    path: list[Any],
+    order: tuple[int, ...],
 ) -> None:
     guard = run.guard
     if guard.narrowed(person_id) is None:  # seen whole: the decision's fields
@@ -757,14 +777,13 @@ def _person_sites(
             if site.kind == SEALED and site.effect is not Effect.DENY:
                 column = run.sealed.get(id(site))
                 if column is None:
-                    column = run.sealed[id(site)] = (site, [], [])
-                column[1].append(person)
-                column[2].append(person_id)
+                    column = run.sealed[id(site)] = (site, [])
+                column[1].append((person, person_id, path, order))
             else:
-                _site(run, person, person_id, site, path, whole=True)
+                _site(run, person, person_id, site, path, order, whole=True)
     else:  # seen through a place: every field through the guard, as the executor does
         for site in plan.sites:
-            _site(run, person, person_id, site, path, whole=False)
+            _site(run, person, person_id, site, path, order, whole=False)
 
 
 def _site(
@@ -773,6 +792,7 @@ def _site(
     person_id: uuid.UUID,
     site: _Site,
     path: list[Any],
+    order: tuple[int, ...],
     *,
     whole: bool,
 ) -> None:
@@ -787,9 +807,11 @@ def _site(
             guard.relation(site.policy, person_id)
             if site.argument is not None:
                 guard.require_argument(site.argument)
-        except Exception as error:
+        except Exception as error:  # as the executor: an error at the path
             obj[key] = None
-            run.errors.append(located_error(error, list(site.nodes), [*path, key]))
+            run.errors.append(
+                ((*order, site.order), located_error(error, list(site.nodes), [*path, key]))
+            )
             return
         records = obj[key]
         children = site.children
@@ -802,41 +824,52 @@ def _site(
             if children.denied:
                 for i, record in enumerate(records):
                     for child in children.denied:
-                        _release(run, record, person_id, child, [*path, key, i])
+                        where = [*path, key, i]
+                        _release(run, record, person_id, child, where, (*order, site.order, i))
         else:
             for i, record in enumerate(records):
                 for child in children.sites:
-                    _site(run, record, person_id, child, [*path, key, i], whole=False)
+                    where = [*path, key, i]
+                    inside = (*order, site.order, i)
+                    _site(run, record, person_id, child, where, inside, whole=False)
         return
-    _release(run, obj, person_id, site, path)
+    _release(run, obj, person_id, site, path, order)
 
 
 def _release_columns(run: _Run) -> None:
     """The sealed fields of the people seen whole, a column at a time (``release_many``: the
-    same values, masks and notes as one ``release`` each). A value that fails to open is the
-    executor's to report at its path: the request is answered there."""
+    same values, masks and notes as one ``release`` each). A value that fails to open is
+    ``null`` with its error at its path, as in the executor."""
     guard, vault = run.guard, run.context.vault
-    for site, objects, person_ids in run.sealed.values():
+    for site, cells in run.sealed.values():
         key, column, policy = site.key, site.column, site.policy
         assert column is not None
         assert policy is not None
-        sealed = [obj[key] for obj in objects]
+        person_ids = [person_id for _obj, person_id, _path, _order in cells]
+        sealed = [obj[key] for obj, _person_id, _path, _order in cells]
 
         def reveal(i: int) -> Any:
             value = sealed[i]  # noqa: B023 - used at once, inside this iteration
             opened = None if value is None else bytes.fromhex(value)
             return vault.open_sealed(opened, column, person_ids[i])  # noqa: B023
 
-        try:
-            released = guard.release_many(policy, person_ids, reveal)
-        except Exception:
-            raise _Fallback from None
-        for obj, value in zip(objects, released, strict=True):
-            obj[key] = value
+        released = guard.release_many(policy, person_ids, reveal)
+        for (obj, _person_id, path, order), value in zip(cells, released, strict=True):
+            if isinstance(value, Exception):
+                obj[key] = None
+                error = located_error(value, list(site.nodes), [*path, key])
+                run.errors.append(((*order, site.order), error))
+            else:
+                obj[key] = value
 
 
 def _release(
-    run: _Run, obj: dict[str, Any], person_id: uuid.UUID, site: _Site, path: list[Any]
+    run: _Run,
+    obj: dict[str, Any],
+    person_id: uuid.UUID,
+    site: _Site,
+    path: list[Any],
+    order: tuple[int, ...],
 ) -> None:
     key = site.key
     value = obj[key]
@@ -857,9 +890,11 @@ def _release(
 
     try:
         obj[key] = run.guard.release(site.policy, person_id, reveal)
-    except Exception as error:
+    except Exception as error:  # as the executor: an error at the path
         obj[key] = None
-        run.errors.append(located_error(error, list(site.nodes), [*path, key]))
+        run.errors.append(
+            ((*order, site.order), located_error(error, list(site.nodes), [*path, key]))
+        )
 
 
 # ------------------------------------------------------------------ small helpers

@@ -37,7 +37,7 @@ from authz.decision import AccessDecision, Effect
 from authz.guard import FieldGuard
 from authz.resources import GUARDED_FIELDS, MASKABLE_FIELDS
 from gateway.domain.departments import Department, Level
-from gateway.domain.errors import Forbidden
+from gateway.domain.errors import DecryptionError, Forbidden
 from gateway.domain.places import PlaceKind
 from gateway.domain.principal import Principal
 from gateway.http.graphql import _format_result
@@ -164,7 +164,8 @@ class Caller:
 async def gateway(
     postgres_cluster: ThrowawayCluster, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Harness]:
-    url = postgres_cluster.create_database("relief_compiled")
+    # a name of its own: pytest may set the module up twice (tests ordered by backend)
+    url = postgres_cluster.create_database(f"relief_compiled_{uuid.uuid4().hex[:8]}")
     data_dir: Path = tmp_path_factory.mktemp("compiled")
     harness = await build_harness(data_dir, url, backend="postgres", persons=400)
     # A short repr: Hypothesis prints the arguments of a failing example, the seeded people too.
@@ -633,12 +634,14 @@ async def test_requests_over_http_take_the_compiled_path(harness: Harness) -> No
     narrowed=st.lists(
         st.sampled_from([None, frozenset(), frozenset({PlaceKind.INSURED})]), max_size=6
     ),
+    failing=st.integers(-1, 5),
 )
 def test_release_many_is_release_for_each(
-    effect: Effect, narrowed: list[frozenset[PlaceKind] | None]
+    effect: Effect, narrowed: list[frozenset[PlaceKind] | None], failing: int
 ) -> None:
     """``FieldGuard.release_many`` (compiled reads' column at a time) gives what ``release``
-    per person gives: values, masks, the first refusal, the notes."""
+    per person gives: values, masks, refusals and values that fail to open in their places,
+    the same notes."""
     field = "Person.name"
     decision = AccessDecision(
         policy_version=1, purpose="p", fields={field: effect}, row_conditions=()
@@ -651,17 +654,23 @@ def test_release_many_is_release_for_each(
         for person, places in zip(people, narrowed, strict=True):
             if places is not None:
                 guard.narrow(person, places)
-        try:
-            if many:
-                got: Any = guard.release_many(field, people, lambda i: values[i])
-            else:
-                got = [
-                    guard.release(field, person, lambda i=i: values[i])
-                    for i, person in enumerate(people)
-                ]
-        except Forbidden as refused:
-            got = ("refused", refused.message)
-        outcomes.append((got, dict(guard.released), set(guard.people)))
+
+        def reveal(i: int) -> str:
+            if i == failing:
+                raise DecryptionError("测试: 密文校验失败")
+            return values[i]
+
+        got: list[Any] = []
+        if many:
+            got = list(guard.release_many(field, people, reveal))
+        else:
+            for i, person in enumerate(people):
+                try:
+                    got.append(guard.release(field, person, lambda i=i: reveal(i)))
+                except (Forbidden, DecryptionError) as refused:
+                    got.append(refused)
+        shown = [(type(v).__name__, str(v)) if isinstance(v, Exception) else v for v in got]
+        outcomes.append((shown, dict(guard.released), set(guard.people)))
     assert outcomes[0] == outcomes[1]
 
 
