@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 from sqlalchemy import delete, insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from starlette.responses import JSONResponse
 
 from authz.conditions import AllRows, HoldsCategory, PushedToDepartment, RowCondition
 from authz.decision import AccessDecision, Effect
@@ -40,7 +41,7 @@ from gateway.domain.departments import Department, Level
 from gateway.domain.errors import DecryptionError, Forbidden
 from gateway.domain.places import PlaceKind
 from gateway.domain.principal import Principal
-from gateway.http.graphql import _format_result
+from gateway.http.graphql import _format_result, _ResultResponse
 from gateway.storage.models import Enrollment, PersonReport, ReliefStatus
 from gateway.storage.places import refresh_places
 from schema.scope import scoped_context
@@ -739,3 +740,27 @@ async def test_a_person_seen_only_through_the_callers_report_is_the_executors(
             delete(PersonReport).where(PersonReport.person_id == outsider.person_id)
         )
         await refresh_places(connection, [outsider.person_id])
+
+
+# ----------------------------------------------------------------------------- the response
+
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**53), 2**53)
+    | st.text(st.characters(exclude_categories=["Cs"])),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(st.characters(exclude_categories=["Cs"])), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(body=st.dictionaries(st.sampled_from(["data", "errors"]), _JSON))
+def test_the_result_response_writes_what_jsonresponse_wrote(body: dict[str, Any]) -> None:
+    """GraphQL results are written by orjson (``gateway.http.graphql._ResultResponse``): byte
+    for byte what Starlette's ``JSONResponse`` wrote (control characters, U+2028, Chinese,
+    emoji, key order)."""
+    assert _ResultResponse(body).body == JSONResponse(body).body
