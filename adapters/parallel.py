@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
 import uuid
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Iterator
@@ -84,10 +83,13 @@ def _same_group(last: SourceRow, row: SourceRow) -> bool:
 
 
 def default_workers() -> int:
-    """One worker per core, at most :data:`MAX_WORKERS` (``relief-gateway ingest`` takes
-    ``RELIEF_INGEST_WORKERS`` instead when set; 0: everything in one process, e.g. on a
-    machine whose cores are busy with other work, where workers only add CPU)."""
-    return max(1, min(MAX_WORKERS, os.cpu_count() or 1))
+    """None by default: everything in one process. Measured on the 2-core machine, quiet
+    (bench/ingest_bench.py, 200,000 rows, 2026-12-05): workers loaded at 3,641 rows/s against
+    3,557 in one process, re-loaded at 4,893 against 6,706, with 461 MB against 135 MB peak —
+    they spend more CPU per row than they take off the main process (pickling, the memo), so
+    they pay only where cores are idle. ``RELIEF_INGEST_WORKERS`` (at most :data:`MAX_WORKERS`
+    is useful on two cores) turns them on for `relief-gateway ingest`."""
+    return 0
 
 
 @dataclass(slots=True)

@@ -294,9 +294,9 @@ class _Row:
 def test_workers_are_configurable(
     monkeypatch: pytest.MonkeyPatch, configured: str | None, workers: int | None
 ) -> None:
-    """``RELIEF_INGEST_WORKERS`` (a setting, for ``relief-gateway ingest``); unset: one worker
-    per core, at most MAX_WORKERS."""
-    from adapters.parallel import MAX_WORKERS, default_workers
+    """``RELIEF_INGEST_WORKERS`` (a setting, for ``relief-gateway ingest``); unset: one process
+    (workers measured no faster on two cores: adapters.parallel.default_workers)."""
+    from adapters.parallel import default_workers
     from gateway.domain.settings import load_settings
 
     if configured is None:
@@ -304,4 +304,4 @@ def test_workers_are_configurable(
     else:
         monkeypatch.setenv("RELIEF_INGEST_WORKERS", configured)
     assert load_settings().ingest_workers == workers
-    assert default_workers() == max(1, min(MAX_WORKERS, os.cpu_count() or 1))
+    assert default_workers() == 0

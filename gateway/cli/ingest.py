@@ -145,7 +145,7 @@ async def _run(
         scope=region,
         # identities lists open medical insurance's verification tasks (004 §1)
         on_completed=verification_opener(runtime.rules, clock.today()),
-        workers=settings.ingest_workers,  # RELIEF_INGEST_WORKERS; None: one per core
+        workers=settings.ingest_workers,  # RELIEF_INGEST_WORKERS; unset: one process
     )
     results: list[dict[str, Any]] = []
     try:
