@@ -21,10 +21,10 @@ from schema import simulation as simulation_fields
 from schema import statistics as statistics_fields
 from schema import tasks as task_fields
 from schema import warnings as warning_fields
+from schema.context import RequestContext
 from schema.enums import Department, FieldEffect, Level, ReliefCategory
 from schema.paging import PageInfo
 from schema.prefetch import requested_relations
-from schema.context import RequestContext
 from schema.types import Ctx, FieldAccess, Person, as_person
 
 _CURSOR_PREFIX = "person:"
