@@ -286,7 +286,7 @@ class ScopedPeople:
         """The page read by sources (issue 14: the predicate's ``OR`` of a column and a place
         subselect walks the primary key): each source's people in id order along its index,
         with its conditions and the filter applied, stopped after ``limit``; the page is the
-        first ``limit`` distinct ids of those streams, then their rows.
+        first ``limit`` distinct ids of those streams (``_page_by_sources`` reads their rows).
 
         Exact for any filter: a person among the first ``limit`` in scope is among the first
         ``limit`` of each source that brings them in (whoever precedes them there is in scope
