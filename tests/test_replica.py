@@ -93,6 +93,17 @@ def test_which_documents_read_from_the_replica(
     assert classify(document, operation) == (lag_tolerant, writes)
 
 
+def test_an_oversized_document_is_not_parsed_whole_to_route_it() -> None:
+    """Routing reads the document before the schema's limits do: with the token limit it
+    stops where they would refuse it (RELIEF_MAX_QUERY_TOKENS) and sends it to the primary,
+    which refuses it; a self-spreading fragment names no lag-tolerant field either."""
+    oversized = "{ persons { totalCount } " + "me { subject } " * 2_000 + "}"
+    assert classify(oversized, None) == (True, False)  # no limit: parsed whole
+    assert classify(oversized, None, 50) == (False, False)
+    looping = "{ ...F } fragment F on Query { ...F persons { totalCount } }"
+    assert classify(looping, None) == (False, False)
+
+
 def test_a_replica_is_postgresql_beside_a_postgresql_primary(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="RELIEF_DATABASE_REPLICA_URL"):
         load_settings(data_dir=tmp_path, database_replica_url="sqlite+aiosqlite:///x.db")

@@ -204,7 +204,11 @@ async def _serve(request: Request) -> Response:
             )
         except (DBAPIError, OSError) as exc:
             retry = runtime.reads.failed_on_replica(exc) or _stale_connection(exc)
-            if attempt == 1 and retry and _is_query(query, operation_name):
+            if (
+                attempt == 1
+                and retry
+                and _is_query(query, operation_name, runtime.settings.max_query_tokens)
+            ):
                 # A pooled connection that died with a database restart fails its first
                 # statement, and SQLAlchemy then discards the whole pool: a query runs again,
                 # once, on a fresh connection (a mutation may have committed part of its work).
@@ -224,9 +228,11 @@ def _stale_connection(exc: BaseException) -> bool:
 
 
 @lru_cache(maxsize=256)
-def _is_query(query: str, operation_name: str | None) -> bool:
+def _is_query(query: str, operation_name: str | None, max_tokens: int) -> bool:
+    """Whether the request executes a query; an oversized document (RELIEF_MAX_QUERY_TOKENS)
+    is not parsed whole before the schema's token limit refuses it."""
     try:
-        operation = get_operation_ast(parse(query), operation_name)
+        operation = get_operation_ast(parse(query, max_tokens=max_tokens), operation_name)
     except GraphQLError:
         return False
     return operation is not None and operation.operation.value == "query"
@@ -247,7 +253,7 @@ async def _execute(
     # A Core connection, not an ORM session: reads return plain rows, nothing to track. On the
     # replica for a lag-tolerant query, else the primary (gateway.runtime.reads).
     async with runtime.reads.connect(principal, query, operation_name) as connection:
-        if _is_query(query, operation_name):
+        if _is_query(query, operation_name, runtime.settings.max_query_tokens):
             # A query's statements run without BEGIN/ROLLBACK round trips: under READ
             # COMMITTED a transaction gives them no common snapshot anyway, and a read
             # writes nothing (the audit entry has its own connection).

@@ -115,7 +115,8 @@ class Runtime:
                     engine,
                     replica,
                     max_lag_seconds=settings.database_replica_max_lag_seconds,
-                )
+                ),
+                max_tokens=settings.max_query_tokens,
             ),
         )
         runtime.clients = ClientCredentials.create(

@@ -37,23 +37,13 @@ from __future__ import annotations
 from contextlib import AbstractAsyncContextManager
 from functools import lru_cache
 
-from graphql import (
-    DocumentNode,
-    FieldNode,
-    FragmentDefinitionNode,
-    FragmentSpreadNode,
-    GraphQLError,
-    InlineFragmentNode,
-    OperationDefinitionNode,
-    SelectionSetNode,
-    get_operation_ast,
-    parse,
-)
+from graphql import FragmentDefinitionNode, GraphQLError, get_operation_ast, parse
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from authz.store import Authorizer
 from gateway.domain.principal import Principal, canonical_subject
 from gateway.storage.replica import ReplicaRouter
+from schema.purposes import root_fields
 
 LAG_TOLERANT = frozenset(
     {
@@ -72,13 +62,17 @@ LAG_TOLERANT = frozenset(
 
 
 @lru_cache(maxsize=1024)
-def classify(query: str | None, operation_name: str | None) -> tuple[bool, bool]:
+def classify(
+    query: str | None, operation_name: str | None, max_tokens: int | None = None
+) -> tuple[bool, bool]:
     """(lag_tolerant, writes) of the operation a request executes. An unparsable document, or
-    one whose operation cannot be told, is neither: it runs on the primary and fails there."""
+    one whose operation cannot be told, is neither: it runs on the primary and fails there.
+    ``max_tokens`` (RELIEF_MAX_QUERY_TOKENS): an oversized document is not parsed whole here
+    before the schema's token limit refuses it."""
     if not query:
         return False, False
     try:
-        document = parse(query)
+        document = parse(query, max_tokens=max_tokens)
         operation = get_operation_ast(document, operation_name)
     except GraphQLError:
         return False, False
@@ -87,51 +81,27 @@ def classify(query: str | None, operation_name: str | None) -> tuple[bool, bool]
     kind = operation.operation.value
     if kind != "query":
         return False, kind == "mutation"
-    names = _root_fields(document, operation)
-    return bool(names) and names <= LAG_TOLERANT, False
-
-
-def _root_fields(document: DocumentNode, operation: OperationDefinitionNode) -> frozenset[str]:
     fragments = {
-        definition.name.value: definition.selection_set
-        for definition in document.definitions
-        if isinstance(definition, FragmentDefinitionNode)
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
     }
-    names: set[str] = set()
-    seen: set[str] = set()
-
-    def walk(selection_set: SelectionSetNode) -> None:
-        for selection in selection_set.selections:
-            if isinstance(selection, FieldNode):
-                names.add(selection.name.value)
-            elif isinstance(selection, InlineFragmentNode):
-                walk(selection.selection_set)
-            elif isinstance(selection, FragmentSpreadNode):
-                name = selection.name.value
-                if name in seen:
-                    continue
-                seen.add(name)
-                if name not in fragments:
-                    names.add("?")  # an unknown fragment: not tolerant (validation fails it)
-                    continue
-                walk(fragments[name])
-
-    walk(operation.selection_set)
-    return frozenset(names)
+    # an unknown or cyclic fragment is named "...<name>": never tolerant (validation fails it)
+    names = root_fields(operation.selection_set, fragments)
+    return bool(names) and names <= LAG_TOLERANT, False
 
 
 class GraphQLReads:
     """What ``gateway.http.graphql`` asks: the connection one request runs on."""
 
-    def __init__(self, router: ReplicaRouter) -> None:
+    def __init__(self, router: ReplicaRouter, *, max_tokens: int | None = None) -> None:
         self.router = router
+        self.max_tokens = max_tokens
 
     def connect(
         self, principal: Principal, query: str | None, operation_name: str | None
     ) -> AbstractAsyncContextManager[AsyncConnection]:
         if not self.router.configured:  # no replica: the primary, no document to look at
             return self.router.connect(lag_tolerant=False, writes=False, subject="")
-        lag_tolerant, writes = classify(query, operation_name)
+        lag_tolerant, writes = classify(query, operation_name, self.max_tokens)
         return self.router.connect(
             lag_tolerant=lag_tolerant,
             writes=writes,
