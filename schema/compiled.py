@@ -35,10 +35,9 @@ the place narrowing and the arguments' shape. Values vary through bind parameter
 from __future__ import annotations
 
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import orjson
 from graphql import (
@@ -73,7 +72,7 @@ from gateway.storage.people import PersonCriteria
 from gateway.storage.person_json import Out, Prepared, person_statement, persons_statement, prepare
 from schema.context import RequestContext
 from schema.fields import FIELDS
-from schema.limits import LimitChecks
+from schema.limits import LimitChecks, Lru
 from schema.query import PersonFilter, page_request, person_lookup
 
 # GraphQL type → field → (column, how it is written into the JSON: person_json.CONVERSIONS).
@@ -137,28 +136,6 @@ _COMPILABLE: dict[str, frozenset[str]] = {
 
 class _Fallback(Exception):
     """This request is answered by the executor instead."""
-
-
-K = TypeVar("K", bound=Hashable)
-V = TypeVar("V")
-
-
-class _Lru(Generic[K, V]):
-    def __init__(self, maxsize: int) -> None:
-        self.maxsize = maxsize
-        self.entries: OrderedDict[K, V] = OrderedDict()
-
-    def get(self, key: K) -> V | None:
-        found = self.entries.get(key)
-        if found is not None:
-            self.entries.move_to_end(key)
-        return found
-
-    def put(self, key: K, value: V) -> V:
-        self.entries[key] = value
-        if len(self.entries) > self.maxsize:
-            self.entries.popitem(last=False)
-        return value
 
 
 # ------------------------------------------------------------------ the document, read once
@@ -285,9 +262,10 @@ class CompiledReads:
     def __init__(self, schema: GraphQLSchema, checks: LimitChecks, *, cache_size: int = 1024):
         self._schema = schema
         self._checks = checks
-        self._documents: _Lru[str, _Document | bool] = _Lru(512)
-        self._selections: _Lru[tuple[Hashable, ...], tuple[_Field, ...] | bool] = _Lru(1024)
-        self._plans: _Lru[tuple[Hashable, ...], _Plan] = _Lru(cache_size)
+        # negative entries (False): not compilable, answered by the executor
+        self._documents: Lru[_Document | bool] = Lru(512)
+        self._selections: Lru[tuple[_Field, ...] | bool] = Lru(1024)
+        self._plans: Lru[_Plan] = Lru(cache_size)
         self.compiled = 0  # requests answered here, for tests and metrics
         self.fallbacks = 0
 
@@ -343,12 +321,10 @@ class CompiledReads:
             variables.coerced.get(name) for name in document.directive_variables
         )
         selection_key = (text, operation_name, directive_values)
-        roots = self._selections.get(selection_key)
-        if roots is None:
-            roots = self._selections.put(
-                selection_key, self._collect(document, operation, variables) or False
-            )
-        if roots is False or not isinstance(roots, tuple):
+        roots = self._selections.get(
+            selection_key, lambda: self._collect(document, operation, variables) or False
+        )
+        if not isinstance(roots, tuple):
             return None
         guard = FieldGuard(context.guard.decision)
         inputs = self._inputs(roots, variables, guard, context)
@@ -361,9 +337,7 @@ class CompiledReads:
 
     # -------------------------------------------------------------- reading the document
     def _document(self, text: str) -> _Document | None:
-        found = self._documents.get(text)
-        if found is None:
-            found = self._documents.put(text, self._read(text) or False)
+        found = self._documents.get(text, lambda: self._read(text) or False)
         return found if isinstance(found, _Document) else None
 
     def _read(self, text: str) -> _Document | None:
@@ -500,7 +474,7 @@ class CompiledReads:
         decision = context.guard.decision
         predicate = context.people.predicate
         key = (selection_key, id(decision), id(predicate), context.narrowing, inputs.shape)
-        plan = self._plans.get(key)
+        plan = self._plans.peek(key)
         if plan is not None and plan.decision is decision and plan.predicate is predicate:
             return plan
         return self._plans.put(key, self._compile(roots, inputs, context))
@@ -518,7 +492,7 @@ class CompiledReads:
             if root.definition is None:
                 compiled.append(_Root(root.key, "typename", root.nodes))
             elif root.name == "person":
-                outs, plan = _person(root.children, decision, arguments, parameters)
+                outs, plan = _object("Person", root.children, decision, arguments, parameters)
                 stmt = person_statement(people, outs, places)
                 prepared = prepare(stmt, people.dialect)
                 compiled.append(_Root(root.key, "person", root.nodes, prepared, person=plan))
@@ -614,15 +588,6 @@ class _Parameters:
         name = f"relation_{self.count}"
         self.count += 1
         return name
-
-
-def _person(
-    fields: tuple[_Field, ...],
-    decision: AccessDecision,
-    arguments: Any,
-    parameters: _Parameters,
-) -> tuple[tuple[Out, ...], _ObjectPlan]:
-    return _object("Person", fields, decision, arguments, parameters)
 
 
 def _object(
@@ -724,7 +689,7 @@ def _edge(
         if f.name == "cursor":
             outs.append(Out(f.key, "cursor"))
         elif f.name == "node":
-            person_outs, plan = _person(f.children, decision, arguments, parameters)
+            person_outs, plan = _object("Person", f.children, decision, arguments, parameters)
             outs.append(Out(f.key, "node", fields=person_outs))
             nodes.append((f.key, plan))
         else:

@@ -162,8 +162,9 @@ class _Counts(Visitor):
 V = TypeVar("V")
 
 
-class _TextCache(Generic[V]):
-    """A small LRU keyed by query text (a ``str`` caches its own hash)."""
+class Lru(Generic[V]):
+    """A small LRU for what reading documents computes (keyed by query text — a ``str`` caches
+    its own hash — or by tuples of it); compiled reads keep their plans in one too."""
 
     def __init__(self, maxsize: int) -> None:
         self.maxsize = maxsize
@@ -173,7 +174,16 @@ class _TextCache(Generic[V]):
         if key in self.entries:
             self.entries.move_to_end(key)
             return self.entries[key]
-        value = compute()
+        return self.put(key, compute())
+
+    def peek(self, key: object) -> V | None:
+        """The entry, most recently used now, or None."""
+        if key not in self.entries:
+            return None
+        self.entries.move_to_end(key)
+        return self.entries[key]
+
+    def put(self, key: object, value: V) -> V:
         self.entries[key] = value
         if len(self.entries) > self.maxsize:
             self.entries.popitem(last=False)
@@ -211,8 +221,8 @@ class LimitChecks:
     def __init__(self, limits: QueryLimits) -> None:
         self.limits = limits
         self._parse = lru_cache(maxsize=512)(self._parse_uncached)
-        self._shapes: _TextCache[Shape] = _TextCache(1024)
-        self._costs: _TextCache[int] = _TextCache(4096)
+        self._shapes: Lru[Shape] = Lru(1024)
+        self._costs: Lru[int] = Lru(4096)
 
     @staticmethod
     def _parse_uncached(text: str, max_tokens: int) -> DocumentNode:

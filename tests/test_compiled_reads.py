@@ -58,6 +58,16 @@ PERSON_FIELDS = """
   }
 """
 
+DIRECTIVES = """
+query S($withName: Boolean!, $noCost: Boolean!) {
+  persons(first: 10) { edges { node {
+    id name @include(if: $withName)
+    costBurdens @skip(if: $noCost) { year }
+    ... on Person @include(if: $withName) { phone }
+  } } }
+}
+"""
+
 CORPUS: list[tuple[str, str, dict[str, Any]]] = [
     (
         "page with everything",
@@ -86,28 +96,12 @@ CORPUS: list[tuple[str, str, dict[str, Any]]] = [
     ),
     (
         "include and skip",
-        """
-        query S($withName: Boolean!, $noCost: Boolean!) {
-          persons(first: 10) { edges { node {
-            id name @include(if: $withName)
-            costBurdens @skip(if: $noCost) { year }
-            ... on Person @include(if: $withName) { phone }
-          } } }
-        }
-        """,
+        DIRECTIVES,
         {"withName": True, "noCost": False},
     ),
     (
         "include and skip, the other way",
-        """
-        query S($withName: Boolean!, $noCost: Boolean!) {
-          persons(first: 10) { edges { node {
-            id name @include(if: $withName)
-            costBurdens @skip(if: $noCost) { year }
-            ... on Person @include(if: $withName) { phone }
-          } } }
-        }
-        """,
+        DIRECTIVES,
         {"withName": False, "noCost": True},
     ),
     (
