@@ -79,6 +79,7 @@ from gateway.domain import observers
 from gateway.domain.clock import as_utc, now_utc
 from gateway.domain.errors import GatewayError
 from gateway.domain.regions import narrowest_jurisdiction
+from gateway.storage import outbox
 from gateway.storage.models import IngestBatch
 from gateway.storage.vault import PersonVault
 
@@ -983,9 +984,22 @@ class Ingestor:
             if status != "COMPLETED":
                 return region, ()
             closed = await self._close_unfinished(connection, batch_id, sha)
+            await outbox.emit_rows(connection, [self._accepted(batch_id, region)])
             if self.on_completed is not None:
                 await self.on_completed(connection, self.feed, (*closed, batch_id))
         return region, closed
+
+    def _accepted(self, batch_id: uuid.UUID, region: str) -> outbox.Event:
+        """批次已接收: the sending department's system hears its batch completed (issue 18)."""
+        return outbox.Event(
+            kind=outbox.EventKind.BATCH_ACCEPTED,
+            audience=self.feed.department.value,
+            county_code=region[:6],
+            subject_type="batch",
+            subject_id=str(batch_id),
+            dedupe_key=f"{outbox.EventKind.BATCH_ACCEPTED.value}:{batch_id}",
+            facts={"feed": self.feed.name},
+        )
 
     async def _close_unfinished(
         self, connection: AsyncConnection, batch_id: uuid.UUID, sha: str | None

@@ -26,6 +26,7 @@ from adapters.apply._shared import (
     insert_rows,
 )
 from gateway.domain.departments import Department
+from gateway.storage import outbox
 from gateway.storage.models import Anomaly
 
 
@@ -82,6 +83,8 @@ class _Anomalies(_ChunkState):
             not in self._closed_anomalies
         ]
         await insert_rows(self.connection, _table(Anomaly), fresh)
+        # The departments that must verify hear of them, in this chunk's transaction (issue 18).
+        events = [outbox.anomaly_event(outbox.EventKind.ANOMALY_OPENED, a) for a in fresh]
         # A submitter with a jurisdiction is told about the anomalies sent back to it there;
         # others (another county's, another department's) are theirs to see.
         scope, department = self.context.scope, self.context.department
@@ -96,7 +99,7 @@ class _Anomalies(_ChunkState):
             for a in self._new_anomalies
         }
         for person_id, department, kind, _county in self._closed_anomalies - opened_now:
-            await self.connection.execute(
+            closed = await self.connection.execute(
                 update(Anomaly)
                 .where(
                     Anomaly.person_id == person_id,
@@ -110,7 +113,12 @@ class _Anomalies(_ChunkState):
                     resolved_on=self.context.today,
                     resolved_by=f"batch:{self.context.batch_id}",
                 )
+                .returning(Anomaly.id, Anomaly.department, Anomaly.county_code, Anomaly.person_id)
             )
+            events.extend(
+                outbox.anomaly_event(outbox.EventKind.ANOMALY_CLOSED, row) for row in closed
+            )
+        await outbox.emit_rows(self.connection, events)
 
     def _check_deceased_statuses(
         self, person: _PersonState, statuses: Iterable[_StatusState]

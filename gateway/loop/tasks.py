@@ -57,6 +57,7 @@ from gateway.domain.departments import CATEGORY_NAMES_ZH, Department
 from gateway.domain.errors import BadUserInput
 from gateway.domain.workdays import add_working_days, is_working_day
 from gateway.loop.config import ProvinceRules
+from gateway.storage import outbox
 from gateway.storage.models import CostWarning, IngestBatch, Person, ReliefStatus, Task
 from gateway.storage.places import refresh_places
 from gateway.storage.setwise import dialect_insert, new_uuid
@@ -264,6 +265,11 @@ async def open_verification_tasks(
         .on_conflict_do_nothing(index_elements=["department", "source_key", "person_id"])
     )
     result = await connection.execute(statement)
+    await outbox.emit_tasks_pushed(
+        connection,
+        Task.department == Department.MEDICAL_INSURANCE.value,
+        Task.source_key == f"batch:{batch_id}",
+    )
     return max(int(result.rowcount or 0), 0)
 
 
@@ -495,7 +501,44 @@ class DepartmentTasks:
                 Task.id == task_id, self._answerable()
             )
             row = (await connection.execute(stmt)).one()
+            await outbox.emit_rows(connection, await self._answer_events(connection, row, created))
         return AnsweredTask(row, created)
+
+    async def _answer_events(
+        self, connection: AsyncConnection, task: Any, created: bool
+    ) -> list[outbox.Event]:
+        """Who hears an answer (issue 18): medical insurance, which raised the warning, for a
+        warning review; the department whose list opened it, for an identity verification. A
+        recognition also reaches medical insurance as a new identity (004 §1)."""
+        if task.kind == TaskKind.WARNING_REVIEW.value:
+            pusher: str | None = Department.MEDICAL_INSURANCE.value
+        elif task.batch_id is not None:
+            pusher = (
+                await connection.execute(
+                    select(IngestBatch.department).where(IngestBatch.id == task.batch_id)
+                )
+            ).scalar()
+        else:
+            pusher = None
+        now = now_utc()
+        events = []
+        if pusher is not None and pusher != self._department:
+            events.append(outbox.task_answered(task, audience=pusher, occurred_at=now))
+        if created and task.relief_status_id is not None:
+            events.append(
+                outbox.Event(
+                    kind=outbox.EventKind.IDENTITY_RECOGNISED,
+                    audience=Department.MEDICAL_INSURANCE.value,
+                    county_code=task.county_code,
+                    person_id=task.person_id,
+                    subject_type="relief_status",
+                    subject_id=str(task.relief_status_id),
+                    dedupe_key=f"{outbox.EventKind.IDENTITY_RECOGNISED.value}:"
+                    f"{task.relief_status_id}",
+                    facts={"category": task.answer_category, "department": self._department},
+                )
+            )
+        return events
 
     async def _recognise(
         self,

@@ -68,6 +68,7 @@ from gateway.domain.clock import now_utc
 from gateway.domain.errors import BadUserInput
 from gateway.domain.workdays import add_working_days
 from gateway.loop.config import Measure, Population, ProvinceRules, WarningRule
+from gateway.storage import outbox
 from gateway.storage.models import (
     CostBurden,
     CostWarning,
@@ -292,6 +293,11 @@ async def _run(
         await connection.execute(
             _insert_tasks(dialect, department, codes, run_id, today=today, due_on=due_on)
         )
+        # The outbox, in this transaction: the warnings, then the tasks they opened (issue 18).
+        await outbox.emit_select(connection, _warnings_raised(dialect, department, codes, run_id))
+    await outbox.emit_tasks_pushed(
+        connection, Task.warning_id.in_(select(CostWarning.id).where(CostWarning.run_id == run_id))
+    )
     # The counties the warnings were pushed to are now places of those people (issue 14).
     await refresh_places(
         connection, select(CostWarning.person_id).where(CostWarning.run_id == run_id)
@@ -491,6 +497,24 @@ def _insert_tasks(
     return statement.on_conflict_do_nothing(
         index_elements=["department", "source_key", "person_id"]
     )
+
+
+def _warnings_raised(
+    dialect: str, department: str, rule_codes: Sequence[str], run_id: uuid.UUID
+) -> Any:
+    """``warning.raised`` for the run's warnings of rules pushed to ``department``."""
+    warning_id = uuid_text(dialect, CostWarning.id.expression)
+    kind = outbox.EventKind.WARNING_RAISED.value
+    return select(
+        literal(kind, String()).label("kind"),
+        literal(department, String()).label("audience"),
+        CostWarning.county_code.label("county_code"),
+        CostWarning.person_id.label("person_id"),
+        literal("warning", String()).label("subject_type"),
+        warning_id.label("subject_id"),
+        (literal(f"{kind}:{department}:", String()) + warning_id).label("dedupe_key"),
+        literal(None, String()).label("facts"),
+    ).where(CostWarning.run_id == run_id, CostWarning.rule.in_(list(rule_codes)))
 
 
 # ---------------------------------------------------------------------------- reading

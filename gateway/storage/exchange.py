@@ -17,6 +17,7 @@ from sqlalchemy import ColumnElement, Result, Select, and_, func, or_, select, u
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.domain.clock import beijing_day_start
+from gateway.storage import outbox
 from gateway.storage.models import Anomaly, IngestBatch, PersonReport, PersonSource
 from gateway.storage.places import refresh_places
 
@@ -174,6 +175,9 @@ class DepartmentExchange:
             row = (await connection.execute(stmt)).first()
             if row is not None and changed.rowcount and resolution in VERIFYING_RESOLUTIONS:
                 await self._verify_report(connection, row)
+            if row is not None and changed.rowcount:
+                event = outbox.anomaly_event(outbox.EventKind.ANOMALY_CLOSED, row)
+                await outbox.emit_rows(connection, [event])
         if row is None:
             return None
         return row, bool(changed.rowcount)

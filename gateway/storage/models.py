@@ -459,6 +459,12 @@ class Task(Base):
     relief_status_id: Mapped[int | None] = mapped_column(
         ForeignKey("relief_status.id", ondelete="SET NULL")
     )
+    # Receipts (issue 18 item 4, migration 0013): when the push first reached the department's
+    # system (a delivery to one of its endpoints succeeded), and when one of its people first
+    # opened the task itself (``task(id)``, the workbench's task view; list pages don't count).
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    read_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    read_by: Mapped[str | None] = mapped_column(String(128))
 
     __table_args__ = (
         Index("ux_task_source", "department", "source_key", "person_id", unique=True),
@@ -638,3 +644,138 @@ class ServiceClient(Base):
     created_by: Mapped[str] = mapped_column(String(128))
     disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     disabled_by: Mapped[str | None] = mapped_column(String(128))
+
+
+class OutboxEvent(Base):
+    """发件箱: one event that concerns another department, written in the transaction of the
+    change it describes (issue 18 item 1, ``gateway.storage.outbox``), one row per audience
+    department. ``dedupe_key`` makes a re-run of a set-wise write emit nothing twice;
+    ``emit_id`` marks the rows one write emitted, so their deliveries fan out set-wise in the
+    same transaction. Holds no name or ID number: payloads are rendered at delivery, through
+    the receiving department's policy."""
+
+    __tablename__ = "outbox_event"
+
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    event_id: Mapped[uuid.UUID] = mapped_column(Uuid, unique=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    audience: Mapped[str] = mapped_column(String(32))  # the department it concerns
+    county_code: Mapped[str] = mapped_column(String(6))  # whose jurisdiction it lies in
+    person_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("person.id", ondelete="CASCADE"))
+    subject_type: Mapped[str] = mapped_column(String(16))  # task / warning / anomaly / batch
+    subject_id: Mapped[str] = mapped_column(String(36))
+    dedupe_key: Mapped[str] = mapped_column(String(120), unique=True)
+    facts: Mapped[str | None] = mapped_column(Text)  # JSON, never a name or ID number
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    emit_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    # Received from another province's gateway (its two-digit code), else null.
+    origin: Mapped[str | None] = mapped_column(String(2))
+
+    __table_args__ = (
+        Index("ix_outbox_event_audience", "audience", "county_code", "id"),
+        Index("ix_outbox_event_person", "person_id", "id"),
+        Index("ix_outbox_event_emit", "emit_id"),
+    )
+
+
+class WebhookEndpoint(Base):
+    """A department system's webhook (issue 18 item 2): where events of the kinds it
+    subscribes to (``webhook_subscription``) inside its jurisdiction are POSTed, signed with
+    its secret (sealed by the vault; the previous one signs too until it expires, for
+    rotation). Payloads are what ``department``/``level``/``region`` may read by policy.
+    Disabled, never deleted: its deliveries stay as evidence."""
+
+    __tablename__ = "webhook_endpoint"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    department: Mapped[str] = mapped_column(String(32))
+    level: Mapped[str] = mapped_column(String(16))
+    region: Mapped[str] = mapped_column(String(12))
+    url: Mapped[str] = mapped_column(String(2000))
+    algorithm: Mapped[str] = mapped_column(String(16))  # HMAC-SHA256 / HMAC-SM3
+    secret_id: Mapped[str] = mapped_column(String(32))
+    secret_ct: Mapped[bytes] = mapped_column(LargeBinary)
+    previous_secret_id: Mapped[str | None] = mapped_column(String(32))
+    previous_secret_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    dead_after_seconds: Mapped[int | None] = mapped_column(Integer)  # null: the setting
+    max_in_flight: Mapped[int] = mapped_column(Integer)
+    consecutive_failures: Mapped[int] = mapped_column(Integer)
+    paused_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str] = mapped_column(String(128))
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    disabled_by: Mapped[str | None] = mapped_column(String(128))
+
+    __table_args__ = (Index("ix_webhook_endpoint_department", "department", "region"),)
+
+
+class WebhookSubscription(Base):
+    """The event kinds an endpoint receives."""
+
+    __tablename__ = "webhook_subscription"
+
+    endpoint_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("webhook_endpoint.id", ondelete="CASCADE"), primary_key=True
+    )
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+
+
+class WebhookDelivery(Base):
+    """One event to one endpoint (``gateway.storage.deliveries``): PENDING until a worker
+    claims it (IN_FLIGHT, with a lease), then DELIVERED, or PENDING again with a later
+    ``next_attempt_at``, or DEAD (死信) once it has failed for longer than the endpoint's
+    dead-letter time, or CANCELLED (the endpoint was disabled; the person left its scope).
+    ``ordering_key`` (the person) keeps one person's events in order per endpoint."""
+
+    __tablename__ = "webhook_delivery"
+
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    event_id: Mapped[int] = mapped_column(AutoId, ForeignKey("outbox_event.id", ondelete="CASCADE"))
+    endpoint_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("webhook_endpoint.id", ondelete="CASCADE")
+    )
+    ordering_key: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(12))
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    first_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    dead_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    cancel_reason: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (
+        Index("ux_webhook_delivery_event_endpoint", "event_id", "endpoint_id", unique=True),
+        Index("ix_webhook_delivery_due", "status", "next_attempt_at"),
+        Index("ix_webhook_delivery_order", "endpoint_id", "ordering_key", "id"),
+        Index("ix_webhook_delivery_endpoint_status", "endpoint_id", "status"),
+    )
+
+
+class WebhookAttempt(Base):
+    """One HTTP attempt of a delivery, for the operations team (what was sent: the body's
+    SHA-256 and the signing secrets' ids; what came back)."""
+
+    __tablename__ = "webhook_attempt"
+
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[int] = mapped_column(
+        AutoId, ForeignKey("webhook_delivery.id", ondelete="CASCADE")
+    )
+    attempt: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(String(500))
+    body_sha256: Mapped[str | None] = mapped_column(String(64))
+    secret_ids: Mapped[str | None] = mapped_column(String(80))
+    worker: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (Index("ix_webhook_attempt_delivery", "delivery_id", "attempt"),)
