@@ -6,6 +6,10 @@ knows about policies or GraphQL. ``open_keyring`` opens the configured keyring, 
 with the key-encryption key in a PKCS#11 token (the cipher machine) when
 ``RELIEF_PKCS11_MODULE`` is set (``_pkcs11``). ``SigningKey`` is the gateway's ES256 key for
 service-account tokens, ``certificate_sha256`` a client certificate's fingerprint (``_signing``).
+``ProvinceKey``/``PeerKey`` sign and verify the messages and receipts exchanged with other
+provinces' gateways, ``log_mac`` MACs their message log (``_province``).
+``webhook_headers`` signs a webhook delivery (HMAC-SHA-256 or HMAC-SM3, Standard Webhooks) and
+``verify_webhook`` is what its receiver runs (``_webhook``).
 """
 
 from gateway.crypto._audit_mac import AuditMac
@@ -19,7 +23,13 @@ from gateway.crypto._pkcs11 import (
     open_keyring,
     protector_from_settings,
 )
+from gateway.crypto._province import PeerKey, ProvinceKey, check_log_mac, log_mac
 from gateway.crypto._signing import PrivateKey, PublicKey, SigningKey, certificate_sha256
+from gateway.crypto._webhook import InvalidWebhook
+from gateway.crypto._webhook import headers as webhook_headers
+from gateway.crypto._webhook import secret_key as webhook_secret_key
+from gateway.crypto._webhook import sign as sign_webhook
+from gateway.crypto._webhook import verify as verify_webhook
 
 __all__ = [
     "AuditKey",
@@ -27,16 +37,25 @@ __all__ = [
     "DataKey",
     "FieldCipher",
     "IndexKey",
+    "InvalidWebhook",
     "Keyring",
     "KeyringProtection",
+    "PeerKey",
     "PrivateKey",
+    "ProvinceKey",
     "PublicKey",
     "SigningKey",
     "TokenProtector",
     "TokenSettings",
     "certificate_sha256",
+    "check_log_mac",
     "destroy_kek",
     "generate_kek",
+    "log_mac",
     "open_keyring",
     "protector_from_settings",
+    "sign_webhook",
+    "verify_webhook",
+    "webhook_headers",
+    "webhook_secret_key",
 ]
