@@ -779,3 +779,68 @@ class WebhookAttempt(Base):
     worker: Mapped[str] = mapped_column(String(64))
 
     __table_args__ = (Index("ix_webhook_attempt_delivery", "delivery_id", "attempt"),)
+
+
+class ExchangeMessage(Base):
+    """省际交换消息日志: one message sent to (OUT) or received from (IN) another province's
+    gateway (issue 18 item 5, ``gateway.storage.peers``). The envelope holds the person's ID
+    number (the join key between provinces), so it is sealed with the vault; its SHA-256 and the
+    sender's signature stay in clear for verification, as do the signed receipt and its
+    signature. A complete entry is chained (``seq``/``prev_hash``/``entry_hash``, MAC'd with the
+    audit key); a PENDING OUT row is the sender's queue."""
+
+    __tablename__ = "exchange_message"
+
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    direction: Mapped[str] = mapped_column(String(3))  # IN / OUT
+    peer: Mapped[str] = mapped_column(String(2))  # the other province's code
+    message_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    ref: Mapped[uuid.UUID | None] = mapped_column(Uuid)  # the message this one answers
+    kind: Mapped[str] = mapped_column(String(32))
+    # OUT: the local outbox event sent; IN: the outbox event the message was applied as.
+    event_id: Mapped[int | None] = mapped_column(BigInteger)
+    person_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("person.id", ondelete="SET NULL")
+    )
+    envelope_ct: Mapped[bytes] = mapped_column(LargeBinary)
+    envelope_sha256: Mapped[str] = mapped_column(String(64))
+    signed_at: Mapped[str | None] = mapped_column(String(40))  # as signed, ISO 8601
+    signature: Mapped[str | None] = mapped_column(Text)
+    signer_key_id: Mapped[str | None] = mapped_column(String(64))
+    receipt: Mapped[bytes | None] = mapped_column(LargeBinary)  # the exact bytes signed
+    receipt_signature: Mapped[str | None] = mapped_column(Text)
+    receipt_key_id: Mapped[str | None] = mapped_column(String(64))
+    receipt_status: Mapped[str | None] = mapped_column(String(10))  # ACCEPTED / REJECTED
+    status: Mapped[str] = mapped_column(String(10))  # PENDING / DONE
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    received_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    receipted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    seq: Mapped[int | None] = mapped_column(BigInteger)
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    entry_hash: Mapped[str | None] = mapped_column(String(64))
+    mac_key_id: Mapped[str | None] = mapped_column(String(32))
+    entry_mac: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (
+        Index("ux_exchange_message", "peer", "direction", "message_id", unique=True),
+        Index("ux_exchange_message_seq", "seq", unique=True),
+        Index("ix_exchange_message_due", "direction", "status", "next_attempt_at"),
+        Index("ix_exchange_message_event", "peer", "direction", "event_id"),
+        Index("ix_exchange_message_person", "person_id"),
+    )
+
+
+class ExchangeHead(Base):
+    """The message log's chain head: last position and entry hash (one row, migration 0014)."""
+
+    __tablename__ = "exchange_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    entry_hash: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (CheckConstraint("id = 1", name="ck_exchange_head_singleton"),)
