@@ -8,7 +8,7 @@ and filtered in SQL, a constant number of queries per chain.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from enum import Enum
 
 import strawberry
@@ -33,6 +33,10 @@ class ChainEventKind(Enum):
     )
     WARNING = strawberry.enum_value("WARNING", description="高额医疗费用预警")
     TASK_PUSHED = strawberry.enum_value("TASK_PUSHED", description="推送部门核实 (限期答复)")
+    TASK_DELIVERED = strawberry.enum_value(
+        "TASK_DELIVERED", description="推送已送达部门业务系统 (回执)"
+    )
+    TASK_READ = strawberry.enum_value("TASK_READ", description="部门已查阅推送任务 (回执)")
     TASK_ANSWERED = strawberry.enum_value("TASK_ANSWERED", description="部门答复核实结果")
     ANOMALY_OPENED = strawberry.enum_value("ANOMALY_OPENED", description="数据异常回传来源部门")
     ANOMALY_RESOLVED = strawberry.enum_value("ANOMALY_RESOLVED", description="来源部门处理异常")
@@ -56,6 +60,9 @@ class ChainEvent:
     task_id: strawberry.ID | None = strawberry.field(description="相关推送任务")
     warning_id: strawberry.ID | None = strawberry.field(description="相关高额费用预警")
     anomaly_id: strawberry.ID | None = strawberry.field(description="相关异常")
+    at: datetime | None = strawberry.field(
+        default=None, description="发生时刻 (有时刻记录的事件, 如送达、查阅回执; 其余为空)"
+    )
 
 
 @strawberry.type(description="一人一条救助链: 跨部门的认定、参保、预警、推送与答复、异常")
@@ -76,6 +83,7 @@ def _event(event: rules.ChainEvent) -> ChainEvent:
         task_id=strawberry.ID(str(event.task_id)) if event.task_id else None,
         warning_id=strawberry.ID(str(event.warning_id)) if event.warning_id else None,
         anomaly_id=strawberry.ID(str(event.anomaly_id)) if event.anomaly_id else None,
+        at=event.at,
     )
 
 

@@ -17,6 +17,7 @@ from gateway.storage.people import PersonCriteria
 from schema import audit as audit_fields
 from schema import chain, exchange, policy
 from schema import coverage as coverage_fields
+from schema import deliveries as delivery_fields
 from schema import simulation as simulation_fields
 from schema import statistics as statistics_fields
 from schema import tasks as task_fields
@@ -218,6 +219,9 @@ class Query:
         description="只含汇总数的统计 (小于 5 人的格子不发布), 不含任何人员信息",
     )
     tasks = strawberry.field(resolver=task_fields.tasks, description="推送给本部门的任务 (按期限)")
+    task = strawberry.field(
+        resolver=task_fields.task, description="一个推送任务 (承办部门打开即记录已阅回执)"
+    )
     policies = strawberry.field(resolver=policy.policies, description="当前生效的策略")
     policy_versions = strawberry.field(resolver=policy.policy_versions, description="策略版本")
     policy_proposals = strawberry.field(resolver=policy.policy_proposals, description="变更申请")
@@ -241,6 +245,14 @@ class Query:
         description="解释审计日志中的一次请求: 每个字段和行范围由哪些策略行授予或为何被拒绝 "
         "(仅审计管理员, 辖区内他人的记录; 不存在、不在辖区内或为本人的记录时为 null)",
     )
+    webhook_endpoints = strawberry.field(
+        resolver=delivery_fields.webhook_endpoints,
+        description="本部门在辖区内的推送端点, 含已停用的 (仅系统管理员; 不含密钥)",
+    )
+    webhook_deliveries = strawberry.field(
+        resolver=delivery_fields.webhook_deliveries,
+        description="辖区内推送端点的推送记录, 可按状态 (如死信 DEAD) 和端点筛选 (仅系统管理员)",
+    )
 
 
 @strawberry.type
@@ -253,6 +265,9 @@ class Mutation:
         resolver=exchange.resolve_anomaly, description="处理一条回传的异常"
     )
     answer_task = strawberry.mutation(resolver=task_fields.answer_task, description="答复推送任务")
+    acknowledge_tasks = strawberry.mutation(
+        resolver=task_fields.acknowledge_tasks, description="确认已收到并查阅推送任务 (已阅回执)"
+    )
     propose_policy_change = strawberry.mutation(
         resolver=policy.propose_policy_change, description="提出策略变更"
     )
@@ -264,4 +279,20 @@ class Mutation:
     )
     reject_policy_change = strawberry.mutation(
         resolver=policy.reject_policy_change, description="驳回或撤回申请"
+    )
+    register_webhook_endpoint = strawberry.mutation(
+        resolver=delivery_fields.register_webhook_endpoint,
+        description="登记推送端点 (仅系统管理员, 本部门、本辖区); 密钥只在结果中显示这一次",
+    )
+    rotate_webhook_secret = strawberry.mutation(
+        resolver=delivery_fields.rotate_webhook_secret,
+        description="轮换推送端点的签名密钥; 旧密钥在 keepPreviousHours 小时内继续签名",
+    )
+    disable_webhook_endpoint = strawberry.mutation(
+        resolver=delivery_fields.disable_webhook_endpoint,
+        description="停用推送端点: 未完成的推送取消, 已有记录保留",
+    )
+    replay_deliveries = strawberry.mutation(
+        resolver=delivery_fields.replay_deliveries,
+        description="重新投递死信: 指定的推送 (ids), 或某端点自某时刻 (since) 起的死信; 返回条数",
     )

@@ -66,6 +66,12 @@ class TaskCell:
     open_suppressed: bool
     overdue: int | None = strawberry.field(description="其中已超期的任务数; 被抑制时为空")
     overdue_suppressed: bool
+    delivered: int | None = strawberry.field(
+        description="其中已送达部门业务系统的任务数 (回执); 被抑制时为空"
+    )
+    delivered_suppressed: bool
+    read: int | None = strawberry.field(description="其中承办部门已查阅的任务数; 被抑制时为空")
+    read_suppressed: bool
 
 
 @strawberry.type(description="一个地区的参保覆盖情况")
@@ -112,12 +118,23 @@ class DataProvidedCell:
     rows_accepted: int = strawberry.field(description="接收行数")
 
 
+@strawberry.type(description="推送送达: 某部门某月收到的推送次数与人次")
+class SharingPushCell:
+    department: Department = strawberry.field(description="接收推送的部门")
+    month: str = strawberry.field(description="月份 YYYY-MM (北京时间, 按送达时刻)")
+    deliveries: int = strawberry.field(description="送达次数: 成功投递到其业务系统的推送")
+    person_times: int = strawberry.field(description="推送人次: 这些推送涉及的人数之和")
+
+
 @strawberry.type(description="共享运行情况 (000 §5): 请求和行数, 不含人员信息, 不做抑制")
 class SharingStatistics:
     reads: list[SharingReadCell] = strawberry.field(
         description="读取方 (辖区在统计范围内) 的共享次数和共享人次"
     )
     provided: list[DataProvidedCell] = strawberry.field(description="各部门报送的数据")
+    pushes: list[SharingPushCell] = strawberry.field(
+        description="推送送达各部门业务系统的次数和人次 (Webhook 投递成功; 按接收部门)"
+    )
 
 
 @strawberry.type(
@@ -178,6 +195,10 @@ class Statistics:
                 open_suppressed=cell.open.suppressed,
                 overdue=cell.overdue.value,
                 overdue_suppressed=cell.overdue.suppressed,
+                delivered=cell.delivered.value,
+                delivered_suppressed=cell.delivered.suppressed,
+                read=cell.read.value,
+                read_suppressed=cell.read.suppressed,
             )
             for cell in await self.figures.tasks()
         ]
@@ -221,6 +242,15 @@ class Statistics:
                     person_times=row.person_times,
                 )
                 for row in found.reads
+            ],
+            pushes=[
+                SharingPushCell(
+                    department=Department(row.department),
+                    month=row.month,
+                    deliveries=row.deliveries,
+                    person_times=row.person_times,
+                )
+                for row in found.pushes
             ],
             provided=[
                 DataProvidedCell(

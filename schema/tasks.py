@@ -12,12 +12,13 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from datetime import date
+from datetime import date, datetime
 from enum import Enum
 from typing import Any
 
 import strawberry
 
+from gateway.domain.clock import as_utc
 from gateway.domain.errors import BadUserInput, Forbidden
 from gateway.loop import tasks as rules
 from gateway.loop.tasks import DepartmentTasks, TaskCriteria
@@ -26,6 +27,8 @@ from schema.paging import PageInfo
 from schema.types import Ctx, Person, as_person
 
 _CURSOR_PREFIX = "task"
+# acknowledgeTasks: one page of the workbench, or a system confirming what it was delivered
+MAX_ACKNOWLEDGE = 500
 
 
 @strawberry.enum(description="任务状态 (每个任务恰好一个; 期限优先: 超期、临期先于待办、待补充)")
@@ -88,6 +91,13 @@ class Task:
     answered_on: date | None = strawberry.field(description="答复日期")
     answered_by: str | None = strawberry.field(description="答复人")
     note: str | None = strawberry.field(description="答复说明")
+    delivered_at: datetime | None = strawberry.field(
+        default=None, description="回执: 首次送达本部门业务系统的时刻 (Webhook 投递成功)"
+    )
+    read_at: datetime | None = strawberry.field(
+        default=None, description="回执: 承办部门首次查阅的时刻 (打开任务或确认已阅)"
+    )
+    read_by: str | None = strawberry.field(default=None, description="回执: 首次查阅人")
     warning: TaskWarning | None = strawberry.field(description="所针对的预警 (预警核查任务)")
     person_id: strawberry.Private[uuid.UUID]
 
@@ -127,6 +137,9 @@ def _task(row: Any, service: DepartmentTasks, today: date) -> Task:
         answered_on=row.answered_on,
         answered_by=row.answered_by,
         note=row.note,
+        delivered_at=row.delivered_at and as_utc(row.delivered_at),
+        read_at=row.read_at and as_utc(row.read_at),
+        read_by=row.read_by,
         warning=warning,
         person_id=row.person_id,
     )
@@ -248,6 +261,49 @@ async def tasks(
     )
 
 
+async def task(info: Ctx, id: strawberry.ID) -> Task | None:
+    """One task; opened by the department it is pushed to, it leaves the read receipt."""
+    context = info.context
+    context.guard.require_operation("Loop.tasks")
+    task_id = _task_id(id, "id")
+    service = _service(info)
+    row = await service.one(task_id)
+    if row is None:
+        return None
+    if row.read_at is None and await service.acknowledge([task_id], by=context.principal.subject):
+        row = await service.one(task_id)
+    return _task(row, service, context.today)
+
+
+@strawberry.type(description="确认已阅的结果")
+class AcknowledgeTasksResult:
+    acknowledged: int = strawberry.field(description="本次新记录已阅回执的任务数")
+    tasks: list[Task] = strawberry.field(description="本次记录了回执的任务")
+
+
+async def acknowledge_tasks(info: Ctx, ids: list[strawberry.ID]) -> AcknowledgeTasksResult:
+    """The department's system (or clerk) confirms it has received and read its tasks."""
+    context = info.context
+    context.guard.require_operation("Loop.answerTask")
+    if len(ids) > MAX_ACKNOWLEDGE:
+        raise BadUserInput(f"一次最多确认 {MAX_ACKNOWLEDGE} 个任务")
+    service = _service(info)
+    marked = await service.acknowledge(
+        [_task_id(value, "ids") for value in ids], by=context.principal.subject
+    )
+    rows = [row for task_id in marked if (row := await service.one(task_id)) is not None]
+    return AcknowledgeTasksResult(
+        acknowledged=len(marked), tasks=[_task(row, service, context.today) for row in rows]
+    )
+
+
+def _task_id(value: strawberry.ID, argument: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise BadUserInput(f"任务编号 {argument} 无效") from None
+
+
 async def answer_task(
     info: Ctx,
     task_id: strawberry.ID,
@@ -278,6 +334,7 @@ async def answer_task(
 
 
 __all__ = [
+    "AcknowledgeTasksResult",
     "AnswerTaskResult",
     "Task",
     "TaskAnswer",
@@ -286,6 +343,8 @@ __all__ = [
     "TaskKind",
     "TaskState",
     "TaskWarning",
+    "acknowledge_tasks",
     "answer_task",
+    "task",
     "tasks",
 ]

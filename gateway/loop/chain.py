@@ -53,6 +53,8 @@ class ChainEventKind(StrEnum):
     ENROLLMENT_TERMINATED = "ENROLLMENT_TERMINATED"  # 终止参保
     WARNING = "WARNING"  # 高额医疗费用预警
     TASK_PUSHED = "TASK_PUSHED"  # 推送核实
+    TASK_DELIVERED = "TASK_DELIVERED"  # 已送达部门系统 (回执, issue 18)
+    TASK_READ = "TASK_READ"  # 部门已查阅 (回执)
     TASK_ANSWERED = "TASK_ANSWERED"  # 核实答复
     ANOMALY_OPENED = "ANOMALY_OPENED"  # 异常回传
     ANOMALY_RESOLVED = "ANOMALY_RESOLVED"  # 异常处理
@@ -188,6 +190,7 @@ class ChainEvent:
     warning_id: uuid.UUID | None = None
     anomaly_id: uuid.UUID | None = None
     tie: str = ""  # a stable order among events of one kind and day (the source row's id)
+    at: datetime | None = None  # the instant, for events recorded with one (receipts)
 
     @property
     def order(self) -> tuple[date, int, str]:
@@ -370,6 +373,8 @@ async def _tasks(
         Task.answer,
         Task.answer_category,
         Task.answered_on,
+        Task.delivered_at,
+        Task.read_at,
     ).where(Task.person_id == person_id, Task.county_code.like(visibility.region + "%"))
     if not visibility.other_departments:
         stmt = stmt.where(Task.department == visibility.department)
@@ -392,6 +397,26 @@ async def _tasks(
                 tie=str(row.id),
             )
         )
+        # Receipts (issue 18 item 4): reached the department's system; opened by its people.
+        for at, kind, said in (
+            (row.delivered_at, ChainEventKind.TASK_DELIVERED, "已送达{}业务系统"),
+            (row.read_at, ChainEventKind.TASK_READ, "{}已查阅"),
+        ):
+            if at is not None:
+                moment = as_utc(at)
+                events.append(
+                    ChainEvent(
+                        on=moment.astimezone(CHINA_TZ).date(),
+                        kind=kind,
+                        summary=said.format(department)
+                        + f" ({moment.astimezone(CHINA_TZ):%Y-%m-%d %H:%M})",
+                        department=row.department,
+                        task_id=row.id,
+                        warning_id=warning_id,
+                        tie=str(row.id),
+                        at=moment,
+                    )
+                )
         if row.answered_on is not None:
             answer = _ANSWER_ZH.get(row.answer or "", row.answer or "已答复")
             if row.answer_category:

@@ -70,15 +70,20 @@ from gateway.storage.models import (
     CostWarning,
     Enrollment,
     IngestBatch,
+    OutboxEvent,
     Person,
     ReliefStatus,
     Task,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 
 Execute = Callable[[Any], Awaitable[Result[Any]]]
 Key = tuple[str | None, ...]
 
 TASK_KINDS = ("WARNING_REVIEW", "IDENTITY_VERIFICATION")
+# Measures of open tasks: how many, overdue, delivered to the department's system, read by it.
+_TASK_MEASURES = ("open", "overdue", "delivered", "read")
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
 
@@ -242,6 +247,8 @@ class TaskCell:
     kind: str | None  # None: all kinds
     open: Count
     overdue: Count
+    delivered: Count  # of the open ones: delivered to the department's system (issue 18)
+    read: Count  # of the open ones: opened by the department's people
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,9 +287,18 @@ class DataProvided:
 
 
 @dataclass(frozen=True, slots=True)
+class SharingPushes:
+    department: str
+    month: str
+    deliveries: int  # 推送送达次数: deliveries that reached the department's system
+    person_times: int  # 推送人次: the people those deliveries were about
+
+
+@dataclass(frozen=True, slots=True)
 class SharingStatistics:
     reads: list[SharingReads]
     provided: list[DataProvided]
+    pushes: list[SharingPushes]
 
 
 # ============================================================================ the service
@@ -445,6 +461,8 @@ class Statistics:
         about one person, so the counts are suppressed like counts of people."""
         region = self._task_region(Task.county_code)
         overdue = func.sum(case((Task.due_on < self._today, 1), else_=0))
+        delivered = func.sum(case((Task.delivered_at.is_not(None), 1), else_=0))
+        read = func.sum(case((Task.read_at.is_not(None), 1), else_=0))
         base = (
             select()
             .select_from(Task)
@@ -456,6 +474,8 @@ class Statistics:
             Task.kind.label("d2"),
             func.count().label("open"),
             overdue.label("overdue"),
+            delivered.label("delivered"),
+            read.label("read"),
         ).group_by(region, Task.department, Task.kind)
         total = base.add_columns(
             region.label("region"),
@@ -463,16 +483,20 @@ class Statistics:
             _null("d2"),
             func.count().label("open"),
             overdue.label("overdue"),
+            delivered.label("delivered"),
+            read.label("read"),
         ).group_by(region, Task.department)
         counts: dict[Key, int] = {}
         for row in await self._execute(union_all(by_kind, total)):
             counts[(row.region, row.d1, row.d2, "open")] = int(row.open)
             counts[(row.region, row.d1, row.d2, "overdue")] = int(row.overdue or 0)
+            counts[(row.region, row.d1, row.d2, "delivered")] = int(row.delivered or 0)
+            counts[(row.region, row.d1, row.d2, "read")] = int(row.read or 0)
         cells = {key[:3] for key in counts}
         kinds = [*TASK_KINDS, *sorted({str(k[2]) for k in cells if k[2]} - set(TASK_KINDS))]
         groups: list[Group] = []
         for code, department in sorted({(str(k[0]), str(k[1])) for k in cells}):
-            for measure in ("open", "overdue"):
+            for measure in _TASK_MEASURES:
                 members = tuple((code, department, kind, measure) for kind in kinds)
                 groups.append(Group(members, (code, department, None, measure)))
                 for key in (*members, (code, department, None, measure)):
@@ -492,6 +516,8 @@ class Statistics:
                 kind=k[2],
                 open=_published(counts, hidden, (*k, "open")),
                 overdue=_published(counts, hidden, (*k, "overdue")),
+                delivered=_published(counts, hidden, (*k, "delivered")),
+                read=_published(counts, hidden, (*k, "read")),
             )
             for k in keys
         ]
@@ -620,7 +646,31 @@ class Statistics:
             .group_by(IngestBatch.department, sent_month)
             .order_by(IngestBatch.department, sent_month)
         )
+        pushed_month = self._month(WebhookDelivery.delivered_at)
+        pushes = (
+            select(
+                WebhookEndpoint.department.label("department"),
+                pushed_month.label("month"),
+                func.count().label("deliveries"),
+                func.count(OutboxEvent.person_id).label("person_times"),
+            )
+            .select_from(WebhookDelivery)
+            .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+            .join(OutboxEvent, OutboxEvent.id == WebhookDelivery.event_id)
+            .where(
+                WebhookDelivery.status == "DELIVERED",
+                OutboxEvent.county_code.like(self._scope.published + "%"),
+                WebhookDelivery.delivered_at >= low,
+                WebhookDelivery.delivered_at < high,
+            )
+            .group_by(WebhookEndpoint.department, pushed_month)
+            .order_by(WebhookEndpoint.department, pushed_month)
+        )
         return SharingStatistics(
+            pushes=[
+                SharingPushes(r.department, r.month, int(r.deliveries), int(r.person_times))
+                for r in await self._execute(pushes)
+            ],
             reads=[
                 SharingReads(r.department, r.month, int(r.requests), int(r.person_times or 0))
                 for r in await self._execute(reads)

@@ -413,6 +413,27 @@ class DepartmentTasks:
         rows = list((await self._execute(stmt)).all())
         return rows[:first], len(rows) > first
 
+    async def one(self, task_id: uuid.UUID) -> Any | None:
+        """One task in the caller's view (absent and out of scope look the same)."""
+        stmt = self._with_warning(select(*_TASK_COLUMNS)).where(Task.id == task_id, self._visible())
+        return (await self._execute(stmt)).first()
+
+    async def acknowledge(self, task_ids: Sequence[uuid.UUID], *, by: str) -> list[uuid.UUID]:
+        """已查阅 (issue 18 item 4): the department a task is pushed to has opened it. Only that
+        department's people leave the receipt (the hub reading every department's tasks does
+        not); the first opening counts, later ones change nothing. Returns the tasks whose
+        receipt this call wrote. Its own transaction: the request's connection only reads."""
+        if not task_ids:
+            return []
+        async with self._engine.begin() as connection:
+            marked = await connection.execute(
+                update(Task)
+                .where(Task.id.in_(list(task_ids)), self._answerable(), Task.read_at.is_(None))
+                .values(read_at=now_utc(), read_by=by)
+                .returning(Task.id)
+            )
+            return list(marked.scalars())
+
     async def count(self, criteria: TaskCriteria) -> int:
         stmt = self._filtered(select(func.count()).select_from(Task), criteria)
         return int((await self._execute(stmt)).scalar_one())
