@@ -63,6 +63,9 @@ class ChainEvent:
     at: datetime | None = strawberry.field(
         default=None, description="发生时刻 (有时刻记录的事件, 如送达、查阅回执; 其余为空)"
     )
+    origin_province: str | None = strawberry.field(
+        default=None, description="来源省份代码: 经省际交换由另一省网关传来的事件; 本省事件为空"
+    )
 
 
 @strawberry.type(description="一人一条救助链: 跨部门的认定、参保、预警、推送与答复、异常")
@@ -84,6 +87,7 @@ def _event(event: rules.ChainEvent) -> ChainEvent:
         warning_id=strawberry.ID(str(event.warning_id)) if event.warning_id else None,
         anomaly_id=strawberry.ID(str(event.anomaly_id)) if event.anomaly_id else None,
         at=event.at,
+        origin_province=event.origin,
     )
 
 

@@ -84,6 +84,15 @@ class Settings(BaseSettings):
     # How often a process checks for a new policy version when no NOTIFY arrives (PostgreSQL
     # announces approvals at once: gateway.storage.policy_listener; SQLite relies on this poll).
     policy_refresh_seconds: float = Field(default=2.0, gt=0)
+    # Webhook delivery (issue 18 item 2, docs/webhooks.md, gateway.runtime.delivery): a worker
+    # inside `serve` (off: only `relief-gateway deliver` delivers); a delivery failing for longer
+    # than dead_after since its first attempt is a dead letter (8 days: longer than the National
+    # Day holiday; an endpoint may set its own); each HTTP attempt's time limit; deliveries one
+    # worker holds at once.
+    delivery_worker: bool = True
+    delivery_dead_after_seconds: int = Field(default=8 * 86400, ge=60)
+    delivery_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    delivery_concurrency: int = Field(default=16, ge=1, le=256)
     # How often a process checks the keyring file for a rotation made by `keys rotate` in
     # another process (a ciphertext under a key not yet loaded triggers the check at once).
     keyring_reload_seconds: float = Field(default=1.0, gt=0)
@@ -164,7 +173,24 @@ class Settings(BaseSettings):
     pkcs11_pin: SecretStr | None = None
     pkcs11_mechanism: KeyWrapMechanism = KeyWrapMechanism.AES_GCM
 
-    @field_validator("pkcs11_module", "pkcs11_pin_file", "pkcs11_token_label", mode="before")
+    # Province to province (issue 18 item 5, docs/national-exchange.md): the peers file (TOML
+    # or JSON: each peer's code, url and public keys; gateway.runtime.peer_exchange). Unset: no
+    # exchange, POST /exchange/v1/messages answers 404. A message whose signing time is further
+    # than the skew from now is refused (replay); failed sends are retried from the base delay,
+    # doubling with jitter, up to the maximum; the sender looks for new events every poll.
+    exchange_peers_file: Path | None = None
+    exchange_max_skew_seconds: float = Field(default=300.0, gt=0)
+    exchange_retry_base_seconds: float = Field(default=2.0, gt=0)
+    exchange_retry_max_seconds: float = Field(default=600.0, gt=0)
+    exchange_poll_seconds: float = Field(default=1.0, gt=0)
+
+    @field_validator(
+        "pkcs11_module",
+        "pkcs11_pin_file",
+        "pkcs11_token_label",
+        "exchange_peers_file",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -302,6 +328,12 @@ class Settings(BaseSettings):
     def client_token_key_path(self) -> Path:
         """The ES256 key pair signing service-account tokens (PEM, mode 0600)."""
         return self.data_dir / "client-token-key.pem"
+
+    @property
+    def exchange_key_path(self) -> Path:
+        """This province's ES256 key signing exchange messages and receipts (PEM, mode 0600),
+        created at the first start with peers configured."""
+        return self.data_dir / "exchange-signing-key.pem"
 
     @property
     def client_token_issuer(self) -> str:

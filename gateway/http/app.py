@@ -29,6 +29,7 @@ from gateway.http.dashboard import dashboard_routes
 from gateway.http.graphiql import ASSETS_PATH, assets_directory
 from gateway.http.graphql import graphql_endpoint
 from gateway.http.oauth import oauth_routes
+from gateway.http.peers import exchange_routes
 from gateway.http.ops import (
     identity_readiness,
     metrics_endpoint,
@@ -104,6 +105,7 @@ def create_app(runtime: Runtime) -> Starlette:
         *upload_routes(),  # department files uploaded from the browser
         *sign_in_routes(),  # the pages' sign-in at the identity platform (PKCE)
         *oauth_routes(),  # service accounts: client-credentials tokens and their JWKS
+        *exchange_routes(),  # other provinces' gateways: signed messages, signed receipts
     ]
     if not runtime.settings.is_production:
         routes.append(Mount(ASSETS_PATH, StaticFiles(directory=assets_directory())))

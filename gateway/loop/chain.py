@@ -30,16 +30,19 @@ from sqlalchemy import Result, and_, exists, select
 
 from gateway.domain.clock import CHINA_TZ, as_utc
 from gateway.domain.departments import CATEGORY_NAMES_ZH, DEPARTMENT_NAMES_ZH, Department
+from gateway.domain.regions import provinces
 from gateway.loop.config import ProvinceRules
 from gateway.storage.models import (
     Anomaly,
     CostWarning,
     Enrollment,
+    OutboxEvent,
     Person,
     ReliefStatus,
     Task,
     VitalEvent,
 )
+from gateway.storage.outbox import EVENT_KIND_NAMES_ZH, EventKind
 
 Execute = Callable[[Any], Awaitable[Result[Any]]]
 
@@ -191,6 +194,8 @@ class ChainEvent:
     anomaly_id: uuid.UUID | None = None
     tie: str = ""  # a stable order among events of one kind and day (the source row's id)
     at: datetime | None = None  # the instant, for events recorded with one (receipts)
+    # Another province's code: the event came from its gateway (issue 18 item 5).
+    origin: str | None = None
 
     @property
     def order(self) -> tuple[date, int, str]:
@@ -216,6 +221,7 @@ async def relief_chain(
         events += await _warnings(execute, person_id, visibility, rules)
     if visibility.tasks:
         events += await _tasks(execute, person_id, visibility)
+        events += await _other_provinces(execute, person_id, visibility)
     if visibility.anomalies:
         events += await _anomalies(execute, person_id, visibility)
     if visibility.other_departments:
@@ -502,6 +508,59 @@ async def _deaths(execute: Execute, person_id: uuid.UUID) -> list[ChainEvent]:
             department=Department.HEALTH.value,
         )
     ]
+
+
+# Outbox kinds as chain kinds, for events another province's gateway sent (省际交换).
+_EXCHANGED_KIND = {
+    "task.pushed": ChainEventKind.TASK_PUSHED,
+    "task.answered": ChainEventKind.TASK_ANSWERED,
+    "warning.raised": ChainEventKind.WARNING,
+    "anomaly.opened": ChainEventKind.ANOMALY_OPENED,
+    "anomaly.closed": ChainEventKind.ANOMALY_RESOLVED,
+    "identity.recognised": ChainEventKind.IDENTITY_RECOGNIZED,
+}
+
+
+async def _other_provinces(
+    execute: Execute, person_id: uuid.UUID, visibility: ChainVisibility
+) -> list[ChainEvent]:
+    """Events received from other provinces' gateways (``outbox_event.origin``, issue 18
+    item 5), narrowed like tasks: the caller's jurisdiction, its own department's unless the
+    policy grants the other departments' work."""
+    stmt = select(
+        OutboxEvent.id,
+        OutboxEvent.kind,
+        OutboxEvent.audience,
+        OutboxEvent.occurred_at,
+        OutboxEvent.origin,
+    ).where(
+        OutboxEvent.person_id == person_id,
+        OutboxEvent.origin.is_not(None),
+        OutboxEvent.county_code.like(visibility.region + "%"),
+        OutboxEvent.kind.in_(sorted(_EXCHANGED_KIND)),
+    )
+    if not visibility.other_departments:
+        stmt = stmt.where(OutboxEvent.audience == visibility.department)
+    names = {province.code: province.name for province in provinces()}
+    events: list[ChainEvent] = []
+    for row in await execute(stmt.order_by(OutboxEvent.id)):
+        origin = str(row.origin)
+        province = names.get(origin, origin)
+        what = EVENT_KIND_NAMES_ZH.get(EventKind(row.kind), row.kind)
+        known = row.audience in {department.value for department in Department}
+        to = f" ({_department_zh(row.audience)})" if known else ""
+        events.append(
+            ChainEvent(
+                on=_beijing_day(row.occurred_at),
+                kind=_EXCHANGED_KIND[row.kind],
+                summary=f"{province}网关传来: {what}{to}",
+                department=row.audience if known else None,
+                tie=f"exchange:{row.id}",
+                at=as_utc(row.occurred_at),
+                origin=origin,
+            )
+        )
+    return events
 
 
 # ---------------------------------------------------------------- wording

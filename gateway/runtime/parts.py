@@ -15,7 +15,9 @@ from gateway.domain.settings import Settings
 from gateway.loop.config import ProvinceRules, load_rules
 from gateway.runtime import production
 from gateway.runtime.client_tokens import ClientCredentials
+from gateway.runtime.events import EventHub
 from gateway.runtime.issuers import load_issuers
+from gateway.runtime.peer_exchange import PeerExchange
 from gateway.runtime.rate_limit import RateLimiter
 from gateway.runtime.reads import GraphQLReads
 from gateway.runtime.tokens import TokenService
@@ -50,8 +52,13 @@ class Runtime:
     # RELIEF_DATABASE_REPLICA_URL for lag-tolerant queries (issue 17 item 4).
     reads: GraphQLReads
     policy_listener: PolicyListener | None = field(default=None, init=False)
+    # Live worklists (issue 18 item 3): new outbox events handed to SSE subscriptions.
+    events: EventHub | None = field(default=None, init=False)
     # Service accounts (issue 16 item 2): their ES256 key, verifier and disabled clients.
     clients: ClientCredentials | None = field(default=None, init=False)
+    # Province to province (issue 18 item 5): the receiver and the sender loop; None without
+    # RELIEF_EXCHANGE_PEERS_FILE.
+    peer_exchange: PeerExchange | None = field(default=None, init=False)
     _revocation_engine: AsyncEngine | None = field(default=None, init=False)
     # Queries of people as one SQL statement per root field (issue 17; RELIEF_COMPILED_READS).
     compiled: CompiledReads | None = field(default=None, init=False)
@@ -127,6 +134,14 @@ class Runtime:
             failures_per_minute=settings.client_auth_failures,
         )
         tokens.register(runtime.clients.verifier)  # iss = <RELIEF_TOKEN_ISSUER>/clients
+        # The peers file is validated here: a broken one stops the start.
+        runtime.peer_exchange = PeerExchange.configure(
+            settings,
+            own=runtime.rules.code,
+            engine=engine,
+            vault=runtime.vault,
+            macs=runtime.audit.macs,
+        )
         if settings.compiled_reads:
             runtime.compiled = CompiledReads(
                 runtime.schema._schema,
@@ -156,6 +171,13 @@ class Runtime:
         if dsn is not None and self.policy_listener is None:
             self.policy_listener = PolicyListener(dsn, self._policy_announced)
             await self.policy_listener.start()
+        if self.events is None:
+            # LISTEN relief_outbox on PostgreSQL (its own connection), a 1 s poll on SQLite:
+            # started by the first live subscription, so a process nobody subscribes to
+            # neither polls nor holds a connection for it.
+            self.events = EventHub(self.engine, dsn=dsn)
+        if self.peer_exchange is not None:
+            await self.peer_exchange.start()  # sends pending messages to the peers, retrying
         if self.clients is not None and self._revocation_engine is None:
             # A disabled client refused within seconds, everywhere. Its poll has a connection
             # of its own: it runs when the requests' pool is exhausted, and is never one of a
@@ -181,5 +203,10 @@ class Runtime:
         if self.policy_listener is not None:
             await self.policy_listener.close()
             self.policy_listener = None
+        if self.peer_exchange is not None:
+            await self.peer_exchange.close()
+        if self.events is not None:
+            await self.events.close()
+            self.events = None
         await self.reads.router.close()  # its probe, and the replica's pool
         await self.engine.dispose()
