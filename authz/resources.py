@@ -59,6 +59,7 @@ OPERATIONS: tuple[str, ...] = (
     "Loop.reliefChain",  # one person's timeline across departments
     "Loop.coverage",  # enrollment coverage and the suspected non-enrolled (002 §1)
     "Statistics.read",  # aggregates only, small cells suppressed (000 §5)
+    "Webhook.manage",  # webhook endpoints and deliveries (beside the system_admin role)
 )
 
 # Fields with a meaningful masked form (contract: ID 370102********1234, phone 138****5678,
