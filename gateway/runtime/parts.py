@@ -15,6 +15,7 @@ from gateway.domain.settings import Settings
 from gateway.loop.config import ProvinceRules, load_rules
 from gateway.runtime import production
 from gateway.runtime.client_tokens import ClientCredentials
+from gateway.runtime.delivery import DeliveryWorker
 from gateway.runtime.events import EventHub
 from gateway.runtime.issuers import load_issuers
 from gateway.runtime.peer_exchange import PeerExchange
@@ -52,6 +53,8 @@ class Runtime:
     # RELIEF_DATABASE_REPLICA_URL for lag-tolerant queries (issue 17 item 4).
     reads: GraphQLReads
     policy_listener: PolicyListener | None = field(default=None, init=False)
+    # Webhook delivery inside `serve` (issue 18 item 2; RELIEF_DELIVERY_WORKER).
+    delivery: DeliveryWorker | None = field(default=None, init=False)
     # Live worklists (issue 18 item 3): new outbox events handed to SSE subscriptions.
     events: EventHub | None = field(default=None, init=False)
     # Service accounts (issue 16 item 2): their ES256 key, verifier and disabled clients.
@@ -171,6 +174,11 @@ class Runtime:
         if dsn is not None and self.policy_listener is None:
             self.policy_listener = PolicyListener(dsn, self._policy_announced)
             await self.policy_listener.start()
+        if self.settings.delivery_worker and self.delivery is None:
+            # Delivers webhooks beside the requests: LISTEN relief_delivery on PostgreSQL (its
+            # own connection), a 1 s poll on SQLite (one process: one worker).
+            self.delivery = DeliveryWorker(self)
+            self.delivery.start()
         if self.events is None:
             # LISTEN relief_outbox on PostgreSQL (its own connection), a 1 s poll on SQLite:
             # started by the first live subscription, so a process nobody subscribes to
@@ -195,6 +203,9 @@ class Runtime:
             await self.authorizer.refresh(connection)
 
     async def close(self) -> None:
+        if self.delivery is not None:
+            await self.delivery.close()
+            self.delivery = None
         if self.clients is not None:
             await self.clients.close()
         if self._revocation_engine is not None:

@@ -25,23 +25,26 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import random
 import secrets
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeAlias
 from urllib.parse import urlsplit
 
-from sqlalchemy import Row, func, insert, select, update
+from sqlalchemy import Row, and_, exists, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.crypto import FieldCipher
-from gateway.domain.clock import now_utc
+from gateway.domain.clock import as_utc, now_utc
 from gateway.domain.errors import BadUserInput
 from gateway.domain.principal import check_claims
 from gateway.storage.models import (
     OutboxEvent,
+    Task,
+    WebhookAttempt,
     WebhookDelivery,
     WebhookEndpoint,
     WebhookSubscription,
@@ -440,8 +443,402 @@ async def replay(
     return int(result.rowcount or 0)
 
 
+# ---------------------------------------------------------------------------- the work queue
+# Circuit breaker: after this many failures in a row an endpoint is paused, then probed with one
+# delivery at a time until one succeeds (10,000 deliveries waiting out an outage cost one request
+# per pause, not 10,000).
+BREAKER_THRESHOLD = 5
+BACKOFF_BASE_SECONDS = 5.0
+BACKOFF_CAP_SECONDS = 3600.0  # after an outage, every delivery is tried again within the hour
+_jitter = random.Random()
+
+
+def backoff(attempts: int) -> timedelta:
+    """Full jitter (aws.amazon.com/blogs/architecture/exponential-backoff-and-jitter): a delay
+    drawn uniformly from [0, min(cap, base·2^attempts)], so receivers recovering from an outage
+    are not hit by every sender's retries at the same instant."""
+    ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2.0 ** min(attempts, 30))
+    return timedelta(seconds=_jitter.uniform(0, ceiling))
+
+
+def breaker_pause(failures: int) -> timedelta:
+    """How long an endpoint rests after ``failures`` in a row (from BREAKER_THRESHOLD on):
+    doubling from the base up to the cap, with "equal jitter" (never much shorter than half)."""
+    ceiling = min(
+        BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2.0 ** min(failures - BREAKER_THRESHOLD, 30)
+    )
+    return timedelta(seconds=ceiling / 2 + _jitter.uniform(0, ceiling / 2))
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A delivery a worker holds (IN_FLIGHT, leased), with its event and endpoint."""
+
+    id: int
+    attempts: int  # this attempt's number (the fence of every result write)
+    first_attempt_at: datetime
+    endpoint_id: uuid.UUID
+    url: str
+    algorithm: str
+    department: str
+    level: str
+    region: str
+    secret_id: str
+    secret_ct: bytes
+    previous_secret_id: str | None
+    previous_secret_ct: bytes | None
+    previous_secret_expires_at: datetime | None
+    dead_after_seconds: int | None
+    event_uuid: uuid.UUID
+    kind: str
+    occurred_at: datetime
+    county_code: str
+    person_id: uuid.UUID | None
+    subject_type: str
+    subject_id: str
+    facts: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What one HTTP attempt did (a ``webhook_attempt`` row)."""
+
+    started_at: datetime
+    duration_ms: int
+    status_code: int | None = None
+    error: str | None = None
+    body_sha256: str | None = None
+    secret_ids: str | None = None
+
+
+_D = WebhookDelivery.__table__.c
+_V = OutboxEvent.__table__.c
+
+
+def _due(now: datetime) -> Any:
+    return or_(
+        and_(_D.status == PENDING, _D.next_attempt_at <= now),
+        and_(_D.status == IN_FLIGHT, _D.lease_until < now),  # a worker died holding it
+    )
+
+
+async def claim(engine: AsyncEngine, *, worker: str, limit: int, lease: timedelta) -> list[Claimed]:
+    """Claim up to ``limit`` due deliveries for ``worker`` (IN_FLIGHT until ``now + lease``).
+
+    What is due: PENDING at or after its time, or IN_FLIGHT with its lease run out. What waits:
+    a delivery while an earlier one of the same person (``ordering_key``) to the same endpoint
+    is PENDING or IN_FLIGHT (per-person order), deliveries of a paused or disabled endpoint, and
+    beyond each endpoint's ``max_in_flight`` (one at a time while its breaker is open).
+    PostgreSQL: candidates ``FOR UPDATE SKIP LOCKED`` and their endpoints locked for the claim,
+    so concurrent workers take disjoint sets and never exceed an endpoint's limit together."""
+    now = now_utc()
+    earlier = WebhookDelivery.__table__.alias("earlier")
+    open_endpoints = select(_E.id).where(
+        _E.disabled_at.is_(None), or_(_E.paused_until.is_(None), _E.paused_until <= now)
+    )
+    async with engine.begin() as connection:
+        postgresql = connection.dialect.name == "postgresql"
+        candidates = (
+            select(_D.id, _D.endpoint_id)
+            .where(
+                _due(now),
+                _D.endpoint_id.in_(open_endpoints.scalar_subquery()),
+                ~exists().where(
+                    earlier.c.endpoint_id == _D.endpoint_id,
+                    earlier.c.ordering_key == _D.ordering_key,
+                    earlier.c.id < _D.id,
+                    earlier.c.status.in_((PENDING, IN_FLIGHT)),
+                ),
+            )
+            .order_by(_D.next_attempt_at, _D.id)
+            .limit(limit * 4)
+        )
+        if postgresql:
+            candidates = candidates.with_for_update(of=WebhookDelivery.__table__, skip_locked=True)
+        found = list(await connection.execute(candidates))
+        if not found:
+            return []
+        endpoint_ids = sorted({row.endpoint_id for row in found})
+        limits = select(_E.id, _E.max_in_flight, _E.consecutive_failures).where(
+            _E.id.in_(endpoint_ids)
+        )
+        if postgresql:
+            # Another worker claiming for an endpoint holds it: skip it this round.
+            limits = limits.order_by(_E.id).with_for_update(skip_locked=True)
+        capacity = {
+            row.id: (1 if row.consecutive_failures >= BREAKER_THRESHOLD else row.max_in_flight)
+            for row in await connection.execute(limits)
+        }
+        held = await connection.execute(
+            select(_D.endpoint_id, func.count())
+            .where(
+                _D.endpoint_id.in_(list(capacity)),
+                _D.status == IN_FLIGHT,
+                _D.lease_until >= now,
+            )
+            .group_by(_D.endpoint_id)
+        )
+        for endpoint_id, count in held:
+            capacity[endpoint_id] -= count
+        picked: list[int] = []
+        for row in found:
+            if capacity.get(row.endpoint_id, 0) > 0 and len(picked) < limit:
+                capacity[row.endpoint_id] -= 1
+                picked.append(row.id)
+        if not picked:
+            return []
+        # Still due (SQLite: another process may have claimed between the read and this write,
+        # which SQLite serialises; the condition is then false for it).
+        await connection.execute(
+            update(WebhookDelivery)
+            .where(_D.id.in_(picked), _due(now))
+            .values(
+                status=IN_FLIGHT,
+                attempts=_D.attempts + 1,
+                claimed_by=worker,
+                lease_until=now + lease,
+                first_attempt_at=func.coalesce(_D.first_attempt_at, now),
+                last_attempt_at=now,
+            )
+        )
+        rows = await connection.execute(
+            select(
+                _D.id,
+                _D.attempts,
+                _D.first_attempt_at,
+                _D.endpoint_id,
+                _E.url,
+                _E.algorithm,
+                _E.department,
+                _E.level,
+                _E.region,
+                _E.secret_id,
+                WebhookEndpoint.__table__.c.secret_ct,
+                _E.previous_secret_id,
+                WebhookEndpoint.__table__.c.previous_secret_ct,
+                _E.previous_secret_expires_at,
+                _E.dead_after_seconds,
+                _V.event_id.label("event_uuid"),
+                _V.kind,
+                _V.occurred_at,
+                _V.county_code,
+                _V.person_id,
+                _V.subject_type,
+                _V.subject_id,
+                _V.facts,
+            )
+            .select_from(
+                WebhookDelivery.__table__.join(
+                    WebhookEndpoint.__table__, _E.id == _D.endpoint_id
+                ).join(OutboxEvent.__table__, _V.id == _D.event_id)
+            )
+            .where(
+                _D.id.in_(picked),
+                _D.claimed_by == worker,
+                _D.status == IN_FLIGHT,
+                _D.last_attempt_at == now,
+            )
+            .order_by(_D.id)
+        )
+        claimed = [Claimed(**row._asdict()) for row in rows]
+    return [
+        replace(
+            item,
+            first_attempt_at=as_utc(item.first_attempt_at),
+            occurred_at=as_utc(item.occurred_at),
+            previous_secret_expires_at=(
+                None
+                if item.previous_secret_expires_at is None
+                else as_utc(item.previous_secret_expires_at)
+            ),
+        )
+        for item in claimed
+    ]
+
+
+def _fence(claimed: Claimed, worker: str) -> Any:
+    """This worker still holds this attempt (not cancelled, not taken over after its lease)."""
+    return and_(
+        _D.id == claimed.id,
+        _D.status == IN_FLIGHT,
+        _D.claimed_by == worker,
+        _D.attempts == claimed.attempts,
+    )
+
+
+async def _attempt_row(
+    connection: AsyncConnection, claimed: Claimed, attempt: Attempt, worker: str
+) -> None:
+    await connection.execute(
+        insert(WebhookAttempt).values(
+            delivery_id=claimed.id,
+            attempt=claimed.attempts,
+            started_at=attempt.started_at,
+            duration_ms=attempt.duration_ms,
+            status_code=attempt.status_code,
+            error=None if attempt.error is None else attempt.error[:500],
+            body_sha256=attempt.body_sha256,
+            secret_ids=attempt.secret_ids,
+            worker=worker,
+        )
+    )
+
+
+async def delivered(
+    engine: AsyncEngine, claimed: Claimed, attempt: Attempt, *, worker: str
+) -> bool:
+    """Record a 2xx: DELIVERED, the attempt, the endpoint's breaker closed and, for the first
+    delivery of a ``task.pushed`` to the task's own department, the task's delivery receipt,
+    all in one transaction. False when the fence failed (the result is not this worker's to
+    write: the delivery was cancelled or taken over)."""
+    now = now_utc()
+    async with engine.begin() as connection:
+        changed = await connection.execute(
+            update(WebhookDelivery)
+            .where(_fence(claimed, worker))
+            .values(
+                status=DELIVERED,
+                delivered_at=now,
+                last_status=attempt.status_code,
+                last_error=None,
+                claimed_by=None,
+                lease_until=None,
+            )
+        )
+        if not changed.rowcount:
+            return False
+        await _attempt_row(connection, claimed, attempt, worker)
+        await connection.execute(
+            update(WebhookEndpoint)
+            .where(
+                WebhookEndpoint.id == claimed.endpoint_id,
+                or_(
+                    WebhookEndpoint.consecutive_failures > 0,
+                    WebhookEndpoint.paused_until.is_not(None),
+                ),
+            )
+            .values(consecutive_failures=0, paused_until=None)
+        )
+        if claimed.kind == EventKind.TASK_PUSHED.value and claimed.subject_type == "task":
+            await connection.execute(
+                update(Task)
+                .where(
+                    Task.id == uuid.UUID(claimed.subject_id),
+                    Task.department == claimed.department,
+                    Task.delivered_at.is_(None),
+                )
+                .values(delivered_at=now)
+            )
+    return True
+
+
+async def failed(
+    engine: AsyncEngine,
+    claimed: Claimed,
+    attempt: Attempt,
+    *,
+    worker: str,
+    dead_after: timedelta,
+) -> str | None:
+    """Record a failed attempt: PENDING again after a back-off, or DEAD once the delivery has
+    been failing for longer than ``dead_after`` (the endpoint's own, else the setting) since its
+    first attempt. The endpoint's failures in a row count up; from BREAKER_THRESHOLD on it is
+    paused, and deliveries that waited out ``dead_after`` without an attempt die with it.
+    Returns the new status, None when the fence failed."""
+    now = now_utc()
+    dead = now - claimed.first_attempt_at >= dead_after
+    async with engine.begin() as connection:
+        changed = await connection.execute(
+            update(WebhookDelivery)
+            .where(_fence(claimed, worker))
+            .values(
+                status=DEAD if dead else PENDING,
+                next_attempt_at=now if dead else now + backoff(claimed.attempts),
+                dead_at=now if dead else None,
+                last_status=attempt.status_code,
+                last_error=None if attempt.error is None else attempt.error[:500],
+                claimed_by=None,
+                lease_until=None,
+            )
+        )
+        if not changed.rowcount:
+            return None
+        await _attempt_row(connection, claimed, attempt, worker)
+        failures = (
+            await connection.execute(
+                update(WebhookEndpoint)
+                .where(WebhookEndpoint.id == claimed.endpoint_id)
+                .values(consecutive_failures=WebhookEndpoint.consecutive_failures + 1)
+                .returning(WebhookEndpoint.consecutive_failures)
+            )
+        ).scalar_one()
+        if failures >= BREAKER_THRESHOLD:
+            await connection.execute(
+                update(WebhookEndpoint)
+                .where(WebhookEndpoint.id == claimed.endpoint_id)
+                .values(paused_until=now + breaker_pause(failures))
+            )
+            # Deliveries never attempted (the breaker held them back) die when they have
+            # waited longer than the dead-letter time, rather than one by one behind the probe.
+            await connection.execute(
+                update(WebhookDelivery)
+                .where(
+                    _D.endpoint_id == claimed.endpoint_id,
+                    _D.status == PENDING,
+                    _D.attempts == 0,
+                    _D.created_at <= now - dead_after,
+                )
+                .values(status=DEAD, dead_at=now, last_error="端点持续不可用, 超过死信时限")
+            )
+    return DEAD if dead else PENDING
+
+
+async def cancelled(
+    engine: AsyncEngine, claimed: Claimed, attempt: Attempt | None, *, worker: str, reason: str
+) -> bool:
+    """CANCELLED (``reason``): the person is outside the endpoint's scope (nothing sent), or
+    the receiver answered 410 Gone (then the endpoint is disabled too, and its other pending
+    deliveries cancelled)."""
+    async with engine.begin() as connection:
+        changed = await connection.execute(
+            update(WebhookDelivery)
+            .where(_fence(claimed, worker))
+            .values(
+                status=CANCELLED,
+                cancel_reason=reason,
+                last_status=None if attempt is None else attempt.status_code,
+                claimed_by=None,
+                lease_until=None,
+            )
+        )
+        if not changed.rowcount:
+            return False
+        if attempt is not None:
+            await _attempt_row(connection, claimed, attempt, worker)
+    if reason == GONE:
+        await disable_endpoint(engine, claimed.endpoint_id, by="receiver:410", reason=GONE)
+    return True
+
+
+async def next_due(connection: AsyncConnection) -> datetime | None:
+    """The earliest instant something may become claimable (a retry, a lease running out, a
+    breaker pause ending), for a worker's timer; None when nothing waits."""
+    pending = select(func.min(_D.next_attempt_at)).where(_D.status == PENDING)
+    leased = select(func.min(_D.lease_until)).where(_D.status == IN_FLIGHT)
+    paused = select(func.min(_E.paused_until)).where(
+        _E.disabled_at.is_(None), _E.paused_until.is_not(None)
+    )
+    moments = [
+        (await connection.execute(statement)).scalar_one()
+        for statement in (pending, leased, paused)
+    ]
+    known = [as_utc(moment) for moment in moments if moment is not None]
+    return min(known) if known else None
+
+
 __all__ = [
     "ALGORITHMS",
+    "BREAKER_THRESHOLD",
     "CANCELLED",
     "DEAD",
     "DELIVERED",
@@ -451,15 +848,24 @@ __all__ = [
     "OUT_OF_SCOPE",
     "PENDING",
     "STATUSES",
+    "Attempt",
+    "Claimed",
     "NewEndpoint",
+    "backoff",
+    "breaker_pause",
+    "cancelled",
     "check_endpoint",
     "check_url",
+    "claim",
     "create_endpoint",
+    "delivered",
     "deliveries",
     "disable_endpoint",
     "endpoints",
+    "failed",
     "kinds_of",
     "new_secret",
+    "next_due",
     "open_secret",
     "replay",
     "rotate_secret",
