@@ -15,6 +15,7 @@ from strawberry.types import ExecutionContext
 from schema.fields import bind_field_resolvers
 from schema.limits import QueryLimits, query_limits
 from schema.query import Mutation, Query
+from schema.subscriptions import Subscription
 
 
 class _Schema(strawberry.Schema):
@@ -46,10 +47,13 @@ def build_schema(
     schema = _Schema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,  # live worklists over SSE (gateway.http.sse)
         extensions=extensions,
         config=StrawberryConfig(auto_camel_case=True, disable_field_suggestions=production),
     )
     bind_field_resolvers(schema._schema)
     # The same checks admit a document to compiled reads (schema.compiled).
     schema.limit_checks = checks  # type: ignore[attr-defined]
+    # schema.deliveries: production refuses plain-HTTP loopback webhook addresses.
+    schema.production = production  # type: ignore[attr-defined]
     return schema

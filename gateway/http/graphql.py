@@ -69,6 +69,7 @@ from gateway.http.graphql_over_http import (
 from gateway.http.ops import observed, set_outcome
 from gateway.http.refusals import internal_error_message, new_request_id, refusal
 from gateway.http.request_json import loads
+from gateway.http.sse import subscription_response, wants_event_stream
 from gateway.runtime.client_tokens import purpose_refusal as client_purpose_refusal
 from gateway.runtime.parts import Runtime
 from gateway.runtime.trusted_documents import requested_hash
@@ -148,7 +149,8 @@ async def _serve(request: Request) -> Response:
         if runtime.settings.is_production:
             return _error_response(NotFound("生产环境未开放 GraphiQL"), 404, request_id)
         return HTMLResponse(graphiql_html())
-    if _negotiated(request) is None:
+    streams = wants_event_stream(request.headers.get("accept"))  # a subscription (GraphQL over SSE)
+    if _negotiated(request) is None and not streams:
         refusal = NotAcceptable(f"Accept 须包含 application/json 或 {GRAPHQL_RESPONSE_JSON}")
         return _error_response(refusal, refusal.http_status, request_id)
     try:
@@ -171,6 +173,12 @@ async def _serve(request: Request) -> Response:
         if outside is not None:
             set_outcome(request, "forbidden")
             return _error_response(outside, 403, request_id)
+        kind = _operation_kind(query, operation_name, runtime.settings.max_query_tokens)
+        if kind == "subscription" or (streams and _negotiated(request) is None):
+            # The same steps so far; then the stream (gateway.http.sse).
+            return await _subscribe(
+                runtime, request, request_id, principal, purpose, query, variables, operation_name
+            )
     except Unauthenticated as exc:
         set_outcome(request, "unauthenticated")
         return _error_response(exc, 401, request_id)
@@ -221,6 +229,75 @@ async def _serve(request: Request) -> Response:
             outage = ServiceUnavailable("数据库暂时不可用, 请稍后重试")
             return _error_response(outage, 503, request_id)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+@lru_cache(maxsize=256)
+def _operation_kind(query: str | None, operation_name: str | None, max_tokens: int) -> str | None:
+    """query / mutation / subscription; None when the document does not parse or names no
+    such operation (the executor then says why, in the error shape)."""
+    if query is None:
+        return None
+    try:
+        operation = get_operation_ast(parse(query, max_tokens=max_tokens), operation_name)
+    except GraphQLError:
+        return None
+    return None if operation is None else operation.operation.value
+
+
+async def _subscribe(
+    runtime: Runtime,
+    request: Request,
+    request_id: str,
+    principal: Principal,
+    purpose: str,
+    query: str | None,
+    variables: dict[str, Any] | None,
+    operation_name: str | None,
+) -> Response:
+    """A subscription: over POST with ``Accept: text/event-stream`` only, past the same
+    decision and purpose-bound refusal as a query, then streamed by ``gateway.http.sse``."""
+    if not wants_event_stream(request.headers.get("accept")):
+        refused: GatewayError = NotAcceptable(
+            "订阅 (subscription) 须以 Accept: text/event-stream 请求 (GraphQL over SSE)"
+        )
+        set_outcome(request, "bad_request")
+        return _error_response(refused, 406, request_id)
+    if _method(request) != "POST":
+        refused = MethodNotAllowed("订阅 (subscription) 请使用 POST 请求", allow="POST")
+        set_outcome(request, "bad_request")
+        return _error_response(refused, 405, request_id)
+    try:
+        async with runtime.engine.connect() as connection:
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
+            await runtime.reads.refresh_policy(runtime.authorizer, connection)
+        decision = runtime.authorizer.decision_for(principal, purpose)
+        if query is not None:
+            denied = _purpose_refusal(runtime, principal, decision, query, operation_name)
+            if denied is not None:
+                metrics.DENIALS.labels(department=principal.department.value, kind="purpose").inc()
+                set_outcome(request, "forbidden")
+                return _error_response(denied, 403, request_id)
+        token = request.headers.get("authorization", "").partition(" ")[2].strip()
+        response = await subscription_response(
+            runtime,
+            request,
+            request_id=request_id,
+            principal=principal,
+            token=token,
+            purpose=purpose,
+            decision=decision,
+            query=query,
+            variables=variables,
+            operation_name=operation_name,
+            audit_operation=_operation_name(query, operation_name) if query else "anonymous",
+            format_result=_format_result,
+        )
+    except (DBAPIError, OSError) as exc:
+        log.warning("request %s: database unavailable (%s)", request_id, type(exc).__name__)
+        set_outcome(request, "unavailable")
+        return _error_response(ServiceUnavailable("数据库暂时不可用, 请稍后重试"), 503, request_id)
+    set_outcome(request, "ok")
+    return response
 
 
 def _stale_connection(exc: BaseException) -> bool:
