@@ -24,7 +24,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -172,10 +172,8 @@ class Receiver:
 
 
 def with_socket(handler: BaseHTTPRequestHandler, action: Any) -> None:
-    try:
+    with suppress(OSError):
         action(handler.connection)
-    except OSError:
-        pass
 
 
 @contextmanager

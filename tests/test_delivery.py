@@ -198,7 +198,8 @@ async def test_a_warning_run_is_delivered_once_signed_through_failures(
     first = found[0]
     tried = await attempts(gw, first.id)
     assert [a.status_code for a in tried] == [None, None, 500, None, 200]
-    assert tried[0].error.startswith("连接失败") and tried[1].error.startswith("超时")
+    assert tried[0].error.startswith("连接失败")
+    assert tried[1].error.startswith("超时")
     # Every attempt to the same event carried the same webhook-id, each with its own signature.
     same = [r for r in receiver.requests if r.webhook_id == f"evt_{found[0].event_uuid}"]
     assert len(same) == 5
@@ -214,7 +215,8 @@ async def test_a_warning_run_is_delivered_once_signed_through_failures(
                 )
             )
         )
-    assert delivered and all(row.delivered_at is not None for row in delivered)
+    assert delivered
+    assert all(row.delivered_at is not None for row in delivered)
 
 
 async def test_a_replayed_or_forged_request_is_refused_by_the_receivers_verifier(
@@ -243,5 +245,6 @@ async def test_a_replayed_or_forged_request_is_refused_by_the_receivers_verifier
         forged = captured.body.replace(b'"data"', b'"data2"')
         await client.post(receiver.url, content=forged, headers=sent)
     assert len(receiver.refused) == 2
-    assert "防重放" in receiver.refused[0] and "签名不符" in receiver.refused[1]
+    assert "防重放" in receiver.refused[0]
+    assert "签名不符" in receiver.refused[1]
     assert len(receiver.processed) == before

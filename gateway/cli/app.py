@@ -31,6 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from gateway.cli.audit import add_audit_command
 from gateway.cli.clients import add_clients_command
 from gateway.cli.database import add_migrate_command, add_seed_command
+from gateway.cli.deliver import add_deliver_command
 from gateway.cli.ingest import add_ingest_command
 from gateway.cli.keys import add_keys_command
 from gateway.cli.partitions import add_partitions_command
@@ -302,5 +303,6 @@ def _parser() -> argparse.ArgumentParser:
     add_partitions_command(command)
     add_audit_command(command)
     add_clients_command(command)
+    add_deliver_command(command)
     _shared_types(parser)
     return parser
