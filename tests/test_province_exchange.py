@@ -22,14 +22,13 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import select, text, update
 
-from gateway.crypto import PeerKey, ProvinceKey
+from gateway.crypto import ProvinceKey
 from gateway.domain.clock import now_utc
 from gateway.runtime.peer_exchange import (
     KEY_HEADER,
@@ -39,7 +38,7 @@ from gateway.runtime.peer_exchange import (
     canonical,
     signed_payload,
 )
-from gateway.storage.models import ExchangeMessage, OutboxEvent
+from gateway.storage.models import ExchangeHead, ExchangeMessage, OutboxEvent
 from gateway.storage.peers import verify_log
 from tests.pgcluster import ThrowawayCluster
 from tests.province_support import (
@@ -151,3 +150,235 @@ async def test_a_push_reaches_the_other_province_with_a_signed_receipt(pair: Pai
             check = await verify_log(connection, gateway.harness.runtime.audit.macs)
         assert check.ok, check
         assert check.entries >= 1
+
+
+async def test_a_person_the_other_province_does_not_hold_is_rejected_with_a_reason(
+    pair: Pair,
+) -> None:
+    shandong, anhui = pair.shandong, pair.anhui
+    stranger = next(p for p in shandong.harness.persons if p.id_number != pair.shared.id_number)
+    await tie_to_anhui(shandong, stranger.person_id)  # tied to 34, but 34 never heard of them
+    event_id = await push_task(shandong, stranger.person_id, department="civil_affairs")
+    sent = await delivered(shandong, event_id)
+
+    receipt = receipt_of(sent)
+    assert receipt["status"] == "REJECTED"
+    assert receipt["reason"] == "本省没有该身份证号码的人员"
+    assert sent.receipt_status == "REJECTED"
+    assert anhui.peer_key().verify("receipt", bytes(sent.receipt), sent.receipt_signature)
+    [entry] = await anhui.log_rows("IN", sent.message_id)  # logged, provable, not applied
+    assert (entry.receipt_status, entry.person_id, entry.event_id) == ("REJECTED", None, None)
+    assert bytes(entry.receipt) == bytes(sent.receipt)
+    assert await count_events(anhui, sent.message_id) == 0
+
+
+# --------------------------------------------------------------------------- restarts
+async def lock_head(gateway: Gateway) -> Any:
+    """Hold the log head's row lock from outside: whoever chains an entry waits."""
+    connection = await gateway.harness.runtime.engine.connect()
+    await connection.begin()
+    await connection.execute(select(ExchangeHead.seq).where(ExchangeHead.id == 1).with_for_update())
+    return connection
+
+
+async def waiting_on_a_lock(gateway: Gateway) -> bool:
+    waiting = await gateway.scalar(
+        text(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+    )
+    return bool(waiting)
+
+
+async def count_events(gateway: Gateway, message_id: uuid.UUID) -> int:
+    rows = await gateway.rows(
+        select(OutboxEvent.id).where(OutboxEvent.dedupe_key == f"exchange:37:{message_id}")
+    )
+    return len(rows)
+
+
+async def test_receiver_dies_with_the_message_in_flight(pair: Pair) -> None:
+    shandong, anhui = pair.shandong, pair.anhui
+    lock = await lock_head(anhui)
+    try:
+        event_id = await push_task(shandong, pair.shared.person_id, department="civil_affairs")
+        # 34 has verified and applied the message and waits to chain it: it dies right there.
+        await eventually(lambda: waiting_on_a_lock(anhui))
+        anhui.kill()
+    finally:
+        await lock.rollback()
+        await lock.close()
+    pending = await eventually(lambda: failed_once(shandong, event_id))
+    assert pending.status == "PENDING"
+    assert pending.receipt is None
+    assert await anhui.log_rows("IN", pending.message_id) == []  # nothing committed in 34
+    assert await count_events(anhui, pending.message_id) == 0
+
+    anhui.start()
+    await anhui.ready()
+    sent = await delivered(shandong, event_id)
+    assert sent.attempts >= 2
+    assert len(await anhui.log_rows("IN", sent.message_id)) == 1
+    assert await count_events(anhui, sent.message_id) == 1
+    [entry] = await anhui.log_rows("IN", sent.message_id)
+    assert bytes(entry.receipt) == bytes(sent.receipt)
+    assert receipt_of(sent)["status"] == "ACCEPTED"
+
+
+async def failed_once(shandong: Gateway, event_id: uuid.UUID) -> Any:
+    row = await outbound_for(shandong, event_id)
+    return row if row is not None and row.attempts >= 1 and row.last_error else None
+
+
+async def test_sender_dies_after_the_receiver_committed(pair: Pair) -> None:
+    shandong, anhui = pair.shandong, pair.anhui
+    lock = await lock_head(shandong)
+    try:
+        event_id = await push_task(
+            shandong, pair.shared.person_id, department="rural_revitalization"
+        )
+        # 34 committed the message and its receipt; 37 waits to store the receipt and dies.
+        queued = await eventually(lambda: outbound_for(shandong, event_id))
+        await eventually(lambda: anhui.log_rows("IN", queued.message_id))
+        await eventually(lambda: waiting_on_a_lock(shandong))
+        shandong.kill()
+    finally:
+        await lock.rollback()
+        await lock.close()
+    unreceipted = await outbound_for(shandong, event_id)
+    assert unreceipted.status == "PENDING"
+    assert unreceipted.receipt is None
+    [first] = await anhui.log_rows("IN", queued.message_id)
+
+    shandong.start()
+    await shandong.ready()
+    sent = await delivered(shandong, event_id)
+    # The same message again: 34 answered with the receipt it had stored, byte for byte, and
+    # applied nothing twice.
+    assert bytes(sent.receipt) == bytes(first.receipt)
+    assert sent.receipt_signature == first.receipt_signature
+    assert await anhui.log_rows("IN", sent.message_id) == [first]
+    assert await count_events(anhui, sent.message_id) == 1
+    assert len(await shandong.log_rows("OUT", sent.message_id)) == 1
+
+
+# --------------------------------------------------------------------------- refusals
+def envelope_for(pair: Pair, **changes: Any) -> bytes:
+    message = {
+        "v": 1,
+        "messageId": str(uuid.uuid4()),
+        "from": "37",
+        "to": "34",
+        "kind": "task.pushed",
+        "ref": None,
+        "idNumber": pair.shared.id_number,
+        "createdAt": now_utc().isoformat(),
+        "event": {"audience": "medical_insurance", "countyCode": "370102", "facts": {}},
+    }
+    message.update(changes)
+    return canonical(message)
+
+
+async def post(
+    gateway: Gateway,
+    envelope: bytes,
+    key: ProvinceKey,
+    *,
+    signed_at: str | None = None,
+    body: bytes | None = None,
+) -> httpx.Response:
+    signed_at = signed_at or now_utc().isoformat()
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=10) as client:
+        return await client.post(
+            PATH,
+            content=envelope if body is None else body,
+            headers={
+                KEY_HEADER: key.key_id,
+                SIGNATURE_HEADER: key.sign("message", signed_payload(signed_at, envelope)),
+                SIGNED_AT_HEADER: signed_at,
+            },
+        )
+
+
+def refused(response: httpx.Response, status: int, code: str, words: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["X-Relief-Exchange-Refusal"] == code
+    [error] = response.json()["errors"]
+    assert words in error["message"]
+    assert "Traceback" not in response.text
+
+
+async def test_forged_unknown_misaddressed_and_replayed_messages_are_refused(pair: Pair) -> None:
+    shandong, anhui = pair.shandong, pair.anhui
+    before = await anhui_state(anhui)
+    genuine = envelope_for(pair)
+    # A body changed after signing.
+    forged = genuine.replace(b"medical_insurance", b"civil_affairs___")
+    refused(await post(anhui, genuine, shandong.key, body=forged), 401, "BAD_SIGNATURE", "签名无效")
+    # A key 34 was never given (calling itself 37's).
+    stranger = ProvinceKey.from_pem(ProvinceKey.generate_pem(), province="37")
+    refused(await post(anhui, genuine, stranger), 401, "UNKNOWN_KEY", "未知的签名密钥")
+    # 37's own key, a message for Shanxi (14); one claiming to come from Shanxi.
+    elsewhere = envelope_for(pair, to="14")
+    refused(await post(anhui, elsewhere, shandong.key), 403, "WRONG_RECIPIENT", "不是本省")
+    posing = envelope_for(pair, **{"from": "14"})
+    refused(await post(anhui, posing, shandong.key), 403, "WRONG_SENDER", "发送省份")
+    # A genuine message captured an hour ago and sent again now.
+    an_hour_ago = (now_utc() - timedelta(hours=1)).isoformat()
+    replayed = await post(anhui, genuine, shandong.key, signed_at=an_hour_ago)
+    refused(replayed, 401, "STALE_MESSAGE", "重放")
+    # 34 answered its own key's message as if from a peer: not a peer.
+    refused(await post(anhui, genuine, anhui.key), 401, "UNKNOWN_KEY", "未知的签名密钥")
+    assert await anhui_state(anhui) == before  # nothing stored, nothing applied
+
+    # A message 34 has received, sent again inside the window: the stored receipt, nothing new.
+    event_id = await push_task(shandong, pair.shared.person_id, department="medical_insurance")
+    sent = await delivered(shandong, event_id)
+    after_delivery = await anhui_state(anhui)
+    again = await post(anhui, open_envelope(shandong, sent), shandong.key)
+    assert again.status_code == 200
+    assert again.content == bytes(sent.receipt)
+    assert again.headers[SIGNATURE_HEADER] == sent.receipt_signature
+    assert await anhui_state(anhui) == after_delivery
+
+
+async def anhui_state(anhui: Gateway) -> tuple[int, int]:
+    messages = await anhui.rows(select(ExchangeMessage.id))
+    events = await anhui.rows(select(OutboxEvent.id).where(OutboxEvent.origin.is_not(None)))
+    return len(messages), len(events)
+
+
+# --------------------------------------------------------------------------- proof
+async def test_both_logs_verify_and_a_changed_entry_is_found(pair: Pair) -> None:
+    shandong, anhui = pair.shandong, pair.anhui
+    event_id = await push_task(shandong, pair.shared.person_id, department="civil_affairs")
+    sent = await delivered(shandong, event_id)
+    for gateway in (shandong, anhui):
+        macs = gateway.harness.runtime.audit.macs
+        async with gateway.harness.runtime.engine.connect() as connection:
+            check = await verify_log(connection, macs)
+            assert check.ok, check
+            # Every OUT entry's receipt verifies with the peer's key, every IN entry's message
+            # with the sender's: what each side can prove of the other.
+            other = anhui if gateway is shandong else shandong
+            for row in await connection.execute(
+                select(ExchangeMessage.__table__).where(ExchangeMessage.seq.is_not(None))
+            ):
+                if row.direction == "OUT":
+                    assert other.peer_key().verify("receipt", row.receipt, row.receipt_signature)
+                else:
+                    envelope = open_envelope(gateway, row)
+                    payload = signed_payload(row.signed_at, envelope)
+                    assert other.peer_key().verify("message", payload, row.signature)
+        # A receipt status changed in place is found at its entry (rolled back after).
+        async with gateway.harness.runtime.engine.connect() as connection:
+            await connection.execute(
+                update(ExchangeMessage)
+                .where(ExchangeMessage.message_id == sent.message_id)
+                .values(receipt_status="REJECTED")
+            )
+            broken = await verify_log(connection, macs)
+            await connection.rollback()
+        assert not broken.ok
+        assert broken.problem == "条目内容与其哈希不符 (被修改)"
