@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 
 from gateway.crypto import PeerKey, ProvinceKey
 from gateway.domain.records import HouseholdBundle, HouseholdRecord, PersonRecord
@@ -189,9 +189,7 @@ async def build_pair(cluster: ThrowawayCluster, root: Path) -> Pair:
         data_dir = root / f"province-{code}"
         harness = await build_harness(data_dir, url, backend="postgres", persons=persons, seed=seed)
         key = load_or_create_key(data_dir / "exchange-signing-key.pem", code)
-        gateways.append(
-            Gateway(code, province, harness, data_dir, url, free_port(), key)  # type: ignore[arg-type]
-        )
+        gateways.append(Gateway(code, province, harness, data_dir, url, free_port(), key))
     shandong, anhui = gateways
     shared = shandong.harness.persons[0]
     anhui_person_id = await add_to_anhui(anhui, shared)
@@ -225,7 +223,7 @@ async def tie_to_anhui(shandong: Gateway, person_id: uuid.UUID) -> None:
     """In 37: an identity recognised in Anhui (a place in 34)."""
     async with shandong.harness.runtime.engine.begin() as connection:
         await connection.execute(
-            PersonPlace.__table__.insert().values(
+            insert(PersonPlace).values(
                 person_id=person_id,
                 kind="identity",
                 department="civil_affairs",
@@ -247,7 +245,7 @@ async def push_task(shandong: Gateway, person_id: uuid.UUID, *, department: str)
             await connection.execute(select(Person.county_code).where(Person.id == person_id))
         ).scalar_one()
         await connection.execute(
-            Task.__table__.insert().values(
+            insert(Task).values(
                 id=task_id,
                 kind="IDENTITY_VERIFICATION",
                 department=department,

@@ -22,20 +22,24 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import select, text, update
 
-from gateway.crypto import ProvinceKey
+from gateway.crypto import PeerKey, ProvinceKey
 from gateway.domain.clock import now_utc
+from gateway.domain.errors import ConfigurationError
 from gateway.runtime.peer_exchange import (
     KEY_HEADER,
+    KEYS_PATH,
     PATH,
     SIGNATURE_HEADER,
     SIGNED_AT_HEADER,
     canonical,
+    load_peers,
     signed_payload,
 )
 from gateway.storage.models import ExchangeHead, ExchangeMessage, OutboxEvent
@@ -382,3 +386,42 @@ async def test_both_logs_verify_and_a_changed_entry_is_found(pair: Pair) -> None
             await connection.rollback()
         assert not broken.ok
         assert broken.problem == "条目内容与其哈希不符 (被修改)"
+
+
+# --------------------------------------------------------------------------- configuration
+async def test_each_gateway_shows_its_public_key_for_the_peers_configuration(pair: Pair) -> None:
+    for gateway in (pair.shandong, pair.anhui):
+        async with httpx.AsyncClient(base_url=gateway.url, timeout=10) as client:
+            shown = (await client.get(KEYS_PATH)).json()
+        assert shown["province"] == gateway.code
+        [key] = shown["keys"]
+        assert key["id"] == gateway.key.key_id
+        assert PeerKey.from_pem(gateway.code, key["id"], key["pem"]).derived_key_id == key["id"]
+        assert "PRIVATE" not in json.dumps(shown)
+
+
+def peers_toml(code: str, key_id: str, pem: str, url: str = "https://peer.example/") -> str:
+    return (
+        f'[[peers]]\ncode = "{code}"\nurl = "{url}"\n'
+        f'[[peers.keys]]\nid = "{key_id}"\npem = """{pem}"""\n'
+    )
+
+
+def test_a_broken_peers_file_stops_the_start(tmp_path: Path) -> None:
+    key = ProvinceKey.from_pem(ProvinceKey.generate_pem(), province="34")
+    other = ProvinceKey.from_pem(ProvinceKey.generate_pem(), province="34")
+    path = tmp_path / "peers.toml"
+    path.write_text(peers_toml("34", key.key_id, key.public_pem()), encoding="utf-8")
+    assert list(load_peers(path, "37")) == ["34"]
+    cases = {
+        "密钥编号": peers_toml("34", other.key_id, key.public_pem()),  # id of another key
+        "为本省": peers_toml("37", key.key_id, key.public_pem()),  # itself as a peer
+        "https://": peers_toml("34", key.key_id, key.public_pem(), url="ftp://x/"),
+        "不是 P-256 公钥": peers_toml("34", key.key_id, "not a key"),
+        "格式错误": "[[peers]\n",
+    }
+    for words, text_ in cases.items():
+        path.write_text(text_, encoding="utf-8")
+        with pytest.raises(ConfigurationError) as caught:
+            load_peers(path, "37")
+        assert words in caught.value.message, (words, caught.value.message)

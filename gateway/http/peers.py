@@ -6,7 +6,8 @@ signed (200, its signature in the same headers), also when the message is a repe
 stored receipt) or names a person this province does not hold (status REJECTED with the
 reason). A message that fails verification is refused in the JSON error shape — unknown key or
 bad signature or stale signing time 401, wrong sender or recipient 403, malformed 400 — and
-nothing is stored or applied. Everything else is ``gateway.runtime.peer_exchange``.
+nothing is stored or applied. ``GET /exchange/v1/keys`` shows this province's public key
+for the peers' configuration. Everything else is ``gateway.runtime.peer_exchange``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import logging
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from gateway.domain.errors import BadUserInput, Forbidden, GatewayError, NotFound, Unauthenticated
@@ -22,6 +23,7 @@ from gateway.http.refusals import new_request_id, refusal
 from gateway.runtime.parts import Runtime
 from gateway.runtime.peer_exchange import (
     KEY_HEADER,
+    KEYS_PATH,
     MAX_MESSAGE_BYTES,
     PATH,
     SIGNATURE_HEADER,
@@ -81,5 +83,24 @@ async def receive_message(request: Request) -> Response:
     )
 
 
+async def own_keys(request: Request) -> Response:
+    """This province's public exchange key, for the peers' operators to configure (public,
+    like a JWKS; the file they configure is what they trust, not this answer)."""
+    runtime: Runtime = request.app.state.runtime
+    exchange = runtime.peer_exchange
+    if exchange is None:
+        return refusal(NotFound("本网关未配置省际交换"), new_request_id(), status=404)
+    key = exchange.key
+    return JSONResponse(
+        {
+            "province": exchange.own,
+            "keys": [{"id": key.key_id, "alg": "ES256", "pem": key.public_pem()}],
+        }
+    )
+
+
 def exchange_routes() -> list[BaseRoute]:
-    return [Route(PATH, receive_message, methods=["POST"])]
+    return [
+        Route(PATH, receive_message, methods=["POST"]),
+        Route(KEYS_PATH, own_keys, methods=["GET"]),
+    ]

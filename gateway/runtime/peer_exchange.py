@@ -43,6 +43,7 @@ import json
 import logging
 import os
 import random
+import time
 import tomllib
 import uuid
 from collections.abc import Mapping
@@ -69,6 +70,7 @@ from gateway.storage.vault import PersonVault
 log = logging.getLogger("gateway.exchange")
 
 PATH = "/exchange/v1/messages"
+KEYS_PATH = "/exchange/v1/keys"
 KEY_HEADER = "X-Relief-Exchange-Key"
 SIGNATURE_HEADER = "X-Relief-Exchange-Signature"
 SIGNED_AT_HEADER = "X-Relief-Exchange-Signed-At"
@@ -80,6 +82,10 @@ REJECTED = "REJECTED"
 _NAMESPACE = uuid.UUID("5b0f7c58-3c5e-4f57-9a55-2f1c8d2f4e18")
 _SEAL = {"table": "exchange_message", "column": "envelope"}
 _BATCH = 100
+# The sender reads new events from a cursor (the greatest outbox id it has looked at); an event
+# whose transaction commits after a later one's was passed by the cursor, so every so often
+# the sender looks at every event again (those already logged are skipped in SQL).
+FULL_SCAN_SECONDS = 300.0
 
 
 def canonical(value: Mapping[str, Any]) -> bytes:
@@ -207,6 +213,8 @@ class PeerExchange:
         self._keys = {key_id: peer for peer in self.peers.values() for key_id in peer.keys}
         self._task: asyncio.Task[None] | None = None
         self._client: httpx.AsyncClient | None = None
+        self._after: dict[str, int] = {}  # per peer: outbox ids up to here were looked at
+        self._full_scan_due: dict[str, float] = {}  # per peer, time.monotonic()
 
     @classmethod
     def configure(
@@ -440,10 +448,16 @@ class PeerExchange:
         return receipted
 
     async def _enqueue(self, peer: Peer) -> None:
+        after = self._after.get(peer.code, 0)
+        if time.monotonic() >= self._full_scan_due.get(peer.code, 0.0):
+            after = 0
+            self._full_scan_due[peer.code] = time.monotonic() + FULL_SCAN_SECONDS
         async with self.engine.begin() as connection:
+            newest = await log_store.newest_event_id(connection)  # before the scan
             rows = await log_store.untold_events(
-                connection, peer.code, kinds=peer.kinds, limit=_BATCH
+                connection, peer.code, kinds=peer.kinds, after=after, limit=_BATCH
             )
+            next_after = rows[-1].id if len(rows) == _BATCH else max(after, newest)
             now = now_utc()
             messages = []
             for row in rows:
@@ -488,6 +502,7 @@ class PeerExchange:
                     }
                 )
             await log_store.enqueue(connection, messages)
+        self._after[peer.code] = next_after  # committed: the cursor moves on
 
     async def _send_due(self, peer: Peer) -> int:
         async with self.engine.connect() as connection:
@@ -625,6 +640,7 @@ def _parse_envelope(body: bytes) -> dict[str, Any]:
 
 
 __all__ = [
+    "KEYS_PATH",
     "KEY_HEADER",
     "MAX_MESSAGE_BYTES",
     "PATH",

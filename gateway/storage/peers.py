@@ -95,12 +95,18 @@ async def _chain(
 
 # ---------------------------------------------------------------------------- sender
 async def untold_events(
-    connection: AsyncConnection, peer: str, *, kinds: Collection[str] | None, limit: int
+    connection: AsyncConnection,
+    peer: str,
+    *,
+    kinds: Collection[str] | None,
+    after: int = 0,
+    limit: int,
 ) -> list[Row[Any]]:
     """This province's own events (not received from a peer) about people tied to ``peer``
     — a place there (``person_place.province_code``) or residence there — that have no OUT
     message to ``peer`` yet, oldest first, with the person's sealed ID number. ``kinds``: the
-    event kinds agreed with the peer (None: all)."""
+    event kinds agreed with the peer (None: all); ``after``: only events with a greater id
+    (the sender's cursor)."""
     event = OutboxEvent.__table__
     tied = or_(
         Person.province_code == peer,
@@ -130,12 +136,18 @@ async def untold_events(
             Person.id_number_ct,
         )
         .join(Person, Person.id == event.c.person_id)
-        .where(event.c.origin.is_(None), tied, ~told)
+        .where(event.c.id > after, event.c.origin.is_(None), tied, ~told)
         .where(true() if kinds is None else event.c.kind.in_(sorted(kinds)))
         .order_by(event.c.id)
         .limit(limit)
     )
     return list(await connection.execute(statement))
+
+
+async def newest_event_id(connection: AsyncConnection) -> int:
+    """The greatest outbox event id (0 when empty)."""
+    newest = (await connection.execute(select(func.max(OutboxEvent.id)))).scalar()
+    return int(newest or 0)
 
 
 async def enqueue(connection: AsyncConnection, messages: Sequence[Mapping[str, Any]]) -> None:
@@ -330,6 +342,7 @@ __all__ = [
     "enqueue",
     "entry_digest",
     "insert_inbound",
+    "newest_event_id",
     "record_failure",
     "stored_inbound",
     "untold_events",
