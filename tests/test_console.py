@@ -84,7 +84,7 @@ async def test_console_page_is_served_in_chinese(client: httpx.AsyncClient, path
 ROLE_SCREENS = {
     "security_admin": ["policy", "review"],
     "audit_admin": ["audit"],
-    "system_admin": ["system"],
+    "system_admin": ["system", "deliveries"],
 }
 
 

@@ -430,7 +430,7 @@ def _cycle(browser: Browser, gateway: Gateway) -> None:
     operator.sign_in(gateway.operator)
     page = operator.page
     expect(page.locator("#whoami-text")).to_contain_text("系统管理员")
-    _screens_are(page, {"system"})
+    _screens_are(page, {"system", "deliveries"})
     expect(page.locator("#panel-system")).to_contain_text("命令行")
     expect(page.locator("#panel-system")).to_contain_text("relief-gateway keys init | rotate")
     expect(page.locator("#system-status")).to_contain_text("网关就绪")
@@ -457,7 +457,7 @@ def _cycle(browser: Browser, gateway: Gateway) -> None:
     b.close()
 
 
-SCREENS = ("policy", "review", "audit", "system")
+SCREENS = ("policy", "review", "audit", "system", "deliveries")
 
 
 def _screens_are(page: Page, screens: set[str]) -> None:

@@ -35,14 +35,17 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from graphql import parse, validate
 from sqlalchemy import func, select, update
 
 from gateway.crypto import verify_webhook, webhook_headers
 from gateway.domain.clock import as_utc, now_utc
 from gateway.domain.principal import canonical_subject
+from gateway.http.console import console_directory
 from gateway.storage import deliveries as stored
 from gateway.storage.models import AuditEntry, WebhookDelivery, WebhookEndpoint
 from gateway.storage.outbox import Event, EventKind, emit_rows
+from schema._schema import build_schema
 from tests.exchange_support import (  # noqa: F401
     exchange_gateway,
     extra_policy,
@@ -804,3 +807,17 @@ async def test_mutations_are_in_the_administrators_trail(
             )
         ).all()
     assert issued["secret"] not in json.dumps([tuple(t) for t in texts], ensure_ascii=False)
+
+
+# ---------------------------------------------------------------------------- the console
+def test_the_console_documents_are_valid_against_the_schema() -> None:
+    """deliveries.js's GraphQL documents (the 推送投递 screen) validate against the schema."""
+    source = (console_directory() / "deliveries.js").read_text(encoding="utf-8")
+    documents: dict[str, str] = {}
+    for name, body in re.findall(r"^const (\w+) = `([^`]*)`;", source, re.M):
+        documents[name] = re.sub(r"\$\{(\w+)\}", lambda m: documents[m.group(1)], body)
+    operations = {n: d for n, d in documents.items() if re.match(r"\s*(query|mutation)\b", d)}
+    assert set(operations) == {"ENDPOINTS", "DELIVERIES", "REGISTER", "ROTATE", "DISABLE", "REPLAY"}
+    schema = build_schema()._schema
+    problems = {n: [e.message for e in validate(schema, parse(d))] for n, d in operations.items()}
+    assert problems == {name: [] for name in operations}

@@ -16,6 +16,7 @@ import { session, onVersion } from "./state.js";
 import * as policy from "./policy.js";
 import * as review from "./review.js";
 import * as audit from "./audit.js";
+import * as deliveries from "./deliveries.js";
 
 const system = {
   init() {
@@ -39,7 +40,7 @@ const system = {
 export const ROLE_SCREENS = {
   security_admin: { policy, review },
   audit_admin: { audit },
-  system_admin: { system },
+  system_admin: { system, deliveries },
 };
 
 let mounted = null; // the role whose screens are in the document
