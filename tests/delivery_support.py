@@ -67,6 +67,7 @@ class Receiver:
     refused: list[str] = field(default_factory=list)  # verification failures
     duplicates: int = 0
     _steps: list[int | str] = field(default_factory=list)
+    _by_id: dict[str, list[int | str]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
@@ -81,6 +82,11 @@ class Receiver:
     def script(self, *steps: int | str) -> None:
         with self._lock:
             self._steps.extend(steps)
+
+    def fail(self, webhook_id: str, *steps: int | str) -> None:
+        """Answer the next requests of ``webhook_id`` with ``steps`` (others: the script)."""
+        with self._lock:
+            self._by_id.setdefault(webhook_id, []).extend(steps)
 
     def up(self) -> None:
         receiver = self
@@ -113,13 +119,16 @@ class Receiver:
     def close(self) -> None:
         self.down()
 
-    def _next_step(self) -> int | str:
+    def _next_step(self, webhook_id: str) -> int | str:
         with self._lock:
+            own = self._by_id.get(webhook_id)
+            if own:
+                return own.pop(0)
             return self._steps.pop(0) if self._steps else 200
 
     def _handle(self, handler: BaseHTTPRequestHandler, body: bytes) -> None:
         headers = {name.lower(): value for name, value in handler.headers.items()}
-        step = self._next_step()
+        step = self._next_step(headers.get("webhook-id", ""))
         received = Received(
             headers.get("webhook-id", ""), int(headers.get("webhook-timestamp") or 0), headers, body
         )

@@ -10,26 +10,35 @@ workers claiming at once on PostgreSQL deliver each delivery exactly once.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import os
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, insert, select, update
 
+from authz.masking import mask_id_number, mask_phone
 from gateway.domain import clock
 from gateway.domain.clock import now_utc
 from gateway.runtime.delivery import DeliveryWorker
 from gateway.storage import deliveries as store
 from gateway.storage.models import (
+    AuditEntry,
+    CasbinRule,
     OutboxEvent,
+    PolicyVersion,
     Task,
     WebhookAttempt,
     WebhookDelivery,
     WebhookEndpoint,
 )
-from gateway.storage.outbox import EventKind
+from gateway.storage.outbox import EventKind, emit_tasks_pushed
 from gateway.storage.writer import write_bundles
 from tests.delivery_support import BACKENDS, Receiver, delivery_gateway_for
 from tests.harness import Harness
@@ -248,3 +257,411 @@ async def test_a_replayed_or_forged_request_is_refused_by_the_receivers_verifier
     assert "防重放" in receiver.refused[0]
     assert "签名不符" in receiver.refused[1]
     assert len(receiver.processed) == before
+
+
+# ============================================================================ order
+async def test_one_persons_events_arrive_in_order_and_do_not_block_another_person(
+    gw: Harness, receivers: list[Receiver]
+) -> None:
+    receiver = Receiver()
+    receivers.append(receiver)
+    hook = await endpoint(gw, receiver)
+    first_person = await warned_person(gw)
+    other_person = await warned_person(gw)
+    await run(gw, "shandong")
+    found = await rows(gw, hook)
+    by_person: dict[str, list[Any]] = {}
+    for row in found:
+        by_person.setdefault(row.ordering_key, []).append(row)
+    mine, theirs = by_person[str(first_person)], by_person[str(other_person)]
+    assert len(mine) == len(theirs) == 2
+    head = f"evt_{mine[0].event_uuid}"
+    receiver.fail(head, 500, 500, 503)  # the first person's first event fails three times
+
+    w = worker(gw)
+    try:
+        await w.drain()
+        # The other person's events arrived; the first person's second waits behind its head.
+        assert {f"evt_{r.event_uuid}" for r in theirs} <= set(receiver.processed)
+        assert f"evt_{mine[1].event_uuid}" not in receiver.processed
+        assert not any(r.webhook_id == f"evt_{mine[1].event_uuid}" for r in receiver.requests)
+        await deliver_until_settled(gw, w)
+    finally:
+        await w.close()
+    order = receiver.ids_in_order()
+    assert order.index(head) < order.index(f"evt_{mine[1].event_uuid}")
+    assert [r.status for r in await rows(gw, hook)] == ["DELIVERED"] * 4
+
+
+# ============================================================================ dead letter
+async def test_dead_after_the_dead_letter_time_then_replayed_and_delivered(
+    gw: Harness, receivers: list[Receiver]
+) -> None:
+    receiver = Receiver()
+    receivers.append(receiver)
+    hook = await endpoint(gw, receiver, dead_after_seconds=3600)
+    await warned_person(gw)
+    await run(gw, "shandong")
+    receiver.down()  # the department's system is off: connections refused
+    w = worker(gw)
+    start = now_utc()
+    try:
+        await w.drain()
+        for hours in range(1, 5):  # the clock passes the hour of the dead-letter time
+            with clock.travel(start + timedelta(hours=hours * 1.5)):
+                await make_due(gw)
+                await w.drain()
+        found = await rows(gw, hook)
+        assert [r.status for r in found] == ["DEAD", "DEAD"]
+        assert all(r.dead_at is not None and r.last_error for r in found)
+        # The console's dead-letter view (scoped: another department sees none of them).
+        async with gw.runtime.engine.connect() as connection:
+            dead, more = await store.deliveries(
+                connection,
+                department="civil_affairs",
+                region_prefix="37",
+                status="DEAD",
+                endpoint_id=hook,
+                first=10,
+                after=None,
+            )
+            assert {r.id for r in dead} == {r.id for r in found}
+            assert not more
+            assert {r.kind for r in dead} == {"warning.raised", "task.pushed"}
+            elsewhere, _ = await store.deliveries(
+                connection, department="health", region_prefix="37", status="DEAD",
+                first=10, after=None,
+            )  # fmt: skip
+            assert elsewhere == []
+        refused = await store.replay(
+            gw.runtime.engine, endpoint_id=hook, department="health", region_prefix="", by="x"
+        )
+        assert refused == 0
+        receiver.up()
+        replayed = await store.replay(
+            gw.runtime.engine,
+            endpoint_id=hook,
+            department="civil_affairs",
+            region_prefix="3701",
+            by="ops",
+        )
+        assert replayed == 2
+        await deliver_until_settled(gw, w)
+    finally:
+        await w.close()
+    assert [r.status for r in await rows(gw, hook)] == ["DELIVERED", "DELIVERED"]
+    assert len(receiver.processed) == 2
+
+
+# ============================================================================ policy
+@asynccontextmanager
+async def policy_change(
+    gw: Harness, remove: list[tuple[str, str, str]], add: list[tuple[str, str, str]]
+) -> AsyncIterator[None]:
+    """Lines taken out of (and put into) the policy in force for the block, as new versions."""
+
+    async def install(note: str) -> None:
+        async with gw.runtime.sessions() as session:
+            session.add(PolicyVersion(created_at=now_utc(), created_by="test", note=note))
+            await session.commit()
+            await gw.runtime.authorizer.load(session)
+
+    async def lines(
+        delete_: list[tuple[str, str, str]], insert_: list[tuple[str, str, str]]
+    ) -> None:
+        async with gw.runtime.sessions() as session:
+            for s, o, a in delete_:
+                await session.execute(
+                    delete(CasbinRule).where(
+                        CasbinRule.v0 == s, CasbinRule.v1 == o, CasbinRule.v2 == a
+                    )
+                )
+            if insert_:
+                await session.execute(
+                    insert(CasbinRule),
+                    [{"ptype": "p", "v0": s, "v1": o, "v2": a, "v3": "*"} for s, o, a in insert_],
+                )
+            await session.commit()
+
+    await lines(remove, add)
+    await install("test: delivery policy")
+    try:
+        yield
+    finally:
+        await lines(add, remove)
+        await install("test: delivery policy restored")
+
+
+async def person_with_phone(gw: Harness) -> tuple[uuid.UUID, str, str]:
+    global _numbered
+    _numbered += 1
+    made = bundle(Subject(f"delivery-{_numbered}", "shandong", (), "61500.01"), 700 + _numbered)
+    member = dataclasses.replace(made.members[0], phone="13812345678")
+    made = dataclasses.replace(made, members=[member])
+    async with gw.runtime.sessions() as session:
+        await write_bundles(session, gw.runtime.vault, [made])
+    return member.person_id, member.id_number, member.phone or ""
+
+
+ID_READ = ("civil_affairs:*", "Person.idNumber", "read")
+ID_MASK = ("civil_affairs:*", "Person.idNumber", "mask")
+
+
+async def test_a_department_reading_masked_receives_masked_and_the_push_is_audited(
+    gw: Harness, receivers: list[Receiver]
+) -> None:
+    receiver = Receiver()
+    receivers.append(receiver)
+    hook = await endpoint(gw, receiver, kinds=(EventKind.TASK_PUSHED,))
+    person, id_number, phone = await person_with_phone(gw)
+    async with gw.runtime.engine.connect() as connection:
+        audited_before = (await connection.execute(select(func.max(AuditEntry.id)))).scalar() or 0
+    async with policy_change(gw, remove=[ID_READ], add=[ID_MASK]):
+        await run(gw, "shandong")
+        w = worker(gw)
+        try:
+            await deliver_until_settled(gw, w)
+        finally:
+            await w.close()
+    (received,) = receiver.processed.values()
+    task = received.payload["data"]["task"]
+    assert task["person"]["idNumber"] == mask_id_number(id_number)
+    assert task["person"]["phone"] == mask_phone(phone)  # masked by the default policy
+    assert id_number.encode() not in received.body
+    assert phone.encode() not in received.body
+    assert task["department"] == "CIVIL_AFFAIRS"
+    # Who read what includes the push: the endpoint as subject, the person, the masked fields.
+    async with gw.runtime.engine.connect() as connection:
+        entries = list(
+            await connection.execute(
+                select(AuditEntry.__table__).where(AuditEntry.id > audited_before)
+            )
+        )
+    pushes = [e for e in entries if e.subject == f"webhook:{hook}"]
+    assert len(pushes) == 1
+    assert str(person) in pushes[0].person_ids
+    assert pushes[0].department == "civil_affairs"
+    assert '"Person.idNumber": "mask"' in pushes[0].fields
+    assert [r.status for r in await rows(gw, hook)] == ["DELIVERED"]
+
+
+ROWS = [
+    ("civil_affairs:*", "Person(all; places: residence|identity)", "rows"),
+    ("civil_affairs:*", "Person(pushed; places: addressed)", "rows"),
+]
+
+
+async def test_a_person_outside_the_endpoints_scope_is_cancelled_and_nothing_sent(
+    gw: Harness, receivers: list[Receiver]
+) -> None:
+    receiver = Receiver()
+    receivers.append(receiver)
+    hook = await endpoint(gw, receiver)
+    await warned_person(gw)
+    async with policy_change(gw, remove=ROWS, add=[]):
+        await run(gw, "shandong")
+        w = worker(gw)
+        try:
+            await w.drain()
+        finally:
+            await w.close()
+    found = await rows(gw, hook)
+    assert [(r.status, r.cancel_reason) for r in found] == [("CANCELLED", "out_of_scope")] * 2
+    assert receiver.requests == []
+
+
+# ============================================================================ answers
+async def test_410_gone_disables_the_endpoint_and_cancels_what_waits(
+    gw: Harness, receivers: list[Receiver]
+) -> None:
+    receiver = Receiver()
+    receivers.append(receiver)
+    hook = await endpoint(gw, receiver)
+    await warned_person(gw)
+    await run(gw, "shandong")
+    receiver.script(410)
+    w = worker(gw)
+    try:
+        await w.drain()
+    finally:
+        await w.close()
+    assert [(r.status, r.cancel_reason) for r in await rows(gw, hook)] == [
+        ("CANCELLED", "gone"),
+        ("CANCELLED", "gone"),
+    ]
+    assert len(receiver.requests) == 1
+    async with gw.runtime.engine.connect() as connection:
+        listed = await store.endpoints(connection, department="civil_affairs", region_prefix="37")
+    assert [r.disabled_at is not None for r in listed if r.id == hook] == [True]
+
+
+async def test_the_breaker_probes_a_failing_endpoint_with_one_request(
+    gw: Harness, receivers: list[Receiver]
+) -> None:
+    receiver = Receiver()
+    receivers.append(receiver)
+    hook = await endpoint(gw, receiver)
+    for _ in range(6):
+        await warned_person(gw)
+    await run(gw, "shandong")
+    receiver.down()
+    w = worker(gw)
+    start = now_utc()
+    try:
+        await w.drain()  # six heads, six failures: the breaker opens at the fifth
+        sent = w.counts.requests
+        assert sent == 6
+        with clock.travel(start + timedelta(seconds=30)):  # retries due, the pause over
+            async with gw.runtime.engine.begin() as connection:
+                await connection.execute(
+                    update(WebhookDelivery)
+                    .where(WebhookDelivery.status == "PENDING")
+                    .values(next_attempt_at=start)
+                )
+            await w.drain()
+        assert w.counts.requests == sent + 1  # one probe, not six
+        receiver.up()
+        with clock.travel(start + timedelta(hours=2)):
+            await make_due(gw)
+            await deliver_until_settled(gw, w)
+    finally:
+        await w.close()
+    assert {r.status for r in await rows(gw, hook)} == {"DELIVERED"}
+    assert len(receiver.processed) == 12
+
+
+# ============================================================================ outbox atomicity
+async def test_an_event_rolled_back_with_its_change_is_never_delivered(
+    gw: Harness, receivers: list[Receiver]
+) -> None:
+    receiver = Receiver()
+    receivers.append(receiver)
+    hook = await endpoint(gw, receiver)
+    person = await warned_person(gw)
+    task_id = uuid.uuid4()
+
+    class Undone(Exception):
+        pass
+
+    async def change_then_fail() -> None:
+        async with gw.runtime.engine.begin() as connection:
+            await connection.execute(
+                insert(Task).values(
+                    id=task_id, kind="WARNING_REVIEW", department="civil_affairs",
+                    county_code=COUNTY, person_id=person, source_key=f"test:{task_id}",
+                    opened_on=clock.today(), due_on=clock.today(), status="OPEN",
+                )
+            )  # fmt: skip
+            await emit_tasks_pushed(connection, Task.id == task_id)
+            assert await rows_in(connection, hook) == 1  # written, in the transaction
+            raise Undone
+
+    with pytest.raises(Undone):
+        await change_then_fail()
+    w = worker(gw)
+    try:
+        await w.drain()
+    finally:
+        await w.close()
+    assert await rows(gw, hook) == []
+    assert receiver.requests == []
+
+
+async def rows_in(connection: Any, hook: uuid.UUID) -> int:
+    return int(
+        (
+            await connection.execute(
+                select(func.count()).where(WebhookDelivery.endpoint_id == hook)
+            )
+        ).scalar_one()
+    )
+
+
+# ============================================================================ workers
+async def test_the_serve_worker_delivers_without_being_asked(
+    gw: Harness, receivers: list[Receiver]
+) -> None:
+    """The in-process worker (as `serve` starts it): PostgreSQL wakes it by NOTIFY, SQLite's
+    one-second poll finds the work."""
+    receiver = Receiver()
+    receivers.append(receiver)
+    hook = await endpoint(gw, receiver, algorithm="HMAC-SM3")
+    w = worker(gw, "serve")
+    w.start()
+    try:
+        await asyncio.sleep(0.3)
+        await warned_person(gw)
+        await run(gw, "shandong")
+        expected = len(await rows(gw, hook))
+        assert expected >= 2
+        for _ in range(100):
+            if len(receiver.processed) == expected:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        await w.close()
+    assert len(receiver.processed) == expected
+    assert all(
+        r.headers["webhook-signature"].startswith("v1sm3,") for r in receiver.processed.values()
+    )
+
+
+async def test_two_processes_claiming_at_once_deliver_each_delivery_exactly_once(
+    gw: Harness, receivers: list[Receiver]
+) -> None:
+    if gw.backend != "postgres":
+        pytest.skip("several delivery processes need PostgreSQL (SQLite runs one in-process)")
+    receiver = Receiver()
+    receivers.append(receiver)
+    hook = await endpoint(gw, receiver, max_in_flight=16)
+    for _ in range(15):
+        await warned_person(gw)
+    await run(gw, "shandong")
+    expected = len(await rows(gw, hook))
+    assert expected == 30
+    settings = gw.runtime.settings
+    env = {
+        **os.environ,
+        "RELIEF_DATA_DIR": str(settings.data_dir),
+        "RELIEF_DATABASE_URL": settings.resolved_database_url,
+        "RELIEF_DELIVERY_TIMEOUT_SECONDS": "5",
+    }
+    # Another process (`relief-gateway deliver --once`) and two workers of this one, together.
+    other = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway.cli", "deliver", "--once", "--name", "other",
+        "--concurrency", "4",
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    here = [DeliveryWorker(gw.runtime, name=f"here-{i}", concurrency=4) for i in range(2)]
+    try:
+        for _ in range(20):
+            await asyncio.gather(*(w.drain() for w in here))
+            if len(receiver.processed) == expected:
+                break
+            await asyncio.sleep(0.2)
+        out, err = await asyncio.wait_for(other.communicate(), 120)
+    finally:
+        for w in here:
+            await w.close()
+    assert other.returncode == 0, err.decode()
+    assert "投递完成" in out.decode()
+    assert len(receiver.processed) == expected
+    assert receiver.duplicates == 0
+    assert len(receiver.requests) == expected  # no delivery was sent twice
+    found = await rows(gw, hook)
+    assert {r.status for r in found} == {"DELIVERED"}
+    async with gw.runtime.engine.connect() as connection:
+        workers = list(
+            await connection.execute(
+                select(WebhookAttempt.worker, func.count()).group_by(WebhookAttempt.worker)
+            )
+        )
+        per_delivery = (
+            await connection.execute(
+                select(func.max(WebhookDelivery.attempts)).where(
+                    WebhookDelivery.endpoint_id == hook
+                )
+            )
+        ).scalar_one()
+    assert per_delivery == 1
+    assert sum(count for _, count in workers) == expected
