@@ -10,6 +10,7 @@ import * as warnings from "./warnings.js";
 import * as anomalies from "./anomalies.js";
 import * as batches from "./batches.js";
 import * as chain from "./chain.js";
+import * as live from "./live.js";
 
 const TABS = {
   tasks: { module: tasks, loaded: false },
@@ -87,9 +88,69 @@ function showApp() {
   for (const tab of Object.values(TABS)) tab.loaded = false;
   for (const tab of Object.values(TABS)) tab.module.signedIn?.();
   selectTab("tasks");
+  startLive();
+}
+
+// 实时更新 (live.js): which list each event kind changes.
+const LIVE_TABS = {
+  TASK_PUSHED: "tasks",
+  TASK_ANSWERED: "tasks",
+  WARNING_RAISED: "warnings",
+  ANOMALY_OPENED: "anomalies",
+  ANOMALY_CLOSED: "anomalies",
+};
+const liveReloads = {};
+let livePushed = 0;
+
+function startLive() {
+  livePushed = 0;
+  $("#live-notice").hidden = true;
+  live.start({ onEvent: liveEvent, onStatus: liveStatus });
+}
+
+function liveStatus(kind, text) {
+  const status = $("#live-status");
+  status.hidden = !text;
+  status.dataset.state = kind;
+  fill(status, kind === "live" ? "● 实时更新" : text);
+  status.title = text;
+}
+
+/** An answer being typed in the list: it is not re-rendered under the clerk's hands. */
+function draftInTasks() {
+  return [...document.querySelectorAll("#tasks form select, #tasks form input")].some(
+    (field) => field.value,
+  );
+}
+
+function liveEvent(event) {
+  // More was missed than a reconnection replays: every list is read again.
+  const names =
+    event.kind === "RESUME_TRUNCATED" ? ["tasks", "warnings", "anomalies"] : [LIVE_TABS[event.kind]];
+  if (event.kind === "TASK_PUSHED") {
+    livePushed += 1;
+    const later = draftInTasks() ? ", 您正在填写答复, 提交后点击“刷新”查看" : ", 列表已更新";
+    const notice = $("#live-notice");
+    fill($("#live-notice-text"), `新推送 ${livePushed} 条${later}`);
+    notice.hidden = false;
+  }
+  for (const name of names) {
+    const tab = TABS[name];
+    if (!tab) continue;
+    tab.loaded = false; // read again when next opened
+    if ($(`#panel-${name}`).hidden || (name === "tasks" && draftInTasks())) continue;
+    // A warning run pushes many at once: one reload after the burst.
+    clearTimeout(liveReloads[name]);
+    liveReloads[name] = setTimeout(() => {
+      if ($(`#panel-${name}`).hidden) return;
+      tab.loaded = true;
+      tab.module.load({});
+    }, 300);
+  }
 }
 
 function signOut() {
+  live.stop();
   // Drop the token and everything the previous clerk saw.
   sessionStorage.clear();
   session.me = null;
@@ -97,6 +158,7 @@ function signOut() {
 }
 
 function signedOut(messages) {
+  live.stop();
   token.clear();
   session.me = null;
   $("#app").hidden = true;
@@ -158,6 +220,11 @@ function start() {
       }
     }
     chain.purposeChanged();
+    startLive(); // the stream declares the purpose too
+  });
+  $("#live-notice-dismiss").addEventListener("click", () => {
+    livePushed = 0;
+    $("#live-notice").hidden = true;
   });
 
   const form = $("#login-form");
