@@ -413,6 +413,10 @@ def test_a_broken_peers_file_stops_the_start(tmp_path: Path) -> None:
     path = tmp_path / "peers.toml"
     path.write_text(peers_toml("34", key.key_id, key.public_pem()), encoding="utf-8")
     assert list(load_peers(path, "37")) == ["34"]
+    path.write_text(peers_toml("34", key.key_id, key.public_pem(), "http://x/"), encoding="utf-8")
+    assert list(load_peers(path, "37")) == ["34"]  # development: loopback tests
+    with pytest.raises(ConfigurationError):
+        load_peers(path, "37", production=True)
     cases = {
         "密钥编号": peers_toml("34", other.key_id, key.public_pem()),  # id of another key
         "为本省": peers_toml("37", key.key_id, key.public_pem()),  # itself as a peer
@@ -425,3 +429,23 @@ def test_a_broken_peers_file_stops_the_start(tmp_path: Path) -> None:
         with pytest.raises(ConfigurationError) as caught:
             load_peers(path, "37")
         assert words in caught.value.message, (words, caught.value.message)
+
+
+async def test_a_signed_message_34_cannot_apply_is_receipted_rejected(pair: Pair) -> None:
+    shandong, anhui = pair.shandong, pair.anhui
+    messages, events = await anhui_state(anhui)
+    cases = {
+        "事件类型无法识别": envelope_for(pair, kind="task.deleted"),
+        "受理部门无法识别": envelope_for(
+            pair, event={"audience": "x" * 40, "countyCode": "370102", "facts": {}}
+        ),
+    }
+    for reason, envelope in cases.items():
+        response = await post(anhui, envelope, shandong.key)
+        assert response.status_code == 200, response.text
+        assert anhui.peer_key().verify(
+            "receipt", response.content, response.headers[SIGNATURE_HEADER]
+        )
+        receipt = json.loads(response.content)
+        assert (receipt["status"], receipt["reason"]) == ("REJECTED", reason)
+    assert await anhui_state(anhui) == (messages + 2, events)  # logged, nothing applied

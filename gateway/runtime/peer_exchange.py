@@ -59,11 +59,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.crypto import AuditMac, PeerKey, ProvinceKey
 from gateway.domain.clock import now_utc
+from gateway.domain.departments import Department
 from gateway.domain.errors import ConfigurationError
 from gateway.domain.settings import Settings
 from gateway.storage import peers as log_store
 from gateway.storage.models import OutboxEvent, Person
-from gateway.storage.outbox import decode_facts, fan_out
+from gateway.storage.outbox import EventKind, decode_facts, fan_out
 from gateway.storage.setwise import dialect_insert
 from gateway.storage.vault import PersonVault
 
@@ -82,6 +83,8 @@ REJECTED = "REJECTED"
 _NAMESPACE = uuid.UUID("5b0f7c58-3c5e-4f57-9a55-2f1c8d2f4e18")
 _SEAL = {"table": "exchange_message", "column": "envelope"}
 _BATCH = 100
+_KINDS = frozenset(kind.value for kind in EventKind)
+_DEPARTMENTS = frozenset(department.value for department in Department)
 # The sender reads new events from a cursor (the greatest outbox id it has looked at); an event
 # whose transaction commits after a later one's was passed by the cursor, so every so often
 # the sender looks at every event again (those already logged are skipped in SQL).
@@ -112,8 +115,9 @@ class Peer:
         return self.url.rstrip("/") + PATH
 
 
-def load_peers(path: Path, own: str) -> dict[str, Peer]:
-    """The peers file, validated: a broken file stops the start (ConfigurationError)."""
+def load_peers(path: Path, own: str, *, production: bool = False) -> dict[str, Peer]:
+    """The peers file, validated: a broken file stops the start (ConfigurationError).
+    Production takes https URLs only (http is for loopback tests and development)."""
     where = f"省际交换对端配置 {path}"
     try:
         text = path.read_text(encoding="utf-8")
@@ -129,7 +133,7 @@ def load_peers(path: Path, own: str) -> dict[str, Peer]:
         if len(code) != 2 or not code.isdigit() or code == own or code in found:
             raise ConfigurationError(f"{where}: 对端省份代码 {code!r} 无效、重复或为本省")
         url = str(entry.get("url", ""))
-        if not url.startswith(("https://", "http://")):
+        if not url.startswith(("https://",) if production else ("https://", "http://")):
             raise ConfigurationError(f"{where}: 对端 {code} 的 url 应以 https:// 开头")
         keys: dict[str, PeerKey] = {}
         for item in entry.get("keys") or []:
@@ -229,7 +233,7 @@ class PeerExchange:
         """None without a peers file (no exchange)."""
         if settings.exchange_peers_file is None:
             return None
-        peers = load_peers(settings.exchange_peers_file, own)
+        peers = load_peers(settings.exchange_peers_file, own, production=settings.is_production)
         key = load_or_create_key(settings.exchange_key_path, own)
         return cls(
             own=own, key=key, peers=peers, engine=engine, vault=vault, macs=macs, settings=settings
@@ -302,8 +306,13 @@ class PeerExchange:
                 )
             now = now_utc()
             status, reason, person_id, event_id = ACCEPTED, None, None, None
-            if peer.kinds is not None and envelope["kind"] not in peer.kinds:
+            audience = envelope["event"].get("audience")
+            if envelope["kind"] not in _KINDS:
+                status, reason = REJECTED, "事件类型无法识别"
+            elif peer.kinds is not None and envelope["kind"] not in peer.kinds:
                 status, reason = REJECTED, "该事件类型不在两省约定的交换范围内"
+            elif audience not in _DEPARTMENTS:
+                status, reason = REJECTED, "受理部门无法识别"
             else:
                 person = (
                     await connection.execute(
@@ -377,7 +386,7 @@ class PeerExchange:
             "originCounty": event.get("countyCode"),
             "originSubject": event.get("subjectType"),
             "originOccurredAt": event.get("occurredAt"),
-            **(event.get("facts") or {}),
+            **(event.get("facts") if isinstance(event.get("facts"), dict) else {}),
         }
         message_id = str(envelope["message_id"])
         statement = dialect_insert(connection.dialect.name, OutboxEvent).on_conflict_do_nothing(
@@ -389,7 +398,7 @@ class PeerExchange:
                 {
                     "event_id": uuid.uuid4(),
                     "kind": envelope["kind"],
-                    "audience": str(event.get("audience") or ""),
+                    "audience": str(event["audience"]),
                     "county_code": person.county_code,
                     "person_id": person.id,
                     "subject_type": "exchange",
