@@ -381,6 +381,18 @@ def _register_and_replay(browser: Browser, gateway: Gateway) -> str:
     assert set(_rows(page).values()) == {"待推送"}
     admin.shot("06-all-pending")
     assert secret not in page.content()
+
+    # ---- the secret leaked: rotated with no overlap, the new one shown once
+    page.get_by_role("button", name="轮换密钥: 民政救助系统 (历下区)").click()
+    page.get_by_label("旧密钥继续签名的小时数").fill("0")
+    page.get_by_role("button", name="确认轮换").click()
+    expect(page.locator("#secret-panel")).to_contain_text("已轮换密钥")
+    rotated = page.locator("#issued-secret").inner_text().strip()
+    assert rotated.startswith("whsec_")
+    assert rotated != secret
+    admin.shot("07-rotated")
+    page.get_by_role("button", name="我已保存, 关闭").click()
+    assert rotated not in page.content()
     admin.close()
     return endpoint_id
 
@@ -395,7 +407,7 @@ def _others(browser: Browser, gateway: Gateway, endpoint_id: str) -> None:
     page.locator("#deliveries-search").click()
     expect(page.locator("#delivery-rows")).to_contain_text("没有符合条件的推送记录")
     assert endpoint_id not in page.content()
-    neighbour.shot("07-neighbour-sees-nothing")
+    neighbour.shot("08-neighbour-sees-nothing")
     neighbour.close()
 
     # The platform's operations team sees every department's endpoints and deliveries.
@@ -407,5 +419,17 @@ def _others(browser: Browser, gateway: Gateway, endpoint_id: str) -> None:
     page.get_by_label("状态").select_option(label="全部状态")
     page.locator("#deliveries-search").click()
     expect(page.locator("#delivery-rows tr[data-status=PENDING]")).to_have_count(3)
-    operations.shot("08-operations-team")
+    operations.shot("09-operations-team")
+
+    # The system is decommissioned: disabled in two steps, its pending deliveries cancelled.
+    disable = page.get_by_role("button", name="停用: 民政救助系统 (历下区)")
+    disable.click()
+    expect(disable).to_have_text("确认停用")
+    disable.click()
+    expect(page.locator("#webhook-message")).to_contain_text("已停用推送端点")
+    expect(row).to_contain_text("已停用")
+    expect(page.locator("#delivery-rows tr[data-status=CANCELLED]")).to_have_count(3)
+    assert set(_rows(page).values()) == {"已取消"}
+    assert set(_run(_statuses(gateway.database_url, endpoint_id)).values()) == {"CANCELLED"}
+    operations.shot("10-operations-disabled")
     operations.close()

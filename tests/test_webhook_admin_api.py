@@ -482,6 +482,20 @@ async def test_bad_input_is_refused_in_chinese_and_writes_nothing(
     assert await _endpoint_rows(gateway) == before
 
 
+async def test_plain_http_to_loopback_only_outside_production(
+    exchange_gateway: Harness,  # noqa: F811
+) -> None:
+    """An integrator testing a receiver on its own machine: http://127.0.0.1 is accepted by a
+    development gateway (the schema knows it is not production), never by a production one."""
+    gateway = exchange_gateway
+    county, _ = _counties(gateway)
+    admin = _admin(gateway, "civil_affairs", "county", county)
+    issued = await _register(gateway, admin, url="http://127.0.0.1:8765/hook")
+    assert issued["endpoint"]["url"] == "http://127.0.0.1:8765/hook"
+    assert getattr(gateway.runtime.schema, "production", None) is False
+    assert getattr(build_schema(production=True), "production", None) is True
+
+
 # ---------------------------------------------------------------------------- rotation, disabling
 async def test_rotation_returns_a_new_secret_once_and_keeps_the_old_one_signing(
     exchange_gateway: Harness,  # noqa: F811

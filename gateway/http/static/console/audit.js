@@ -101,6 +101,7 @@ const OWN_ACTIONS = new Set([
   "AuditLog.explanation",
   "AuditLog.chain",
   "Policy.change",
+  "Webhook.change",
   "Simulation.shapes",
 ]);
 

@@ -99,6 +99,7 @@ export const FIELDS = {
   "Loop.reliefChain": "救助链条",
   "Loop.coverage": "参保覆盖",
   "Statistics.read": "汇总统计",
+  "Webhook.manage": "管理推送端点和推送记录",
   // What an administrator's own actions release, as their audit entries record it
   // (schema/audit.py, schema/simulation.py): no person field, but audited like one.
   "Simulation.shapes": "模拟结果的结构 (不含数据值)",
@@ -106,6 +107,7 @@ export const FIELDS = {
   "AuditLog.explanation": "审计记录的解释",
   "AuditLog.chain": "审计哈希链校验",
   "Policy.change": "访问策略变更",
+  "Webhook.change": "推送端点管理 (登记、轮换密钥、停用、重新投递)",
   // A command run on the server (gateway/storage/admin_audit.py): its role and details.
   "Admin.role": "管理员角色",
   "Admin.key": "密钥",
@@ -136,6 +138,10 @@ export const OPERATIONS = {
   proposePolicyRollback: "提出策略回滚",
   approvePolicyChange: "批准策略变更",
   rejectPolicyChange: "驳回或撤回策略变更",
+  registerWebhookEndpoint: "登记推送端点",
+  rotateWebhookSecret: "轮换推送密钥",
+  disableWebhookEndpoint: "停用推送端点",
+  replayDeliveries: "重新投递死信",
 };
 
 // Commands run on the server, as their audit entries name them ("relief-gateway keys rotate").
