@@ -24,8 +24,10 @@ import pytest
 from sqlalchemy import delete, func, insert, select, update
 
 from authz.masking import mask_id_number, mask_phone
+from gateway.crypto import InvalidWebhook, verify_webhook
 from gateway.domain import clock
 from gateway.domain.clock import now_utc
+from gateway.domain.errors import BadUserInput
 from gateway.runtime.delivery import DeliveryWorker
 from gateway.storage import deliveries as store
 from gateway.storage.models import (
@@ -665,3 +667,137 @@ async def test_two_processes_claiming_at_once_deliver_each_delivery_exactly_once
         ).scalar_one()
     assert per_delivery == 1
     assert sum(count for _, count in workers) == expected
+
+
+# ============================================================================ registration
+@pytest.mark.parametrize(
+    ("url", "production", "refusal"),
+    [
+        ("http://example.cn/hook", False, "必须使用 https"),
+        ("http://127.0.0.1:8080/hook", True, "生产环境"),
+        ("http://localhost/hook", True, "生产环境"),
+        ("http://[::1]:9/hook", True, "生产环境"),
+        ("http://10.1.2.3/hook", False, "必须使用 https"),
+        ("http://127.0.0.1.example.cn/hook", False, "必须使用 https"),
+        ("https://user:pass@mz.example.cn/hook", False, "用户名或密码"),
+        ("https://token@mz.example.cn/hook", False, "用户名或密码"),
+        ("https://mz.example.cn/hook#frag", False, "片段"),
+        ("https://mz.example.cn:99999/hook", False, "格式不正确"),
+        ("ftp://mz.example.cn/hook", False, "必须使用 https"),
+        ("https:///hook", False, "缺少主机名"),
+        ("https://mz.example.cn/a b", False, "空白"),
+    ],
+)
+def test_an_endpoint_address_is_https_without_credentials(
+    url: str, production: bool, refusal: str
+) -> None:
+    with pytest.raises(BadUserInput, match=refusal):
+        store.check_url(url, production=production)
+
+
+@pytest.mark.parametrize(
+    "url", ["https://mz.example.cn/hook", "http://127.0.0.1:8080/hook", "http://[::1]:9/h"]
+)
+def test_accepted_addresses(url: str) -> None:
+    assert store.check_url(url, production=False) == url
+
+
+async def test_the_secret_is_shown_once_and_stored_sealed(
+    gw: Harness, receivers: list[Receiver]
+) -> None:
+    receiver = Receiver()
+    receivers.append(receiver)
+    hook = await endpoint(gw, receiver)
+    async with gw.runtime.engine.connect() as connection:
+        stored = (
+            await connection.execute(
+                select(WebhookEndpoint.secret_ct).where(WebhookEndpoint.id == hook)
+            )
+        ).scalar_one()
+        listed = await store.endpoints(connection, department="civil_affairs", region_prefix="")
+    key = receiver.secret.removeprefix("whsec_").encode()
+    assert key not in stored
+    assert receiver.secret.encode() not in stored
+    assert all("secret_ct" not in row._mapping for row in listed)
+    with pytest.raises(BadUserInput):
+        await store.create_endpoint(
+            gw.runtime.engine,
+            gw.runtime.vault.cipher,
+            store.NewEndpoint(
+                "x", "civil_affairs", "county", "3701", receiver.url, "HMAC-SHA256", ALL
+            ),
+            created_by="t",
+            production=False,
+        )  # a county's region has six digits
+
+
+async def test_during_a_rotation_both_secrets_sign_then_only_the_new_one(
+    gw: Harness, receivers: list[Receiver]
+) -> None:
+    receiver = Receiver()
+    receivers.append(receiver)
+    hook = await endpoint(gw, receiver)
+    old = receiver.secret
+    rotated = await store.rotate_secret(
+        gw.runtime.engine, gw.runtime.vault.cipher, hook, keep_previous_for=timedelta(hours=24),
+        by="admin",
+    )  # fmt: skip
+    assert rotated is not None
+    new = rotated[1]
+    assert new != old
+    await warned_person(gw)
+    await run(gw, "shandong")
+    w = worker(gw)
+    try:
+        receiver.secret = old  # a receiver not yet switched still verifies
+        await deliver_until_settled(gw, w)
+        first = list(receiver.processed.values())
+        assert all(len(r.headers["webhook-signature"].split(" ")) == 2 for r in first)
+        receiver.secret = new
+        for r in first:
+            verify_webhook(r.body, r.headers, new, now=r.timestamp)
+        # A day later the old secret no longer signs.
+        with clock.travel(now_utc() + timedelta(hours=25)):
+            await warned_person(gw)
+            await run(gw, "shandong")
+            await deliver_until_settled(gw, w)
+            later = [r for r in receiver.processed.values() if r not in first]
+            assert later
+            assert all(len(r.headers["webhook-signature"].split(" ")) == 1 for r in later)
+            with pytest.raises(InvalidWebhook):
+                verify_webhook(later[0].body, later[0].headers, old, now=later[0].timestamp)
+    finally:
+        await w.close()
+
+
+async def test_a_worker_whose_lease_ran_out_cannot_overwrite_its_successor(
+    gw: Harness, receivers: list[Receiver]
+) -> None:
+    receiver = Receiver()
+    receivers.append(receiver)
+    hook = await endpoint(gw, receiver, kinds=(EventKind.WARNING_RAISED,))
+    await warned_person(gw)
+    await run(gw, "shandong")
+    slow = await store.claim(gw.runtime.engine, worker="slow", limit=1, lease=timedelta(seconds=60))
+    assert len(slow) == 1
+    # Nobody else may take it while the lease holds.
+    assert (
+        await store.claim(gw.runtime.engine, worker="b", limit=5, lease=timedelta(seconds=60)) == []
+    )
+    w = worker(gw, "successor")
+    try:
+        with clock.travel(now_utc() + timedelta(seconds=61)):
+            await w.drain()  # the lease ran out: the successor delivers it
+            late = store.Attempt(now_utc(), 1, status_code=500, error="late")
+            assert (
+                await store.failed(
+                    gw.runtime.engine, slow[0], late, worker="slow", dead_after=timedelta(days=8)
+                )
+                is None
+            )
+            assert not await store.delivered(gw.runtime.engine, slow[0], late, worker="slow")
+    finally:
+        await w.close()
+    (row,) = await rows(gw, hook)
+    assert (row.status, row.attempts) == ("DELIVERED", 2)
+    assert len(receiver.processed) == 1
