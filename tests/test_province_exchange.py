@@ -42,7 +42,9 @@ from gateway.runtime.peer_exchange import (
     load_peers,
     signed_payload,
 )
-from gateway.storage.models import ExchangeHead, ExchangeMessage, OutboxEvent
+from gateway.storage.deliveries import NewEndpoint, create_endpoint
+from gateway.storage.models import ExchangeHead, ExchangeMessage, OutboxEvent, WebhookDelivery
+from gateway.storage.outbox import EventKind
 from gateway.storage.peers import verify_log
 from tests.pgcluster import ThrowawayCluster
 from tests.province_support import (
@@ -97,6 +99,22 @@ def open_envelope(gateway: Gateway, row: Any) -> bytes:
 # --------------------------------------------------------------------------- the exchange
 async def test_a_push_reaches_the_other_province_with_a_signed_receipt(pair: Pair) -> None:
     shandong, anhui = pair.shandong, pair.anhui
+    # A medical-insurance system of the county in 34 takes pushes by webhook.
+    endpoint, _secret = await create_endpoint(
+        anhui.harness.runtime.engine,
+        anhui.harness.runtime.vault.cipher,
+        NewEndpoint(
+            name="瑶海区医保系统",
+            department="medical_insurance",
+            level="county",
+            region="340102",
+            url="http://127.0.0.1:9/hooks",
+            algorithm="HMAC-SHA256",
+            kinds=(EventKind.TASK_PUSHED,),
+        ),
+        created_by="test",
+        production=False,
+    )
     event_id = await push_task(shandong, pair.shared.person_id, department="medical_insurance")
     sent = await delivered(shandong, event_id)
 
@@ -133,6 +151,11 @@ async def test_a_push_reaches_the_other_province_with_a_signed_receipt(pair: Pai
         ("task.pushed", "medical_insurance", "340102")
     ]
     assert entry.event_id == events[0].id
+    # ... and fanned out like a local event: the county's webhook has its delivery.
+    deliveries = await anhui.rows(
+        select(WebhookDelivery.endpoint_id).where(WebhookDelivery.event_id == events[0].id)
+    )
+    assert [row.endpoint_id for row in deliveries] == [endpoint.id]
     # The person's chain in 34 shows it, to a medical-insurance clerk of the county.
     token = anhui.harness.token("medical_insurance", "county", "340102")
     async with httpx.AsyncClient(base_url=anhui.url, timeout=10) as client:

@@ -249,6 +249,8 @@ class PeerExchange:
         if peer is None:
             raise ExchangeRefused(401, "UNKNOWN_KEY", "未知的签名密钥: 不属于任何已配置的对端省份")
         try:
+            if len(signed_at) > 40:  # the log keeps it as signed, in 40 characters
+                raise ValueError(signed_at[:8])
             moment = datetime.fromisoformat(signed_at)
         except ValueError:
             raise ExchangeRefused(400, "BAD_MESSAGE", "签名时间格式错误") from None
