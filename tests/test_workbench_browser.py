@@ -383,6 +383,9 @@ def test_civil_affairs_answers_a_warning_task_and_sees_the_chain_update(
     expect(card).to_contain_text("剩余")
     expect(card).to_contain_text("SHANXI_OTHERS_20000")
     expect(page.locator("#task-states")).to_contain_text("未办结")
+    # the clerk of the department it is pushed to has now seen it: the read receipt (issue 18)
+    expect(card.locator(".receipts")).to_contain_text("已阅")
+    expect(card.locator(".receipts")).not_to_contain_text("送达")  # no system: no delivery
     clerk.shot("01-tasks")
     page.get_by_label("临期 (2 个工作日内到期)").check()
     expect(page.locator("#tasks")).not_to_contain_text(person.id_number)

@@ -18,7 +18,7 @@ const PERSON = `id idNumber name regionCode`;
 
 const TASK = `
   id kind department regionCode category openedOn dueOn state overdue workingDaysLeft
-  answer answerCategory answeredOn answeredBy note
+  answer answerCategory answeredOn answeredBy note deliveredAt readAt readBy
   warning { id rule ruleDescription month }
   person { ${PERSON} }
 `;
@@ -39,6 +39,12 @@ query WorkbenchOpenTasks($first: Int!) {
   open: tasks(filter: {state: OPEN}, first: $first) { ${TASK_PAGE} }
   waiting: tasks(filter: {state: WAITING}, first: $first) { ${TASK_PAGE} }
   answered: tasks(filter: {state: ANSWERED}, first: 0) { totalCount }
+}`;
+
+// 已阅回执: the tasks of the clerk's own department shown on screen (issue 18 item 4)
+export const ACKNOWLEDGE_TASKS = `
+mutation AcknowledgeTasks($ids: [ID!]!) {
+  acknowledgeTasks(ids: $ids) { acknowledged tasks { id readAt readBy } }
 }`;
 
 export const ANSWER_TASK = `

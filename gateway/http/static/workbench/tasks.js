@@ -1,7 +1,7 @@
 // 待办: the tasks pushed to the clerk's department, most urgent first, answered in place.
 
 import { graphql, fieldProblems } from "./api.js";
-import { OPEN_TASKS, TASKS, ANSWER_TASK } from "./queries.js";
+import { ACKNOWLEDGE_TASKS, OPEN_TASKS, TASKS, ANSWER_TASK } from "./queries.js";
 import {
   $,
   busy,
@@ -155,7 +155,40 @@ async function page(more) {
     message(output, "info", problems.join("; "));
     render();
     $("#tasks-more").hidden = !hasNext;
+    await acknowledge(tasks);
   });
+}
+
+// Shown to a clerk of the department that must answer: the tasks are read (已阅回执). The hub
+// viewing other departments' tasks leaves no receipt (the server refuses it anyway).
+async function acknowledge(tasks) {
+  const unread = tasks.filter((t) => !t.readAt && t.department === department().toUpperCase());
+  if (!unread.length) return;
+  try {
+    const data = await graphql(ACKNOWLEDGE_TASKS, { ids: unread.map((t) => t.id) });
+    const read = new Map(data.acknowledgeTasks.tasks.map((t) => [t.id, t]));
+    shown = shown.map((t) => (read.has(t.id) ? { ...t, ...read.get(t.id) } : t));
+    render();
+  } catch {
+    // a receipt that could not be written is written the next time the list is shown
+  }
+}
+
+function receiptsText(task) {
+  const when = (iso) => (iso ? beijing(iso) : null);
+  const parts = [];
+  // a department without a system of its own (no webhook) reads its tasks here: no "delivered"
+  if (task.deliveredAt) parts.push(`已送达业务系统 ${when(task.deliveredAt)}`);
+  parts.push(task.readAt ? `已阅 ${when(task.readAt)}${task.readBy ? ` (${task.readBy})` : ""}` : "未阅");
+  if (task.answeredOn) parts.push(`已答复 ${task.answeredOn}`);
+  return `回执: ${parts.join(" · ")}`;
+}
+
+function beijing(iso) {
+  const moment = new Date(iso);
+  if (Number.isNaN(moment.getTime())) return iso;
+  const shifted = new Date(moment.getTime() + 8 * 3600 * 1000);
+  return shifted.toISOString().slice(0, 16).replace("T", " ");
 }
 
 function render() {
@@ -209,6 +242,7 @@ function taskCard(task) {
       ` · 县区 ${task.regionCode} · 承办 ${departmentName(task.department)}`,
       task.category ? ` · 待核查身份 ${name(CATEGORIES, task.category)}` : null,
     ),
+    h("p", { class: "receipts", dataset: { read: task.readAt ? "yes" : "no" } }, receiptsText(task)),
     task.warning
       ? h(
           "p",

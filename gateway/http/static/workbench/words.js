@@ -123,6 +123,8 @@ export const CHAIN_EVENTS = {
   ENROLLMENT_TERMINATED: "终止参保",
   WARNING: "高额医疗费用预警",
   TASK_PUSHED: "推送部门核实",
+  TASK_DELIVERED: "推送已送达部门业务系统",
+  TASK_READ: "部门已查阅推送",
   TASK_ANSWERED: "部门答复核实结果",
   ANOMALY_OPENED: "数据异常回传",
   ANOMALY_RESOLVED: "来源部门处理异常",
