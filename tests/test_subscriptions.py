@@ -48,9 +48,12 @@ from gateway.domain.records import (
     PersonRecord,
 )
 from gateway.domain.settings import Province
+from gateway.http import sse
 from gateway.http.app import create_app
 from gateway.loop.config import load_rules
 from gateway.loop.warnings import Month, run_warnings
+from gateway.runtime.events import EventHub, _Gaps
+from gateway.storage import outbox
 from gateway.storage.models import AuditEntry, OutboxEvent, Task
 from gateway.storage.writer import write_bundles
 from tests.harness import Harness, build_harness
@@ -592,3 +595,83 @@ async def test_invalid_documents_and_wrong_media_types(live: Live) -> None:
         assert (await health.next()).event == "complete"
     finally:
         await health.close()
+
+
+# ---------------------------------------------------------------------------- the hub
+def test_gaps_are_split_by_what_was_read_and_given_up_after_their_time() -> None:
+    gaps = _Gaps()
+    gaps.add(10, 20, now=0.0)
+    gaps.remove([9, 10, 14, 15, 20, 21])
+    assert [(low, high) for low, high, _ in gaps.ranges] == [(11, 13), (16, 19)]
+    gaps.add(30, 30, now=50.0)
+    gaps.expire(now=119.0, after=120.0)
+    assert len(gaps.ranges) == 3
+    gaps.expire(now=121.0, after=120.0)  # the first two: noticed at 0 s, given up at 120 s
+    assert [(low, high) for low, high, _ in gaps.ranges] == [(30, 30)]
+    gaps.add(5, 4, now=0.0)  # an empty range is none
+    assert len(gaps.ranges) == 1
+
+
+def _event(key: str) -> outbox.Event:
+    return outbox.Event(
+        kind=outbox.EventKind.TASK_PUSHED,
+        audience="civil_affairs",
+        county_code=COUNTY_A,
+        subject_type="task",
+        subject_id=str(uuid.uuid4()),
+        dedupe_key=f"test.hub:{key}:{uuid.uuid4().hex}",
+    )
+
+
+async def test_an_event_committed_after_a_later_one_is_not_lost(live: Live) -> None:
+    """Commit order is not id order (PostgreSQL): the hub reads the later id first, remembers
+    the gap below it and reads the earlier one once it commits. SQLite has one writer at a
+    time: the events are read in order."""
+    engine = live.gateway.runtime.engine
+    hub = EventHub(engine, dsn=None)  # not started: it reads only when the test says
+    assert await hub.read_once() == []  # the present
+    try:
+        with hub.subscribe("civil_affairs", COUNTY_A) as inbox:
+            if live.gateway.backend == "postgres":
+                async with engine.connect() as slow:
+                    transaction = await slow.begin()
+                    await outbox.emit_rows(slow, [_event("slow")])  # takes the lower id
+                    async with engine.begin() as fast:
+                        await outbox.emit_rows(fast, [_event("fast")])
+                    first = await hub.read_once()
+                    assert len(first) == 1
+                    assert hub._gaps.ranges  # the slow one's id, remembered
+                    await transaction.commit()
+                second = await hub.read_once()
+                assert len(second) == 1
+                assert second[0].id < first[0].id  # the earlier id, read later
+                assert not hub._gaps.ranges
+            else:
+                for key in ("one", "two"):
+                    async with engine.begin() as connection:
+                        await outbox.emit_rows(connection, [_event(key)])
+                first = await hub.read_once()
+                assert len(first) == 2
+                second = []
+            got = [inbox._queue.get_nowait() for _ in range(inbox._queue.qsize())]
+            assert sorted(event.id for event in got) == sorted(e.id for e in first + second)
+            assert await hub.read_once() == []  # nothing twice
+    finally:
+        await hub.close()
+
+
+async def test_heartbeats_and_no_pooled_connection_held_between_events(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sse, "HEARTBEAT_SECONDS", 0.2)
+    streams = [await subscribe(live, token(live, "civil_affairs", COUNTY_A)) for _ in range(3)]
+    try:
+        await asyncio.sleep(1.2)
+        assert all(stream.pings >= 4 for stream in streams), [s.pings for s in streams]
+        assert all(not stream.ended.is_set() for stream in streams)
+        # Three open streams, idle: no connection of the pool is checked out for them.
+        pool: Any = live.gateway.runtime.engine.pool
+        assert pool.checkedout() == 0
+    finally:
+        for stream in streams:
+            await stream.close()
