@@ -17,6 +17,7 @@ Rules under test, each a test below:
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import uuid
@@ -472,3 +473,14 @@ async def test_a_signed_message_34_cannot_apply_is_receipted_rejected(pair: Pair
         receipt = json.loads(response.content)
         assert (receipt["status"], receipt["reason"]) == ("REJECTED", reason)
     assert await anhui_state(anhui) == (messages + 2, events)  # logged, nothing applied
+
+
+async def test_the_same_message_arriving_five_times_at_once_is_applied_once(pair: Pair) -> None:
+    shandong, anhui = pair.shandong, pair.anhui
+    envelope = envelope_for(pair)
+    message_id = uuid.UUID(json.loads(envelope)["messageId"])
+    responses = await asyncio.gather(*(post(anhui, envelope, shandong.key) for _ in range(5)))
+    assert [r.status_code for r in responses] == [200] * 5, [r.text for r in responses]
+    assert len({r.content for r in responses}) == 1  # one receipt, byte for byte
+    assert len(await anhui.log_rows("IN", message_id)) == 1
+    assert await count_events(anhui, message_id) == 1

@@ -185,6 +185,10 @@ class ExchangeRefused(Exception):
         self.status, self.code, self.message = status, code, message
 
 
+class _Raced(Exception):
+    """Another request stored the same message first; read its receipt instead."""
+
+
 @dataclass(frozen=True, slots=True)
 class SignedReceipt:
     body: bytes
@@ -275,7 +279,7 @@ class PeerExchange:
         for _ in range(3):
             try:
                 return await self._store(peer, envelope, body, digest, key_id, signature, signed_at)
-            except IntegrityError:
+            except (IntegrityError, _Raced):
                 # The same message arriving twice at once: the other one stored it; its
                 # receipt is read on the next round.
                 log.info(
@@ -413,11 +417,15 @@ class PeerExchange:
                 }
             ],
         )
-        await fan_out(connection, emit_id)
-        event_id: int = (
+        event_id = (
             await connection.execute(select(OutboxEvent.id).where(OutboxEvent.emit_id == emit_id))
-        ).scalar_one()
-        return event_id
+        ).scalar()
+        if event_id is None:
+            # The same message applied by a concurrent request that committed first (the
+            # insert waited for it, then skipped): this transaction gives way.
+            raise _Raced
+        await fan_out(connection, emit_id)
+        return int(event_id)
 
     def _seal(self, message_id: uuid.UUID, envelope: bytes) -> bytes:
         return self.vault.cipher.seal(envelope.decode("utf-8"), row_id=str(message_id), **_SEAL)
