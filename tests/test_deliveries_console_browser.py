@@ -354,6 +354,8 @@ def _register_and_replay(browser: Browser, gateway: Gateway) -> str:
     # ---- one replayed from its row
     page.get_by_role("button", name=f"重新投递推送 {ids[0]}").click()
     expect(page.locator("#deliveries-message")).to_contain_text("已重新投递 1 条")
+    # The circuit breaker still holds the endpoint: the page says when they will be sent.
+    expect(page.locator("#deliveries-message")).to_contain_text("暂停至")
     expect(page.locator(f'#delivery-rows tr[data-delivery-id="{ids[0]}"] td.status')).to_have_text(
         "待推送"
     )

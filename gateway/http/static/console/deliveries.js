@@ -398,7 +398,7 @@ function renderDeliveries(rows) {
             : "—";
       return h(
         "tr",
-        { dataset: { deliveryId: d.id, status: d.status } },
+        { dataset: { deliveryId: d.id, status: d.status, endpointId: d.endpointId } },
         h("td", {}, box),
         h("td", {}, d.id),
         h("td", {}, d.endpointName),
@@ -439,6 +439,19 @@ function renderDeliveries(rows) {
   );
 }
 
+/** The circuit breaker still holds an endpoint of these rows: say when they will be sent. */
+function pausedNote(ids) {
+  const names = new Set();
+  for (const id of ids) {
+    const row = document.querySelector(`#delivery-rows tr[data-delivery-id="${CSS.escape(id)}"]`);
+    const endpoint = endpoints.find((e) => e.id === row?.dataset.endpointId);
+    if (endpoint?.pausedUntil && new Date(endpoint.pausedUntil) > new Date()) {
+      names.add(`「${endpoint.name}」暂停至 ${formatTime(endpoint.pausedUntil)}`);
+    }
+  }
+  return names.size ? `; ${[...names].join("、")}, 届时再推送` : "";
+}
+
 async function replay(ids, button) {
   if (!ids.length) return;
   const output = $("#deliveries-message");
@@ -460,12 +473,10 @@ async function replay(ids, button) {
       selected.delete(id);
     }
     toggle("", false);
-    message(
-      output,
-      count === ids.length ? "ok" : "info",
+    const done =
       count === ids.length
         ? `已重新投递 ${count} 条, 将按顺序重新推送`
-        : `已重新投递 ${count} 条; 其余 ${ids.length - count} 条已不是死信或端点已停用`,
-    );
+        : `已重新投递 ${count} 条; 其余 ${ids.length - count} 条已不是死信或端点已停用`;
+    message(output, count === ids.length ? "ok" : "info", done + pausedNote(ids));
   });
 }
