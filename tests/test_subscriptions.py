@@ -38,8 +38,9 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from sqlalchemy import select
+from sqlalchemy import delete, insert, select
 
+from gateway.domain.clock import now_utc
 from gateway.domain.id_numbers import make_id_number
 from gateway.domain.records import (
     CostBurdenRecord,
@@ -54,7 +55,7 @@ from gateway.loop.config import load_rules
 from gateway.loop.warnings import Month, run_warnings
 from gateway.runtime.events import EventHub, _Gaps
 from gateway.storage import outbox
-from gateway.storage.models import AuditEntry, OutboxEvent, Task
+from gateway.storage.models import AuditEntry, CasbinRule, OutboxEvent, PolicyVersion, Task
 from gateway.storage.writer import write_bundles
 from tests.harness import Harness, build_harness
 from tests.pgcluster import ThrowawayCluster
@@ -675,3 +676,50 @@ async def test_heartbeats_and_no_pooled_connection_held_between_events(
     finally:
         for stream in streams:
             await stream.close()
+
+
+@contextlib.asynccontextmanager
+async def withdrawn(gateway: Harness, subject: str, operation: str) -> AsyncIterator[None]:
+    """Take a policy line back as a new policy version for the block, then restore it."""
+
+    async def install(note: str) -> None:
+        async with gateway.runtime.sessions() as session:
+            session.add(PolicyVersion(created_at=now_utc(), created_by="test", note=note))
+            await session.commit()
+            await gateway.runtime.authorizer.load(session)
+
+    line = {"ptype": "p", "v0": subject, "v1": operation, "v2": "call", "v3": "*"}
+    async with gateway.runtime.sessions() as session:
+        await session.execute(
+            delete(CasbinRule).where(CasbinRule.v0 == subject, CasbinRule.v1 == operation)
+        )
+        await session.commit()
+    await install("test: a grant withdrawn")
+    try:
+        yield
+    finally:
+        async with gateway.runtime.sessions() as session:
+            await session.execute(insert(CasbinRule), [line])
+            await session.commit()
+        await install("test: the grant restored")
+
+
+async def test_a_grant_withdrawn_mid_stream_ends_it_before_the_next_event(live: Live) -> None:
+    stream = await subscribe(
+        live, token(live, "civil_affairs", COUNTY_A), variables={"kinds": ["TASK_PUSHED"]}
+    )
+    try:
+        async with withdrawn(live.gateway, "civil_affairs:*", "Loop.tasks"):
+            person_id = await over_the_line(live, COUNTY_A)
+            await warning_run(live)
+            message = await stream.next()
+            assert message.event == "next"
+            assert message.id is None
+            assert message.data["data"] is None
+            error = message.data["errors"][0]
+            assert error["extensions"]["code"] == "FORBIDDEN"
+            assert "访问策略已变更" in error["message"]
+            assert str(person_id) not in json.dumps(message.data)
+            assert (await stream.next()).event == "complete"
+    finally:
+        await stream.close()
