@@ -19,8 +19,9 @@ Who may (三权分立: keys, clients and configuration are the system administra
 
 Everyone else gets FORBIDDEN. A secret leaves the gateway twice only: in the answer to the
 registration and to the rotation that made it (``secret``); no type here has a field for a
-sealed secret. Every mutation enters the administrators' trail (the request's audit entry,
-``schema.audit.note_admin_action``), refused attempts included.
+sealed secret. Every mutation of an administrator enters the administrators' trail (the
+request's audit entry, ``schema.audit.note_admin_action``), attempts refused for their scope
+included.
 """
 
 from __future__ import annotations
@@ -277,10 +278,13 @@ def _department_scope(principal: Principal) -> str | None:
 
 
 def _mutation(info: Ctx) -> Principal:
-    """:func:`_administrator` for a change, recorded in the administrators' trail first (so a
-    refused attempt is there too)."""
+    """:func:`_administrator` for a change, then recorded in the administrators' trail before
+    anything else is checked, so an administrator's refused attempt (another county's
+    endpoint, a region outside its own) is there too. A caller without the duty is refused
+    before: a refusal of the role reads and records nothing, as for the other duties."""
+    principal = _administrator(info)
     note_admin_action(info, WEBHOOK_CHANGE)
-    return _administrator(info)
+    return principal
 
 
 def _endpoint_id(id: strawberry.ID | str) -> uuid.UUID:

@@ -361,6 +361,9 @@ async def test_county_admin_cannot_register_outside_its_county(
     assert county in text
     assert body["data"] is None
     assert await _endpoint_rows(gateway) == before
+    # The administrator's attempt is in its trail.
+    trail = await _trail(gateway, f"{PREFIX}civil_affairs-county-{county}-system_admin")
+    assert trail[-1] == ("registerWebhookEndpoint", {"Webhook.change": "read"})
 
 
 async def test_another_department_cannot_be_named(exchange_gateway: Harness) -> None:  # noqa: F811
@@ -417,15 +420,49 @@ async def test_only_system_administrators(
     assert (signing, previous) == (ours["secret"], None)  # not rotated
     listed = await gateway.query(_admin(gateway, "civil_affairs", "county", county), ENDPOINTS)
     assert listed["data"]["webhookEndpoints"][0]["enabled"] is True  # not disabled
-    # The refused mutations are in the administrators' trail all the same.
-    trail = await _trail(gateway, subject)
-    operations = [operation for operation, fields in trail if "Webhook.change" in fields]
-    assert operations == [
-        "registerWebhookEndpoint",
-        "rotateWebhookSecret",
-        "disableWebhookEndpoint",
-        "replayDeliveries",
-    ]
+    # A refusal of the duty reads and records nothing (as for the other duties).
+    assert await _trail(gateway, subject) == []
+
+
+async def test_a_simulation_cannot_borrow_the_role(exchange_gateway: Harness) -> None:  # noqa: F811
+    """A security administrator simulating a caller with the system_admin role reads no
+    endpoint through it."""
+    gateway = exchange_gateway
+    county, _ = _counties(gateway)
+    await _register(gateway, _admin(gateway, "civil_affairs", "county", county))
+    officer = gateway.token(
+        "big_data", "province", county[:2], roles=["security_admin"], subject=f"{PREFIX}officer"
+    )
+    proposed = await gateway.query(
+        officer,
+        """mutation P($add: [PolicyLineInput!]!) {
+             proposePolicyChange(title: "模拟", add: $add) { id } }""",
+        {
+            "add": [
+                {"subject": f"health@{county}:county", "object": "Person.phone", "action": "MASK"}
+            ]
+        },
+    )
+    proposal_id = proposed["data"]["proposePolicyChange"]["id"]
+    subject = {
+        "department": "CIVIL_AFFAIRS",
+        "level": "COUNTY",
+        "region": county,
+        "roles": ["system_admin"],
+    }
+    for query in ("{ webhookEndpoints { id url } }", "{ webhookDeliveries { edges { cursor } } }"):
+        body = await gateway.query(
+            officer,
+            """query S($id: ID!, $subject: SimulatedSubject!, $query: String!) {
+                 simulateAccess(proposalId: $id, subject: $subject, query: $query) {
+                   current { data errors { code } } proposed { data errors { code } } } }""",
+            {"id": proposal_id, "subject": subject, "query": query},
+        )
+        assert "errors" not in body, body
+        for side in ("current", "proposed"):
+            outcome = body["data"]["simulateAccess"][side]
+            assert [error["code"] for error in outcome["errors"]] == ["FORBIDDEN"], outcome
+            assert "example.gov.cn" not in json.dumps(outcome)
 
 
 async def test_a_policy_grant_lets_a_department_system_in(
