@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 import httpx
 from sqlalchemy import func, insert, select
 
-from gateway.crypto import PeerKey, ProvinceKey
+from gateway.crypto import AnyPeerKey, AnyProvinceKey, peer_key_from_entry
 from gateway.domain.records import HouseholdBundle, HouseholdRecord, PersonRecord
 from gateway.runtime.peer_exchange import load_or_create_key
 from gateway.storage.models import ExchangeMessage, OutboxEvent, Person, PersonPlace, Task
@@ -60,7 +60,8 @@ class Gateway:
     data_dir: Path
     database_url: str
     port: int
-    key: ProvinceKey
+    key: AnyProvinceKey
+    cipher_suite: str
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
 
@@ -76,9 +77,9 @@ class Gateway:
     def log_path(self) -> Path:
         return self.data_dir / f"serve-{self.starts}.log"
 
-    def peer_key(self) -> PeerKey:
+    def peer_key(self) -> AnyPeerKey:
         """This side's public key as the other side configures it."""
-        return PeerKey.from_pem(self.code, self.key.key_id, self.key.public_pem())
+        return peer_key_from_entry(self.code, self.key.public_entry())
 
     def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RELIEF_")}
@@ -87,6 +88,7 @@ class Gateway:
             RELIEF_DATABASE_URL=self.database_url,
             RELIEF_TODAY=os.environ.get("RELIEF_TODAY", "2026-11-23"),
             RELIEF_PROVINCE=self.province,
+            RELIEF_CIPHER_SUITE=self.cipher_suite,
             RELIEF_EXCHANGE_PEERS_FILE=str(self.peers_file),
             RELIEF_EXCHANGE_RETRY_BASE_SECONDS="0.2",
             RELIEF_EXCHANGE_RETRY_MAX_SECONDS="0.5",
@@ -157,14 +159,21 @@ class Gateway:
 
 
 def write_peers_file(side: Gateway, other: Gateway) -> None:
+    """``side``'s peers file naming ``other``, with the key ``other`` shows for it."""
+    entry = other.key.public_entry()
+    if "pem" in entry:
+        public = f'pem = """{entry["pem"]}"""\n'
+    else:
+        jwk = entry["jwk"]
+        public = f'jwk = {{ kty = "EC", crv = "SM2", x = "{jwk["x"]}", y = "{jwk["y"]}" }}\n'
     side.peers_file.write_text(
         "[[peers]]\n"
         f'code = "{other.code}"\n'
         f'name = "{other.province}"\n'
         f'url = "{other.url}"\n'
         "[[peers.keys]]\n"
-        f'id = "{other.key.key_id}"\n'
-        f'pem = """{other.key.public_pem()}"""\n',
+        f'id = "{entry["id"]}"\n'
+        f'alg = "{entry["alg"]}"\n' + public,
         encoding="utf-8",
     )
 
@@ -184,12 +193,20 @@ class Pair:
 async def build_pair(cluster: ThrowawayCluster, root: Path) -> Pair:
     suffix = uuid.uuid4().hex[:8]
     gateways = []
-    for code, province, seed, persons in (("37", "shandong", 20261123, 20), ("34", "anhui", 7, 5)):
+    # Each province its own suite: 37 signs with ES256, 34 under the 国密 suite with SM2 (its
+    # keyring SM4 + HMAC-SM3): each verifies the other's algorithm.
+    for code, province, seed, persons, suite, algorithm in (
+        ("37", "shandong", 20261123, 20, "aes-256-gcm+hmac-sha256", "ES256"),
+        ("34", "anhui", 7, 5, "sm4-gcm+hmac-sm3", "SM2"),
+    ):
         url = cluster.create_database(f"exchange_{code}_{suffix}")
         data_dir = root / f"province-{code}"
-        harness = await build_harness(data_dir, url, backend="postgres", persons=persons, seed=seed)
-        key = load_or_create_key(data_dir / "exchange-signing-key.pem", code)
-        gateways.append(Gateway(code, province, harness, data_dir, url, free_port(), key))
+        harness = await build_harness(
+            data_dir, url, backend="postgres", persons=persons, seed=seed, cipher_suite=suite
+        )
+        key_path = harness.runtime.settings.exchange_key_path
+        key = load_or_create_key(key_path, code, algorithm)
+        gateways.append(Gateway(code, province, harness, data_dir, url, free_port(), key, suite))
     shandong, anhui = gateways
     shared = shandong.harness.persons[0]
     anhui_person_id = await add_to_anhui(anhui, shared)

@@ -18,8 +18,10 @@ Rules under test, each a test below:
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
+import secrets
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -30,7 +32,7 @@ import httpx
 import pytest
 from sqlalchemy import select, text, update
 
-from gateway.crypto import PeerKey, ProvinceKey
+from gateway.crypto import ProvinceKey, Sm2ProvinceKey, peer_key_from_entry
 from gateway.domain.clock import now_utc
 from gateway.domain.errors import ConfigurationError
 from gateway.runtime.peer_exchange import (
@@ -420,7 +422,8 @@ async def test_each_gateway_shows_its_public_key_for_the_peers_configuration(pai
         assert shown["province"] == gateway.code
         [key] = shown["keys"]
         assert key["id"] == gateway.key.key_id
-        assert PeerKey.from_pem(gateway.code, key["id"], key["pem"]).derived_key_id == key["id"]
+        assert key["alg"] == gateway.key.algorithm
+        assert peer_key_from_entry(gateway.code, key).derived_key_id == key["id"]
         assert "PRIVATE" not in json.dumps(shown)
 
 
@@ -445,7 +448,7 @@ def test_a_broken_peers_file_stops_the_start(tmp_path: Path) -> None:
         "密钥编号": peers_toml("34", other.key_id, key.public_pem()),  # id of another key
         "为本省": peers_toml("37", key.key_id, key.public_pem()),  # itself as a peer
         "https://": peers_toml("34", key.key_id, key.public_pem(), url="ftp://x/"),
-        "不是 P-256 公钥": peers_toml("34", key.key_id, "not a key"),
+        "或 SM2 公钥": peers_toml("34", key.key_id, "not a key"),
         "格式错误": "[[peers]\n",
     }
     for words, text_ in cases.items():
@@ -484,3 +487,69 @@ async def test_the_same_message_arriving_five_times_at_once_is_applied_once(pair
     assert len({r.content for r in responses}) == 1  # one receipt, byte for byte
     assert len(await anhui.log_rows("IN", message_id)) == 1
     assert await count_events(anhui, message_id) == 1
+
+
+# --------------------------------------------------------------------------- SM2 (国密)
+def signing_input(domain: str, payload: bytes) -> bytes:
+    """The bytes a province key signs (the protocol, written out independently)."""
+    return f"relief-gateway exchange/1 {domain}\n".encode() + payload
+
+
+def gmssl_key() -> tuple[Any, str, str]:
+    """A gmssl signer (an implementation independent of the gateway's pysmx) and its keys."""
+    from gmssl import sm2  # type: ignore[import-untyped]
+
+    order = int(sm2.default_ecc_table["n"], 16)
+    while True:
+        private = f"{secrets.randbelow(order - 1) + 1:064x}"
+        public = sm2.CryptSM2(private_key=private, public_key="")._kg(
+            int(private, 16), sm2.default_ecc_table["g"]
+        )
+        if public[0] not in "04":  # gmssl's lstrip("04") would eat leading digits
+            return sm2.CryptSM2(private_key=private, public_key=public), private, public
+
+
+def test_sm2_province_signatures_agree_with_gmssl_both_ways() -> None:
+    from gmssl import sm2
+
+    payload = b'{"v":1,"kind":"receipt"}'
+    # gmssl signs what the gateway verifies.
+    signer, _private, public = gmssl_key()
+    order = int(sm2.default_ecc_table["n"], 16)
+    signature = None
+    while signature is None:
+        nonce = f"{secrets.randbelow(order - 1) + 1:064x}"
+        signature = signer.sign_with_sm3(signing_input("receipt", payload), nonce)
+    entry = {
+        "id": "",
+        "alg": "SM2",
+        "jwk": {
+            "kty": "EC",
+            "crv": "SM2",
+            "x": b64url(bytes.fromhex(public[:64])),
+            "y": b64url(bytes.fromhex(public[64:])),
+        },
+    }
+    peer = peer_key_from_entry("34", entry)
+    encoded = b64url(bytes.fromhex(signature))
+    assert peer.verify("receipt", payload, encoded)
+    assert not peer.verify("message", payload, encoded)  # another domain
+    assert not peer.verify("receipt", payload + b" ", encoded)
+    # The gateway signs what gmssl verifies.
+    while True:
+        key = Sm2ProvinceKey.from_text(Sm2ProvinceKey.generate_text(), province="34")
+        if key.point.hex()[0] not in "04":
+            break
+    ours = base64.urlsafe_b64decode(key.sign("message", payload) + "==")
+    checker = sm2.CryptSM2(private_key="", public_key=key.point.hex())
+    assert checker.verify_with_sm3(ours.hex(), signing_input("message", payload))
+    assert not checker.verify_with_sm3(ours.hex(), signing_input("receipt", payload))
+    # A point off the curve is no key; an out-of-range r or s no signature.
+    off = dict(entry, jwk=dict(entry["jwk"], y=b64url(bytes(31) + b"\x01")))
+    with pytest.raises(ValueError, match="curve"):
+        peer_key_from_entry("34", off)
+    assert not peer.verify("receipt", payload, b64url(bytes(64)))
+
+
+def b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()

@@ -23,7 +23,19 @@ from gateway.crypto._pkcs11 import (
     open_keyring,
     protector_from_settings,
 )
-from gateway.crypto._province import PeerKey, ProvinceKey, check_log_mac, log_mac
+from gateway.crypto._province import (
+    AnyPeerKey,
+    AnyProvinceKey,
+    PeerKey,
+    ProvinceKey,
+    Sm2PeerKey,
+    Sm2ProvinceKey,
+    check_log_mac,
+    generate_province_key,
+    load_province_key,
+    log_mac,
+    peer_key_from_entry,
+)
 from gateway.crypto._signing import PrivateKey, PublicKey, SigningKey, certificate_sha256
 from gateway.crypto._webhook import InvalidWebhook
 from gateway.crypto._webhook import headers as webhook_headers
@@ -32,6 +44,8 @@ from gateway.crypto._webhook import sign as sign_webhook
 from gateway.crypto._webhook import verify as verify_webhook
 
 __all__ = [
+    "AnyPeerKey",
+    "AnyProvinceKey",
     "AuditKey",
     "AuditMac",
     "DataKey",
@@ -45,14 +59,19 @@ __all__ = [
     "ProvinceKey",
     "PublicKey",
     "SigningKey",
+    "Sm2PeerKey",
+    "Sm2ProvinceKey",
     "TokenProtector",
     "TokenSettings",
     "certificate_sha256",
     "check_log_mac",
     "destroy_kek",
     "generate_kek",
+    "generate_province_key",
+    "load_province_key",
     "log_mac",
     "open_keyring",
+    "peer_key_from_entry",
     "protector_from_settings",
     "sign_webhook",
     "verify_webhook",

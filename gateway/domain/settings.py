@@ -331,9 +331,9 @@ class Settings(BaseSettings):
 
     @property
     def exchange_key_path(self) -> Path:
-        """This province's ES256 key signing exchange messages and receipts (PEM, mode 0600),
-        created at the first start with peers configured."""
-        return self.data_dir / "exchange-signing-key.pem"
+        """This province's key signing exchange messages and receipts (ES256 PEM or SM2 JSON,
+        mode 0600), created at the first start with peers configured."""
+        return self.data_dir / "exchange-signing.key"
 
     @property
     def client_token_issuer(self) -> str:

@@ -90,13 +90,7 @@ async def own_keys(request: Request) -> Response:
     exchange = runtime.peer_exchange
     if exchange is None:
         return refusal(NotFound("本网关未配置省际交换"), new_request_id(), status=404)
-    key = exchange.key
-    return JSONResponse(
-        {
-            "province": exchange.own,
-            "keys": [{"id": key.key_id, "alg": "ES256", "pem": key.public_pem()}],
-        }
-    )
+    return JSONResponse({"province": exchange.own, "keys": [exchange.key.public_entry()]})
 
 
 def exchange_routes() -> list[BaseRoute]:

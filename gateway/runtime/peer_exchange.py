@@ -30,8 +30,12 @@ Peers file (TOML; JSON with the same shape also accepted)::
     url = "https://exchange.ah.example/"
     kinds = ["task.pushed", "identity.recognised"]   # optional: the kinds agreed, both ways
     [[peers.keys]]
-    id = "34-1f0c…"          # <code>-<16 hex of the public key's SHA-256>
+    id = "34-1f0c…"          # as the peer's GET /exchange/v1/keys shows it (derived, checked)
+    alg = "ES256"            # default; or "SM2" with jwk = {kty = "EC", crv = "SM2", x, y}
     pem = "-----BEGIN PUBLIC KEY-----…"
+
+This province's key follows the cipher suite when it is created: SM2 under the 国密 suite
+(RELIEF_CIPHER_SUITE=sm4-gcm+hmac-sm3), else ES256; each side verifies the other's algorithm.
 """
 
 from __future__ import annotations
@@ -57,11 +61,18 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.crypto import AuditMac, PeerKey, ProvinceKey
+from gateway.crypto import (
+    AnyPeerKey,
+    AnyProvinceKey,
+    AuditMac,
+    generate_province_key,
+    load_province_key,
+    peer_key_from_entry,
+)
 from gateway.domain.clock import now_utc
 from gateway.domain.departments import Department
 from gateway.domain.errors import ConfigurationError
-from gateway.domain.settings import Settings
+from gateway.domain.settings import CipherSuite, Settings
 from gateway.storage import peers as log_store
 from gateway.storage.models import OutboxEvent, Person
 from gateway.storage.outbox import EventKind, decode_facts, fan_out
@@ -76,6 +87,8 @@ KEY_HEADER = "X-Relief-Exchange-Key"
 SIGNATURE_HEADER = "X-Relief-Exchange-Signature"
 SIGNED_AT_HEADER = "X-Relief-Exchange-Signed-At"
 MAX_MESSAGE_BYTES = 64_000
+ES256 = "ES256"
+SM2 = "SM2"
 ACCEPTED = "ACCEPTED"
 REJECTED = "REJECTED"
 # Message ids are derived (uuid5) from the sending province, the peer and the event: the
@@ -107,7 +120,7 @@ class Peer:
     code: str  # the province's two-digit code
     name: str
     url: str  # the peer gateway's base URL
-    keys: Mapping[str, PeerKey]  # by key id: all verify (rotation), none signs here
+    keys: Mapping[str, AnyPeerKey]  # by key id: all verify (rotation), none signs here
     kinds: frozenset[str] | None = None  # the event kinds agreed; None: all
 
     @property
@@ -135,14 +148,14 @@ def load_peers(path: Path, own: str, *, production: bool = False) -> dict[str, P
         url = str(entry.get("url", ""))
         if not url.startswith(("https://",) if production else ("https://", "http://")):
             raise ConfigurationError(f"{where}: 对端 {code} 的 url 应以 https:// 开头")
-        keys: dict[str, PeerKey] = {}
+        keys: dict[str, AnyPeerKey] = {}
         for item in entry.get("keys") or []:
-            key_id = str(item.get("id", ""))
+            key_id = str(item.get("id", "")) if isinstance(item, dict) else ""
             try:
-                key = PeerKey.from_pem(code, key_id, str(item.get("pem", "")))
+                key = peer_key_from_entry(code, item if isinstance(item, dict) else {})
             except ValueError:
                 raise ConfigurationError(
-                    f"{where}: 对端 {code} 的公钥 {key_id} 不是 P-256 公钥"
+                    f"{where}: 对端 {code} 的公钥 {key_id} 不是 P-256 (ES256) 或 SM2 公钥"
                 ) from None
             if key.derived_key_id != key_id:
                 derived = key.derived_key_id
@@ -163,17 +176,18 @@ def load_peers(path: Path, own: str, *, production: bool = False) -> dict[str, P
     return found
 
 
-def load_or_create_key(path: Path, province: str) -> ProvinceKey:
-    """This province's exchange key; created (mode 0600) when the file does not exist."""
+def load_or_create_key(path: Path, province: str, algorithm: str = ES256) -> AnyProvinceKey:
+    """This province's exchange key; created (mode 0600, ``algorithm``) when the file does
+    not exist. An existing file keeps its own algorithm."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "wb") as handle:
-            handle.write(ProvinceKey.generate_pem())
+            handle.write(generate_province_key(algorithm))
     try:
-        return ProvinceKey.from_pem(path.read_bytes(), province=province)
+        return load_province_key(path.read_bytes(), province=province)
     except ValueError:
-        raise ConfigurationError(f"省际交换签名密钥 {path} 不是 P-256 私钥") from None
+        raise ConfigurationError(f"省际交换签名密钥 {path} 不是 ES256 或 SM2 私钥") from None
 
 
 # ---------------------------------------------------------------------------- refusals
@@ -205,7 +219,7 @@ class PeerExchange:
         self,
         *,
         own: str,
-        key: ProvinceKey,
+        key: AnyProvinceKey,
         peers: Mapping[str, Peer],
         engine: AsyncEngine,
         vault: PersonVault,
@@ -238,7 +252,9 @@ class PeerExchange:
         if settings.exchange_peers_file is None:
             return None
         peers = load_peers(settings.exchange_peers_file, own, production=settings.is_production)
-        key = load_or_create_key(settings.exchange_key_path, own)
+        # A new key follows the cipher suite: SM2 under the 国密 suite, else ES256.
+        algorithm = SM2 if settings.cipher_suite is CipherSuite.SM else ES256
+        key = load_or_create_key(settings.exchange_key_path, own, algorithm)
         return cls(
             own=own, key=key, peers=peers, engine=engine, vault=vault, macs=macs, settings=settings
         )
@@ -265,7 +281,11 @@ class PeerExchange:
                 "STALE_MESSAGE",
                 f"消息签名时间与本机时间相差超过 {seconds} 秒 (重放的旧消息或时钟错误), 已拒绝",
             )
-        if not peer.keys[key_id].verify("message", signed_payload(signed_at, body), signature):
+        # SM2 costs milliseconds of pure-Python CPU: off the event loop.
+        verified = await asyncio.to_thread(
+            peer.keys[key_id].verify, "message", signed_payload(signed_at, body), signature
+        )
+        if not verified:
             raise ExchangeRefused(401, "BAD_SIGNATURE", "消息签名无效")
         envelope = _parse_envelope(body)
         if envelope["from"] != peer.code:
@@ -346,7 +366,7 @@ class PeerExchange:
                     "receivedAt": now.isoformat(),
                 }
             )
-            receipt_signature = self.key.sign("receipt", receipt)
+            receipt_signature = await asyncio.to_thread(self.key.sign, "receipt", receipt)
             await log_store.insert_inbound(
                 connection,
                 self.macs,
@@ -540,7 +560,9 @@ class PeerExchange:
         envelope = self.open_envelope(row.message_id, row.envelope_ct)
         sent_at = now_utc()
         signed_at = sent_at.isoformat()
-        signature = self.key.sign("message", signed_payload(signed_at, envelope))
+        signature = await asyncio.to_thread(
+            self.key.sign, "message", signed_payload(signed_at, envelope)
+        )
         attempts = row.attempts + 1
         try:
             response = await client.post(
@@ -561,7 +583,7 @@ class PeerExchange:
                 await client.aclose()
         receipt = None
         if problem is None:
-            receipt, problem = self._check_receipt(peer, row, response)
+            receipt, problem = await asyncio.to_thread(self._check_receipt, peer, row, response)
         if problem is not None or receipt is None:
             delay = min(self.retry_max, self.retry_base * 2 ** min(attempts - 1, 30))
             delay *= random.uniform(0.5, 1.0)  # jitter, not a secret
