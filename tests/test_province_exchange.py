@@ -32,7 +32,7 @@ import httpx
 import pytest
 from sqlalchemy import select, text, update
 
-from gateway.crypto import ProvinceKey, Sm2ProvinceKey, peer_key_from_entry
+from gateway.crypto import AnyProvinceKey, ProvinceKey, Sm2ProvinceKey, peer_key_from_entry
 from gateway.domain.clock import now_utc
 from gateway.domain.errors import ConfigurationError
 from gateway.runtime.peer_exchange import (
@@ -313,7 +313,7 @@ def envelope_for(pair: Pair, **changes: Any) -> bytes:
 async def post(
     gateway: Gateway,
     envelope: bytes,
-    key: ProvinceKey,
+    key: AnyProvinceKey,
     *,
     signed_at: str | None = None,
     body: bytes | None = None,
@@ -520,7 +520,7 @@ def test_sm2_province_signatures_agree_with_gmssl_both_ways() -> None:
     while signature is None:
         nonce = f"{secrets.randbelow(order - 1) + 1:064x}"
         signature = signer.sign_with_sm3(signing_input("receipt", payload), nonce)
-    entry = {
+    entry: dict[str, Any] = {
         "id": "",
         "alg": "SM2",
         "jwk": {

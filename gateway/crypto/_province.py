@@ -113,7 +113,7 @@ class ProvinceKey:
             .decode("ascii")
         )
 
-    def public_entry(self) -> dict[str, str]:
+    def public_entry(self) -> dict[str, Any]:
         """As a peer configures it (the peers file's ``[[peers.keys]]``)."""
         return {"id": self.key_id, "alg": ES256, "pem": self.public_pem()}
 
