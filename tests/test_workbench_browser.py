@@ -610,7 +610,8 @@ def test_keyboard_every_control_labelled_and_every_action_reached(
         if name == "救助链":  # a person on screen: its controls are part of the screen
             _chain_lookup(page, gateway.rural.id_number)
             expect(page.locator("#chain .person-card")).to_be_visible()
-        page.wait_for_load_state("networkidle")
+        # settled: no GraphQL request in flight (the live stream stays open: never "networkidle")
+        expect(page.locator("html")).to_have_attribute("data-pending", "0")
         assert page.evaluate(UNLABELLED) == [], name
         controls = page.evaluate(FOCUSABLE, panel_id)
         assert controls, name

@@ -76,7 +76,24 @@ function headers(extra = {}) {
  * served, so they are returned in `data.__fieldErrors` instead of thrown. A refusal of the
  * whole request throws ApiError with Chinese messages.
  */
+// Requests in flight, on <html data-pending="n"> (the live stream is not one of them): the
+// screen is settled at 0, which assistive tools and the browser tests can wait for.
+let pending = 0;
+function inFlight(change) {
+  pending += change;
+  document.documentElement.dataset.pending = String(pending);
+}
+
 export async function graphql(query, variables = {}, declared = purpose.get()) {
+  inFlight(+1);
+  try {
+    return await graphqlOnce(query, variables, declared);
+  } finally {
+    inFlight(-1);
+  }
+}
+
+async function graphqlOnce(query, variables, declared) {
   let response;
   try {
     response = await fetch("/graphql", {
