@@ -102,6 +102,7 @@ _DEPARTMENTS = frozenset(department.value for department in Department)
 # whose transaction commits after a later one's was passed by the cursor, so every so often
 # the sender looks at every event again (those already logged are skipped in SQL).
 FULL_SCAN_SECONDS = 300.0
+VERIFY_CONCURRENCY = 2  # signature checks of received messages running at once
 
 
 def canonical(value: Mapping[str, Any]) -> bytes:
@@ -235,6 +236,7 @@ class PeerExchange:
         self._keys = {key_id: peer for peer in self.peers.values() for key_id in peer.keys}
         self._task: asyncio.Task[None] | None = None
         self._client: httpx.AsyncClient | None = None
+        self._verifying = asyncio.Semaphore(VERIFY_CONCURRENCY)
         self._after: dict[str, int] = {}  # per peer: outbox ids up to here were looked at
         self._full_scan_due: dict[str, float] = {}  # per peer, time.monotonic()
 
@@ -281,10 +283,12 @@ class PeerExchange:
                 "STALE_MESSAGE",
                 f"消息签名时间与本机时间相差超过 {seconds} 秒 (重放的旧消息或时钟错误), 已拒绝",
             )
-        # SM2 costs milliseconds of pure-Python CPU: off the event loop.
-        verified = await asyncio.to_thread(
-            peer.keys[key_id].verify, "message", signed_payload(signed_at, body), signature
-        )
+        # SM2 costs milliseconds of pure-Python CPU: off the event loop, and a bounded number
+        # at a time (anyone can send a signature to check; a burst queues, the loop serves on).
+        async with self._verifying:
+            verified = await asyncio.to_thread(
+                peer.keys[key_id].verify, "message", signed_payload(signed_at, body), signature
+            )
         if not verified:
             raise ExchangeRefused(401, "BAD_SIGNATURE", "消息签名无效")
         envelope = _parse_envelope(body)
@@ -292,7 +296,9 @@ class PeerExchange:
             raise ExchangeRefused(403, "WRONG_SENDER", "消息的发送省份与签名密钥所属省份不一致")
         if envelope["to"] != self.own:
             raise ExchangeRefused(
-                403, "WRONG_RECIPIENT", f"消息的收件省份 ({envelope['to']}) 不是本省 ({self.own})"
+                403,
+                "WRONG_RECIPIENT",
+                f"消息的收件省份 ({envelope['to'][:8]}) 不是本省 ({self.own})",
             )
         message_id = envelope["message_id"]
         digest = _sha256(body)
