@@ -41,10 +41,11 @@ export const TYPES = {
   Ingest: "数据报送 (操作)",
   Loop: "救助闭环 (操作)",
   Statistics: "统计 (操作)",
+  Webhook: "推送端点 (操作)",
 };
 
 // Objects that are operations (granted with the action "call"), not person fields.
-export const OPERATION_TYPES = new Set(["Ingest", "Loop", "Statistics"]);
+export const OPERATION_TYPES = new Set(["Ingest", "Loop", "Statistics", "Webhook"]);
 
 // Fields with a masked form (authz/resources.py MASKABLE_FIELDS): a mask grant elsewhere
 // releases nothing.
