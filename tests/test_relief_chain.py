@@ -539,8 +539,8 @@ async def test_a_chain_costs_one_query_per_source(
     chain: Chain,
 ) -> None:
     """The person lookup plus one query per event source (identities, enrollments, warnings,
-    tasks, anomalies, deaths), whatever the number of events."""
+    tasks, events from other provinces, anomalies, deaths), whatever the number of events."""
     token = _caller(exchange_gateway, "medical_insurance")
     with _statements(exchange_gateway) as seen:
         await _chain(exchange_gateway, token, PERSON.id_number)
-    assert len(_reads(seen)) == 7, "\n".join(" ".join(r.split())[:120] for r in _reads(seen))
+    assert len(_reads(seen)) == 8, "\n".join(" ".join(r.split())[:120] for r in _reads(seen))
