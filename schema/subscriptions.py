@@ -63,6 +63,9 @@ OPERATION_OF = {
     WorklistEventKind.ANOMALY_CLOSED: "Ingest.anomalies",
 }
 
+# The outbox kinds a worklist hears (``gateway.storage.outbox.EventKind`` values).
+OUTBOX_KINDS: tuple[str, ...] = tuple(cast(str, kind.value) for kind in WorklistEventKind)
+
 KIND_NAMES_ZH = {
     WorklistEventKind.TASK_PUSHED: "任务推送",
     WorklistEventKind.TASK_ANSWERED: "任务答复",
@@ -256,6 +259,7 @@ class Subscription:
 
 
 __all__ = [
+    "OUTBOX_KINDS",
     "LiveContext",
     "LiveEvent",
     "LiveFeed",

@@ -173,7 +173,12 @@ async def _serve(request: Request) -> Response:
         if outside is not None:
             set_outcome(request, "forbidden")
             return _error_response(outside, 403, request_id)
-        kind = _operation_kind(query, operation_name, runtime.settings.max_query_tokens)
+        # (Parsed for this only when the text could be one.)
+        kind = (
+            _operation_kind(query, operation_name, runtime.settings.max_query_tokens)
+            if query is not None and "subscription" in query
+            else None
+        )
         if kind == "subscription" or (streams and _negotiated(request) is None):
             # The same steps so far; then the stream (gateway.http.sse).
             return await _subscribe(

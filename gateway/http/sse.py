@@ -56,7 +56,7 @@ from gateway.runtime.parts import Runtime
 from gateway.storage import audit_chain as audit
 from schema.context import RequestContext
 from schema.scope import scoped_context
-from schema.subscriptions import LiveContext, LiveEvent
+from schema.subscriptions import OUTBOX_KINDS, LiveContext, LiveEvent
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,6 @@ HEARTBEAT_SECONDS = 15.0
 HEADERS = {
     "Cache-Control": "no-cache, no-transform",
     "X-Accel-Buffering": "no",  # nginx: pass each event on at once
-    "Connection": "keep-alive",
 }
 PING = b": ping\n\n"
 COMPLETE = b"event: complete\ndata: \n\n"
@@ -256,10 +255,8 @@ async def subscription_response(
         if resume is not None:
             # Registered first, then replayed: an event committed in between is in both and is
             # sent once (the feed skips replayed ids).
-            kinds = ["task.pushed", "task.answered", "warning.raised"]
-            kinds += ["anomaly.opened", "anomaly.closed"]
             replay, truncated = await hub.replay(
-                principal.department.value, principal.region, resume, kinds
+                principal.department.value, principal.region, resume, OUTBOX_KINDS
             )
     except BaseException:
         subscribed.__exit__(None, None, None)
@@ -274,6 +271,8 @@ async def subscription_response(
         inbox=inbox,
         replay=replay,
     )
+    # The context's first storage is on a connection closed at once: every event renews it
+    # on a connection of its own (``_Feed.scope``); nothing reads before the first event.
     async with runtime.engine.connect() as connection:
         first = _context(runtime, connection, principal, purpose, decision, request_id)
     context = LiveContext(
