@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     DateTime,
@@ -201,7 +201,7 @@ async def fan_out(connection: AsyncConnection, emit_id: uuid.UUID) -> None:
 def tasks_pushed(dialect: str, *where: Any) -> Select[Any]:
     """``task.pushed`` for the tasks ``where`` selects, to each task's department."""
     task_id = uuid_text(dialect, Task.id.expression)
-    rows: Select[Any] = select(
+    rows: Any = select(
         literal(EventKind.TASK_PUSHED.value, String()).label("kind"),
         Task.department.label("audience"),
         Task.county_code.label("county_code"),
@@ -211,7 +211,7 @@ def tasks_pushed(dialect: str, *where: Any) -> Select[Any]:
         (literal(EventKind.TASK_PUSHED.value + ":", String()) + task_id).label("dedupe_key"),
         literal(None, String()).label("facts"),
     ).where(*where)
-    return rows
+    return cast("Select[Any]", rows)
 
 
 async def emit_tasks_pushed(connection: AsyncConnection, *where: Any) -> uuid.UUID:
