@@ -242,6 +242,8 @@ async def test_receiver_dies_with_the_message_in_flight(pair: Pair) -> None:
     pending = await eventually(lambda: failed_once(shandong, event_id))
     assert pending.status == "PENDING"
     assert pending.receipt is None
+    # Meanwhile the same person's next event: it waits behind the first (order per peer).
+    later_id = await push_task(shandong, pair.shared.person_id, department="medical_insurance")
     assert await anhui.log_rows("IN", pending.message_id) == []  # nothing committed in 34
     assert await count_events(anhui, pending.message_id) == 0
 
@@ -254,6 +256,9 @@ async def test_receiver_dies_with_the_message_in_flight(pair: Pair) -> None:
     [entry] = await anhui.log_rows("IN", sent.message_id)
     assert bytes(entry.receipt) == bytes(sent.receipt)
     assert receipt_of(sent)["status"] == "ACCEPTED"
+    later = await delivered(shandong, later_id)
+    [later_entry] = await anhui.log_rows("IN", later.message_id)
+    assert entry.seq < later_entry.seq  # received in the order they happened
 
 
 async def failed_once(shandong: Gateway, event_id: uuid.UUID) -> Any:

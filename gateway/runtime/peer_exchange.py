@@ -69,7 +69,7 @@ from gateway.crypto import (
     load_province_key,
     peer_key_from_entry,
 )
-from gateway.domain.clock import now_utc
+from gateway.domain.clock import as_utc, now_utc
 from gateway.domain.departments import Department
 from gateway.domain.errors import ConfigurationError
 from gateway.domain.settings import CipherSuite, Settings
@@ -551,9 +551,11 @@ class PeerExchange:
 
     async def _send_due(self, peer: Peer) -> int:
         async with self.engine.connect() as connection:
-            due = await log_store.due_messages(connection, peer.code, now_utc(), limit=_BATCH)
+            queued = await log_store.pending_messages(connection, peer.code, limit=_BATCH)
         receipted = 0
-        for row in due:
+        for row in queued:
+            if row.next_attempt_at is not None and as_utc(row.next_attempt_at) > now_utc():
+                break  # the oldest waits for its retry: those after it wait too (order)
             if await self._send(peer, row):
                 receipted += 1
             else:

@@ -4,7 +4,7 @@ sends and receives; this module stores.
 
     rows = await untold_events(connection, "34", limit=100)    # local events tied to 34
     await enqueue(connection, messages)                       # OUT rows, PENDING
-    due = await due_messages(connection, "34", now, limit=20)
+    queued = await pending_messages(connection, "34", limit=20)
     await complete_outbound(connection, macs, row_id, ...)    # receipt stored, entry chained
     await insert_inbound(connection, macs, values)            # IN row with its receipt, chained
     check = await verify_log(connection, macs)                # the chain and its MACs
@@ -160,16 +160,16 @@ async def enqueue(connection: AsyncConnection, messages: Sequence[Mapping[str, A
     await connection.execute(statement, [dict(message) for message in messages])
 
 
-async def due_messages(
-    connection: AsyncConnection, peer: str, now: datetime, *, limit: int
-) -> list[Row[Any]]:
+async def pending_messages(connection: AsyncConnection, peer: str, *, limit: int) -> list[Row[Any]]:
+    """OUT messages to ``peer`` without a receipt, in the order they were queued (the sender
+    sends them in this order and stops at the first that is not due: one person's events
+    never overtake each other)."""
     statement = (
         select(ExchangeMessage.__table__)
         .where(
             ExchangeMessage.direction == OUT,
             ExchangeMessage.peer == peer,
             ExchangeMessage.status == PENDING,
-            ExchangeMessage.next_attempt_at <= now,
         )
         .order_by(ExchangeMessage.id)
         .limit(limit)
@@ -194,12 +194,12 @@ async def record_failure(
             attempts=attempts,
             next_attempt_at=next_attempt_at,
             last_error=error[:500],
-            sent_at=func_coalesce(table.sent_at, sent_at),
+            sent_at=_first(table.sent_at, sent_at),
         )
     )
 
 
-def func_coalesce(column: Any, value: datetime) -> Any:
+def _first(column: Any, value: datetime) -> Any:
     """The column's value, else ``value`` (the first attempt's time stays)."""
     return func.coalesce(column, literal(value, DateTime(timezone=True)))
 
@@ -256,7 +256,7 @@ async def complete_outbound(
             attempts=attempts,
             next_attempt_at=None,
             last_error=None,
-            sent_at=func_coalesce(ExchangeMessage.sent_at, sent_at),
+            sent_at=_first(ExchangeMessage.sent_at, sent_at),
             receipted_at=now,
             **chained,
         )
@@ -338,11 +338,11 @@ __all__ = [
     "PENDING",
     "LogCheck",
     "complete_outbound",
-    "due_messages",
     "enqueue",
     "entry_digest",
     "insert_inbound",
     "newest_event_id",
+    "pending_messages",
     "record_failure",
     "stored_inbound",
     "untold_events",
