@@ -524,7 +524,7 @@ class PeerExchange:
                             "countyCode": row.county_code,
                             "subjectType": row.subject_type,
                             "subjectId": row.subject_id,
-                            "occurredAt": row.occurred_at.isoformat(),
+                            "occurredAt": as_utc(row.occurred_at).isoformat(),
                             "facts": decode_facts(row.facts),
                         },
                     }
