@@ -568,6 +568,32 @@ async def test_invalid_documents_and_wrong_media_types(live: Live) -> None:
         assert (await invalid.next()).event == "complete"
     finally:
         await invalid.close()
+    # A syntax error, and two root fields (one stream, one field): the same shape, in Chinese.
+    for document, expected in (
+        ("subscription { worklistEvents { id } } extra {", "语法错误"),
+        (
+            "subscription { worklistEvents { id } b: worklistEvents { kind } }",
+            "只能选择一个顶层字段",
+        ),
+    ):
+        refused = await subscribe(live, civil_a, document)
+        try:
+            message = await refused.next()
+            error = message.data["errors"][0]
+            assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+            assert expected in error["message"]
+            assert (await refused.next()).event == "complete"
+        finally:
+            await refused.close()
+    # A query asked for as a stream: 406, in Chinese (the stream is for subscriptions).
+    async with httpx.AsyncClient(timeout=30) as client:
+        response = await client.post(
+            f"{live.base}/graphql",
+            json={"query": "{ me { subject } }"},
+            headers={"Authorization": f"Bearer {civil_a}", "Accept": "text/event-stream"},
+        )
+    assert response.status_code == 406
+    assert "只用于订阅" in response.json()["errors"][0]["message"]
     # A subscription asked for as JSON: refused, in Chinese.
     async with httpx.AsyncClient(timeout=30) as client:
         response = await client.post(

@@ -173,16 +173,22 @@ async def _serve(request: Request) -> Response:
         if outside is not None:
             set_outcome(request, "forbidden")
             return _error_response(outside, 403, request_id)
-        # (Parsed for this only when the text could be one.)
+        # (Parsed for this only when the text could be one, or a stream is asked for.)
         kind = (
             _operation_kind(query, operation_name, runtime.settings.max_query_tokens)
-            if query is not None and "subscription" in query
+            if streams or (query is not None and "subscription" in query)
             else None
         )
         if kind == "subscription" or (streams and _negotiated(request) is None):
             # The same steps so far; then the stream (gateway.http.sse).
             return await _subscribe(
-                runtime, request, request_id, principal, purpose, query, variables, operation_name
+                runtime,
+                request,
+                request_id,
+                principal,
+                purpose,
+                (query, variables, operation_name),
+                kind,
             )
     except Unauthenticated as exc:
         set_outcome(request, "unauthenticated")
@@ -255,15 +261,22 @@ async def _subscribe(
     request_id: str,
     principal: Principal,
     purpose: str,
-    query: str | None,
-    variables: dict[str, Any] | None,
-    operation_name: str | None,
+    document: tuple[str | None, dict[str, Any] | None, str | None],
+    kind: str | None,
 ) -> Response:
     """A subscription: over POST with ``Accept: text/event-stream`` only, past the same
-    decision and purpose-bound refusal as a query, then streamed by ``gateway.http.sse``."""
+    decision and purpose-bound refusal as a query, then streamed by ``gateway.http.sse``. A
+    document that does not parse is streamed too: its errors come as one event (the protocol)."""
+    query, variables, operation_name = document
     if not wants_event_stream(request.headers.get("accept")):
         refused: GatewayError = NotAcceptable(
             "订阅 (subscription) 须以 Accept: text/event-stream 请求 (GraphQL over SSE)"
+        )
+        set_outcome(request, "bad_request")
+        return _error_response(refused, 406, request_id)
+    if kind in ("query", "mutation"):
+        refused = NotAcceptable(
+            "Accept: text/event-stream 只用于订阅 (subscription); 查询和变更请接受 application/json"
         )
         set_outcome(request, "bad_request")
         return _error_response(refused, 406, request_id)

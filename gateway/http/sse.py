@@ -43,9 +43,11 @@ from typing import Any
 
 import anyio
 import orjson
+from graphql import GraphQLError
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
+from strawberry.types import ExecutionResult
 
 from authz.decision import AccessDecision
 from gateway.domain import clock
@@ -350,6 +352,17 @@ async def _stream(
                 result = pending.result()
             except StopAsyncIteration:
                 break
+            except GraphQLError as exc:
+                # A document that does not parse, raised past strawberry's stream: the house's
+                # error shape, as the executor's result would carry it.
+                result = ExecutionResult(data=None, errors=[exc])
+            except Exception as exc:
+                # A limit's refusal (QueryTooComplex: its code and message), or anything
+                # unexpected (masked by the formatter, logged with the request id).
+                message = exc.message if isinstance(exc, GatewayError) else "internal"
+                result = ExecutionResult(
+                    data=None, errors=[GraphQLError(message, original_error=exc)]
+                )
             finally:
                 pending = None
             event_id = feed.current_id if result.data else None
