@@ -287,6 +287,12 @@ async def test_one_persons_events_arrive_in_order_and_do_not_block_another_perso
         assert {f"evt_{r.event_uuid}" for r in theirs} <= set(receiver.processed)
         assert f"evt_{mine[1].event_uuid}" not in receiver.processed
         assert not any(r.webhook_id == f"evt_{mine[1].event_uuid}" for r in receiver.requests)
+        # The worker's timer waits for the head's retry, not for the one queued behind it.
+        async with gw.runtime.engine.connect() as connection:
+            due = await store.next_due(connection)
+        (retried,) = [r for r in await rows(gw, hook) if r.id == mine[0].id]
+        assert due == clock.as_utc(retried.next_attempt_at)
+        assert due > clock.as_utc(mine[1].next_attempt_at)
         await deliver_until_settled(gw, w)
     finally:
         await w.close()

@@ -69,6 +69,7 @@ USER_AGENT = "relief-gateway-webhook/1"
 SQLITE_POLL_SECONDS = 1.0
 # PostgreSQL wakes on NOTIFY; this bounds the wait when a notification was missed.
 LISTEN_FALLBACK_SECONDS = 30.0
+BUSY_RETRY_SECONDS = 1.0
 APPLICATION_NAME = "relief-gateway delivery listener"
 
 # The purpose each push is read for (gateway/data/purposes.json): the one the pushing rule
@@ -337,7 +338,10 @@ class DeliveryWorker:
                     continue
                 wait = poll
                 if due is not None:
-                    wait = min(wait, max(0.05, (due - clock.now_utc()).total_seconds()))
+                    ahead = (due - clock.now_utc()).total_seconds()
+                    # Due but not claimed: held by another worker or beyond its endpoint's
+                    # in-flight limit; look again in a second rather than spin.
+                    wait = min(wait, ahead if ahead > 0 else BUSY_RETRY_SECONDS)
                 await _wait(self._wake, stop, wait)
         finally:
             if listener is not None:

@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeAlias
 from urllib.parse import urlsplit
 
-from sqlalchemy import Row, and_, exists, func, insert, or_, select, update
+from sqlalchemy import Row, and_, case, exists, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.crypto import FieldCipher
@@ -821,17 +821,36 @@ async def cancelled(
 
 
 async def next_due(connection: AsyncConnection) -> datetime | None:
-    """The earliest instant something may become claimable (a retry, a lease running out, a
-    breaker pause ending), for a worker's timer; None when nothing waits."""
-    pending = select(func.min(_D.next_attempt_at)).where(_D.status == PENDING)
-    leased = select(func.min(_D.lease_until)).where(_D.status == IN_FLIGHT)
-    paused = select(func.min(_E.paused_until)).where(
-        _E.disabled_at.is_(None), _E.paused_until.is_not(None)
+    """The earliest instant something may become claimable, for a worker's timer: a head of
+    its person's line at its retry time (or when its endpoint's pause ends), or a lease running
+    out; None when nothing waits. Deliveries waiting behind their person's head are not
+    counted: they become due when the head is settled, by the worker that settles it."""
+    earlier = WebhookDelivery.__table__.alias("earlier")
+    effective = case(
+        (
+            and_(_E.paused_until.is_not(None), _E.paused_until > _D.next_attempt_at),
+            _E.paused_until,
+        ),
+        else_=_D.next_attempt_at,
     )
-    moments = [
-        (await connection.execute(statement)).scalar_one()
-        for statement in (pending, leased, paused)
-    ]
+    heads = (
+        select(func.min(effective))
+        .select_from(
+            WebhookDelivery.__table__.join(WebhookEndpoint.__table__, _E.id == _D.endpoint_id)
+        )
+        .where(
+            _D.status == PENDING,
+            _E.disabled_at.is_(None),
+            ~exists().where(
+                earlier.c.endpoint_id == _D.endpoint_id,
+                earlier.c.ordering_key == _D.ordering_key,
+                earlier.c.id < _D.id,
+                earlier.c.status.in_((PENDING, IN_FLIGHT)),
+            ),
+        )
+    )
+    leased = select(func.min(_D.lease_until)).where(_D.status == IN_FLIGHT)
+    moments = [(await connection.execute(statement)).scalar_one() for statement in (heads, leased)]
     known = [as_utc(moment) for moment in moments if moment is not None]
     return min(known) if known else None
 
