@@ -268,22 +268,26 @@ async def _subscribe(
     decision and purpose-bound refusal as a query, then streamed by ``gateway.http.sse``. A
     document that does not parse is streamed too: its errors come as one event (the protocol)."""
     query, variables, operation_name = document
-    if not wants_event_stream(request.headers.get("accept")):
-        refused: GatewayError = NotAcceptable(
-            "订阅 (subscription) 须以 Accept: text/event-stream 请求 (GraphQL over SSE)"
+    if _method(request) != "POST":
+        refused: GatewayError = MethodNotAllowed(
+            "GET 请求只能执行查询; 订阅 (subscription) 请使用 POST", allow="POST"
         )
         set_outcome(request, "bad_request")
-        return _error_response(refused, 406, request_id)
+        return _error_response(refused, 405, request_id)
+    if not wants_event_stream(request.headers.get("accept")):
+        # Answered as the executor answers a document it cannot run: nothing executed.
+        set_outcome(request, "bad_request")
+        body: dict[str, Any] = {"data": None, "errors": [_json_subscription(request_id)]}
+        if _negotiated(request) == GRAPHQL_RESPONSE_JSON:
+            del body["data"]
+            return _ResultResponse(body, status_code=400, headers={"X-Request-Id": request_id})
+        return _ResultResponse(body, headers={"X-Request-Id": request_id})
     if kind in ("query", "mutation"):
         refused = NotAcceptable(
             "Accept: text/event-stream 只用于订阅 (subscription); 查询和变更请接受 application/json"
         )
         set_outcome(request, "bad_request")
         return _error_response(refused, 406, request_id)
-    if _method(request) != "POST":
-        refused = MethodNotAllowed("订阅 (subscription) 请使用 POST 请求", allow="POST")
-        set_outcome(request, "bad_request")
-        return _error_response(refused, 405, request_id)
     try:
         async with runtime.engine.connect() as connection:
             await connection.execution_options(isolation_level="AUTOCOMMIT")
@@ -316,6 +320,14 @@ async def _subscribe(
         return _error_response(ServiceUnavailable("数据库暂时不可用, 请稍后重试"), 503, request_id)
     set_outcome(request, "ok")
     return response
+
+
+def _json_subscription(request_id: str) -> dict[str, Any]:
+    return {
+        "message": "本接口不支持订阅 (subscription)操作的 JSON 应答; 订阅请以事件流请求"
+        " (POST, Accept: text/event-stream; GraphQL over SSE)",
+        "extensions": {"code": "GRAPHQL_VALIDATION_FAILED", "requestId": request_id},
+    }
 
 
 def _stale_connection(exc: BaseException) -> bool:
