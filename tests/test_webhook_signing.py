@@ -11,6 +11,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
+import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -128,3 +132,23 @@ def test_refusals_never_echo_the_secret() -> None:
         verify_webhook(b"{}", sent, "whsec_" + base64.b64encode(b"y" * 32).decode(), now=NOW)
     assert SPEC_SECRET[6:] not in str(refused.value)
     assert sent["webhook-signature"][3:] not in str(refused.value)
+
+
+def test_the_verifier_printed_in_the_integrators_guide_agrees() -> None:
+    """docs/webhooks.md's 30-line verifier (what a department's integrator copies) accepts what
+    the gateway signs, in both algorithms, and refuses an altered body."""
+    guide = (Path(__file__).parent.parent / "docs" / "webhooks.md").read_text(encoding="utf-8")
+    match = re.search(r"```python\n(.*?)```", guide, re.S)
+    assert match is not None
+    namespace: dict[str, Any] = {}
+    exec(match.group(1), namespace)  # noqa: S102 - our own documentation's code
+    verify = namespace["verify"]
+    now = int(time.time())
+    for algorithm in ("HMAC-SHA256", "HMAC-SM3"):
+        sent = webhook_headers("evt_7", now, b'{"a":1}', [SPEC_SECRET], algorithm=algorithm)
+        assert verify(b'{"a":1}', sent, SPEC_SECRET, algorithm) == "evt_7"
+        with pytest.raises(ValueError, match="签名不符"):
+            verify(b'{"a":2}', sent, SPEC_SECRET, algorithm)
+        stale = webhook_headers("evt_7", now - 301, b"{}", [SPEC_SECRET], algorithm=algorithm)
+        with pytest.raises(ValueError, match="防重放"):
+            verify(b"{}", stale, SPEC_SECRET, algorithm)
