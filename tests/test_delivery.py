@@ -835,3 +835,35 @@ async def test_a_push_delivered_is_not_a_task_read(gw: Harness, receivers: list[
         )
     assert task.delivered_at is not None
     assert task.read_at is None  # delivered, not yet opened by anyone of the department
+
+
+async def test_a_secret_that_cannot_be_opened_sends_nothing_and_reads_nothing(
+    gw: Harness, receivers: list[Receiver]
+) -> None:
+    receiver = Receiver()
+    receivers.append(receiver)
+    hook = await endpoint(gw, receiver)
+    async with gw.runtime.engine.begin() as connection:
+        await connection.execute(
+            update(WebhookEndpoint)
+            .where(WebhookEndpoint.id == hook)
+            .values(secret_ct=b"sealed under a key this keyring lacks")
+        )
+    await warned_person(gw)
+    await run(gw, "shandong")
+    async with gw.runtime.engine.connect() as connection:
+        audited_before = (await connection.execute(select(func.max(AuditEntry.id)))).scalar()
+    w = worker(gw)
+    try:
+        await w.drain()
+    finally:
+        await w.close()
+    assert receiver.requests == []
+    found = await rows(gw, hook)
+    # The head failed (its person's next event waits behind it), recorded with its reason.
+    assert [(r.status, r.attempts) for r in found] == [("PENDING", 1), ("PENDING", 0)]
+    assert "签名密钥无法解开" in found[0].last_error
+    async with gw.runtime.engine.connect() as connection:
+        assert (
+            await connection.execute(select(func.max(AuditEntry.id)))
+        ).scalar() == audited_before

@@ -39,7 +39,7 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass, field, replace
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import asyncpg  # type: ignore[import-untyped]
@@ -51,6 +51,7 @@ from authz.decision import AccessDecision, Effect
 from gateway.crypto import webhook_headers
 from gateway.domain import clock
 from gateway.domain.departments import Department, Level
+from gateway.domain.errors import DecryptionError
 from gateway.domain.principal import Principal
 from gateway.storage import audit_chain as audit
 from gateway.storage import deliveries as queue
@@ -384,6 +385,17 @@ class DeliveryWorker:
         )
         started = clock.now_utc()
         began = time.perf_counter()
+        # The secrets first: an endpoint whose secret cannot be opened (a key missing from the
+        # keyring) is not rendered, audited or sent to.
+        try:
+            keys, ids = self._secrets(claimed, started)
+        except DecryptionError:
+            log.error("endpoint %s: its signing secret cannot be opened", claimed.endpoint_id)
+            attempt = queue.Attempt(
+                started, _ms(began), error="签名密钥无法解开 (密钥环缺少其密钥)"
+            )
+            await self._failed(claimed, attempt, dead_after)
+            return
         try:
             rendered = await render(runtime, claimed)
         except OutOfScope:
@@ -418,16 +430,6 @@ class DeliveryWorker:
                 attempt = queue.Attempt(started, _ms(began), error="审计日志暂时无法写入, 未发送")
                 await self._failed(claimed, attempt, dead_after)
                 return
-        keys = [queue.open_secret(runtime.vault.cipher, claimed.secret_ct, claimed.endpoint_id)]
-        ids = [claimed.secret_id]
-        expires = claimed.previous_secret_expires_at
-        if claimed.previous_secret_ct is not None and expires is not None and expires > started:
-            keys.append(
-                queue.open_secret(
-                    runtime.vault.cipher, claimed.previous_secret_ct, claimed.endpoint_id
-                )
-            )
-            ids.append(claimed.previous_secret_id or "")
         timestamp = int(clock.now_utc().timestamp())
         headers = webhook_headers(
             webhook_id(claimed.event_uuid), timestamp, body, keys, algorithm=claimed.algorithm
@@ -478,6 +480,18 @@ class DeliveryWorker:
             )
             attempt = replace(attempt, error=error)
         await self._failed(claimed, attempt, dead_after)
+
+    def _secrets(self, claimed: queue.Claimed, now: datetime) -> tuple[list[str], list[str]]:
+        """The secrets that sign (the current one; the previous one until it expires) and
+        their ids, for the attempt's record."""
+        cipher = self.runtime.vault.cipher
+        keys = [queue.open_secret(cipher, claimed.secret_ct, claimed.endpoint_id)]
+        ids = [claimed.secret_id]
+        expires = claimed.previous_secret_expires_at
+        if claimed.previous_secret_ct is not None and expires is not None and expires > now:
+            keys.append(queue.open_secret(cipher, claimed.previous_secret_ct, claimed.endpoint_id))
+            ids.append(claimed.previous_secret_id or "")
+        return keys, ids
 
     async def _failed(
         self, claimed: queue.Claimed, attempt: queue.Attempt, dead_after: timedelta
