@@ -38,7 +38,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, func, insert, select
 
 from gateway.domain.clock import now_utc
 from gateway.domain.id_numbers import make_id_number
@@ -53,6 +53,7 @@ from gateway.http import sse
 from gateway.http.app import create_app
 from gateway.loop.config import load_rules
 from gateway.loop.warnings import Month, run_warnings
+from gateway.runtime import events
 from gateway.runtime.events import EventHub, _Gaps
 from gateway.storage import outbox
 from gateway.storage.models import AuditEntry, CasbinRule, OutboxEvent, PolicyVersion, Task
@@ -750,5 +751,33 @@ async def test_a_grant_withdrawn_mid_stream_ends_it_before_the_next_event(live: 
             assert "访问策略已变更" in error["message"]
             assert str(person_id) not in json.dumps(message.data)
             assert (await stream.next()).event == "complete"
+    finally:
+        await stream.close()
+
+
+async def test_a_replay_over_its_bound_says_so_first(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More missed than Last-Event-ID replays (bounded): a RESUME_TRUNCATED notice, then the
+    earliest ones, then live events; the workbench reads its lists again on the notice."""
+    monkeypatch.setattr(events, "REPLAY_LIMIT", 1)
+    civil_b = token(live, "civil_affairs", COUNTY_B, subject="民政-迎泽-补发")
+    async with live.gateway.runtime.engine.connect() as connection:
+        before = (await connection.execute(select(func.max(OutboxEvent.id)))).scalar() or 0
+    people = [await over_the_line(live, COUNTY_B) for _ in range(2)]
+    await warning_run(live)
+    tasks = [str(await task_of(live, person, "civil_affairs")) for person in people]
+    stream = await subscribe(live, civil_b, headers={"Last-Event-ID": str(before)})
+    try:
+        notice = await stream.next()
+        assert notice.id is None
+        assert notice.data["errors"][0]["extensions"]["code"] == "RESUME_TRUNCATED"
+        assert "请刷新列表" in notice.data["errors"][0]["message"]
+        first = (await stream.next()).data["data"]["worklistEvents"]
+        if first["kind"] == "TASK_PUSHED":
+            assert first["task"]["id"] in tasks
+        else:
+            assert first["warning"]["person"]["id"] in [str(person) for person in people]
+        assert not stream.ended.is_set()  # still live after the notice
     finally:
         await stream.close()
