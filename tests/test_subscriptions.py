@@ -662,31 +662,31 @@ async def test_an_event_committed_after_a_later_one_is_not_lost(live: Live) -> N
     hub = EventHub(engine, dsn=None)  # not started: it reads only when the test says
     assert await hub.read_once() == []  # the present
     try:
-        with hub.subscribe("civil_affairs", COUNTY_A) as inbox:
-            if live.gateway.backend == "postgres":
-                async with engine.connect() as slow:
-                    transaction = await slow.begin()
-                    await outbox.emit_rows(slow, [_event("slow")])  # takes the lower id
-                    async with engine.begin() as fast:
-                        await outbox.emit_rows(fast, [_event("fast")])
-                    first = await hub.read_once()
-                    assert len(first) == 1
-                    assert hub._gaps.ranges  # the slow one's id, remembered
-                    await transaction.commit()
-                second = await hub.read_once()
-                assert len(second) == 1
-                assert second[0].id < first[0].id  # the earlier id, read later
-                assert not hub._gaps.ranges
-            else:
-                for key in ("one", "two"):
-                    async with engine.begin() as connection:
-                        await outbox.emit_rows(connection, [_event(key)])
+        inbox = hub.subscribe("civil_affairs", COUNTY_A)
+        if live.gateway.backend == "postgres":
+            async with engine.connect() as slow:
+                transaction = await slow.begin()
+                await outbox.emit_rows(slow, [_event("slow")])  # takes the lower id
+                async with engine.begin() as fast:
+                    await outbox.emit_rows(fast, [_event("fast")])
                 first = await hub.read_once()
-                assert len(first) == 2
-                second = []
-            got = [inbox._queue.get_nowait() for _ in range(inbox._queue.qsize())]
-            assert sorted(event.id for event in got) == sorted(e.id for e in first + second)
-            assert await hub.read_once() == []  # nothing twice
+                assert len(first) == 1
+                assert hub._gaps.ranges  # the slow one's id, remembered
+                await transaction.commit()
+            second = await hub.read_once()
+            assert len(second) == 1
+            assert second[0].id < first[0].id  # the earlier id, read later
+            assert not hub._gaps.ranges
+        else:
+            for key in ("one", "two"):
+                async with engine.begin() as connection:
+                    await outbox.emit_rows(connection, [_event(key)])
+            first = await hub.read_once()
+            assert len(first) == 2
+            second = []
+        got = [inbox._queue.get_nowait() for _ in range(inbox._queue.qsize())]
+        assert sorted(event.id for event in got) == sorted(e.id for e in first + second)
+        assert await hub.read_once() == []  # nothing twice
     finally:
         await hub.close()
 

@@ -125,17 +125,25 @@ def _expires_at(token: str) -> float | None:
 class _EventStream(StreamingResponse):
     """A streaming response that notices a closed connection at once, whatever ASGI version
     the server speaks (Starlette listens for ``http.disconnect`` only below 2.4, and otherwise
-    learns of it at the next write: up to a heartbeat later, with the subject's slot held)."""
+    learns of it at the next write: up to a heartbeat later, with the subject's slot held),
+    and calls ``on_close`` however it ends, even when its body never started."""
+
+    def __init__(self, body: AsyncIterator[bytes], on_close: Callable[[], None]) -> None:
+        super().__init__(body, media_type=EVENT_STREAM)
+        self._on_close = on_close
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async with anyio.create_task_group() as group:
+        try:
+            async with anyio.create_task_group() as group:
 
-            async def wrap(func: Callable[[], Any]) -> None:
-                await func()
-                group.cancel_scope.cancel()
+                async def wrap(func: Callable[[], Any]) -> None:
+                    await func()
+                    group.cancel_scope.cancel()
 
-            group.start_soon(wrap, partial(self.stream_response, send))
-            await wrap(partial(self.listen_for_disconnect, receive))
+                group.start_soon(wrap, partial(self.stream_response, send))
+                await wrap(partial(self.listen_for_disconnect, receive))
+        finally:
+            self._on_close()
 
 
 class _Feed:
@@ -152,6 +160,7 @@ class _Feed:
         inbox: Inbox,
         replay: list[OutboxRow],
     ) -> None:
+        self._closed = False
         self._runtime = runtime
         self.principal = principal
         self._token = token
@@ -163,6 +172,16 @@ class _Feed:
         self.context: LiveContext | None = None
         self.decision: AccessDecision | None = None
         self.current_id: int | None = None
+
+    def close(self) -> None:
+        """The subscriber leaves the hub and frees its subject's slot (once)."""
+        if self._closed:
+            return
+        self._closed = True
+        hub = self._runtime.events
+        if hub is not None:
+            hub.unsubscribe(self._inbox)
+            hub.close_stream(self.principal.subject)
 
     async def next_event(self, kinds: frozenset[str]) -> LiveEvent:
         self.current_id = None
@@ -247,9 +266,8 @@ async def subscription_response(
     hub = runtime.events
     assert hub is not None  # started with the runtime
     hub.open_stream(principal.subject)
-    subscribed = hub.subscribe(principal.department.value, principal.region)
+    inbox = hub.subscribe(principal.department.value, principal.region)
     try:
-        inbox = subscribed.__enter__()
         await hub.start()  # the first subscription of this process starts the hub
         resume = last_event_id(request.headers.get("last-event-id"))
         replay: list[OutboxRow] = []
@@ -261,7 +279,7 @@ async def subscription_response(
                 principal.department.value, principal.region, resume, OUTBOX_KINDS
             )
     except BaseException:
-        subscribed.__exit__(None, None, None)
+        hub.unsubscribe(inbox)
         hub.close_stream(principal.subject)
         raise
     feed = _Feed(
@@ -284,10 +302,6 @@ async def subscription_response(
     feed.context = context
     feed.decision = decision
 
-    def released() -> None:
-        subscribed.__exit__(None, None, None)
-        hub.close_stream(principal.subject)
-
     body = _stream(
         runtime,
         feed,
@@ -300,13 +314,10 @@ async def subscription_response(
         audit_operation=audit_operation,
         format_result=format_result,
         truncated=truncated,
-        released=released,
     )
-    return _EventStream(
-        body,
-        media_type=EVENT_STREAM,
-        headers={**HEADERS, "X-Request-Id": request_id},
-    )
+    response = _EventStream(body, on_close=feed.close)
+    response.headers.update({**HEADERS, "X-Request-Id": request_id})
+    return response
 
 
 async def _stream(
@@ -322,7 +333,6 @@ async def _stream(
     audit_operation: str,
     format_result: FormatResult,
     truncated: bool,
-    released: Callable[[], None],
 ) -> AsyncIterator[bytes]:
     pending: asyncio.Future[Any] | None = None
     try:
@@ -377,7 +387,7 @@ async def _stream(
                 break  # a refusal or an invalid document: the stream is over
         yield COMPLETE
     finally:
-        released()
+        feed.close()
         if pending is not None:
             # The client went away: the resolver's await is cancelled, which closes its
             # connection if it had one open.

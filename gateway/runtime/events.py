@@ -4,8 +4,9 @@ jurisdiction holds the event's county (issue 18 item 3).
 
     hub = EventHub(engine, dsn=listener_dsn(url))   # dsn None on SQLite: polling only
     await hub.start()
-    with hub.subscribe("civil_affairs", "140105") as inbox:
-        event = await inbox.get()                    # an OutboxRow, pre-filtered
+    inbox = hub.subscribe("civil_affairs", "140105")
+    event = await inbox.get()                        # an OutboxRow, pre-filtered
+    hub.unsubscribe(inbox)
     await hub.close()
 
 Wake-up: on PostgreSQL the hub LISTENs ``relief_outbox`` (migration 0013's statement trigger
@@ -34,7 +35,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -209,14 +210,14 @@ class EventHub:
         self._wake.set()
 
     # ------------------------------------------------------------------ subscribers
-    @contextlib.contextmanager
-    def subscribe(self, department: str, region: str) -> Iterator[Inbox]:
+    def subscribe(self, department: str, region: str) -> Inbox:
+        """An inbox for the events of ``department`` in ``region`` (a jurisdiction prefix)."""
         inbox = Inbox(department, region)
         self._inboxes.add(inbox)
-        try:
-            yield inbox
-        finally:
-            self._inboxes.discard(inbox)
+        return inbox
+
+    def unsubscribe(self, inbox: Inbox) -> None:
+        self._inboxes.discard(inbox)
 
     def open_stream(self, subject: str) -> None:
         """Count one more live stream of ``subject``; refused over the cap (HTTP 429)."""
