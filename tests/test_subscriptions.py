@@ -781,3 +781,26 @@ async def test_a_replay_over_its_bound_says_so_first(
         assert not stream.ended.is_set()  # still live after the notice
     finally:
         await stream.close()
+
+
+async def test_a_subscriber_too_far_behind_is_told_to_resume(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slow client never makes the hub hold events without bound: its inbox overflows, its
+    stream ends with SERVICE_UNAVAILABLE, and it resumes by Last-Event-ID."""
+    monkeypatch.setattr(events, "INBOX_SIZE", 1)
+    stream = await subscribe(live, token(live, "civil_affairs", COUNTY_B, subject="慢客户端"))
+    try:
+        for _ in range(2):
+            await over_the_line(live, COUNTY_B)
+        await warning_run(live)  # four events at once for an inbox of one
+        message = await stream.next()
+        if "errors" not in message.data:  # the one event its inbox held, then the refusal
+            assert message.data["data"]["worklistEvents"]["id"] == message.id
+            message = await stream.next()
+        error = message.data["errors"][0]
+        assert error["extensions"]["code"] == "SERVICE_UNAVAILABLE"
+        assert "Last-Event-ID" in error["message"]
+        assert (await stream.next()).event == "complete"
+    finally:
+        await stream.close()
