@@ -55,6 +55,9 @@ class RequestContext:
     # Which people of a loaded page the caller sees only through a place (fields follow the
     # place; ``authz.compiler.place_narrowing``): compiled reads select those places.
     narrowing: PlaceNarrowing | None = None
+    # Opening a task leaves the read receipt (issue 18): true for people and their systems'
+    # requests, false where the gateway reads on a department's behalf (a push being rendered).
+    leaves_receipts: bool = True
     _loaders: dict[tuple[object, ...], DataLoader[uuid.UUID, list[Any]]] = field(
         default_factory=dict
     )

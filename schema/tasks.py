@@ -270,7 +270,8 @@ async def task(info: Ctx, id: strawberry.ID) -> Task | None:
     row = await service.one(task_id)
     if row is None:
         return None
-    if row.read_at is None and await service.acknowledge([task_id], by=context.principal.subject):
+    opened = row.read_at is None and context.leaves_receipts
+    if opened and await service.acknowledge([task_id], by=context.principal.subject):
         row = await service.one(task_id)
     return _task(row, service, context.today)
 
