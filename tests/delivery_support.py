@@ -170,9 +170,9 @@ class Receiver:
 
     @staticmethod
     def _answer(handler: BaseHTTPRequestHandler, status: int) -> None:
-        handler.send_response(status)
-        handler.send_header("Content-Length", "0")
-        handler.end_headers()
+        # One write (http.server's header-by-header writes meet delayed ACKs on loopback).
+        reason = handler.responses.get(status, ("",))[0]
+        handler.wfile.write(f"HTTP/1.1 {status} {reason}\r\nContent-Length: 0\r\n\r\n".encode())
 
     def ids_in_order(self) -> list[str]:
         """Processed webhook-ids in the order they were first processed."""

@@ -297,20 +297,36 @@ class DeliveryWorker:
 
     async def run_once(self) -> int:
         """Claim one batch of due deliveries and deliver it; how many were claimed."""
-        claimed = await queue.claim(
-            self.runtime.engine, worker=self.name, limit=self.concurrency, lease=self.lease
-        )
-        self.counts.claimed += len(claimed)
+        claimed = await self._claim(self.concurrency)
         if claimed:
             await asyncio.gather(*(self._deliver(item) for item in claimed))
         return len(claimed)
 
     async def drain(self) -> int:
-        """Deliver until nothing is due now; how many attempts were made."""
+        """Deliver until nothing is due now; how many attempts were made. Up to
+        ``concurrency`` at once, claiming again as each one ends (a settled head lets its
+        person's next event go at once; one slow receiver does not hold the others)."""
         total = 0
-        while (done := await self.run_once()) > 0:
-            total += done
-        return total
+        running: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                free = self.concurrency - len(running)
+                claimed = await self._claim(free) if free > 0 else []
+                total += len(claimed)
+                running.update(asyncio.create_task(self._deliver(item)) for item in claimed)
+                if not running:
+                    return total
+                _, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if running:  # cancelled (the process stops): let what was sent be recorded
+                await asyncio.gather(*running, return_exceptions=True)
+
+    async def _claim(self, limit: int) -> list[queue.Claimed]:
+        claimed = await queue.claim(
+            self.runtime.engine, worker=self.name, limit=limit, lease=self.lease
+        )
+        self.counts.claimed += len(claimed)
+        return claimed
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Until ``stop`` is set: deliver what is due, then sleep until the next retry is due,
@@ -324,7 +340,7 @@ class DeliveryWorker:
             while not stop.is_set():
                 self._wake.clear()
                 try:
-                    if await self.run_once():
+                    if await self.drain():
                         failures = 0
                         continue
                     async with self.runtime.engine.connect() as connection:
