@@ -26,6 +26,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import signal
 import socket
 import uuid
 from collections.abc import AsyncIterator
@@ -33,6 +35,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
+from subprocess import DEVNULL, PIPE
 from typing import Any
 
 import httpx
@@ -804,3 +807,54 @@ async def test_a_subscriber_too_far_behind_is_told_to_resume(
         assert (await stream.next()).event == "complete"
     finally:
         await stream.close()
+
+
+SCRIPT = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "relief-gateway"
+
+
+async def test_serve_stops_on_sigterm_with_streams_open(tmp_path: Path) -> None:
+    """uvicorn waits for open responses before it stops, and an event stream never ends by
+    itself: SIGTERM ends every stream with ``complete`` and the process exits (uvicorn then
+    re-raises the signal it handled: killed by SIGTERM, after a graceful shutdown)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RELIEF_")}
+    env |= {"RELIEF_DATA_DIR": str(tmp_path / "data"), "RELIEF_PROVINCE": "shanxi"}
+    env["RELIEF_TODAY"] = os.environ.get("RELIEF_TODAY", "2026-11-23")
+
+    async def cli(*args: str) -> str:
+        done = await asyncio.create_subprocess_exec(
+            str(SCRIPT), *args, env=env, stdout=PIPE, stderr=PIPE
+        )
+        out, err = await asyncio.wait_for(done.communicate(), 120)
+        assert done.returncode == 0, err.decode()
+        return out.decode()
+
+    await cli("seed", "--persons", "5", "--province", "shanxi")
+    minted = await cli(
+        "token", "--dept", "civil_affairs", "--level", "county", "--region", COUNTY_A
+    )
+    bearer = minted.strip().splitlines()[-1]
+    sock = _free_socket()
+    port = sock.getsockname()[1]
+    sock.close()
+    proc = await asyncio.create_subprocess_exec(
+        str(SCRIPT), "serve", "--port", str(port), env=env, stdout=DEVNULL, stderr=DEVNULL
+    )
+    try:
+        server = Live(gateway=None, base=f"http://127.0.0.1:{port}")  # type: ignore[arg-type]
+        for _ in range(300):
+            with contextlib.suppress(httpx.TransportError):
+                async with httpx.AsyncClient(timeout=2) as client:
+                    if (await client.get(f"{server.base}/readyz")).status_code == 200:
+                        break
+            await asyncio.sleep(0.2)
+        streams = [await subscribe(server, bearer) for _ in range(2)]
+        assert [s.status for s in streams] == [200, 200]
+        proc.send_signal(signal.SIGTERM)
+        for stream in streams:
+            assert (await stream.next(10)).event == "complete"
+            await asyncio.wait_for(stream.ended.wait(), 10)
+        assert await asyncio.wait_for(proc.wait(), 15) in (0, -signal.SIGTERM)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

@@ -35,6 +35,9 @@ import asyncio
 import base64
 import dataclasses
 import logging
+import signal
+import threading
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -120,6 +123,49 @@ def _expires_at(token: str) -> float | None:
         return float(expires) if isinstance(expires, int | float) else None
     except (IndexError, ValueError, orjson.JSONDecodeError):
         return None
+
+
+class _Closing:
+    """The process is stopping: every open stream ends with ``complete``.
+
+    uvicorn stops on SIGTERM/SIGINT by waiting for every response in progress to finish, and an
+    event stream never finishes by itself: without this, ``serve`` would not stop while one
+    workbench is open. The first stream of a process chains a handler in front of the one in
+    place (uvicorn's, which still runs and still decides); clients reconnect with
+    Last-Event-ID to the next process."""
+
+    def __init__(self) -> None:
+        self._events: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Event] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def event(self) -> asyncio.Event:
+        loop = asyncio.get_running_loop()
+        event = self._events.get(loop)
+        if event is None:
+            event = self._events[loop] = asyncio.Event()
+        if threading.current_thread() is threading.main_thread():  # signals: main thread only
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                if not getattr(signal.getsignal(signum), "ends_event_streams", False):
+                    signal.signal(signum, self._handler(signal.getsignal(signum)))
+        return event
+
+    def _handler(self, previous: Any) -> Callable[[int, Any], None]:
+        def handler(signum: int, frame: Any) -> None:
+            for loop, event in list(self._events.items()):
+                if not loop.is_closed():
+                    loop.call_soon_threadsafe(event.set)
+            if callable(previous):
+                previous(signum, frame)
+            elif previous == signal.SIG_DFL:
+                signal.signal(signum, signal.SIG_DFL)
+                signal.raise_signal(signum)
+
+        handler.ends_event_streams = True  # type: ignore[attr-defined]
+        return handler
+
+
+_CLOSING = _Closing()
 
 
 class _EventStream(StreamingResponse):
@@ -335,6 +381,7 @@ async def _stream(
     truncated: bool,
 ) -> AsyncIterator[bytes]:
     pending: asyncio.Future[Any] | None = None
+    closing = asyncio.ensure_future(_CLOSING.event().wait())
     try:
         yield PING  # the headers and a first byte at once: the client knows it is subscribed
         if truncated:
@@ -350,7 +397,13 @@ async def _stream(
         while True:
             if pending is None:
                 pending = asyncio.ensure_future(iterator.__anext__())
-            done, _ = await asyncio.wait({pending}, timeout=_wait_seconds(token))
+            done, _ = await asyncio.wait(
+                {pending, closing},
+                timeout=_wait_seconds(token),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if closing in done:
+                break  # the process is stopping: complete, the client resumes elsewhere
             if not done:
                 expired = await _token_refusal(runtime, token)
                 if expired is not None:
@@ -388,6 +441,7 @@ async def _stream(
         yield COMPLETE
     finally:
         feed.close()
+        closing.cancel()
         if pending is not None:
             # The client went away: the resolver's await is cancelled, which closes its
             # connection if it had one open.
