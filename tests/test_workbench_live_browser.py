@@ -10,6 +10,8 @@ open (a marker set in the page before must still be there after: no reload):
 - medical insurance pushes a settlement over the 20,000-yuan line and the monthly warning run
   (``relief-gateway warn run``, another process) pushes the warning: the civil-affairs clerk's
   open 待办 list shows the new task, with the notice 新推送 1 条;
+- while the clerk types an answer, a second push only shows the notice (the list is not
+  redrawn under their hands, the typed note stays) until they refresh;
 - the medical-insurance clerk's list (the hub sees every department's tasks) shows it; when
   civil affairs answers it elsewhere (over the API), medical insurance, which raised the
   warning, hears the answer and the task leaves its open list.
@@ -67,6 +69,7 @@ class Served:
     env: dict[str, str]
     tokens: dict[str, str]
     warned: Person
+    later: Person  # pushed while the clerk is typing an answer
 
 
 @pytest.fixture(scope="module")
@@ -113,14 +116,14 @@ def served(
         )
         hub = minted.mint(subject="hub", dept="medical_insurance", level="province", region="14")
         people = _people(base, hub)
-        county, warned = _ordinary(people)
+        county, (warned, later) = _ordinary(people)
         tokens = {
             department: minted.mint(
                 subject=f"{department}-live", dept=department, level="county", region=county
             )
             for department in ("civil_affairs", "medical_insurance")
         }
-        yield Served(backend, base, county, env, tokens, warned)
+        yield Served(backend, base, county, env, tokens, warned, later)
     finally:
         proc.terminate()
         try:
@@ -132,8 +135,8 @@ def served(
             request.getfixturevalue("postgres_cluster").drop_database("relief_workbench_live")
 
 
-def _ordinary(people: list[Person]) -> tuple[str, Person]:
-    """An ordinary insured resident with no cost burden yet (most populous county first)."""
+def _ordinary(people: list[Person]) -> tuple[str, tuple[Person, Person]]:
+    """Two ordinary insured residents of one county with no cost burden yet."""
     ordinary = sorted(
         (p for p in people if not p.categories and not p.burden), key=lambda p: p.id_number
     )
@@ -143,7 +146,11 @@ def _ordinary(people: list[Person]) -> tuple[str, Person]:
     for person in people:
         counties[person.region] = counties.get(person.region, 0) + 1
     ordinary.sort(key=lambda p: -counties[p.region])
-    return ordinary[0].region, ordinary[0]
+    county = ordinary[0].region
+    here = [p for p in ordinary if p.region == county]
+    if len(here) < 2:
+        pytest.fail("the seeded data has no county with two ordinary residents without costs")
+    return county, (here[0], here[1])
 
 
 @pytest.fixture(scope="module")
@@ -193,8 +200,7 @@ class Clerk:
         assert problems == [], problems
 
 
-def _push_over_the_line(served: Served) -> None:
-    person = served.warned
+def _push_over_the_line(served: Served, person: Person) -> None:
     settlement = {
         "name": person.name,
         "id_number": person.id_number,
@@ -227,7 +233,7 @@ def test_a_pushed_task_appears_and_an_answer_elsewhere_updates_the_hub(
         civil.shot("01-before-the-run")
 
         # The monthly run, in another process, pushes the warning to civil affairs.
-        _push_over_the_line(served)
+        _push_over_the_line(served, person)
         _run(["warn", "run", "--month", WARNING_MONTH], served.env)
 
         card = civil.page.locator("article.task").filter(has_text=person.id_number)
@@ -242,6 +248,20 @@ def test_a_pushed_task_appears_and_an_answer_elsewhere_updates_the_hub(
         civil.page.get_by_role("button", name="知道了").click()
         expect(notice).to_be_hidden()
 
+        # The clerk starts an answer; a new push does not redraw the list under their hands.
+        card.get_by_label("答复结果").select_option("NOT_ELIGIBLE")
+        card.get_by_label("答复说明").fill("正在核实")
+        _push_over_the_line(served, served.later)
+        _run(["warn", "run", "--month", WARNING_MONTH], served.env)
+        expect(notice).to_contain_text("新推送 1 条")
+        expect(notice).to_contain_text("您正在填写答复")
+        expect(card.get_by_label("答复说明")).to_have_value("正在核实")
+        expect(civil.page.locator("#tasks")).not_to_contain_text(served.later.id_number)
+        civil.shot("02b-push-while-typing")
+        civil.page.locator("#tasks-refresh").click()  # the clerk's own choice
+        expect(civil.page.locator("#tasks")).to_contain_text(served.later.id_number)
+        civil.not_reloaded()
+
         # The hub sees every department's tasks: civil affairs' one is in its open list.
         hub = Clerk(browser, served, "medical_insurance")
         hub_card = hub.page.locator("article.task").filter(has_text=person.id_number)
@@ -255,8 +275,9 @@ def test_a_pushed_task_appears_and_an_answer_elsewhere_updates_the_hub(
             for edge in listed["edges"]
             if (edge["node"]["person"] or {}).get("idNumber") == person.id_number
         )
-        graphql(served.base, served.tokens["civil_affairs"], ANSWER, {"id": task_id})
         civil_card_on_hub = hub.page.locator(f'article.task[data-task-id="{task_id}"]')
+        expect(civil_card_on_hub).to_have_count(1)
+        graphql(served.base, served.tokens["civil_affairs"], ANSWER, {"id": task_id})
         expect(civil_card_on_hub).to_have_count(0)  # left the open (未办结) list
         hub.not_reloaded()
         hub.shot("04-hub-after-the-answer")
