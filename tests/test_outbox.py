@@ -245,7 +245,8 @@ async def test_an_answer_reaches_the_department_that_pushed_and_a_recognition_me
     assert "errors" not in body, body
     mine = [e for e in await events(gw) if e.person_id == person]
     kinds = {(e.kind, e.audience) for e in mine}
-    assert ("task.answered", "medical_insurance") in kinds
+    assert ("task.answered", "medical_insurance") in kinds  # the department that pushed
+    assert ("task.answered", "civil_affairs") in kinds  # and the one that answered
     assert ("identity.recognised", "medical_insurance") in kinds
     # the recognition opens a verification task for medical insurance: pushed to it too
     verification = [

@@ -528,9 +528,10 @@ class DepartmentTasks:
     async def _answer_events(
         self, connection: AsyncConnection, task: Any, created: bool
     ) -> list[outbox.Event]:
-        """Who hears an answer (issue 18): medical insurance, which raised the warning, for a
-        warning review; the department whose list opened it, for an identity verification. A
-        recognition also reaches medical insurance as a new identity (004 §1)."""
+        """Who hears an answer (issue 18): the answering department itself, and medical
+        insurance, which raised the warning, for a warning review; the department whose list
+        opened it, for an identity verification. A recognition also reaches medical insurance
+        as a new identity (004 §1)."""
         if task.kind == TaskKind.WARNING_REVIEW.value:
             pusher: str | None = Department.MEDICAL_INSURANCE.value
         elif task.batch_id is not None:
@@ -542,7 +543,9 @@ class DepartmentTasks:
         else:
             pusher = None
         now = now_utc()
-        events = []
+        # The answering department hears it too: its other clerks' worklists and its own system
+        # follow answers given in the gateway.
+        events = [outbox.task_answered(task, audience=self._department, occurred_at=now)]
         if pusher is not None and pusher != self._department:
             events.append(outbox.task_answered(task, audience=pusher, occurred_at=now))
         if created and task.relief_status_id is not None:
