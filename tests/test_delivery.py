@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import signal
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -867,3 +868,56 @@ async def test_a_secret_that_cannot_be_opened_sends_nothing_and_reads_nothing(
         assert (
             await connection.execute(select(func.max(AuditEntry.id)))
         ).scalar() == audited_before
+
+
+async def test_a_redirect_is_a_failure_and_is_not_followed(
+    gw: Harness, receivers: list[Receiver]
+) -> None:
+    receiver = Receiver()
+    receivers.append(receiver)
+    hook = await endpoint(gw, receiver, kinds=(EventKind.WARNING_RAISED,))
+    await warned_person(gw)
+    await run(gw, "shandong")
+    receiver.script(302)
+    w = worker(gw)
+    try:
+        await w.drain()
+    finally:
+        await w.close()
+    (row,) = await rows(gw, hook)
+    assert (row.status, row.last_status) == ("PENDING", 302)
+    assert "不跟随重定向" in row.last_error
+    assert len(receiver.requests) == 1
+
+
+async def test_relief_gateway_deliver_runs_until_sigterm(
+    gw: Harness, receivers: list[Receiver]
+) -> None:
+    receiver = Receiver()
+    receivers.append(receiver)
+    hook = await endpoint(gw, receiver, kinds=(EventKind.WARNING_RAISED,))
+    await warned_person(gw)
+    await run(gw, "shandong")
+    settings = gw.runtime.settings
+    env = {
+        **os.environ,
+        "RELIEF_DATA_DIR": str(settings.data_dir),
+        "RELIEF_DATABASE_URL": settings.resolved_database_url,
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway.cli", "deliver", "--name", "cli",
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        for _ in range(300):
+            if receiver.processed:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err.decode()
+    text = out.decode()
+    assert "已启动" in text
+    assert "成功 1" in text
+    assert [r.status for r in await rows(gw, hook)] == ["DELIVERED"]
