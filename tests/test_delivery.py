@@ -41,7 +41,7 @@ from gateway.storage.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
-from gateway.storage.outbox import EventKind, emit_tasks_pushed
+from gateway.storage.outbox import EventKind, emit_rows, emit_tasks_pushed, task_answered
 from gateway.storage.writer import write_bundles
 from tests.delivery_support import BACKENDS, Receiver, delivery_gateway_for
 from tests.harness import Harness
@@ -921,3 +921,40 @@ async def test_relief_gateway_deliver_runs_until_sigterm(
     assert "已启动" in text
     assert "成功 1" in text
     assert [r.status for r in await rows(gw, hook)] == ["DELIVERED"]
+
+
+async def test_an_answer_to_another_departments_task_carries_the_person_as_readable(
+    gw: Harness, receivers: list[Receiver]
+) -> None:
+    """The sender of a list hears the answer to a task of medical insurance's it may not open:
+    the payload is the person as the sender reads them, with the answer's facts."""
+    receiver = Receiver()
+    receivers.append(receiver)
+    hook = await endpoint(gw, receiver, kinds=(EventKind.TASK_ANSWERED,))
+    person, id_number, phone = await person_with_phone(gw)
+    task_id = uuid.uuid4()
+    async with gw.runtime.engine.begin() as connection:
+        await connection.execute(
+            insert(Task).values(
+                id=task_id, kind="IDENTITY_VERIFICATION", department="medical_insurance",
+                county_code=COUNTY, person_id=person, source_key=f"test:{task_id}",
+                opened_on=clock.today(), due_on=clock.today(), status="ANSWERED",
+            )
+        )  # fmt: skip
+        row = (await connection.execute(select(Task).where(Task.id == task_id))).one()
+        await emit_rows(
+            connection, [task_answered(row, audience="civil_affairs", occurred_at=now_utc())]
+        )
+    w = worker(gw)
+    try:
+        await deliver_until_settled(gw, w)
+    finally:
+        await w.close()
+    assert [r.status for r in await rows(gw, hook)] == ["DELIVERED"]
+    (received,) = receiver.processed.values()
+    data = received.payload["data"]
+    assert "task" not in data
+    assert data["subject"] == {"type": "task", "id": str(task_id)}
+    assert "answeredAt" in data["facts"]
+    assert data["person"]["idNumber"] == id_number  # civil affairs reads ID numbers in clear
+    assert data["person"]["phone"] == mask_phone(phone)

@@ -46,6 +46,7 @@ import asyncpg  # type: ignore[import-untyped]
 import httpx
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from authz.decision import AccessDecision, Effect
 from gateway.crypto import webhook_headers
@@ -184,18 +185,22 @@ async def render(runtime: Runtime, claimed: queue.Claimed) -> Rendered:
     if claimed.person_id is None:
         return Rendered(data, purpose=purpose)  # a batch's receipt: no person, nothing to audit
     principal = endpoint_principal(claimed)
-    schema = runtime.schema
-    query_type = schema._schema.query_type
+    query_type = runtime.schema._schema.query_type
     has_task = query_type is not None and "task" in query_type.fields
     async with runtime.engine.connect() as connection:
         await connection.execution_options(isolation_level="AUTOCOMMIT")
         await runtime.authorizer.refresh(connection)
         decision = runtime.authorizer.decision_for(principal, purpose)
-        root: str
+        found: tuple[str, dict[str, Any], Any] | None = None
         if claimed.subject_type == "task" and has_task:
-            root, document = "task", task_document(decision)
             variables: dict[str, Any] = {"id": claimed.subject_id}
-        else:
+            found = await _execute(
+                runtime, connection, claimed, principal, purpose, decision,
+                "task", task_document(decision), variables,
+            )  # fmt: skip
+            # Another department's task it may not open (the sender of a list hears the
+            # answer to it): the person, as the endpoint reads them, with the event's facts.
+        if found is None:
             sealed = (
                 await connection.execute(
                     select(Person.id_number_ct).where(Person.id == claimed.person_id)
@@ -204,39 +209,13 @@ async def render(runtime: Runtime, claimed: queue.Claimed) -> Rendered:
             if sealed is None:
                 raise OutOfScope
             id_number = runtime.vault.open_sealed(sealed, "id_number", claimed.person_id)
-            root, document = "person", person_document(decision)
-            variables = {"idNumber": id_number}
-        context = scoped_context(
-            connection,
-            principal=principal,
-            purpose=purpose,
-            decision=decision,
-            request_id=f"webhook-{claimed.id}-{claimed.attempts}",
-            today=clock.today(),
-            vault=runtime.vault,
-            max_page_size=runtime.settings.max_page_size,
-            feeds=runtime.feeds,
-            engine=runtime.engine,
-            rules=runtime.rules,
-            audit_macs=runtime.audit.macs,
-        )
-        result = await schema.execute(document, variable_values=variables, context_value=context)
-    for error in result.errors or []:
-        original = error.original_error
-        if isinstance(original, DBAPIError | OSError):
-            raise original  # an outage: retried
-    rendered = (result.data or {}).get(root)
-    if rendered is None or (root == "task" and rendered.get("person") is None):
+            found = await _execute(
+                runtime, connection, claimed, principal, purpose, decision,
+                "person", person_document(decision), {"idNumber": id_number},
+            )  # fmt: skip
+    if found is None:
         raise OutOfScope
-    if result.errors:
-        # Anything but a refused field is a fault of ours: retried, never a partial payload.
-        unexpected = [
-            e
-            for e in result.errors
-            if getattr(e.original_error, "code", None) != "FORBIDDEN" or len(e.path or ()) < 2
-        ]
-        if unexpected:
-            raise RuntimeError(f"渲染推送内容失败: {unexpected[0].message}")
+    root, rendered, context = found
     data[root] = rendered
     guard = context.guard
     return Rendered(
@@ -246,6 +225,54 @@ async def render(runtime: Runtime, claimed: queue.Claimed) -> Rendered:
         policy_version=decision.policy_version,
         purpose=purpose,
     )
+
+
+async def _execute(
+    runtime: Runtime,
+    connection: AsyncConnection,
+    claimed: queue.Claimed,
+    principal: Principal,
+    purpose: str,
+    decision: AccessDecision,
+    root: str,
+    document: str,
+    variables: dict[str, Any],
+) -> tuple[str, dict[str, Any], Any] | None:
+    """Run ``document`` as ``principal`` on the path of a request (``schema.scope``); the root
+    object and the context (its guard knows what was released), or None when the root is
+    null: not in the endpoint's scope."""
+    context = scoped_context(
+        connection,
+        principal=principal,
+        purpose=purpose,
+        decision=decision,
+        request_id=f"webhook-{claimed.id}-{claimed.attempts}",
+        today=clock.today(),
+        vault=runtime.vault,
+        max_page_size=runtime.settings.max_page_size,
+        feeds=runtime.feeds,
+        engine=runtime.engine,
+        rules=runtime.rules,
+        audit_macs=runtime.audit.macs,
+    )
+    result = await runtime.schema.execute(
+        document, variable_values=variables, context_value=context
+    )
+    for error in result.errors or []:
+        if isinstance(error.original_error, DBAPIError | OSError):
+            raise error.original_error  # an outage: retried
+    rendered = (result.data or {}).get(root)
+    if rendered is None or (root == "task" and rendered.get("person") is None):
+        return None
+    # Anything but a refused field is a fault of ours: retried, never a partial payload.
+    unexpected = [
+        e
+        for e in result.errors or []
+        if getattr(e.original_error, "code", None) != "FORBIDDEN" or len(e.path or ()) < 2
+    ]
+    if unexpected:
+        raise RuntimeError(f"渲染推送内容失败: {unexpected[0].message}")
+    return root, rendered, context
 
 
 # ---------------------------------------------------------------------------- the worker
