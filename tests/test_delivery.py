@@ -30,6 +30,7 @@ from gateway.domain import clock
 from gateway.domain.clock import now_utc
 from gateway.domain.errors import BadUserInput
 from gateway.runtime.delivery import DeliveryWorker
+from gateway.runtime.parts import Runtime
 from gateway.storage import deliveries as store
 from gateway.storage.models import (
     AuditEntry,
@@ -958,3 +959,27 @@ async def test_an_answer_to_another_departments_task_carries_the_person_as_reada
     assert "answeredAt" in data["facts"]
     assert data["person"]["idNumber"] == id_number  # civil affairs reads ID numbers in clear
     assert data["person"]["phone"] == mask_phone(phone)
+
+
+async def test_serve_starts_the_worker_with_the_runtime_and_stops_it(
+    gw: Harness, receivers: list[Receiver]
+) -> None:
+    """RELIEF_DELIVERY_WORKER (default on): the runtime `serve` starts delivers by itself, and
+    its close stops the worker."""
+    receiver = Receiver()
+    receivers.append(receiver)
+    hook = await endpoint(gw, receiver, kinds=(EventKind.WARNING_RAISED,))
+    serving = Runtime.create(gw.runtime.settings.model_copy(update={"delivery_worker": True}))
+    await serving.start()
+    try:
+        assert serving.delivery is not None
+        await warned_person(gw)
+        await run(gw, "shandong")
+        for _ in range(100):
+            if receiver.processed:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        await serving.close()
+    assert serving.delivery is None
+    assert [r.status for r in await rows(gw, hook)] == ["DELIVERED"]
