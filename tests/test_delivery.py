@@ -964,8 +964,8 @@ async def test_an_answer_to_another_departments_task_carries_the_person_as_reada
 async def test_serve_starts_the_worker_with_the_runtime_and_stops_it(
     gw: Harness, receivers: list[Receiver]
 ) -> None:
-    """RELIEF_DELIVERY_WORKER (default on): the runtime `serve` starts delivers by itself, and
-    its close stops the worker."""
+    """RELIEF_DELIVERY_WORKER (default on): the runtime that `serve` starts delivers by itself;
+    closing it stops the worker."""
     receiver = Receiver()
     receivers.append(receiver)
     hook = await endpoint(gw, receiver, kinds=(EventKind.WARNING_RAISED,))
