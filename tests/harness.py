@@ -121,7 +121,12 @@ async def build_harness(
     cipher_suite: str = "aes-256-gcm+hmac-sha256",
 ) -> Harness:
     settings = load_settings(
-        data_dir=data_dir, database_url=database_url, cipher_suite=cipher_suite
+        data_dir=data_dir,
+        database_url=database_url,
+        cipher_suite=cipher_suite,
+        # no webhook worker beside the requests: its polls would run among the statements tests
+        # count; the delivery tests start workers of their own (tests/delivery_support.py)
+        delivery_worker=False,
     )
     runtime = Runtime.create(settings, create_keys=True)
     await upgrade_to_head(runtime.engine)

@@ -13,25 +13,42 @@ from tests import surface
 
 def test_crypto_exports() -> None:
     # The cipher module is the only code that touches keys; this is all it offers (issue 16:
-    # audit MACs, the cipher machine, the service-account signing key).
+    # audit MACs, the cipher machine, the service-account signing key; issue 18: webhook
+    # signatures, province keys and the exchange log's MACs).
     assert gateway.crypto.__all__ == [
+        "AnyPeerKey",
+        "AnyProvinceKey",
         "AuditKey",
         "AuditMac",
         "DataKey",
         "FieldCipher",
         "IndexKey",
+        "InvalidWebhook",
         "Keyring",
         "KeyringProtection",
+        "PeerKey",
         "PrivateKey",
+        "ProvinceKey",
         "PublicKey",
         "SigningKey",
+        "Sm2PeerKey",
+        "Sm2ProvinceKey",
         "TokenProtector",
         "TokenSettings",
         "certificate_sha256",
+        "check_log_mac",
         "destroy_kek",
         "generate_kek",
+        "generate_province_key",
+        "load_province_key",
+        "log_mac",
         "open_keyring",
+        "peer_key_from_entry",
         "protector_from_settings",
+        "sign_webhook",
+        "verify_webhook",
+        "webhook_headers",
+        "webhook_secret_key",
     ]
 
 

@@ -45,6 +45,9 @@ def test_root_fields_are_the_contracts() -> None:
         "policyMatrix",
         "simulateAccess",  # issue 5: simulation and explanation (security officers)
         "explainAccess",
+        "task",  # issue 18: one task (its read receipt)
+        "webhookEndpoints",  # issue 18: push delivery to department systems
+        "webhookDeliveries",
     }
     assert schema.mutation_type is not None
     assert set(schema.mutation_type.fields) == {
@@ -55,7 +58,15 @@ def test_root_fields_are_the_contracts() -> None:
         "proposePolicyRollback",
         "approvePolicyChange",
         "rejectPolicyChange",
+        "acknowledgeTasks",  # issue 18: receipts and push delivery
+        "registerWebhookEndpoint",
+        "rotateWebhookSecret",
+        "disableWebhookEndpoint",
+        "replayDeliveries",
     }
+    # issue 18: live worklists over Server-Sent Events (CONTRACT: "GraphQL subscriptions over SSE")
+    assert schema.subscription_type is not None
+    assert set(schema.subscription_type.fields) == {"worklistEvents"}
 
 
 def test_the_loop_uses_the_contracts_argument_names() -> None:
