@@ -79,11 +79,12 @@ def receivers() -> Iterator[list[Receiver]]:
 _numbered = 0
 
 
-async def warned_person(gw: Harness) -> uuid.UUID:
-    """A Jinan (370102) resident whose 2026 burden crosses Shandong's 150% rule."""
+async def warned_person(gw: Harness, burden: str = "61500.01") -> uuid.UUID:
+    """A Jinan (370102) resident whose 2026 burden crosses Shandong's 150% rule (a burden of
+    "0": one the next warning run leaves alone, for tests that emit their events by hand)."""
     global _numbered
     _numbered += 1
-    made = bundle(Subject(f"delivery-{_numbered}", "shandong", (), "61500.01"), 700 + _numbered)
+    made = bundle(Subject(f"delivery-{_numbered}", "shandong", (), burden), 700 + _numbered)
     async with gw.runtime.sessions() as session:
         await write_bundles(session, gw.runtime.vault, [made])
     return made.members[0].person_id
@@ -402,10 +403,10 @@ async def policy_change(
         await install("test: delivery policy restored")
 
 
-async def person_with_phone(gw: Harness) -> tuple[uuid.UUID, str, str]:
+async def person_with_phone(gw: Harness, burden: str = "61500.01") -> tuple[uuid.UUID, str, str]:
     global _numbered
     _numbered += 1
-    made = bundle(Subject(f"delivery-{_numbered}", "shandong", (), "61500.01"), 700 + _numbered)
+    made = bundle(Subject(f"delivery-{_numbered}", "shandong", (), burden), 700 + _numbered)
     member = dataclasses.replace(made.members[0], phone="13812345678")
     made = dataclasses.replace(made, members=[member])
     async with gw.runtime.sessions() as session:
@@ -547,7 +548,7 @@ async def test_an_event_rolled_back_with_its_change_is_never_delivered(
     receiver = Receiver()
     receivers.append(receiver)
     hook = await endpoint(gw, receiver)
-    person = await warned_person(gw)
+    person = await warned_person(gw, burden="0")
     task_id = uuid.uuid4()
 
     class Undone(Exception):
@@ -932,7 +933,7 @@ async def test_an_answer_to_another_departments_task_carries_the_person_as_reada
     receiver = Receiver()
     receivers.append(receiver)
     hook = await endpoint(gw, receiver, kinds=(EventKind.TASK_ANSWERED,))
-    person, id_number, phone = await person_with_phone(gw)
+    person, id_number, phone = await person_with_phone(gw, burden="0")
     task_id = uuid.uuid4()
     async with gw.runtime.engine.begin() as connection:
         await connection.execute(
@@ -975,11 +976,13 @@ async def test_serve_starts_the_worker_with_the_runtime_and_stops_it(
         assert serving.delivery is not None
         await warned_person(gw)
         await run(gw, "shandong")
+        expected = len(await rows(gw, hook))
+        assert expected >= 1
         for _ in range(100):
-            if receiver.processed:
+            if len(receiver.processed) == expected:
                 break
             await asyncio.sleep(0.1)
     finally:
         await serving.close()
     assert serving.delivery is None
-    assert [r.status for r in await rows(gw, hook)] == ["DELIVERED"]
+    assert {r.status for r in await rows(gw, hook)} == {"DELIVERED"}
