@@ -812,11 +812,6 @@ async def test_a_worker_whose_lease_ran_out_cannot_overwrite_its_successor(
     assert len(receiver.processed) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="schema/tasks.py task(id) records the read receipt for any caller of the task's "
-    "department, the webhook's rendering included (fix there: skip subjects 'webhook:')",
-)
 async def test_a_push_delivered_is_not_a_task_read(gw: Harness, receivers: list[Receiver]) -> None:
     receiver = Receiver()
     receivers.append(receiver)

@@ -255,6 +255,7 @@ async def _execute(
         rules=runtime.rules,
         audit_macs=runtime.audit.macs,
     )
+    context.leaves_receipts = False  # rendering a push is not the department reading the task
     result = await runtime.schema.execute(
         document, variable_values=variables, context_value=context
     )
