@@ -29,13 +29,13 @@ from gateway.http.dashboard import dashboard_routes
 from gateway.http.graphiql import ASSETS_PATH, assets_directory
 from gateway.http.graphql import graphql_endpoint
 from gateway.http.oauth import oauth_routes
-from gateway.http.peers import exchange_routes
 from gateway.http.ops import (
     identity_readiness,
     metrics_endpoint,
     replica_readiness,
     start_when_possible,
 )
+from gateway.http.peers import exchange_routes
 from gateway.http.refusals import EXCEPTION_HANDLERS
 from gateway.http.signin import sign_in_routes
 from gateway.http.upload import upload_routes
