@@ -443,7 +443,7 @@ class IngestDB:
     async def snapshot(self, *, without: Iterable[str] = ("ingest_batch",)) -> dict[str, list[str]]:
         """Every row of every table, as sorted text: equal snapshots mean nothing changed,
         not a row count and not a column value. Batches are left out by default (each load
-        writes its own batch row)."""
+        writes its own batch row, and its ``batch.accepted`` event)."""
         skipped = set(without)
         result: dict[str, list[str]] = {}
         async with self.engine.connect() as connection:
@@ -451,7 +451,12 @@ class IngestDB:
                 if name in skipped:
                     continue
                 table = Base.metadata.tables[name]
-                rows = (await connection.execute(select(table))).all()
+                statement = select(table)
+                if name == "outbox_event" and "ingest_batch" in skipped:
+                    # each completed load tells its sender it was accepted, as it writes its
+                    # own batch row: every other event is a change
+                    statement = statement.where(table.c.kind != "batch.accepted")
+                rows = (await connection.execute(statement)).all()
                 result[name] = sorted(repr(tuple(row)) for row in rows)
         return result
 
@@ -556,7 +561,20 @@ _NATURAL_KEYS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
     "warning_run": lambda r: (r["month"], r["province"], r["triggered_by"]),
     "cost_warning": lambda r: (r["person_id"], r["year"], r["rule"]),
     "policy_proposal": lambda r: (r["title"], r["proposed_by"], r["base_version"]),
+    # what the outbox's events name (issue 18): a task by what caused it, an anomaly by what it
+    # says about whom and which batch opened it
+    "task": lambda r: (r["department"], r["source_key"], r["person_id"]),
+    "anomaly": lambda r: (
+        r["person_id"],
+        r["department"],
+        r["kind"],
+        r["related_county"],
+        r["batch_id"],
+    ),
+    "outbox_event": lambda r: (r["kind"], r["audience"], r["dedupe_key"]),
 }
+# Written after the rows they name (tasks, anomalies): dumped last.
+_EVENT_TABLES = ("outbox_event", "webhook_delivery", "webhook_attempt")
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 SAME_AS_BATCH = "<batch's time>"
 
@@ -592,16 +610,37 @@ async def dump_tables(engine: AsyncEngine, vault: PersonVault) -> TableDump:
     batch_times = {b["id"]: _utc(b["received_at"]) for b in batches}
     keys: dict[str, dict[Any, Any]] = {"ingest_batch": labels}
     dump: TableDump = {}
-    for table in Base.metadata.sorted_tables:  # parents first: their keys are known
+    tables = Base.metadata.sorted_tables  # parents first: their keys are known
+    tables = [t for t in tables if t.name not in _EVENT_TABLES] + [
+        t for t in tables if t.name in _EVENT_TABLES
+    ]
+    for table in tables:
         normalised = [
             _normalised(table, row, keys, labels, batch_times, vault) for row in rows[table.name]
         ]
+        if table.name == "outbox_event":
+            normalised = [_event(values, keys) for values in normalised]
         if table.name in _NATURAL_KEYS:
             key = _NATURAL_KEYS[table.name]
             pairs = zip(rows[table.name], normalised, strict=True)
             keys[table.name] = {row["id"]: key(values) for row, values in pairs}
         dump[table.name] = Counter(tuple(sorted(values.items())) for values in normalised)
     return dump
+
+
+def _event(values: dict[str, Any], keys: Mapping[str, Mapping[Any, Any]]) -> dict[str, Any]:
+    """An outbox event by what it says: its random ids dropped (event, write), the task or
+    anomaly it names (also inside its dedupe key) by that row's natural key."""
+    values = {k: v for k, v in values.items() if k not in ("event_id", "emit_id")}
+    named = {
+        str(row_id): repr(key)
+        for table in ("task", "anomaly")
+        for row_id, key in keys.get(table, {}).items()
+    }
+    for column in ("subject_id", "dedupe_key"):
+        text = values[column]
+        values[column] = _UUID.sub(lambda m: named.get(m[0], m[0]), text)
+    return values
 
 
 def _utc(moment: datetime | None) -> datetime | None:

@@ -123,6 +123,25 @@ async function graphqlOnce(query, variables, declared) {
   return data;
 }
 
+/**
+ * Open a subscription's event stream (GraphQL over SSE: POST /graphql, Accept:
+ * text/event-stream), resuming after `lastEventId` when given. Resolves to the fetch
+ * Response (its body is the stream; live.js reads it); rejects when the gateway is unreachable
+ * or `signal` aborts. The live stream is not counted in data-pending: it never ends by itself.
+ */
+export function openEventStream(query, operationName, lastEventId, signal) {
+  const extra = { Accept: "text/event-stream", "Content-Type": "application/json" };
+  if (lastEventId) extra["Last-Event-ID"] = lastEventId;
+  return fetch("/graphql", {
+    method: "POST",
+    headers: headers(extra),
+    body: JSON.stringify({ query, operationName }),
+    credentials: "omit",
+    cache: "no-store",
+    signal,
+  });
+}
+
 /** Field errors other than FORBIDDEN (which means "absent"), in Chinese, for a notice. */
 export function fieldProblems(data) {
   const errors = (data && data.__fieldErrors) || [];

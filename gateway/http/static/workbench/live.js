@@ -5,7 +5,7 @@
 // carries only ids: the lists are read again through the usual queries (same rules, audited).
 // A lost connection is resumed with Last-Event-ID; an expired token signs the clerk out.
 
-import { chineseMessage, purpose, token } from "./api.js";
+import { chineseMessage, openEventStream, token } from "./api.js";
 
 const SUBSCRIPTION = `
 subscription WorkbenchLive {
@@ -50,24 +50,9 @@ async function run(mine, onEvent, onStatus) {
 /** One connection: resolves "stop" (do not reconnect), "opened" or "failed". */
 async function listen(mine, onEvent, onStatus) {
   controller = new AbortController();
-  const headers = {
-    Authorization: `Bearer ${token.get()}`,
-    Accept: "text/event-stream",
-    "Content-Type": "application/json",
-  };
-  const declared = purpose.get();
-  if (declared) headers["X-Purpose"] = declared;
-  if (lastEventId) headers["Last-Event-ID"] = lastEventId;
   let response;
   try {
-    response = await fetch("/graphql", {
-      method: "POST",
-      headers,
-      body: JSON.stringify({ query: SUBSCRIPTION, operationName: "WorkbenchLive" }),
-      credentials: "omit",
-      cache: "no-store",
-      signal: controller.signal,
-    });
+    response = await openEventStream(SUBSCRIPTION, "WorkbenchLive", lastEventId, controller.signal);
   } catch {
     return "failed";
   }
