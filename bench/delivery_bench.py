@@ -46,7 +46,8 @@ os.environ["RELIEF_DELIVERY_WORKER"] = "false"
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ingest_bench import postgres_cpu_s  # noqa: E402  (bench/ is not a package)
+# bench/ is not a package: its sibling module by path
+from ingest_bench import postgres_cpu_s
 
 
 def log(message: str) -> None:
