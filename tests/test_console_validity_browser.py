@@ -7,6 +7,7 @@ words are left on the page. The server and the officers' tokens are those of
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -32,6 +33,9 @@ PROPOSALS = """
 { policyProposals(status: PENDING, first: 20) { edges { node { id title added { validTo } } } } }
 """
 EXPECTATION = "e, health:city@3701, *, Person.phone, deny"
+
+
+EXPIRING = "query Expiring { policies(expiringWithinDays: 30) { lines { subject object } } }"
 
 
 def _graphql(served: Gateway, token: str, query: str, **variables: Any) -> dict[str, Any]:
@@ -64,6 +68,14 @@ def test_validity_and_expectations_in_the_console(gateway: Gateway) -> None:  # 
         PROPOSE,
         add=[{"subject": "health@3701:city", "object": "Person.phone", "action": "READ"}],
     )["data"]["proposePolicyChange"]["id"]
+
+    # The serving process enforces the approved version within its refresh interval; under a
+    # loaded machine the page could otherwise load the lines just before (and not reload).
+    for _ in range(100):
+        lines = _graphql(gateway, gateway.officer_b, EXPIRING)["data"]["policies"]["lines"]
+        if any(line["object"] == "Person.address" for line in lines):
+            break
+        time.sleep(0.2)
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=_chromium(), headless=True)
