@@ -42,7 +42,6 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-import asyncpg  # type: ignore[import-untyped]
 import httpx
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
@@ -58,7 +57,7 @@ from gateway.storage import audit_chain as audit
 from gateway.storage import deliveries as queue
 from gateway.storage.models import Person
 from gateway.storage.outbox import DELIVERY_CHANNEL, EventKind, decode_facts
-from gateway.storage.policy_listener import listener_dsn
+from gateway.storage.policy_listener import ChannelListener, listener_dsn
 from schema.scope import scoped_context
 
 if TYPE_CHECKING:
@@ -361,7 +360,17 @@ class DeliveryWorker:
         a notification arrives, or the poll interval ends."""
         stop = stop or self._stop
         dsn = listener_dsn(self.runtime.settings.resolved_database_url)
-        listener = None if dsn is None else asyncio.create_task(self._listen(dsn))
+        listener = None
+        if dsn is not None:  # every notification, and every reconnection, wakes the worker
+            listener = ChannelListener(
+                dsn,
+                DELIVERY_CHANNEL,
+                self._notified,
+                name="delivery listener",
+                application_name=APPLICATION_NAME,
+                ping_seconds=LISTEN_FALLBACK_SECONDS,
+            )
+            await listener.start()
         poll = SQLITE_POLL_SECONDS if dsn is None else LISTEN_FALLBACK_SECONDS
         failures = 0
         try:
@@ -390,9 +399,7 @@ class DeliveryWorker:
                 await _wait(self._wake, stop, wait)
         finally:
             if listener is not None:
-                listener.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await listener
+                await listener.close()
 
     def start(self) -> None:
         """Run in the background of this process (``serve``)."""
@@ -549,43 +556,8 @@ class DeliveryWorker:
         elif outcome == queue.PENDING:
             self.counts.failed += 1
 
-    # ---------------------------------------------------------------- LISTEN
-    async def _listen(self, dsn: str) -> None:
-        """``LISTEN relief_delivery`` on a connection of its own, reconnecting with back-off
-        (the pattern of ``gateway.storage.policy_listener``); every notification, and every
-        reconnection (one may have been missed), wakes the worker."""
-        delay = 0.5
-        while True:
-            lost: asyncio.Event = asyncio.Event()
-            try:
-                connection = await asyncpg.connect(
-                    dsn, timeout=10, server_settings={"application_name": APPLICATION_NAME}
-                )
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("delivery listener: %s; retrying in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-                continue
-            delay = 0.5
-            try:
-                connection.add_termination_listener(lambda _c, lost=lost: lost.set())
-                await connection.add_listener(DELIVERY_CHANNEL, lambda *_: self.wake())
-                self.wake()
-                while not lost.is_set():
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(lost.wait(), LISTEN_FALLBACK_SECONDS)
-                        break
-                    try:  # a half-open connection reports nothing: a failing ping ends it
-                        await asyncio.wait_for(connection.execute("SELECT 1"), 10)
-                    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                        break
-            finally:
-                if not connection.is_closed():
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(connection.close(), 2)
-            await asyncio.sleep(delay)
+    async def _notified(self) -> None:
+        self.wake()
 
 
 async def _wait(wake: asyncio.Event, stop: asyncio.Event, seconds: float) -> None:

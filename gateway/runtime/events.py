@@ -10,8 +10,8 @@ jurisdiction holds the event's county (issue 18 item 3).
     await hub.close()
 
 Wake-up: on PostgreSQL the hub LISTENs ``relief_outbox`` (migration 0013's statement trigger
-notifies at commit) on a dedicated asyncpg connection, reconnecting with back-off like
-``gateway.storage.policy_listener``, and also reads every ``poll_seconds`` in case a
+notifies at commit) through ``gateway.storage.policy_listener.ChannelListener`` (a dedicated
+connection, reconnecting with back-off, pinging a half-open one), and also reads every ``poll_seconds`` in case a
 notification was lost; on SQLite (one process, other processes such as ``warn run`` write the
 same file) it reads every second. Each read is a short pooled connection, never held.
 
@@ -40,13 +40,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.domain.errors import RateLimited
 from gateway.storage.models import OutboxEvent
 from gateway.storage.outbox import EVENT_CHANNEL
+from gateway.storage.policy_listener import ChannelListener
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ class EventHub:
         self._gaps = _Gaps()
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
-        self.listening = asyncio.Event()  # PostgreSQL: LISTEN is in place
+        self._listener: ChannelListener | None = None
         self.reads = 0  # completed reads, for tests and the log
 
     # ------------------------------------------------------------------ life cycle
@@ -192,13 +192,32 @@ class EventHub:
             await self.read_once()  # the present: a subscriber hears what commits from now
         self._tasks.append(asyncio.create_task(self._read_loop(), name="event-hub-reader"))
         if self._dsn is not None:
-            self._tasks.append(asyncio.create_task(self._listen_loop(), name="event-hub-listener"))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.listening.wait(), wait_seconds)
+            # every notification, and every reconnection (one may have been missed), wakes us
+            self._listener = ChannelListener(
+                self._dsn,
+                EVENT_CHANNEL,
+                self._notified,
+                name="event hub listener",
+                application_name=APPLICATION_NAME,
+                ping_seconds=self._ping_seconds,
+                max_retry_seconds=self._max_retry_seconds,
+            )
+            await self._listener.start(wait_seconds=wait_seconds)
+
+    @property
+    def listening(self) -> bool:
+        """PostgreSQL: LISTEN is in place."""
+        return self._listener is not None and self._listener.listening
+
+    async def _notified(self) -> None:
+        self._wake.set()
 
     async def close(self) -> None:
         tasks, self._tasks = self._tasks, []
         self._started = False
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            await listener.close()
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -318,50 +337,6 @@ class EventHub:
             for event in events:
                 if inbox.wants(event):
                     inbox.put(event)
-
-    # ------------------------------------------------------------------ listening (PostgreSQL)
-    async def _listen_loop(self) -> None:
-        delay = 0.5
-        while True:
-            try:
-                await self._listen_until_lost()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("event hub: LISTEN failed (%s); retrying in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._max_retry_seconds)
-                continue
-            log.warning("event hub: listening connection lost; reconnecting")
-            delay = 0.5
-            await asyncio.sleep(delay)
-
-    async def _listen_until_lost(self) -> None:
-        lost = asyncio.Event()
-        connection: asyncpg.Connection = await asyncpg.connect(
-            self._dsn, timeout=10, server_settings={"application_name": APPLICATION_NAME}
-        )
-        try:
-            connection.add_termination_listener(lambda _connection: lost.set())
-            await connection.add_listener(EVENT_CHANNEL, lambda *_args: self._wake.set())
-            self.listening.set()
-            self._wake.set()  # anything committed while nobody was listening
-            while not lost.is_set():
-                try:
-                    await asyncio.wait_for(lost.wait(), self._ping_seconds)
-                except TimeoutError:
-                    # A half-open connection reports nothing: a failing ping ends it.
-                    try:
-                        await asyncio.wait_for(connection.execute("SELECT 1"), self._ping_seconds)
-                    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                        return
-                if connection.is_closed():
-                    return
-        finally:
-            self.listening.clear()
-            if not connection.is_closed():
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(connection.close(), 2)
 
 
 __all__ = [

@@ -59,21 +59,30 @@ def listener_dsn(database_url: str) -> str | None:
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-class PolicyListener:
-    """Keeps ``LISTEN relief_policy`` open and calls ``on_change`` for every notification, and
-    once after each (re)connection (a notification may have been missed in between)."""
+class ChannelListener:
+    """Keeps ``LISTEN <channel>`` open on a dedicated connection and calls ``on_change`` for
+    every notification, and once after each (re)connection (a notification may have been missed
+    in between). One mechanism for every channel: policy versions (``PolicyListener``), new
+    webhook deliveries (``gateway.runtime.delivery``), new outbox events
+    (``gateway.runtime.events``)."""
 
     def __init__(
         self,
         dsn: str,
+        channel: str,
         on_change: Callable[[], Awaitable[None]],
         *,
+        name: str,
+        application_name: str,
         retry_seconds: float = 0.5,
         max_retry_seconds: float = 10.0,
         ping_seconds: float = 30.0,
     ) -> None:
         self._dsn = dsn
+        self._channel = channel
         self._on_change = on_change
+        self._name = name
+        self._application_name = application_name
         self._retry_seconds = retry_seconds
         self._max_retry_seconds = max_retry_seconds
         self._ping_seconds = ping_seconds
@@ -86,7 +95,7 @@ class PolicyListener:
         change approved right after start-up is not left to polling. Never raises: without the
         listener the gateway still polls."""
         if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="policy-listener")
+            self._task = asyncio.create_task(self._run(), name=self._name)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._listening.wait(), wait_seconds)
 
@@ -109,11 +118,11 @@ class PolicyListener:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the database is unreachable: back off
-                log.warning("policy listener: %s; retrying in %.1f s", exc, delay)
+                log.warning("%s: %s; retrying in %.1f s", self._name, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._max_retry_seconds)
                 continue
-            log.warning("policy listener: connection lost; reconnecting")
+            log.warning("%s: connection lost; reconnecting", self._name)
             delay = self._retry_seconds
             await asyncio.sleep(delay)
 
@@ -121,16 +130,18 @@ class PolicyListener:
         # An empty payload is the listener's own wake-up call: the connection was lost.
         changes: asyncio.Queue[str] = asyncio.Queue()
         connection: asyncpg.Connection = await asyncpg.connect(
-            self._dsn, timeout=10, server_settings={"application_name": APPLICATION_NAME}
+            self._dsn, timeout=10, server_settings={"application_name": self._application_name}
         )
         try:
             connection.add_termination_listener(lambda _connection: changes.put_nowait(""))
             await connection.add_listener(
-                CHANNEL, lambda _c, _pid, _channel, payload: changes.put_nowait(str(payload))
+                self._channel,
+                # a NOTIFY without payload still means "look": never the lost-connection mark
+                lambda _c, _pid, _channel, payload: changes.put_nowait(str(payload) or "-"),
             )
             self.connections += 1
             self._listening.set()
-            log.info("policy listener: LISTEN %s (connection %s)", CHANNEL, self.connections)
+            log.info("%s: LISTEN %s (connection %s)", self._name, self._channel, self.connections)
             await self._changed()  # anything approved while nobody was listening
             while True:
                 try:
@@ -144,7 +155,7 @@ class PolicyListener:
                     continue
                 if not version or connection.is_closed():
                     return
-                log.info("policy listener: version %s announced", version)
+                log.debug("%s: %s announced %s", self._name, self._channel, version)
                 await self._changed()
         finally:
             self._listening.clear()
@@ -155,5 +166,20 @@ class PolicyListener:
     async def _changed(self) -> None:
         try:
             await self._on_change()
-        except Exception:  # a failed reload is retried by the next request's version check
-            log.exception("policy listener: reload after a notification failed")
+        except Exception:  # the next notification or the owner's own poll tries again
+            log.exception("%s: handling a notification failed", self._name)
+
+
+class PolicyListener(ChannelListener):
+    """``LISTEN relief_policy``: ``on_change`` reloads the enforcer (a failed reload is retried
+    by the next request's version check)."""
+
+    def __init__(self, dsn: str, on_change: Callable[[], Awaitable[None]], **timing: float) -> None:
+        super().__init__(
+            dsn,
+            CHANNEL,
+            on_change,
+            name="policy listener",
+            application_name=APPLICATION_NAME,
+            **timing,
+        )
