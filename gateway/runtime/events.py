@@ -13,7 +13,8 @@ Wake-up: on PostgreSQL the hub LISTENs ``relief_outbox`` (migration 0013's state
 notifies at commit) through ``gateway.storage.policy_listener.ChannelListener`` (a dedicated
 connection, reconnecting with back-off, pinging a half-open one), and also reads every
 ``poll_seconds`` in case a notification was lost; on SQLite (one process, other processes
-such as ``warn run`` write the same file) it reads every second. Each read is a short pooled connection, never held.
+such as ``warn run`` write the same file) it reads every second. Each read is a short pooled
+connection, never held.
 
 Commit order is not id order on PostgreSQL: a transaction that took id 10 may commit after one
 that took id 11. Reading ``id > highest seen`` would skip 10 for good. So the hub remembers the
