@@ -17,6 +17,7 @@ delivery that did arrive: the receiver must dedup).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -173,6 +174,15 @@ class Receiver:
         # One write (http.server's header-by-header writes meet delayed ACKs on loopback).
         reason = handler.responses.get(status, ("",))[0]
         handler.wfile.write(f"HTTP/1.1 {status} {reason}\r\nContent-Length: 0\r\n\r\n".encode())
+
+    async def processed_count(self, count: int, *, within: float = 10.0) -> int:
+        """Wait (up to ``within`` seconds) until ``count`` webhook-ids were processed; how many
+        were (the caller asserts)."""
+        for _ in range(int(within / 0.1)):
+            if len(self.processed) >= count:
+                break
+            await asyncio.sleep(0.1)
+        return len(self.processed)
 
     def ids_in_order(self) -> list[str]:
         """Processed webhook-ids in the order they were first processed."""

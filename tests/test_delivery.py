@@ -605,10 +605,7 @@ async def test_the_serve_worker_delivers_without_being_asked(
         await run(gw, "shandong")
         expected = len(await rows(gw, hook))
         assert expected >= 2
-        for _ in range(100):
-            if len(receiver.processed) == expected:
-                break
-            await asyncio.sleep(0.1)
+        await receiver.processed_count(expected)
     finally:
         await w.close()
     assert len(receiver.processed) == expected
@@ -906,10 +903,7 @@ async def test_relief_gateway_deliver_runs_until_sigterm(
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:
-        for _ in range(300):
-            if receiver.processed:
-                break
-            await asyncio.sleep(0.1)
+        await receiver.processed_count(1, within=30)
     finally:
         process.send_signal(signal.SIGTERM)
         out, err = await asyncio.wait_for(process.communicate(), 60)
@@ -973,10 +967,7 @@ async def test_serve_starts_the_worker_with_the_runtime_and_stops_it(
         await run(gw, "shandong")
         expected = len(await rows(gw, hook))
         assert expected >= 1
-        for _ in range(100):
-            if len(receiver.processed) == expected:
-                break
-            await asyncio.sleep(0.1)
+        await receiver.processed_count(expected)
     finally:
         await serving.close()
     assert serving.delivery is None
