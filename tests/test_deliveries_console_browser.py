@@ -22,9 +22,7 @@ import asyncio
 import os
 import re
 import shutil
-import socket
 import subprocess
-import time
 import uuid
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -33,7 +31,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from sqlalchemy import select, update
@@ -44,11 +41,11 @@ from gateway.domain.settings import load_settings
 from gateway.runtime.tokens import TokenService
 from gateway.storage.models import WebhookDelivery, WebhookEndpoint
 from gateway.storage.outbox import Event, EventKind, emit_rows
+from tests.serve_support import SCRIPT, serve_process
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / ".venv" / "bin" / "relief-gateway"
 ARTIFACTS = Path(
     os.environ.get("RELIEF_TEST_ARTIFACTS") or ROOT / "tests" / "artifacts" / "console"
 )
@@ -104,12 +101,6 @@ def _chromium() -> str:
     return path
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     """`relief-gateway serve` on a seeded SQLite data dir, healthy, with the tokens minted."""
@@ -127,27 +118,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
         check=False,
     )
     assert seeded.returncode == 0, seeded.stderr
-    port = _free_port()
-    log = data_dir.parent / "serve.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [str(SCRIPT), "serve", "--port", str(port)],
-            env=env,
-            cwd=data_dir.parent,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        ready = False
-        while time.monotonic() < deadline and not ready:
-            assert proc.poll() is None, log.read_text(encoding="utf-8", errors="replace")
-            try:
-                ready = httpx.get(f"{base}/readyz", timeout=2).json().get("ready") is True
-            except (httpx.TransportError, ValueError):
-                time.sleep(0.3)
-        assert ready, log.read_text(encoding="utf-8", errors="replace")
+    with serve_process(env, data_dir) as base:
         settings = load_settings(data_dir=data_dir)
         tokens = TokenService.from_file(
             settings.token_key_path, settings.token_issuer, create=False
@@ -167,13 +138,6 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
             neighbour=admin("civil-ops-shizhong", "civil_affairs", "county", "370103"),
             operations=admin("platform-ops", "big_data", "province", "37"),
         )
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
 
 
 # --------------------------------------------------------------------------- the database

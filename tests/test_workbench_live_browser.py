@@ -22,28 +22,24 @@ Screenshots: ``$RELIEF_TEST_ARTIFACTS`` (default ``tests/artifacts/workbench/``)
 from __future__ import annotations
 
 import os
-import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from gateway.domain.settings import load_settings
 from gateway.runtime.tokens import TokenService
 from tests.pgcluster import ThrowawayCluster
+from tests.serve_support import serve_process
 from tests.test_workbench_browser import (
     ARTIFACTS,
     BURDEN,
-    SCRIPT,
     SUBMIT,
     TIMEOUT_MS,
     WARNING_MONTH,
     Person,
     _chromium,
-    _free_port,
     _people,
     _run,
     graphql,
@@ -89,27 +85,7 @@ def served(
         database_url = cluster.create_database("relief_workbench_live")
         env["RELIEF_DATABASE_URL"] = database_url
     _run(["seed", "--persons", "200", "--province", "shanxi"], env)
-    port = _free_port()
-    log = data_dir.parent / "serve.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [str(SCRIPT), "serve", "--port", str(port)],
-            env=env,
-            cwd=data_dir.parent,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        ready = False
-        while time.monotonic() < deadline and not ready:
-            assert proc.poll() is None, log.read_text(encoding="utf-8", errors="replace")
-            try:
-                ready = httpx.get(f"{base}/readyz", timeout=2).json().get("ready") is True
-            except (httpx.TransportError, ValueError):
-                time.sleep(0.3)
-        assert ready, log.read_text(encoding="utf-8", errors="replace")
+    with serve_process(env, data_dir) as base:
         settings = load_settings(data_dir=data_dir, database_url=database_url)
         minted = TokenService.from_file(
             settings.token_key_path, settings.token_issuer, create=False
@@ -124,15 +100,8 @@ def served(
             for department in ("civil_affairs", "medical_insurance")
         }
         yield Served(backend, base, county, env, tokens, warned, later)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
-        if database_url is not None:
-            request.getfixturevalue("postgres_cluster").drop_database("relief_workbench_live")
+    if database_url is not None:
+        request.getfixturevalue("postgres_cluster").drop_database("relief_workbench_live")
 
 
 def _ordinary(people: list[Person]) -> tuple[str, tuple[Person, Person]]:
